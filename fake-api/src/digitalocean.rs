@@ -1,0 +1,1 @@
+//! Fake DigitalOcean API v2 (placeholder).

@@ -1,0 +1,1 @@
+//! Fake Erigones API (placeholder).

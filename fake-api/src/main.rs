@@ -1,0 +1,3 @@
+//! `snapsched-fake-api digitalocean|erigones`: run a fake API standalone.
+
+fn main() {}

@@ -1,0 +1,245 @@
+//! The provider seam: everything snapsched asks of a cloud API.
+//!
+//! A provider creates a snapshot of one disk of one target, reports on the
+//! asynchronous operation that creation may start, lists the snapshots of a
+//! disk and deletes snapshots. The run engine drives these calls; it never
+//! speaks HTTP itself.
+//!
+//! Invariants every implementation keeps:
+//! - `list_snapshots` returns the *complete* listing or an error; a listing
+//!   that stopped part-way through its pages is an error, never a short list
+//!   (retention must not plan from an incomplete view).
+//! - Errors carry their class in the type ([`ErrorClass`]): callers never
+//!   match on message strings.
+//! - Secrets never appear in an error message.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub mod fake;
+
+/// The kind of a provider, as written in `[providers.NAME] kind = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// DigitalOcean API v2: `droplet:<id>` and `volume:<uuid>` targets.
+    DigitalOcean,
+    /// Erigones / Danube Cloud API: the target is a VM hostname.
+    Erigones,
+    /// In-memory fake, for tests and benchmarks only.
+    Fake,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::DigitalOcean => "digitalocean",
+            ProviderKind::Erigones => "erigones",
+            ProviderKind::Fake => "fake",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a snapshot is taken of, parsed per provider kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// `droplet:<id>` (DigitalOcean).
+    Droplet(u64),
+    /// `volume:<uuid>` (DigitalOcean block storage).
+    Volume(uuid::Uuid),
+    /// A VM hostname (Erigones, and the fake provider).
+    Vm(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Droplet(id) => write!(f, "droplet:{id}"),
+            Target::Volume(id) => write!(f, "volume:{id}"),
+            Target::Vm(host) => f.write_str(host),
+        }
+    }
+}
+
+/// Readiness of a snapshot as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatus {
+    /// Usable; the only status retention counts.
+    Ok,
+    /// Being created or deleted.
+    Pending,
+    /// Erigones: being rolled back to.
+    Rollback,
+    /// Erigones: lost.
+    Lost,
+}
+
+/// One snapshot as listed by a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteSnapshot {
+    /// The provider's id (DigitalOcean: integer or UUID as a string;
+    /// Erigones: the snapshot name, which is unique per disk).
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub status: SnapshotStatus,
+    /// Size in bytes, when the provider says.
+    pub size_bytes: Option<u64>,
+    /// Free text the provider keeps with the snapshot (Erigones `note`).
+    pub note: Option<String>,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub target: Target,
+    pub disk_id: u32,
+    /// The snapshot name: `<definition>-YYYYmmdd_HHMMSS`.
+    pub name: String,
+    /// Who made it and why; Erigones stores it as the snapshot note.
+    pub note: String,
+    /// Erigones: freeze the guest filesystem during the snapshot.
+    pub fsfreeze: bool,
+    /// DigitalOcean tags (provider tags plus definition tags).
+    pub tags: Vec<String>,
+}
+
+/// The result of a create call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The snapshot exists (volume snapshots, or an earlier attempt of the
+    /// same name that is adopted).
+    Done(RemoteSnapshot),
+    /// An asynchronous operation (DigitalOcean action, Erigones task) to poll.
+    Pending(Operation),
+}
+
+/// A pending asynchronous provider operation. `id` is persisted with the run
+/// so that polling resumes after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub id: String,
+}
+
+/// The result of polling an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Still running.
+    Pending,
+    /// Finished; the snapshot exists.
+    Done(RemoteSnapshot),
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// Retry with backoff (5xx, 429, 423, lock contention, timeouts,
+    /// connection errors). `retry_after` is the provider's own hint.
+    Transient,
+    /// Fail the run now (auth, unknown target, limits, errored action).
+    Permanent,
+}
+
+/// A provider failure, classified. `message` is the provider's own wording
+/// with our context; it never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// Server's hint for when to retry (`retry-after`, `ratelimit-reset`).
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::Transient,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.class == ErrorClass::Transient
+    }
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// How the engine should pace polling of one provider's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    /// First wait after the create call.
+    pub initial: Duration,
+    /// Ceiling of the exponential backoff between polls.
+    pub max: Duration,
+    /// Give up on an operation after this long (the run then fails).
+    pub timeout: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        PollPolicy {
+            initial: Duration::from_secs(15),
+            max: Duration::from_secs(120),
+            timeout: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// The operations the run engine needs from a cloud API.
+///
+/// Implementations are cheap to clone handles (`Arc` inside) and safe to
+/// call concurrently.
+#[allow(async_fn_in_trait)]
+pub trait Provider {
+    /// Start creating snapshot `req.name`. If a snapshot of that name already
+    /// exists on that disk (an earlier attempt of the same slot), return it as
+    /// [`CreateOutcome::Done`] instead of failing.
+    async fn create_snapshot(&self, req: &CreateRequest) -> ProviderResult<CreateOutcome>;
+
+    /// Poll an operation started by `create_snapshot` for `req`.
+    async fn poll(&self, req: &CreateRequest, op: &Operation) -> ProviderResult<PollOutcome>;
+
+    /// Every snapshot of (target, disk), all pages, any status.
+    async fn list_snapshots(&self, target: &Target, disk_id: u32)
+        -> ProviderResult<Vec<RemoteSnapshot>>;
+
+    /// Delete these snapshots of (target, disk). One result per input, in
+    /// order. "Not found" is success. Implementations may batch (Erigones
+    /// bulk delete) and must wait until the deletion is done.
+    async fn delete_snapshots(
+        &self,
+        target: &Target,
+        disk_id: u32,
+        snapshots: &[RemoteSnapshot],
+    ) -> Vec<ProviderResult<()>>;
+
+    /// How to pace polling of this provider's operations.
+    fn poll_policy(&self) -> PollPolicy;
+}
