@@ -110,8 +110,14 @@ pub struct CreateRequest {
     pub note: String,
     /// Erigones: freeze the guest filesystem during the snapshot.
     pub fsfreeze: bool,
-    /// DigitalOcean tags (provider tags plus definition tags).
+    /// DigitalOcean tags from the definition (the provider adds its own).
     pub tags: Vec<String>,
+    /// True when an earlier attempt for this name may have reached the
+    /// provider (a retry, or recovery after a crash). The provider must then
+    /// look for an existing snapshot of this name on this disk and return it
+    /// as [`CreateOutcome::Done`] rather than create a second one (droplet
+    /// snapshot names are not unique at DigitalOcean).
+    pub may_exist: bool,
 }
 
 /// The result of a create call.
