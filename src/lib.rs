@@ -6,3 +6,6 @@
 pub mod provider;
 pub mod schedule;
 pub mod secret;
+pub mod config;
+pub mod model;
+pub mod store;

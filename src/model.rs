@@ -1,0 +1,565 @@
+//! Snapshot definitions as domain types.
+//!
+//! Everything that enters snapsched (config file, CLI flags, the store) is
+//! parsed into these types at the boundary, so an invalid name, target,
+//! retention or schedule cannot travel further than the loader. Field errors
+//! carry the offending value and what would be accepted.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::provider::{ProviderKind, Target};
+use crate::schedule::Schedule;
+
+/// Longest definition name in general.
+pub const NAME_MAX: usize = 64;
+/// Longest definition name on Erigones: snapshot names there are at most 24
+/// characters and ours are `<name>-YYYYmmdd_HHMMSS` (16 more).
+pub const ERIGONES_NAME_MAX: usize = 8;
+/// Highest retention Erigones accepts; we keep the same bound.
+pub const RETENTION_MAX: u32 = 65536;
+/// Longest description.
+pub const DESC_MAX: usize = 128;
+
+/// A problem with one field of a definition: `field` is the key (`name`,
+/// `target`, ...), `message` says what is wrong with which value and how to
+/// fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Validate a definition name for a provider kind.
+pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> {
+    let max = if kind == ProviderKind::Erigones {
+        ERIGONES_NAME_MAX
+    } else {
+        NAME_MAX
+    };
+    if name.is_empty() {
+        return Err(FieldError::new("name", "must not be empty"));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !first_ok || !rest_ok {
+        return Err(FieldError::new(
+            "name",
+            format!(
+                "'{name}' is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            ),
+        ));
+    }
+    if name.chars().count() > max {
+        let why = if kind == ProviderKind::Erigones {
+            " on Erigones (snapshot names are at most 24 characters)"
+        } else {
+            ""
+        };
+        return Err(FieldError::new(
+            "name",
+            format!(
+                "'{name}' is {} characters long; at most {max} are allowed{why}",
+                name.chars().count()
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Parse a target for a provider kind: `droplet:<id>` or `volume:<uuid>` on
+/// DigitalOcean, a VM hostname on Erigones and the fake provider.
+pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(FieldError::new("target", "must not be empty"));
+    }
+    match kind {
+        ProviderKind::DigitalOcean => {
+            if let Some(id) = text.strip_prefix("droplet:") {
+                match id.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Target::Droplet(n)),
+                    _ => Err(FieldError::new(
+                        "target",
+                        format!("'{text}': the droplet id must be a positive integer, as in droplet:3164444"),
+                    )),
+                }
+            } else if let Some(id) = text.strip_prefix("volume:") {
+                uuid::Uuid::parse_str(id).map(Target::Volume).map_err(|_| {
+                    FieldError::new(
+                        "target",
+                        format!("'{text}': the volume id must be a UUID, as in volume:7724db7c-e098-11e5-b522-000f53304e51"),
+                    )
+                })
+            } else {
+                Err(FieldError::new(
+                    "target",
+                    format!("'{text}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"),
+                ))
+            }
+        }
+        ProviderKind::Erigones | ProviderKind::Fake => {
+            let valid = text.len() <= 253
+                && text.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if valid {
+                Ok(Target::Vm(text.to_owned()))
+            } else {
+                Err(FieldError::new(
+                    "target",
+                    format!("'{text}' is not a valid VM hostname"),
+                ))
+            }
+        }
+    }
+}
+
+/// Validate a disk id for a target.
+pub fn parse_disk_id(disk: i64, target: &Target) -> Result<u32, FieldError> {
+    if disk < 1 || disk > i64::from(u32::MAX) {
+        return Err(FieldError::new(
+            "disk_id",
+            format!("{disk} is not a valid disk number: disks are numbered from 1"),
+        ));
+    }
+    if matches!(target, Target::Droplet(_) | Target::Volume(_)) && disk != 1 {
+        return Err(FieldError::new(
+            "disk_id",
+            format!("{disk}: DigitalOcean droplets and volumes have only disk 1"),
+        ));
+    }
+    Ok(disk as u32)
+}
+
+/// Validate a retention count (0 = keep everything).
+pub fn parse_retention(n: i64) -> Result<u32, FieldError> {
+    if (0..=i64::from(RETENTION_MAX)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(FieldError::new(
+            "retention",
+            format!("{n} is out of range 0-{RETENTION_MAX} (0 keeps every snapshot)"),
+        ))
+    }
+}
+
+/// Parse a retention count given as text (CLI).
+pub fn parse_retention_text(text: &str) -> Result<u32, FieldError> {
+    match text.trim().parse::<i64>() {
+        Ok(n) => parse_retention(n),
+        Err(_) => Err(FieldError::new(
+            "retention",
+            format!("'{text}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}"),
+        )),
+    }
+}
+
+/// Validate a description.
+pub fn parse_desc(desc: &str) -> Result<String, FieldError> {
+    let n = desc.chars().count();
+    if n > DESC_MAX {
+        Err(FieldError::new(
+            "desc",
+            format!("is {n} characters long; at most {DESC_MAX} are allowed"),
+        ))
+    } else {
+        Ok(desc.to_owned())
+    }
+}
+
+/// Parse an IANA time zone name.
+pub fn parse_timezone(name: &str) -> Result<Tz, FieldError> {
+    name.parse::<Tz>().map_err(|_| {
+        FieldError::new(
+            "timezone",
+            format!("'{name}' is not a known IANA time zone (such as UTC or Europe/Bratislava)"),
+        )
+    })
+}
+
+/// Parse a humantime duration such as `90s` or `1h 30m`.
+pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, FieldError> {
+    humantime::parse_duration(text).map_err(|e| {
+        FieldError::new(
+            field,
+            format!("'{text}' is not a duration ({e}); write it like \"90s\", \"1h 30m\" or \"30d\""),
+        )
+    })
+}
+
+/// Where a definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `[[definitions]]` in the config file; the CLI must not edit it.
+    Config,
+    /// Added with `snapsched def add` (or `import`).
+    Cli,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Cli => "cli",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "config" => Some(Source::Config),
+            "cli" => Some(Source::Cli),
+            _ => None,
+        }
+    }
+}
+
+/// A definition's identity, unique as in Erigones: (provider, target,
+/// disk_id, name). Runs and snapshot records are keyed by it, so deleting
+/// and re-adding a definition finds its history again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Identity {
+    pub provider: String,
+    pub target: String,
+    pub disk_id: u32,
+    pub name: String,
+}
+
+impl Identity {
+    /// Stable key from which `H` schedule fields are derived.
+    pub fn hash_key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.provider, self.target, self.disk_id, self.name
+        )
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' ({} {} disk {})",
+            self.name, self.provider, self.target, self.disk_id
+        )
+    }
+}
+
+/// A complete, validated definition (without store bookkeeping).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefinitionSpec {
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// The schedule expression as written (validated).
+    pub schedule: String,
+    /// IANA zone; `None` means the daemon's default zone.
+    pub timezone: Option<String>,
+    pub retention: u32,
+    pub active: bool,
+    pub desc: String,
+    pub fsfreeze: bool,
+    /// Own snapshots older than this are pruned even within the count.
+    #[serde(with = "opt_humantime")]
+    pub max_age: Option<Duration>,
+    /// Overrides `[daemon] catch_up_deadline`.
+    #[serde(with = "opt_humantime")]
+    pub catch_up_deadline: Option<Duration>,
+    /// Extra provider tags (DigitalOcean).
+    pub tags: Vec<String>,
+}
+
+impl DefinitionSpec {
+    /// Parse the schedule in the context of this definition's identity.
+    pub fn parsed_schedule(&self) -> Result<Schedule, FieldError> {
+        Schedule::parse(&self.schedule, &self.identity.hash_key())
+            .map_err(|e| FieldError::new("schedule", format!("'{}': {e}", self.schedule)))
+    }
+
+    /// The zone the schedule is evaluated in.
+    pub fn zone(&self, default: Tz) -> Tz {
+        self.timezone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
+/// A definition as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Definition {
+    pub id: i64,
+    #[serde(flatten)]
+    pub spec: DefinitionSpec,
+    pub source: Source,
+    /// The config file a `config` definition comes from.
+    pub source_path: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Raw definition fields as they come from the config file or the CLI.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct RawDefinition {
+    pub name: String,
+    pub provider: String,
+    pub target: String,
+    pub disk_id: Option<i64>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub retention: Option<i64>,
+    pub active: Option<bool>,
+    pub desc: Option<String>,
+    pub fsfreeze: Option<bool>,
+    pub max_age: Option<String>,
+    pub catch_up_deadline: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+impl RawDefinition {
+    /// Validate every field for a provider of `kind`, reporting every problem.
+    /// A name that is one of Erigones' defaults (`hourly`, `daily`, `weekly`,
+    /// `monthly`) given without schedule and retention takes Erigones'
+    /// default schedule and retention.
+    pub fn validate(&self, kind: ProviderKind) -> Result<DefinitionSpec, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = parse_name(&self.name, kind).map_err(|e| errors.push(e)).ok();
+        let target = parse_target(&self.target, kind)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let disk_id = target.as_ref().and_then(|t| {
+            parse_disk_id(self.disk_id.unwrap_or(1), t)
+                .map_err(|e| errors.push(e))
+                .ok()
+        });
+        let defaults = match (&self.schedule, self.retention) {
+            (None, None) => crate::schedule::erigones_default(&self.name),
+            _ => None,
+        };
+        let schedule = match (&self.schedule, defaults) {
+            (Some(s), _) => Some(s.trim().to_owned()),
+            (None, Some((s, _))) => Some(s.to_owned()),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    "schedule",
+                    "is required (a 5-field cron expression such as \"30 5 * * *\"); only the names hourly, daily, weekly and monthly have a default",
+                ));
+                None
+            }
+        };
+        let retention = match (self.retention, defaults) {
+            (Some(n), _) => parse_retention(n).map_err(|e| errors.push(e)).ok(),
+            (None, Some((_, n))) => Some(n),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    "retention",
+                    format!("is required: the number of snapshots to keep, 0-{RETENTION_MAX} (0 keeps all)"),
+                ));
+                None
+            }
+        };
+        if let Some(tz) = &self.timezone {
+            let _ = parse_timezone(tz).map_err(|e| errors.push(e));
+        }
+        let desc = parse_desc(self.desc.as_deref().unwrap_or(""))
+            .map_err(|e| errors.push(e))
+            .ok();
+        let fsfreeze = self.fsfreeze.unwrap_or(false);
+        if fsfreeze && kind == ProviderKind::DigitalOcean {
+            errors.push(FieldError::new(
+                "fsfreeze",
+                "is only supported by Erigones providers; remove it",
+            ));
+        }
+        let max_age = self
+            .max_age
+            .as_deref()
+            .map(|s| parse_duration("max_age", s).map_err(|e| errors.push(e)).ok())
+            .unwrap_or(None);
+        let catch_up_deadline = self
+            .catch_up_deadline
+            .as_deref()
+            .map(|s| {
+                parse_duration("catch_up_deadline", s)
+                    .map_err(|e| errors.push(e))
+                    .ok()
+            })
+            .unwrap_or(None);
+        if self.provider.trim().is_empty() {
+            errors.push(FieldError::new("provider", "must not be empty"));
+        }
+        let tags = self.tags.clone().unwrap_or_default();
+        let (Some(name), Some(target), Some(disk_id), Some(schedule), Some(retention), Some(desc)) =
+            (name, target, disk_id, schedule, retention, desc)
+        else {
+            return Err(errors);
+        };
+        let spec = DefinitionSpec {
+            identity: Identity {
+                provider: self.provider.clone(),
+                target: target.to_string(),
+                disk_id,
+                name,
+            },
+            schedule,
+            timezone: self.timezone.clone(),
+            retention,
+            active: self.active.unwrap_or(true),
+            desc,
+            fsfreeze,
+            max_age,
+            catch_up_deadline,
+            tags,
+        };
+        if let Err(e) = spec.parsed_schedule() {
+            errors.push(e);
+        }
+        if errors.is_empty() {
+            Ok(spec)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Serialize `Option<Duration>` as a humantime string.
+pub(crate) mod opt_humantime {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(name: &str, target: &str) -> RawDefinition {
+        RawDefinition {
+            name: name.into(),
+            provider: "do".into(),
+            target: target.into(),
+            schedule: Some("30 5 * * *".into()),
+            retention: Some(30),
+            ..Default::default()
+        }
+    }
+
+    fn field_errors(r: &RawDefinition, kind: ProviderKind) -> Vec<&'static str> {
+        r.validate(kind)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn names_follow_erigones_rules() {
+        for ok in ["daily", "a", "A1._-", &"x".repeat(64)] {
+            assert!(parse_name(ok, ProviderKind::DigitalOcean).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a b", "ž", "a/b", &"x".repeat(65)] {
+            assert!(parse_name(bad, ProviderKind::DigitalOcean).is_err(), "{bad}");
+        }
+        assert!(parse_name("12345678", ProviderKind::Erigones).is_ok());
+        let e = parse_name("123456789", ProviderKind::Erigones).unwrap_err();
+        assert!(e.message.contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn targets_are_checked_per_kind() {
+        use ProviderKind::*;
+        assert_eq!(
+            parse_target("droplet:3164444", DigitalOcean).unwrap(),
+            Target::Droplet(3164444)
+        );
+        assert!(parse_target("volume:7724db7c-e098-11e5-b522-000f53304e51", DigitalOcean).is_ok());
+        for bad in ["droplet:abc", "droplet:", "droplet:0", "volume:not-a-uuid", "", "web01"] {
+            assert!(parse_target(bad, DigitalOcean).is_err(), "{bad}");
+        }
+        assert!(parse_target("web01.example.com", Erigones).is_ok());
+        for bad in ["", "web 01", "-web", "a..b"] {
+            assert!(parse_target(bad, Erigones).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn disk_ids_start_at_one_and_digitalocean_has_only_disk_one() {
+        let vm = Target::Vm("web01".into());
+        assert_eq!(parse_disk_id(2, &vm).unwrap(), 2);
+        assert!(parse_disk_id(0, &vm).is_err());
+        assert!(parse_disk_id(-1, &vm).is_err());
+        assert!(parse_disk_id(2, &Target::Droplet(1)).is_err());
+        assert!(parse_disk_id(1, &Target::Droplet(1)).is_ok());
+    }
+
+    #[test]
+    fn retention_bounds() {
+        assert_eq!(parse_retention(0).unwrap(), 0);
+        assert_eq!(parse_retention(65536).unwrap(), 65536);
+        assert!(parse_retention(-1).is_err());
+        assert!(parse_retention(65537).is_err());
+        assert!(parse_retention_text("abc").is_err());
+    }
+
+    #[test]
+    fn validate_reports_every_problem_at_once() {
+        let mut r = raw("bad name", "droplet:abc");
+        r.retention = Some(-1);
+        r.timezone = Some("Mars/Olympus".into());
+        r.desc = Some("x".repeat(129));
+        let fields = field_errors(&r, ProviderKind::DigitalOcean);
+        for f in ["name", "target", "retention", "timezone", "desc"] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn erigones_default_names_fill_schedule_and_retention() {
+        let r = RawDefinition {
+            name: "daily".into(),
+            provider: "dc1".into(),
+            target: "web01".into(),
+            ..Default::default()
+        };
+        let spec = r.validate(ProviderKind::Erigones).unwrap();
+        assert_eq!(spec.schedule, "H H * * *");
+        assert_eq!(spec.retention, 30);
+        let r = RawDefinition {
+            name: "nightly".into(),
+            ..r
+        };
+        assert!(field_errors(&r, ProviderKind::Erigones).contains(&"schedule"));
+    }
+}

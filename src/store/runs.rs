@@ -1,0 +1,1 @@
+//! Run records (filled in with the run engine).

@@ -1,0 +1,1 @@
+//! Snapshot records (filled in with retention).
