@@ -339,7 +339,12 @@ impl From<RawDefinitionEntry> for RawDefinition {
 pub fn default_database() -> PathBuf {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
         // systemd may pass several colon-separated directories; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().unwrap_or("").to_owned();
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
         return PathBuf::from(first).join("snapsched.db");
     }
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
@@ -351,6 +356,9 @@ pub fn default_database() -> PathBuf {
 
 /// Load and validate the configuration at `path`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    // Definitions record the file that manages them: make that path absolute.
+    let canonical = std::fs::canonicalize(path).ok();
+    let path = canonical.as_deref().unwrap_or(path);
     let fail = |problems: Vec<Problem>| ConfigError {
         path: path.to_owned(),
         problems,
@@ -501,7 +509,9 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         c.push(
             "daemon.log_level",
-            format!("'{log_level}' is not a log level or filter: use error, warn, info, debug or trace"),
+            format!(
+                "'{log_level}' is not a log level or filter: use error, warn, info, debug or trace"
+            ),
         );
     }
     let daemon = DaemonConfig {
@@ -512,28 +522,35 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
             .unwrap_or_else(default_database),
         timezone,
         max_concurrent_runs,
-        catch_up_deadline: c.dur("daemon.catch_up_deadline",
+        catch_up_deadline: c.dur(
+            "daemon.catch_up_deadline",
             d.catch_up_deadline.as_deref(),
-            Duration::from_secs(3600)),
-        shutdown_grace: c.dur("daemon.shutdown_grace",
+            Duration::from_secs(3600),
+        ),
+        shutdown_grace: c.dur(
+            "daemon.shutdown_grace",
             d.shutdown_grace.as_deref(),
-            Duration::from_secs(30)),
-        run_timeout: c.dur("daemon.run_timeout",
+            Duration::from_secs(30),
+        ),
+        run_timeout: c.dur(
+            "daemon.run_timeout",
             d.run_timeout.as_deref(),
-            Duration::from_secs(6 * 3600)),
+            Duration::from_secs(6 * 3600),
+        ),
         history_keep,
         log_level,
         log_format,
     };
 
     let listen = raw.metrics.listen.as_deref().and_then(|l| {
-        l.parse().map_err(|_| {
-            c.push(
-                "metrics.listen",
-                format!("'{l}' is not an address: write it like \"127.0.0.1:9464\""),
-            )
-        })
-        .ok()
+        l.parse()
+            .map_err(|_| {
+                c.push(
+                    "metrics.listen",
+                    format!("'{l}' is not an address: write it like \"127.0.0.1:9464\""),
+                )
+            })
+            .ok()
     });
 
     let private_file = check_private(path).is_ok();
@@ -547,15 +564,14 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
             Some(other) => {
                 c.push(
                     key("kind"),
-                    format!("'{other}' is not a provider kind: use \"digitalocean\" or \"erigones\""),
+                    format!(
+                        "'{other}' is not a provider kind: use \"digitalocean\" or \"erigones\""
+                    ),
                 );
                 continue;
             }
             None => {
-                c.push(
-                    key("kind"),
-                    "is required: \"digitalocean\" or \"erigones\"",
-                );
+                c.push(key("kind"), "is required: \"digitalocean\" or \"erigones\"");
                 continue;
             }
         };
@@ -564,10 +580,16 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
             _ => ("api_key", &p.api_key, &p.api_key_file, &p.api_key_env),
         };
         let wrong_family = match kind {
-            ProviderKind::DigitalOcean => {
-                [("api_key", p.api_key.is_some()), ("api_key_file", p.api_key_file.is_some()), ("api_key_env", p.api_key_env.is_some())]
-            }
-            _ => [("token", p.token.is_some()), ("token_file", p.token_file.is_some()), ("token_env", p.token_env.is_some())],
+            ProviderKind::DigitalOcean => [
+                ("api_key", p.api_key.is_some()),
+                ("api_key_file", p.api_key_file.is_some()),
+                ("api_key_env", p.api_key_env.is_some()),
+            ],
+            _ => [
+                ("token", p.token.is_some()),
+                ("token_file", p.token_file.is_some()),
+                ("token_env", p.token_env.is_some()),
+            ],
         };
         for (k, present) in wrong_family {
             if present && kind != ProviderKind::Fake {
@@ -602,7 +624,9 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
                 );
             }
             Credential::Inline(Secret::new(v.clone()))
-        } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+        } else if let Some(dir) =
+            std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())
+        {
             Credential::Systemd(PathBuf::from(dir).join(&name))
         } else if kind == ProviderKind::Fake {
             Credential::None
@@ -617,14 +641,13 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
             (Some(u), _) => match url::Url::parse(u) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
                 _ => {
-                    c.push(
-                        key("api_url"),
-                        format!("'{u}' is not an http(s) URL"),
-                    );
+                    c.push(key("api_url"), format!("'{u}' is not an http(s) URL"));
                     None
                 }
             },
-            (None, ProviderKind::DigitalOcean) => url::Url::parse("https://api.digitalocean.com").ok(),
+            (None, ProviderKind::DigitalOcean) => {
+                url::Url::parse("https://api.digitalocean.com").ok()
+            }
             (None, ProviderKind::Erigones) => {
                 c.push(
                     key("api_url"),
@@ -636,9 +659,21 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
         };
         let defaults = PollPolicy::default();
         let poll = PollPolicy {
-            initial: c.dur(&key("poll_interval"), p.poll_interval.as_deref(), defaults.initial),
-            max: c.dur(&key("poll_max_interval"), p.poll_max_interval.as_deref(), defaults.max),
-            timeout: c.dur(&key("action_timeout"), p.action_timeout.as_deref(), defaults.timeout),
+            initial: c.dur(
+                &key("poll_interval"),
+                p.poll_interval.as_deref(),
+                defaults.initial,
+            ),
+            max: c.dur(
+                &key("poll_max_interval"),
+                p.poll_max_interval.as_deref(),
+                defaults.max,
+            ),
+            timeout: c.dur(
+                &key("action_timeout"),
+                p.action_timeout.as_deref(),
+                defaults.timeout,
+            ),
         };
         let mut rate = |k: &str, v: Option<i64>, default: u32| match v {
             None => default,
@@ -656,14 +691,26 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
             api_url,
             credential,
             poll,
-            connect_timeout: c.dur(&key("connect_timeout"), p.connect_timeout.as_deref(), Duration::from_secs(10)),
-            request_timeout: c.dur(&key("request_timeout"), p.request_timeout.as_deref(), Duration::from_secs(60)),
+            connect_timeout: c.dur(
+                &key("connect_timeout"),
+                p.connect_timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
+            request_timeout: c.dur(
+                &key("request_timeout"),
+                p.request_timeout.as_deref(),
+                Duration::from_secs(60),
+            ),
             tags: p.tags.unwrap_or_default(),
             requests_per_minute,
             requests_per_hour,
             fake: FakeSettings {
                 latency: c.dur(&key("latency"), p.latency.as_deref(), Duration::ZERO),
-                operation_time: c.dur(&key("operation_time"), p.operation_time.as_deref(), Duration::ZERO),
+                operation_time: c.dur(
+                    &key("operation_time"),
+                    p.operation_time.as_deref(),
+                    Duration::ZERO,
+                ),
             },
         };
         providers.insert(name, cfg);
@@ -683,7 +730,11 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
                     format!(
                         "'{}' is not a configured provider (configured: {})",
                         raw_def.provider,
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     )
                 },
             );
@@ -694,7 +745,10 @@ fn build(raw: RawConfig, path: &Path, base_dir: &Path, problems: &mut Vec<Proble
                 if let Some(j) = definitions.iter().position(|d| d.identity == spec.identity) {
                     c.push(
                         at("name"),
-                        format!("definition {} is declared twice (also at definitions[{j}])", spec.identity),
+                        format!(
+                            "definition {} is declared twice (also at definitions[{j}])",
+                            spec.identity
+                        ),
                     );
                 } else {
                     definitions.push(spec);

@@ -3,9 +3,11 @@
 //! The binary (`src/main.rs`) is a thin shell over this library so that tests
 //! and benchmarks drive everything in-process.
 
+pub mod cli;
+pub mod config;
+pub mod model;
 pub mod provider;
 pub mod schedule;
 pub mod secret;
-pub mod config;
-pub mod model;
 pub mod store;
+pub mod table;

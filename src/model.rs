@@ -114,7 +114,9 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
             } else {
                 Err(FieldError::new(
                     "target",
-                    format!("'{text}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"),
+                    format!(
+                        "'{text}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"
+                    ),
                 ))
             }
         }
@@ -174,7 +176,9 @@ pub fn parse_retention_text(text: &str) -> Result<u32, FieldError> {
         Ok(n) => parse_retention(n),
         Err(_) => Err(FieldError::new(
             "retention",
-            format!("'{text}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}"),
+            format!(
+                "'{text}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}"
+            ),
         )),
     }
 }
@@ -207,7 +211,9 @@ pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, Field
     humantime::parse_duration(text).map_err(|e| {
         FieldError::new(
             field,
-            format!("'{text}' is not a duration ({e}); write it like \"90s\", \"1h 30m\" or \"30d\""),
+            format!(
+                "'{text}' is not a duration ({e}); write it like \"90s\", \"1h 30m\" or \"30d\""
+            ),
         )
     })
 }
@@ -347,7 +353,9 @@ impl RawDefinition {
     /// default schedule and retention.
     pub fn validate(&self, kind: ProviderKind) -> Result<DefinitionSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let name = parse_name(&self.name, kind).map_err(|e| errors.push(e)).ok();
+        let name = parse_name(&self.name, kind)
+            .map_err(|e| errors.push(e))
+            .ok();
         let target = parse_target(&self.target, kind)
             .map_err(|e| errors.push(e))
             .ok();
@@ -398,7 +406,11 @@ impl RawDefinition {
         let max_age = self
             .max_age
             .as_deref()
-            .map(|s| parse_duration("max_age", s).map_err(|e| errors.push(e)).ok())
+            .map(|s| {
+                parse_duration("max_age", s)
+                    .map_err(|e| errors.push(e))
+                    .ok()
+            })
             .unwrap_or(None);
         let catch_up_deadline = self
             .catch_up_deadline
@@ -490,7 +502,10 @@ mod tests {
             assert!(parse_name(ok, ProviderKind::DigitalOcean).is_ok(), "{ok}");
         }
         for bad in ["", "-x", ".x", "a b", "ž", "a/b", &"x".repeat(65)] {
-            assert!(parse_name(bad, ProviderKind::DigitalOcean).is_err(), "{bad}");
+            assert!(
+                parse_name(bad, ProviderKind::DigitalOcean).is_err(),
+                "{bad}"
+            );
         }
         assert!(parse_name("12345678", ProviderKind::Erigones).is_ok());
         let e = parse_name("123456789", ProviderKind::Erigones).unwrap_err();
@@ -505,7 +520,14 @@ mod tests {
             Target::Droplet(3164444)
         );
         assert!(parse_target("volume:7724db7c-e098-11e5-b522-000f53304e51", DigitalOcean).is_ok());
-        for bad in ["droplet:abc", "droplet:", "droplet:0", "volume:not-a-uuid", "", "web01"] {
+        for bad in [
+            "droplet:abc",
+            "droplet:",
+            "droplet:0",
+            "volume:not-a-uuid",
+            "",
+            "web01",
+        ] {
             assert!(parse_target(bad, DigitalOcean).is_err(), "{bad}");
         }
         assert!(parse_target("web01.example.com", Erigones).is_ok());

@@ -160,16 +160,19 @@ impl Store {
 
     /// Every definition, ordered by name then identity.
     pub async fn list_definitions(&self) -> StoreResult<Vec<Definition>> {
-        let rows = sqlx::query(
-            "SELECT * FROM definitions ORDER BY name, provider, target, disk_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM definitions ORDER BY name, provider, target, disk_id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(definition_from_row).collect()
     }
 
     /// Definitions named `name`, narrowed by the optional filters.
-    pub async fn find_definitions(&self, name: &str, filter: &Filter) -> StoreResult<Vec<Definition>> {
+    pub async fn find_definitions(
+        &self,
+        name: &str,
+        filter: &Filter,
+    ) -> StoreResult<Vec<Definition>> {
         Ok(self
             .list_definitions()
             .await?

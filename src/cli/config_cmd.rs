@@ -1,0 +1,85 @@
+//! `snapsched config check|show|default|apply`.
+
+use chrono::Utc;
+use clap::Subcommand;
+
+use super::{print_json, CliResult, Context};
+use crate::config;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate everything (syntax, unknown keys, providers, definitions,
+    /// secrets) and report every problem; exit 0 when valid, 2 otherwise
+    Check,
+    /// Print the effective configuration (all layers), secrets redacted
+    Show {
+        /// Print JSON instead of TOML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the commented example configuration
+    Default,
+    /// Reconcile the file's [[definitions]] into the store now
+    Apply {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: ConfigCommand, ctx: &Context) -> CliResult {
+    match cmd {
+        ConfigCommand::Default => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        ConfigCommand::Check => {
+            let cfg = config::check(ctx.config_path(), &ctx.overrides)?;
+            println!(
+                "{}: ok ({} providers, {} definitions)",
+                ctx.config_path().display(),
+                cfg.providers.len(),
+                cfg.definitions.len()
+            );
+            Ok(())
+        }
+        ConfigCommand::Show { json } => {
+            let cfg = ctx.config()?;
+            if json {
+                print_json(&cfg)
+            } else {
+                let text = toml::to_string_pretty(&cfg).map_err(|e| {
+                    super::CliError::Runtime(anyhow::anyhow!("cannot encode TOML: {e}"))
+                })?;
+                print!("{text}");
+                Ok(())
+            }
+        }
+        ConfigCommand::Apply { json } => {
+            let cfg = ctx.config()?;
+            let store = ctx.open_store(&cfg).await?;
+            let report = store
+                .reconcile_config(&cfg.definitions, &cfg.path.to_string_lossy(), Utc::now())
+                .await?;
+            if json {
+                return print_json(&report);
+            }
+            println!(
+                "added {}, updated {}, removed {}, unchanged {}",
+                report.added.len(),
+                report.updated.len(),
+                report.removed.len(),
+                report.unchanged
+            );
+            for (verb, ids) in [
+                ("added", &report.added),
+                ("updated", &report.updated),
+                ("removed", &report.removed),
+            ] {
+                for id in ids {
+                    println!("  {verb} {id}");
+                }
+            }
+            Ok(())
+        }
+    }
+}

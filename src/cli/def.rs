@@ -1,0 +1,467 @@
+//! `snapsched def add|set|rm|enable|disable|list|show`.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::{print_json, Address, CliError, CliResult, Context};
+use crate::config::Config;
+use crate::model::{self, Definition, DefinitionSpec, RawDefinition, Source};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum DefCommand {
+    /// Add a definition. The names hourly, daily, weekly and monthly without
+    /// --schedule and --retention take Erigones' defaults (H H * * * / 30, ...)
+    Add(Box<AddArgs>),
+    /// Change a definition: KEY=VALUE pairs for schedule, timezone, retention,
+    /// active, desc, fsfreeze, max_age, catch_up_deadline. Name, target and
+    /// disk identify a definition and cannot change
+    Set {
+        #[command(flatten)]
+        address: Address,
+        /// Changes, e.g. retention=7 "schedule=0 3 * * *" active=false
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        changes: Vec<String>,
+    },
+    /// Remove a definition (its snapshots stay at the provider)
+    Rm {
+        #[command(flatten)]
+        address: Address,
+    },
+    /// Activate a definition
+    Enable {
+        #[command(flatten)]
+        address: Address,
+    },
+    /// Deactivate a definition (it keeps its snapshots and history)
+    Disable {
+        #[command(flatten)]
+        address: Address,
+    },
+    /// List definitions with their next fire time
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one definition
+    Show {
+        #[command(flatten)]
+        address: Address,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Definition name: 1-64 characters [A-Za-z0-9._-] (at most 8 on Erigones)
+    pub name: String,
+    /// Provider section name from the configuration
+    #[arg(long)]
+    pub provider: String,
+    /// droplet:<id> or volume:<uuid> (DigitalOcean); VM hostname (Erigones)
+    #[arg(long)]
+    pub target: String,
+    /// 1-based disk number
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub disk: i64,
+    /// Cron expression, e.g. "30 5 * * *"
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule [default: daemon.timezone]
+    #[arg(long = "tz")]
+    pub timezone: Option<String>,
+    /// Snapshots to keep, 0-65536 (0 keeps all)
+    #[arg(long, allow_negative_numbers = true)]
+    pub retention: Option<String>,
+    /// Description, up to 128 characters
+    #[arg(long)]
+    pub desc: Option<String>,
+    /// Add it inactive
+    #[arg(long)]
+    pub inactive: bool,
+    /// Freeze the guest filesystem during the snapshot (Erigones)
+    #[arg(long)]
+    pub fsfreeze: bool,
+    /// Prune own snapshots older than this even within retention, e.g. 90d
+    #[arg(long)]
+    pub max_age: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A definition with its next fire time, as printed by `list` and `show`.
+#[derive(Debug, Serialize)]
+pub struct DefinitionView {
+    #[serde(flatten)]
+    pub definition: Definition,
+    /// Effective zone (the definition's or the daemon default).
+    pub zone: String,
+    pub next_fire: Option<String>,
+}
+
+pub fn view(def: Definition, default_tz: Tz, now: DateTime<Utc>) -> DefinitionView {
+    let zone = def.spec.zone(default_tz);
+    let next_fire = if def.spec.active {
+        def.spec
+            .parsed_schedule()
+            .ok()
+            .and_then(|s| s.next_after(now, zone))
+            .map(|t| t.with_timezone(&zone).to_rfc3339())
+    } else {
+        None
+    };
+    DefinitionView {
+        definition: def,
+        zone: zone.to_string(),
+        next_fire,
+    }
+}
+
+fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::provider::ProviderKind> {
+    cfg.provider(provider).map(|p| p.kind).ok_or_else(|| {
+        let known: Vec<&str> = cfg.providers.keys().map(String::as_str).collect();
+        CliError::usage(format!(
+            "provider '{provider}' is not configured in {} (configured: {})",
+            cfg.path.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })
+}
+
+fn field_errors(errors: Vec<model::FieldError>) -> CliError {
+    CliError::usage(
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Resolve an address to exactly one definition.
+pub async fn resolve(store: &Store, address: &Address) -> CliResult<Definition> {
+    let mut found = store
+        .find_definitions(&address.name, &address.filter())
+        .await?;
+    match found.len() {
+        0 => Err(CliError::usage(format!(
+            "no definition named '{}'{}; see `snapsched def list`",
+            address.name,
+            if address.provider.is_some() || address.target.is_some() || address.disk.is_some() {
+                " matches the filters"
+            } else {
+                ""
+            }
+        ))),
+        1 => Ok(found.remove(0)),
+        _ => Err(CliError::usage(format!(
+            "{} definitions are named '{}'; narrow it with --provider, --target or --disk:\n{}",
+            found.len(),
+            address.name,
+            found
+                .iter()
+                .map(|d| format!("  {}", d.spec.identity))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
+    }
+}
+
+/// Refuse to edit a definition the config file manages.
+pub fn ensure_cli_managed(def: &Definition) -> CliResult {
+    if def.source == Source::Config {
+        return Err(CliError::usage(format!(
+            "definition {} is managed by {}: edit the file and reload",
+            def.spec.identity,
+            def.source_path.as_deref().unwrap_or("the config file")
+        )));
+    }
+    Ok(())
+}
+
+/// Apply `key=value` changes to a spec. Only the fields Erigones lets change
+/// may change.
+pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult {
+    let mut errors = Vec::new();
+    for change in changes {
+        let Some((key, value)) = change.split_once('=') else {
+            errors.push(format!(
+                "'{change}' is not KEY=VALUE (e.g. retention=7 or \"schedule=0 3 * * *\")"
+            ));
+            continue;
+        };
+        let key = key.trim();
+        let bool_of = |v: &str| match v {
+            "true" | "yes" | "1" | "on" => Ok(true),
+            "false" | "no" | "0" | "off" => Ok(false),
+            _ => Err(format!("{key}: '{v}' is not true or false")),
+        };
+        let result: Result<(), String> = match key {
+            "schedule" => {
+                spec.schedule = value.trim().to_owned();
+                spec.parsed_schedule().map(|_| ()).map_err(|e| e.to_string())
+            }
+            "timezone" | "tz" => {
+                if value.is_empty() {
+                    spec.timezone = None;
+                    Ok(())
+                } else {
+                    model::parse_timezone(value)
+                        .map(|_| spec.timezone = Some(value.to_owned()))
+                        .map_err(|e| e.to_string())
+                }
+            }
+            "retention" => model::parse_retention_text(value)
+                .map(|n| spec.retention = n)
+                .map_err(|e| e.to_string()),
+            "active" => bool_of(value).map(|b| spec.active = b),
+            "desc" => model::parse_desc(value)
+                .map(|d| spec.desc = d)
+                .map_err(|e| e.to_string()),
+            "fsfreeze" => bool_of(value).map(|b| spec.fsfreeze = b),
+            "max_age" => {
+                if value.is_empty() || value == "none" {
+                    spec.max_age = None;
+                    Ok(())
+                } else {
+                    model::parse_duration("max_age", value)
+                        .map(|d| spec.max_age = Some(d))
+                        .map_err(|e| e.to_string())
+                }
+            }
+            "catch_up_deadline" => {
+                if value.is_empty() || value == "none" {
+                    spec.catch_up_deadline = None;
+                    Ok(())
+                } else {
+                    model::parse_duration("catch_up_deadline", value)
+                        .map(|d| spec.catch_up_deadline = Some(d))
+                        .map_err(|e| e.to_string())
+                }
+            }
+            "name" | "target" | "disk" | "disk_id" | "provider" => Err(format!(
+                "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
+            )),
+            other => Err(format!(
+                "'{other}' is not a definition setting; settable: schedule, timezone, retention, active, desc, fsfreeze, max_age, catch_up_deadline"
+            )),
+        };
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    // A schedule is evaluated in context: re-check after all changes.
+    if errors.is_empty() {
+        if let Err(e) = spec.parsed_schedule() {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::usage(errors.join("\n")))
+    }
+}
+
+fn print_one(v: &DefinitionView) {
+    let d = &v.definition;
+    let s = &d.spec;
+    let rows = [
+        ("name", s.identity.name.clone()),
+        ("provider", s.identity.provider.clone()),
+        ("target", s.identity.target.clone()),
+        ("disk", s.identity.disk_id.to_string()),
+        ("schedule", s.schedule.clone()),
+        ("timezone", v.zone.clone()),
+        ("retention", s.retention.to_string()),
+        ("active", s.active.to_string()),
+        ("desc", s.desc.clone()),
+        ("fsfreeze", s.fsfreeze.to_string()),
+        (
+            "max_age",
+            s.max_age
+                .map(|d| humantime::format_duration(d).to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "source",
+            match &d.source_path {
+                Some(p) if d.source == Source::Config => format!("config ({p})"),
+                _ => d.source.as_str().to_owned(),
+            },
+        ),
+        (
+            "next fire",
+            v.next_fire.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("created", d.created_at.to_rfc3339()),
+        ("updated", d.updated_at.to_rfc3339()),
+    ];
+    for (k, val) in rows {
+        println!("{k:<10} {val}");
+    }
+}
+
+pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
+    let cfg = ctx.config()?;
+    let now = Utc::now();
+    let default_tz = cfg.daemon.timezone;
+    match cmd {
+        DefCommand::Add(args) => {
+            let kind = kind_of(&cfg, &args.provider)?;
+            let retention = match &args.retention {
+                Some(r) => Some(r.trim().parse::<i64>().map_err(|_| {
+                    field_errors(vec![model::parse_retention_text(r).unwrap_err()])
+                })?),
+                None => None,
+            };
+            let raw = RawDefinition {
+                name: args.name.clone(),
+                provider: args.provider.clone(),
+                target: args.target.clone(),
+                disk_id: Some(args.disk),
+                schedule: args.schedule.clone(),
+                timezone: args.timezone.clone(),
+                retention,
+                active: Some(!args.inactive),
+                desc: args.desc.clone(),
+                fsfreeze: Some(args.fsfreeze),
+                max_age: args.max_age.clone(),
+                catch_up_deadline: None,
+                tags: None,
+            };
+            let spec = raw.validate(kind).map_err(field_errors)?;
+            let store = ctx.open_store(&cfg).await?;
+            let def = store
+                .insert_definition(&spec, Source::Cli, None, now)
+                .await?;
+            let v = view(def, default_tz, now);
+            if args.json {
+                return print_json(&v);
+            }
+            println!(
+                "added {}; next fire {}",
+                v.definition.spec.identity,
+                v.next_fire.as_deref().unwrap_or("- (inactive)")
+            );
+            Ok(())
+        }
+        DefCommand::Set { address, changes } => {
+            let store = ctx.open_store(&cfg).await?;
+            let def = resolve(&store, &address).await?;
+            ensure_cli_managed(&def)?;
+            let mut spec = def.spec.clone();
+            apply_changes(&mut spec, &changes)?;
+            if kind_of(&cfg, &spec.identity.provider).ok()
+                == Some(crate::provider::ProviderKind::DigitalOcean)
+                && spec.fsfreeze
+            {
+                return Err(CliError::usage(
+                    "fsfreeze: is only supported by Erigones providers",
+                ));
+            }
+            store.update_definition(&spec, now).await?;
+            println!("updated {}", spec.identity);
+            Ok(())
+        }
+        DefCommand::Rm { address } => {
+            let store = ctx.open_store(&cfg).await?;
+            let def = resolve(&store, &address).await?;
+            ensure_cli_managed(&def)?;
+            store.delete_definition(&def.spec.identity).await?;
+            println!(
+                "removed {}; its snapshots stay at the provider (see `snapsched snapshots --orphaned`)",
+                def.spec.identity
+            );
+            Ok(())
+        }
+        DefCommand::Enable { address } => set_active(ctx, &cfg, &address, true, now).await,
+        DefCommand::Disable { address } => set_active(ctx, &cfg, &address, false, now).await,
+        DefCommand::List { json } => {
+            let store = ctx.open_store(&cfg).await?;
+            let views: Vec<DefinitionView> = store
+                .list_definitions()
+                .await?
+                .into_iter()
+                .map(|d| view(d, default_tz, now))
+                .collect();
+            if json {
+                return print_json(&views);
+            }
+            let rows: Vec<Vec<String>> = views
+                .iter()
+                .map(|v| {
+                    let s = &v.definition.spec;
+                    vec![
+                        s.identity.name.clone(),
+                        s.identity.provider.clone(),
+                        s.identity.target.clone(),
+                        s.identity.disk_id.to_string(),
+                        s.schedule.clone(),
+                        v.zone.clone(),
+                        s.retention.to_string(),
+                        if s.active { "yes" } else { "no" }.into(),
+                        v.definition.source.as_str().into(),
+                        v.next_fire.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                crate::table::render(
+                    &[
+                        "Name",
+                        "Provider",
+                        "Target",
+                        "Disk",
+                        "Schedule",
+                        "Zone",
+                        "Retention",
+                        "Active",
+                        "Source",
+                        "Next fire"
+                    ],
+                    &rows
+                )
+            );
+            Ok(())
+        }
+        DefCommand::Show { address, json } => {
+            let store = ctx.open_store(&cfg).await?;
+            let v = view(resolve(&store, &address).await?, default_tz, now);
+            if json {
+                return print_json(&v);
+            }
+            print_one(&v);
+            Ok(())
+        }
+    }
+}
+
+async fn set_active(
+    ctx: &Context,
+    cfg: &Config,
+    address: &Address,
+    active: bool,
+    now: DateTime<Utc>,
+) -> CliResult {
+    let store = ctx.open_store(cfg).await?;
+    let def = resolve(&store, address).await?;
+    ensure_cli_managed(&def)?;
+    let mut spec = def.spec.clone();
+    spec.active = active;
+    store.update_definition(&spec, now).await?;
+    println!(
+        "{} {}",
+        if active { "enabled" } else { "disabled" },
+        spec.identity
+    );
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The admin CLI: argument definitions and dispatch. One file per command
+//! group; each turns its arguments into domain types, calls the library and
+//! prints. Exit codes: 0 ok, 1 runtime failure, 2 usage or validation error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError, Overrides};
+use crate::store::{Store, StoreError};
+
+pub mod config_cmd;
+pub mod def;
+
+/// snapsched: snapshot scheduler for cloud VM disks (DigitalOcean droplets
+/// and volumes, Erigones / Danube Cloud VM disks).
+///
+/// Exit codes: 0 success, 1 runtime failure (provider, database), 2 usage or
+/// validation error.
+#[derive(Debug, Parser)]
+#[command(name = "snapsched", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: $SNAPSCHED_CONFIG, else /etc/snapsched/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Database file, overriding [daemon] database
+    #[arg(long, global = true, value_name = "PATH")]
+    pub database: Option<PathBuf>,
+
+    /// Log level or tracing filter, overriding [daemon] log_level
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage snapshot definitions
+    #[command(subcommand)]
+    Def(def::DefCommand),
+    /// Validate, show, print or apply the configuration
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+/// Addressing a definition: its name plus optional filters, needed when
+/// several definitions share a name.
+#[derive(Debug, Clone, Args)]
+pub struct Address {
+    /// Definition name
+    pub name: String,
+    /// Only the definition on this provider
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only the definition on this target
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only the definition on this disk
+    #[arg(long)]
+    pub disk: Option<u32>,
+}
+
+impl Address {
+    pub fn filter(&self) -> crate::store::Filter {
+        crate::store::Filter {
+            provider: self.provider.clone(),
+            target: self.target.clone(),
+            disk_id: self.disk,
+        }
+    }
+}
+
+/// A failed command. `Usage` exits 2, `Runtime` exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate(_) | StoreError::Foreign { .. } => CliError::Usage(e.to_string()),
+            other => CliError::Runtime(other.into()),
+        }
+    }
+}
+
+impl CliError {
+    pub fn usage(msg: impl Into<String>) -> Self {
+        CliError::Usage(msg.into())
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) | CliError::Config(_) => ExitCode::from(2),
+            CliError::Runtime(_) => ExitCode::from(1),
+        }
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// What every command may need: where the config is and the overrides.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config_path: PathBuf,
+    pub overrides: Overrides,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> Self {
+        Context {
+            config_path: config::resolve_path(cli.config.as_deref()),
+            overrides: Overrides {
+                database: cli.database.clone(),
+                log_level: cli.log_level.clone(),
+            },
+        }
+    }
+
+    pub fn config(&self) -> CliResult<Config> {
+        Ok(config::load(&self.config_path, &self.overrides)?)
+    }
+
+    pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
+        Ok(Store::open(&cfg.daemon.database).await?)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+}
+
+/// Print `value` as pretty JSON.
+pub fn print_json<T: serde::Serialize>(value: &T) -> CliResult {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+impl Cli {
+    /// Run the command.
+    pub async fn run(self) -> CliResult {
+        let ctx = Context::new(&self);
+        match self.command {
+            Command::Def(cmd) => def::run(cmd, &ctx).await,
+            Command::Config(cmd) => config_cmd::run(cmd, &ctx).await,
+        }
+    }
+}
