@@ -4,9 +4,12 @@
 //! and benchmarks drive everything in-process.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod model;
 pub mod provider;
+pub mod prune;
+pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod store;

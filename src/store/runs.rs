@@ -1,1 +1,466 @@
-//! Run records (filled in with the run engine).
+//! Run records: one row per (definition identity, slot).
+//!
+//! The unique key (identity, slot) is what makes a slot run at most once, no
+//! matter how many processes try; the partial unique index `runs_one_active`
+//! is the per-definition lock. Every state change is its own committed
+//! statement so that a crash leaves a row that says exactly how far the run
+//! got.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{parse_ts, ts, ts_ms, Store, StoreResult};
+use crate::model::Identity;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Pending,
+    Creating,
+    Waiting,
+    Pruning,
+    Succeeded,
+    Failed,
+    Skipped,
+    Missed,
+    Interrupted,
+}
+
+impl RunState {
+    pub const ACTIVE: [RunState; 4] = [
+        RunState::Pending,
+        RunState::Creating,
+        RunState::Waiting,
+        RunState::Pruning,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::Creating => "creating",
+            RunState::Waiting => "waiting",
+            RunState::Pruning => "pruning",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Skipped => "skipped",
+            RunState::Missed => "missed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RunState::Pending,
+            RunState::Creating,
+            RunState::Waiting,
+            RunState::Pruning,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Skipped,
+            RunState::Missed,
+            RunState::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        !Self::ACTIVE.contains(&self)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The slot came.
+    Schedule,
+    /// The most recent missed slot, run late within the catch-up deadline.
+    Catchup,
+    /// `snapsched run`.
+    Manual,
+    /// `snapsched prune`.
+    Prune,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Catchup => "catchup",
+            Trigger::Manual => "manual",
+            Trigger::Prune => "prune",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "schedule" => Some(Trigger::Schedule),
+            "catchup" => Some(Trigger::Catchup),
+            "manual" => Some(Trigger::Manual),
+            "prune" => Some(Trigger::Prune),
+            _ => None,
+        }
+    }
+}
+
+/// One run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: i64,
+    #[serde(flatten)]
+    pub identity: Identity,
+    pub slot: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub snapshot_name: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub operation_id: Option<String>,
+    pub attempts: u32,
+    pub missed_count: Option<u32>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub owner_pid: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// Wall time from start to finish, when both are known.
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        Some(self.finished_at? - self.started_at.unwrap_or(self.created_at))
+    }
+}
+
+/// The outcome of trying to claim a slot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// A new pending run.
+    Claimed(Run),
+    /// This slot already has a run (another process, or before a restart).
+    AlreadyRan,
+    /// Another run of this definition is in flight.
+    Busy(Run),
+}
+
+/// A change to apply to a run row in one statement.
+#[derive(Debug, Clone, Default)]
+pub struct Update<'a> {
+    pub state: Option<RunState>,
+    pub snapshot_name: Option<&'a str>,
+    pub snapshot_id: Option<&'a str>,
+    pub operation_id: Option<&'a str>,
+    pub add_attempt: bool,
+    pub error: Option<(&'a str, &'a str)>,
+    pub clear_error: bool,
+    pub started: bool,
+}
+
+const COLS: &str = "id, provider, target, disk_id, def_name, slot, trigger, state, snapshot_name,
+    snapshot_id, operation_id, attempts, missed_count, error_class, error, owner_pid, created_at,
+    started_at, updated_at, finished_at";
+
+fn run_from_row(row: &SqliteRow) -> StoreResult<Run> {
+    let opt_ts = |col: &str| -> StoreResult<Option<DateTime<Utc>>> {
+        row.try_get::<Option<String>, _>(col)?
+            .map(|s| parse_ts(&s))
+            .transpose()
+    };
+    let trigger: String = row.try_get("trigger")?;
+    let state: String = row.try_get("state")?;
+    Ok(Run {
+        id: row.try_get("id")?,
+        identity: Identity {
+            provider: row.try_get("provider")?,
+            target: row.try_get("target")?,
+            disk_id: row.try_get::<i64, _>("disk_id")? as u32,
+            name: row.try_get("def_name")?,
+        },
+        slot: parse_ts(&row.try_get::<String, _>("slot")?)?,
+        trigger: Trigger::parse(&trigger)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("trigger '{trigger}'")))?,
+        state: RunState::parse(&state)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("state '{state}'")))?,
+        snapshot_name: row.try_get("snapshot_name")?,
+        snapshot_id: row.try_get("snapshot_id")?,
+        operation_id: row.try_get("operation_id")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        missed_count: row
+            .try_get::<Option<i64>, _>("missed_count")?
+            .map(|n| n as u32),
+        error_class: row.try_get("error_class")?,
+        error: row.try_get("error")?,
+        owner_pid: row
+            .try_get::<Option<i64>, _>("owner_pid")?
+            .map(|n| n as u32),
+        created_at: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+        started_at: opt_ts("started_at")?,
+        updated_at: parse_ts(&row.try_get::<String, _>("updated_at")?)?,
+        finished_at: opt_ts("finished_at")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Store {
+    /// Claim `slot` of a definition for a new pending run owned by this
+    /// process.
+    pub async fn claim_run(
+        &self,
+        id: &Identity,
+        slot: DateTime<Utc>,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Claim> {
+        let result = sqlx::query(&format!(
+            "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
+                 owner_pid, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING {COLS}"
+        ))
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .bind(ts(slot))
+        .bind(trigger.as_str())
+        .bind(std::process::id())
+        .bind(ts_ms(now))
+        .bind(ts_ms(now))
+        .fetch_one(self.pool())
+        .await;
+        match result {
+            Ok(row) => Ok(Claim::Claimed(run_from_row(&row)?)),
+            Err(e) if is_unique_violation(&e) => {
+                if let Some(active) = self.active_run(id).await? {
+                    if active.slot != slot {
+                        return Ok(Claim::Busy(active));
+                    }
+                }
+                Ok(Claim::AlreadyRan)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Record a slot that did not run (`skipped` or `missed`) as a final row.
+    /// Returns false when the slot already has a row.
+    pub async fn record_not_run(
+        &self,
+        id: &Identity,
+        slot: DateTime<Utc>,
+        state: RunState,
+        reason: &str,
+        missed_count: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
+                 missed_count, error, created_at, updated_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, 'schedule', ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (provider, target, disk_id, def_name, slot) DO NOTHING",
+        )
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .bind(ts(slot))
+        .bind(state.as_str())
+        .bind(missed_count)
+        .bind(reason)
+        .bind(ts_ms(now))
+        .bind(ts_ms(now))
+        .bind(ts_ms(now))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Apply `u` to run `run_id`; returns the updated row.
+    pub async fn update_run(
+        &self,
+        run_id: i64,
+        u: Update<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run> {
+        let finished = u.state.filter(|s| s.is_final()).map(|_| ts_ms(now));
+        let (class, message) = match u.error {
+            Some((c, m)) => (Some(c), Some(m)),
+            None => (None, None),
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE runs SET
+                 state = COALESCE(?, state),
+                 snapshot_name = COALESCE(?, snapshot_name),
+                 snapshot_id = COALESCE(?, snapshot_id),
+                 operation_id = COALESCE(?, operation_id),
+                 attempts = attempts + ?,
+                 error_class = CASE WHEN ? THEN NULL ELSE COALESCE(?, error_class) END,
+                 error = CASE WHEN ? THEN NULL ELSE COALESCE(?, error) END,
+                 started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE started_at END,
+                 finished_at = COALESCE(?, finished_at),
+                 owner_pid = CASE WHEN ? IS NOT NULL THEN NULL ELSE owner_pid END,
+                 updated_at = ?
+             WHERE id = ? RETURNING {COLS}"
+        ))
+        .bind(u.state.map(RunState::as_str))
+        .bind(u.snapshot_name)
+        .bind(u.snapshot_id)
+        .bind(u.operation_id)
+        .bind(i64::from(u.add_attempt))
+        .bind(u.clear_error)
+        .bind(class)
+        .bind(u.clear_error)
+        .bind(message)
+        .bind(u.started)
+        .bind(ts_ms(now))
+        .bind(&finished)
+        .bind(&finished)
+        .bind(ts_ms(now))
+        .bind(run_id)
+        .fetch_one(self.pool())
+        .await?;
+        run_from_row(&row)
+    }
+
+    /// Take over a run whose owner process is gone.
+    pub async fn adopt_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET owner_pid = ?, updated_at = ? WHERE id = ?")
+            .bind(std::process::id())
+            .bind(ts_ms(now))
+            .bind(run_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The in-flight run of a definition, if any.
+    pub async fn active_run(&self, id: &Identity) -> StoreResult<Option<Run>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLS} FROM runs WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ?
+               AND state IN ('pending', 'creating', 'waiting', 'pruning')"
+        ))
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Every run not in a final state (for crash recovery).
+    pub async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLS} FROM runs WHERE state IN ('pending', 'creating', 'waiting', 'pruning') ORDER BY slot"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    pub async fn get_run(&self, run_id: i64) -> StoreResult<Option<Run>> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM runs WHERE id = ?"))
+            .bind(run_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Runs newest first, optionally of one definition name.
+    pub async fn history(&self, name: Option<&str>, limit: u32) -> StoreResult<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLS} FROM runs WHERE (?1 IS NULL OR def_name = ?1) ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(name)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The latest scheduled slot each definition has a row for, so that the
+    /// scheduler resumes after the last slot it handled.
+    pub async fn last_slots(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT provider, target, disk_id, def_name, MAX(slot) AS slot FROM runs
+             WHERE trigger IN ('schedule', 'catchup') GROUP BY provider, target, disk_id, def_name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Identity {
+                        provider: r.try_get("provider")?,
+                        target: r.try_get("target")?,
+                        disk_id: r.try_get::<i64, _>("disk_id")? as u32,
+                        name: r.try_get("def_name")?,
+                    },
+                    parse_ts(&r.try_get::<String, _>("slot")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The most recent run of each definition and the most recent success.
+    pub async fn last_runs(&self, id: &Identity) -> StoreResult<(Option<Run>, Option<Run>)> {
+        let q = |extra: &str| {
+            format!(
+                "SELECT {COLS} FROM runs WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ?
+                 AND state NOT IN ('missed', 'skipped') {extra} ORDER BY id DESC LIMIT 1"
+            )
+        };
+        let mut out = Vec::new();
+        for extra in ["", "AND state = 'succeeded'"] {
+            let row = sqlx::query(&q(extra))
+                .bind(&id.provider)
+                .bind(&id.target)
+                .bind(id.disk_id)
+                .bind(&id.name)
+                .fetch_optional(self.pool())
+                .await?;
+            out.push(row.as_ref().map(run_from_row).transpose()?);
+        }
+        let success = out.pop().flatten();
+        Ok((out.pop().flatten(), success))
+    }
+
+    /// Delete all but the newest `keep` final runs of a definition.
+    pub async fn trim_history(&self, id: &Identity, keep: u32) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM runs WHERE provider = ?1 AND target = ?2 AND disk_id = ?3 AND def_name = ?4
+               AND state NOT IN ('pending', 'creating', 'waiting', 'pruning')
+               AND id < (SELECT MIN(id) FROM (SELECT id FROM runs
+                   WHERE provider = ?1 AND target = ?2 AND disk_id = ?3 AND def_name = ?4
+                   ORDER BY id DESC LIMIT ?5))",
+        )
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .bind(keep)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// The RFC 3339 form used for slots.
+pub fn slot_text(slot: DateTime<Utc>) -> String {
+    ts(slot)
+}

@@ -1,1 +1,196 @@
-//! Snapshot records (filled in with retention).
+//! Snapshot records: what snapsched made (or adopted) for which definition,
+//! and what became of it. Ownership for retention is decided from these rows:
+//! a snapshot with no row is never ours unless adopted by the strict name rule.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{parse_ts, ts_ms, Store, StoreResult};
+use crate::model::Identity;
+use crate::provider::RemoteSnapshot;
+
+/// The lifecycle of a recorded snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    /// Exists at the provider as far as we know.
+    Present,
+    /// We deleted it (pruning).
+    Deleted,
+    /// The provider stopped listing it (deleted by hand).
+    Gone,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Present => "present",
+            RecordState::Deleted => "deleted",
+            RecordState::Gone => "gone",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "present" => Some(RecordState::Present),
+            "deleted" => Some(RecordState::Deleted),
+            "gone" => Some(RecordState::Gone),
+            _ => None,
+        }
+    }
+}
+
+/// One recorded snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotRecord {
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// The snapshot's name (`identity.name` is the definition's).
+    pub snapshot: String,
+    pub remote_id: Option<String>,
+    pub run_id: Option<i64>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub size_bytes: Option<i64>,
+    pub state: RecordState,
+    pub adopted: bool,
+    pub recorded_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub delete_reason: Option<String>,
+}
+
+fn record_from_row(row: &SqliteRow) -> StoreResult<SnapshotRecord> {
+    let state: String = row.try_get("state")?;
+    let opt_ts = |col: &str| -> StoreResult<Option<DateTime<Utc>>> {
+        row.try_get::<Option<String>, _>(col)?
+            .map(|s| parse_ts(&s))
+            .transpose()
+    };
+    Ok(SnapshotRecord {
+        identity: Identity {
+            provider: row.try_get("provider")?,
+            target: row.try_get("target")?,
+            disk_id: row.try_get::<i64, _>("disk_id")? as u32,
+            name: row.try_get("def_name")?,
+        },
+        snapshot: row.try_get("name")?,
+        remote_id: row.try_get("remote_id")?,
+        run_id: row.try_get("run_id")?,
+        created_at: opt_ts("created_at")?,
+        size_bytes: row.try_get("size_bytes")?,
+        state: RecordState::parse(&state)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("snapshot state '{state}'")))?,
+        adopted: row.try_get("adopted")?,
+        recorded_at: parse_ts(&row.try_get::<String, _>("recorded_at")?)?,
+        deleted_at: opt_ts("deleted_at")?,
+        delete_reason: row.try_get("delete_reason")?,
+    })
+}
+
+impl Store {
+    /// Record a snapshot made (or adopted) for a definition. Recording the
+    /// same snapshot again refreshes its id and time.
+    pub async fn record_snapshot(
+        &self,
+        id: &Identity,
+        snap: &RemoteSnapshot,
+        run_id: Option<i64>,
+        adopted: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO snapshots (provider, target, disk_id, def_name, name, remote_id, run_id,
+                 created_at, size_bytes, state, adopted, recorded_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'present', ?, ?)
+             ON CONFLICT (provider, target, disk_id, name) DO UPDATE SET
+                 remote_id = excluded.remote_id,
+                 created_at = excluded.created_at,
+                 run_id = COALESCE(excluded.run_id, run_id),
+                 size_bytes = excluded.size_bytes",
+        )
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .bind(&snap.name)
+        .bind(&snap.id)
+        .bind(run_id)
+        .bind(ts_ms(snap.created_at))
+        .bind(snap.size_bytes.map(|b| b as i64))
+        .bind(adopted)
+        .bind(ts_ms(now))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Every snapshot record on (provider, target, disk), any definition.
+    pub async fn snapshot_records_on(
+        &self,
+        provider: &str,
+        target: &str,
+        disk_id: u32,
+    ) -> StoreResult<Vec<SnapshotRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM snapshots WHERE provider = ? AND target = ? AND disk_id = ? ORDER BY created_at, name",
+        )
+        .bind(provider)
+        .bind(target)
+        .bind(disk_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Snapshot records, optionally of one definition name, any state.
+    pub async fn snapshot_records(&self, name: Option<&str>) -> StoreResult<Vec<SnapshotRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM snapshots WHERE (?1 IS NULL OR def_name = ?1)
+             ORDER BY provider, target, disk_id, def_name, created_at, name",
+        )
+        .bind(name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Mark a recorded snapshot deleted (by us, with a reason) or gone.
+    pub async fn mark_snapshot(
+        &self,
+        id: &Identity,
+        snapshot: &str,
+        state: RecordState,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE snapshots SET state = ?, deleted_at = ?, delete_reason = ?
+             WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
+        )
+        .bind(state.as_str())
+        .bind(ts_ms(now))
+        .bind(reason)
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(snapshot)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many present snapshots a definition owns.
+    pub async fn owned_count(&self, id: &Identity) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM snapshots WHERE provider = ? AND target = ? AND disk_id = ?
+               AND def_name = ? AND state = 'present'",
+        )
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .fetch_one(self.pool())
+        .await?)
+    }
+}

@@ -1,0 +1,399 @@
+//! One run's life: create the snapshot, wait for the provider, prune.
+//!
+//! States: `pending → creating → waiting → pruning → succeeded`, or `failed`
+//! / `interrupted`. Each transition is committed before the provider call it
+//! leads to and after the call returns, so that a crash at any point leaves
+//! a row that recovery can resume from:
+//! - `creating` with a snapshot name: the create request may have reached the
+//!   provider; resume with `may_exist` so the provider adopts a snapshot of
+//!   that name instead of making a second one.
+//! - `waiting` with an operation id: resume polling it.
+//! - `pruning`: the snapshot exists and is recorded; prune again.
+//!
+//! Transient provider errors are retried with exponential backoff and jitter
+//! until `run_timeout`; permanent errors fail the run at once with the
+//! provider's message.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::model::DefinitionSpec;
+use crate::provider::{
+    CreateOutcome, CreateRequest, ErrorClass, Operation, PollOutcome, Provider, ProviderError,
+    RemoteSnapshot, Target,
+};
+use crate::store::runs::{Run, RunState, Update};
+use crate::store::{Store, StoreError};
+
+/// Settings that shape every run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Give up on transient errors after this long from the run's creation.
+    pub run_timeout: Duration,
+    /// First wait after a transient error; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// Runs kept in history per definition.
+    pub history_keep: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            run_timeout: Duration::from_secs(6 * 3600),
+            retry_initial: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+            history_keep: 1000,
+        }
+    }
+}
+
+/// The snapshot name for a slot: `<definition>-YYYYmmdd_HHMMSS` in UTC
+/// (Erigones' convention), so every attempt of a slot asks for the same name.
+pub fn snapshot_name(definition: &str, slot: DateTime<Utc>) -> String {
+    format!("{definition}-{}", slot.format("%Y%m%d_%H%M%S"))
+}
+
+/// What ended a run's execution.
+#[derive(Debug)]
+pub enum Ended {
+    /// The run reached a final state.
+    Final(Run),
+    /// Shutdown was requested while waiting; the run stays resumable.
+    Suspended(Run),
+}
+
+/// Why a run could not be driven (the store failed; the provider's errors
+/// end up in the run row instead).
+#[derive(Debug, thiserror::Error)]
+#[error("run {run_id}: {source}")]
+pub struct RunError {
+    pub run_id: i64,
+    #[source]
+    pub source: StoreError,
+}
+
+/// Drives one run to its end.
+pub struct Runner<'a, P> {
+    pub store: &'a Store,
+    pub provider: &'a P,
+    pub spec: &'a DefinitionSpec,
+    pub target: Target,
+    pub clock: Clock,
+    pub options: RunOptions,
+    pub shutdown: CancellationToken,
+}
+
+enum Step {
+    Continue(Run),
+    Stop(Ended),
+}
+
+impl<P: Provider> Runner<'_, P> {
+    /// Execute (or resume) `run` until it is final or shutdown suspends it.
+    pub async fn drive(&self, run: Run) -> Result<Ended, RunError> {
+        let run_id = run.id;
+        let started = std::time::Instant::now();
+        tracing::info!(
+            definition = %self.spec.identity,
+            slot = %run.slot.to_rfc3339(),
+            trigger = run.trigger.as_str(),
+            state = run.state.as_str(),
+            "run started"
+        );
+        let ended = self
+            .drive_inner(run)
+            .await
+            .map_err(|source| RunError { run_id, source })?;
+        if let Ended::Final(run) = &ended {
+            let elapsed = humantime::format_duration(Duration::from_millis(
+                started.elapsed().as_millis() as u64,
+            ));
+            match run.state {
+                RunState::Succeeded => tracing::info!(
+                    definition = %self.spec.identity,
+                    slot = %run.slot.to_rfc3339(),
+                    trigger = run.trigger.as_str(),
+                    result = "succeeded",
+                    duration = %elapsed,
+                    snapshot = run.snapshot_name.as_deref().unwrap_or("-"),
+                    "run ended"
+                ),
+                state => tracing::warn!(
+                    definition = %self.spec.identity,
+                    slot = %run.slot.to_rfc3339(),
+                    trigger = run.trigger.as_str(),
+                    result = state.as_str(),
+                    duration = %elapsed,
+                    snapshot = run.snapshot_name.as_deref().unwrap_or("-"),
+                    error = run.error.as_deref().unwrap_or("-"),
+                    "run ended"
+                ),
+            }
+            metrics::counter!(
+                "snapsched_runs_total",
+                "definition" => self.spec.identity.name.clone(),
+                "result" => run.state.as_str()
+            )
+            .increment(1);
+            if let Err(e) = self
+                .store
+                .trim_history(&self.spec.identity, self.options.history_keep)
+                .await
+            {
+                tracing::warn!(definition = %self.spec.identity, "cannot trim history: {e}");
+            }
+        }
+        Ok(ended)
+    }
+
+    async fn drive_inner(&self, mut run: Run) -> Result<Ended, StoreError> {
+        loop {
+            let step = match run.state {
+                RunState::Pending | RunState::Creating => self.create(run).await?,
+                RunState::Waiting => self.wait(run).await?,
+                RunState::Pruning => self.prune(run).await?,
+                _ => Step::Stop(Ended::Final(run)),
+            };
+            match step {
+                Step::Continue(next) => run = next,
+                Step::Stop(ended) => return Ok(ended),
+            }
+        }
+    }
+
+    fn deadline(&self, run: &Run) -> DateTime<Utc> {
+        run.created_at + chrono::Duration::from_std(self.options.run_timeout).unwrap_or_default()
+    }
+
+    fn request(&self, run: &Run, may_exist: bool) -> CreateRequest {
+        let name = run
+            .snapshot_name
+            .clone()
+            .unwrap_or_else(|| snapshot_name(&self.spec.identity.name, run.slot));
+        CreateRequest {
+            target: self.target.clone(),
+            disk_id: self.spec.identity.disk_id,
+            note: format!(
+                "snapsched: definition {} ({} trigger, slot {})",
+                self.spec.identity.name,
+                run.trigger.as_str(),
+                run.slot.to_rfc3339()
+            ),
+            name,
+            fsfreeze: self.spec.fsfreeze,
+            tags: self.spec.tags.clone(),
+            may_exist,
+        }
+    }
+
+    async fn fail(
+        &self,
+        run: &Run,
+        state: RunState,
+        e: &ProviderError,
+    ) -> Result<Step, StoreError> {
+        let class = match e.class {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+        };
+        let run = self
+            .store
+            .update_run(
+                run.id,
+                Update {
+                    state: Some(state),
+                    error: Some((class, &e.message)),
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await?;
+        Ok(Step::Stop(Ended::Final(run)))
+    }
+
+    /// Sleep `wait` unless shutdown comes first; false on shutdown.
+    async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = self.shutdown.cancelled() => false,
+        }
+    }
+
+    /// Backoff with ±20% jitter for transient error number `attempt`.
+    fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
+        let base = self
+            .options
+            .retry_initial
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.options.retry_max);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        hint.unwrap_or(Duration::ZERO).max(base.mul_f64(jitter))
+    }
+
+    async fn create(&self, run: Run) -> Result<Step, StoreError> {
+        let mut transient = 0u32;
+        // A run that was already `creating` may have reached the provider.
+        let mut may_exist = run.state == RunState::Creating || run.attempts > 0;
+        let mut run = run;
+        loop {
+            let req = self.request(&run, may_exist);
+            run = self
+                .store
+                .update_run(
+                    run.id,
+                    Update {
+                        state: Some(RunState::Creating),
+                        snapshot_name: Some(&req.name),
+                        add_attempt: true,
+                        started: true,
+                        ..Default::default()
+                    },
+                    self.clock.now(),
+                )
+                .await?;
+            match self.provider.create_snapshot(&req).await {
+                Ok(CreateOutcome::Done(snap)) => return self.created(run, snap).await,
+                Ok(CreateOutcome::Pending(op)) => {
+                    let run = self
+                        .store
+                        .update_run(
+                            run.id,
+                            Update {
+                                state: Some(RunState::Waiting),
+                                operation_id: Some(&op.id),
+                                clear_error: true,
+                                ..Default::default()
+                            },
+                            self.clock.now(),
+                        )
+                        .await?;
+                    return Ok(Step::Continue(run));
+                }
+                Err(e) if e.is_transient() => {
+                    may_exist = true;
+                    let wait = self.backoff(transient, e.retry_after);
+                    transient += 1;
+                    if self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default()
+                        > self.deadline(&run)
+                    {
+                        return self.fail(&run, RunState::Failed, &e).await;
+                    }
+                    tracing::warn!(definition = %self.spec.identity, retry_in = %humantime::format_duration(wait), "transient error creating snapshot: {e}");
+                    run = self
+                        .store
+                        .update_run(
+                            run.id,
+                            Update {
+                                error: Some(("transient", &e.message)),
+                                ..Default::default()
+                            },
+                            self.clock.now(),
+                        )
+                        .await?;
+                    if !self.pause(wait).await {
+                        return Ok(Step::Stop(Ended::Suspended(run)));
+                    }
+                }
+                Err(e) => return self.fail(&run, RunState::Failed, &e).await,
+            }
+        }
+    }
+
+    async fn wait(&self, mut run: Run) -> Result<Step, StoreError> {
+        let Some(op_id) = run.operation_id.clone() else {
+            // Waiting without an operation id cannot happen through `create`;
+            // treat it like an interrupted create.
+            return Ok(Step::Continue(run));
+        };
+        let op = Operation { id: op_id };
+        let req = self.request(&run, true);
+        let policy = self.provider.poll_policy();
+        let give_up = run.started_at.unwrap_or(run.created_at)
+            + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let give_up = give_up.min(self.deadline(&run));
+        let mut interval = policy.initial;
+        loop {
+            if !self.pause(interval).await {
+                return Ok(Step::Stop(Ended::Suspended(run)));
+            }
+            interval = (interval * 2).min(policy.max);
+            match self.provider.poll(&req, &op).await {
+                Ok(PollOutcome::Done(snap)) => return self.created(run, snap).await,
+                Ok(PollOutcome::Pending) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(definition = %self.spec.identity, "transient error polling {}: {e}", op.id);
+                    if let Some(hint) = e.retry_after {
+                        interval = interval.max(hint);
+                    }
+                }
+                Err(e) => return self.fail(&run, RunState::Failed, &e).await,
+            }
+            if self.clock.now() >= give_up {
+                let e = ProviderError::permanent(format!(
+                    "operation {} did not finish within {}",
+                    op.id,
+                    humantime::format_duration(policy.timeout)
+                ));
+                return self.fail(&run, RunState::Failed, &e).await;
+            }
+            run.updated_at = self.clock.now();
+        }
+    }
+
+    async fn created(&self, run: Run, snap: RemoteSnapshot) -> Result<Step, StoreError> {
+        let now = self.clock.now();
+        self.store
+            .record_snapshot(&self.spec.identity, &snap, Some(run.id), false, now)
+            .await?;
+        let run = self
+            .store
+            .update_run(
+                run.id,
+                Update {
+                    state: Some(RunState::Pruning),
+                    snapshot_id: Some(&snap.id),
+                    clear_error: true,
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+        Ok(Step::Continue(run))
+    }
+
+    async fn prune(&self, run: Run) -> Result<Step, StoreError> {
+        let outcome = crate::prune::after_success(
+            self.store,
+            self.provider,
+            self.spec,
+            &self.target,
+            self.clock.now(),
+        )
+        .await;
+        let error = match &outcome {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(definition = %self.spec.identity, "pruning failed: {e}");
+                Some(format!("snapshot made; pruning failed: {e}"))
+            }
+        };
+        let run = self
+            .store
+            .update_run(
+                run.id,
+                Update {
+                    state: Some(RunState::Succeeded),
+                    error: error.as_deref().map(|m| ("prune", m)),
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await?;
+        Ok(Step::Stop(Ended::Final(run)))
+    }
+}
