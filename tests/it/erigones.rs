@@ -418,7 +418,7 @@ async fn deleting_snapshots_that_are_gone_succeeds() {
     let snap = create(&env, &req(1, "daily-20260101_000000")).await;
     assert_eq!(
         env.provider
-            .delete_snapshots(&vm(), 1, &[snap.clone()])
+            .delete_snapshots(&vm(), 1, std::slice::from_ref(&snap))
             .await,
         vec![Ok(())]
     );
