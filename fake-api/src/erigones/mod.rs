@@ -39,6 +39,9 @@ pub mod route {
 }
 
 /// Shared handle on the fake's state; cheap to clone.
+///
+/// The per-VM controls panic when the VM was never added: that is a mistake
+/// in the test, not input the fake should tolerate.
 #[derive(Clone)]
 pub struct FakeErigones {
     inner: Arc<Mutex<State>>,
