@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub mod erigones;
 pub mod fake;
 
 /// The kind of a provider, as written in `[providers.NAME] kind = "..."`.

@@ -1,1 +1,0 @@
-//! Fake Erigones API (placeholder).
