@@ -14,6 +14,7 @@
 //! - Secrets never appear in an error message.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -223,32 +224,38 @@ impl Default for PollPolicy {
 ///
 /// Implementations are cheap to clone handles (`Arc` inside) and safe to
 /// call concurrently.
-#[allow(async_fn_in_trait)]
-pub trait Provider {
+pub trait Provider: Send + Sync {
     /// Start creating snapshot `req.name`. If a snapshot of that name already
     /// exists on that disk (an earlier attempt of the same slot), return it as
     /// [`CreateOutcome::Done`] instead of failing.
-    async fn create_snapshot(&self, req: &CreateRequest) -> ProviderResult<CreateOutcome>;
+    fn create_snapshot(
+        &self,
+        req: &CreateRequest,
+    ) -> impl Future<Output = ProviderResult<CreateOutcome>> + Send;
 
     /// Poll an operation started by `create_snapshot` for `req`.
-    async fn poll(&self, req: &CreateRequest, op: &Operation) -> ProviderResult<PollOutcome>;
+    fn poll(
+        &self,
+        req: &CreateRequest,
+        op: &Operation,
+    ) -> impl Future<Output = ProviderResult<PollOutcome>> + Send;
 
     /// Every snapshot of (target, disk), all pages, any status.
-    async fn list_snapshots(
+    fn list_snapshots(
         &self,
         target: &Target,
         disk_id: u32,
-    ) -> ProviderResult<Vec<RemoteSnapshot>>;
+    ) -> impl Future<Output = ProviderResult<Vec<RemoteSnapshot>>> + Send;
 
     /// Delete these snapshots of (target, disk). One result per input, in
     /// order. "Not found" is success. Implementations may batch (Erigones
     /// bulk delete) and must wait until the deletion is done.
-    async fn delete_snapshots(
+    fn delete_snapshots(
         &self,
         target: &Target,
         disk_id: u32,
         snapshots: &[RemoteSnapshot],
-    ) -> Vec<ProviderResult<()>>;
+    ) -> impl Future<Output = Vec<ProviderResult<()>>> + Send;
 
     /// How to pace polling of this provider's operations.
     fn poll_policy(&self) -> PollPolicy;
