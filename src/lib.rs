@@ -11,6 +11,7 @@ pub mod provider;
 pub mod prune;
 pub mod run;
 pub mod schedule;
+pub mod scheduler;
 pub mod secret;
 pub mod store;
 pub mod table;

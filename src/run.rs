@@ -239,6 +239,15 @@ impl<P: Provider> Runner<'_, P> {
         let mut transient = 0u32;
         // A run that was already `creating` may have reached the provider.
         let mut may_exist = run.state == RunState::Creating || run.attempts > 0;
+        if may_exist && self.clock.now() > self.deadline(&run) {
+            // Resumed after the deadline: whether or not the provider made the
+            // snapshot, it is too late to make it now.
+            let e = ProviderError::permanent(format!(
+                "interrupted and not resumed within run_timeout {}",
+                humantime::format_duration(self.options.run_timeout)
+            ));
+            return self.fail(&run, RunState::Interrupted, &e).await;
+        }
         let mut run = run;
         loop {
             let req = self.request(&run, may_exist);

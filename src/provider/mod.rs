@@ -22,6 +22,7 @@ use serde::Serialize;
 
 pub mod erigones;
 pub mod fake;
+pub mod registry;
 
 /// The kind of a provider, as written in `[providers.NAME] kind = "..."`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
