@@ -4,5 +4,7 @@
 //! and benchmarks drive everything in-process.
 
 pub mod provider;
+pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod table;

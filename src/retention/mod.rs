@@ -1,0 +1,32 @@
+//! Retention: prune each definition's own snapshots beyond its retention.
+//!
+//! The pipeline, each step separately testable:
+//! 1. [`classify`] the provider's complete listing of one (target, disk)
+//!    against the store's records: which snapshots the definition owns.
+//! 2. [`plan`] (pure, explicit `now`): a [`Decision`] with reasons for every
+//!    snapshot.
+//! 3. [`execute`] the plan: one `delete_snapshots` call for exactly the
+//!    snapshots the plan deletes.
+//! 4. [`render_table`] / [`render_json`] for the CLI's `prune` and
+//!    `--dry-run`.
+//!
+//! What the caller (run engine, CLI) must do around it: prune only after a
+//! successful create; skip pruning entirely when the listing failed (the
+//! provider contract turns a partial listing into an error); log and record
+//! adoptions, snapshots marked gone, and every deletion with its reasons.
+
+mod execute;
+mod ownership;
+mod plan;
+mod render;
+
+#[cfg(test)]
+mod tests;
+
+pub use execute::{execute, Deletion, DeletionOutcome};
+pub use ownership::{
+    classify, matches_definition_pattern, Candidate, Classification, Ownership, StoreRecords,
+    NAME_TIME_FORMAT,
+};
+pub use plan::{format_duration, plan, Decision, PlanSummary, Policy, Reason};
+pub use render::{render_deletions_table, render_json, render_table};
