@@ -3,7 +3,9 @@
 //! Invariants: exactly the decisions with `keep == false` are sent to the
 //! provider, in one `delete_snapshots` call; a decision to delete a snapshot
 //! the definition does not own is refused here too, so a hand-built or
-//! corrupted plan still cannot delete someone else's snapshot.
+//! corrupted plan still cannot delete someone else's snapshot. Every
+//! outcome is logged (`info` done, `warn` failed, `error` refused); recording
+//! it in the store is the caller's job.
 
 use serde::{Serialize, Serializer};
 
@@ -100,6 +102,7 @@ pub async fn execute<P: Provider>(
                     ))),
                 }
             };
+            log_outcome(target, disk_id, d, &outcome);
             Deletion {
                 snapshot: d.snapshot.clone(),
                 reasons: d.reasons.clone(),
@@ -107,4 +110,29 @@ pub async fn execute<P: Provider>(
             }
         })
         .collect()
+}
+
+fn log_outcome(target: &Target, disk_id: u32, d: &Decision, outcome: &DeletionOutcome) {
+    let reasons = d
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (name, id) = (&d.snapshot.name, &d.snapshot.id);
+    match outcome {
+        DeletionOutcome::Done => tracing::info!(
+            target_name = %target, disk_id, snapshot = %name, snapshot_id = %id, reasons,
+            "deleted snapshot"
+        ),
+        DeletionOutcome::Failed(e) => tracing::warn!(
+            target_name = %target, disk_id, snapshot = %name, snapshot_id = %id, reasons,
+            error = %e, transient = e.is_transient(),
+            "deleting snapshot failed"
+        ),
+        DeletionOutcome::Refused => tracing::error!(
+            target_name = %target, disk_id, snapshot = %name, snapshot_id = %id,
+            "refused to delete a snapshot this definition does not own"
+        ),
+    }
 }
