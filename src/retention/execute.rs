@@ -9,8 +9,42 @@
 
 use serde::{Serialize, Serializer};
 
-use super::plan::{Decision, Reason};
-use crate::provider::{Provider, ProviderError, RemoteSnapshot, Target};
+use chrono::{DateTime, Utc};
+
+use super::ownership::{classify, Classification, StoreRecords};
+use super::plan::{plan, Decision, Policy, Reason};
+use crate::provider::{Provider, ProviderError, ProviderResult, RemoteSnapshot, Target};
+
+/// A plan made from a fresh, complete listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPlan {
+    /// Ownership of every listed snapshot, plus what the store must mark
+    /// gone or live again and the adoptions to log.
+    pub classification: Classification,
+    pub decisions: Vec<Decision>,
+}
+
+/// List (`target`, `disk_id`), classify the listing for `definition` and
+/// plan. A listing error is returned as is and yields no plan at all: the
+/// provider contract makes a listing that stopped part-way an error, so
+/// nothing is ever planned from an incomplete view.
+pub async fn list_and_plan<P: Provider>(
+    provider: &P,
+    target: &Target,
+    disk_id: u32,
+    store: &StoreRecords,
+    definition: &str,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> ProviderResult<ListedPlan> {
+    let listing = provider.list_snapshots(target, disk_id).await?;
+    let classification = classify(&listing, store, definition);
+    let decisions = plan(&classification.candidates, policy, now);
+    Ok(ListedPlan {
+        classification,
+        decisions,
+    })
+}
 
 /// What happened to one snapshot the plan deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]

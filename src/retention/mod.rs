@@ -10,10 +10,14 @@
 //! 4. [`render_table`] / [`render_json`] for the CLI's `prune` and
 //!    `--dry-run`.
 //!
+//! [`list_and_plan`] does steps 1 and 2 from a fresh listing, and returns
+//! the listing error instead of a plan when the listing fails.
+//!
 //! What the caller (run engine, CLI) must do around it: prune only after a
 //! successful create; skip pruning entirely when the listing failed (the
 //! provider contract turns a partial listing into an error); log and record
-//! adoptions, snapshots marked gone, and every deletion with its reasons.
+//! adoptions and snapshots marked gone; record every deletion with its
+//! reasons ([`execute`] already logs each outcome).
 
 mod execute;
 mod ownership;
@@ -23,7 +27,7 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-pub use execute::{execute, Deletion, DeletionOutcome};
+pub use execute::{execute, list_and_plan, Deletion, DeletionOutcome, ListedPlan};
 pub use ownership::{
     classify, matches_definition_pattern, Candidate, Classification, Ownership, StoreRecords,
     NAME_TIME_FORMAT,

@@ -16,6 +16,7 @@ struct MemProvider {
     snapshots: Mutex<Vec<RemoteSnapshot>>,
     fail: HashMap<String, ProviderError>,
     truncate_results_to: Option<usize>,
+    list_error: Option<ProviderError>,
     delete_calls: Mutex<Vec<Vec<String>>>,
 }
 
@@ -58,6 +59,9 @@ impl Provider for MemProvider {
         _target: &Target,
         _disk_id: u32,
     ) -> ProviderResult<Vec<RemoteSnapshot>> {
+        if let Some(e) = &self.list_error {
+            return Err(e.clone());
+        }
         Ok(self.snapshots.lock().unwrap().clone())
     }
 
@@ -238,4 +242,62 @@ async fn deletions_render_and_serialize() {
         serde_json::json!({"status": "failed", "error": "forbidden (403)", "class": "permanent"})
     );
     assert_eq!(json[1]["outcome"], serde_json::json!({"status": "done"}));
+}
+
+#[tokio::test]
+async fn list_and_plan_classifies_and_plans_a_fresh_listing() {
+    let mut snaps = daily(3);
+    snaps.push(candidate("manual", -5, Ownership::Unmanaged));
+    let provider = MemProvider::with(&snaps);
+    let store = StoreRecords {
+        live: ["daily-20260101_000000", "daily-20251201_000000"]
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        ..StoreRecords::default()
+    };
+    let listed = list_and_plan(
+        &provider,
+        &vm(),
+        0,
+        &store,
+        "daily",
+        &policy(1, None),
+        at_secs(10 * DAY),
+    )
+    .await
+    .expect("listing succeeds");
+    assert_eq!(listed.classification.missing, vec!["daily-20251201_000000"]);
+    assert_eq!(listed.classification.adopted().count(), 2);
+    let deleted: Vec<&str> = listed
+        .decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .map(|d| d.snapshot.name.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        vec!["daily-20260101_000000", "daily-20260102_000000"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_listing_yields_no_plan_and_deletes_nothing() {
+    let snaps = daily(5);
+    let mut provider = MemProvider::with(&snaps);
+    let err = ProviderError::transient("listing stopped at page 2 of 3: 503");
+    provider.list_error = Some(err.clone());
+    let result = list_and_plan(
+        &provider,
+        &vm(),
+        0,
+        &StoreRecords::default(),
+        "daily",
+        &policy(1, None),
+        at_secs(10 * DAY),
+    )
+    .await;
+    assert_eq!(result, Err(err));
+    assert!(provider.calls().is_empty());
+    assert_eq!(provider.names().len(), 5);
 }
