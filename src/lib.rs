@@ -9,6 +9,7 @@ pub mod config;
 pub mod model;
 pub mod provider;
 pub mod prune;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod scheduler;

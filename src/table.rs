@@ -1,52 +1,128 @@
-//! Aligned plain-text tables for CLI output.
+//! Plain aligned-column tables for the CLI.
+//!
+//! Invariants: every column is as wide as its widest cell (counted in
+//! characters); lines carry no trailing spaces; control characters in cells
+//! (a provider-supplied snapshot name, say) are escaped so that they cannot
+//! move the cursor or recolour the terminal.
 
-/// Render rows under headers, columns separated by two spaces, each column as
-/// wide as its widest cell. Trailing spaces are trimmed.
+/// Render `rows` under `headers`, columns separated by two spaces, with a
+/// dashed rule under the header. Rows shorter than the header are padded
+/// with empty cells; longer rows add columns.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    let header: Vec<String> = headers.iter().map(|h| sanitize(h)).collect();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| sanitize(c)).collect())
+        .collect();
+
+    let columns = body
+        .iter()
+        .map(Vec::len)
+        .chain(std::iter::once(header.len()))
+        .max()
+        .unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in std::iter::once(&header).chain(body.iter()) {
         for (i, cell) in row.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
+
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                l.push_str("  ");
-            }
-            l.push_str(cell);
-            let pad = widths
-                .get(i)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(cell.chars().count());
-            l.extend(std::iter::repeat_n(' ', pad));
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut headers.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
+    push_line(&mut out, &header, &widths);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    push_line(&mut out, &rule, &widths);
+    for row in &body {
+        push_line(&mut out, row, &widths);
     }
     out
 }
 
+fn push_line(out: &mut String, cells: &[String], widths: &[usize]) {
+    let mut line = String::new();
+    for (i, width) in widths.iter().enumerate() {
+        if i > 0 {
+            line.push_str("  ");
+        }
+        let cell = cells.get(i).map(String::as_str).unwrap_or("");
+        line.push_str(cell);
+        let pad = width.saturating_sub(cell.chars().count());
+        line.extend(std::iter::repeat_n(' ', pad));
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+fn sanitize(cell: &str) -> String {
+    if !cell.chars().any(char::is_control) {
+        return cell.to_string();
+    }
+    cell.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn row(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn columns_align_to_the_widest_cell() {
-        let t = super::render(
-            &["Name", "Retention"],
+    fn columns_are_aligned_to_the_widest_cell() {
+        let out = render(
+            &["Snapshot", "Action"],
             &[
-                vec!["daily".into(), "30".into()],
-                vec!["h".into(), "7".into()],
+                row(&["a", "keep"]),
+                row(&["daily-20260101_000000", "delete"]),
             ],
         );
-        assert_eq!(t, "Name   Retention\ndaily  30\nh      7\n");
+        let expected = "\
+Snapshot               Action
+---------------------  ------
+a                      keep
+daily-20260101_000000  delete
+";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn ragged_rows_are_padded_and_lines_have_no_trailing_spaces() {
+        let out = render(&["A", "B"], &[row(&["x"]), row(&["y", "z", "extra"])]);
+        let expected = "\
+A  B
+-  -  -----
+x
+y  z  extra
+";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn width_counts_characters_not_bytes() {
+        let out = render(&["N"], &[row(&["žžž"]), row(&["abc"])]);
+        assert_eq!(out, "N\n---\nžžž\nabc\n");
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_escaped() {
+        let out = render(&["N", "X"], &[row(&["evil\u{1b}[2Jname\nnext", "y"])]);
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert_eq!(out.lines().count(), 3, "{out:?}");
+        assert!(out.contains("evil\\u{1b}[2Jname\\nnext  y"), "{out:?}");
+    }
+
+    #[test]
+    fn no_rows_renders_the_header_only() {
+        assert_eq!(render(&["A", "Bb"], &[]), "A  Bb\n-  --\n");
+        assert_eq!(render(&[], &[]), "\n\n");
     }
 }

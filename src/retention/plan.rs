@@ -1,0 +1,318 @@
+//! The pure retention planner: which snapshots to keep and which to delete,
+//! with the reasons, as a function of the listing, the policy and `now`.
+//!
+//! Rules, applied to the definition's own ready snapshots (owned, status
+//! `ok`) ordered by creation time, then name, then id:
+//! - `retention = N > 0`: the oldest beyond the newest N are deleted;
+//!   `retention = 0` sets no count limit.
+//! - `max_age`: snapshots strictly older than it (at `now`) are deleted even
+//!   within the count.
+//! - The newest owned ready snapshot is never deleted by anything.
+//!
+//! Everything else is kept and never counted: snapshots not owned by the
+//! definition, and owned ones that are not ready.
+//!
+//! Invariants (property-tested): a decision for every input; output order
+//! and content do not depend on input order; nothing not owned is deleted;
+//! planning again after applying a plan deletes nothing more.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Serialize, Serializer};
+
+use super::ownership::{Candidate, Ownership};
+use crate::provider::{RemoteSnapshot, SnapshotStatus};
+
+/// A definition's retention settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// How many own ready snapshots to keep; 0 keeps all (no count limit).
+    pub retention: u32,
+    /// Own snapshots older than this are deleted even within the count.
+    pub max_age: Option<Duration>,
+}
+
+/// Why a snapshot is kept or deleted. `Display` gives the CLI wording; the
+/// JSON form is `{"kind": "...", "text": "...", ...fields}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Not owned by the definition: never counted, never deleted.
+    NotManaged(Ownership),
+    /// Owned but not ready (being created, rolled back, lost): not counted.
+    NotReady(SnapshotStatus),
+    /// The newest own ready snapshot, which nothing deletes.
+    Newest,
+    /// Among the newest `retention`.
+    WithinRetention(u32),
+    /// `retention = 0`: no count limit.
+    NoCountLimit,
+    /// Not older than `max_age`.
+    WithinMaxAge(Duration),
+    /// Older than the newest `retention`: delete.
+    BeyondRetention(u32),
+    /// Older than `max_age`: delete.
+    OlderThanMaxAge(Duration),
+}
+
+impl Reason {
+    /// Stable machine-readable name of the reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::NotManaged(_) => "not_managed",
+            Reason::NotReady(_) => "not_ready",
+            Reason::Newest => "newest",
+            Reason::WithinRetention(_) => "within_retention",
+            Reason::NoCountLimit => "no_count_limit",
+            Reason::WithinMaxAge(_) => "within_max_age",
+            Reason::BeyondRetention(_) => "beyond_retention",
+            Reason::OlderThanMaxAge(_) => "older_than_max_age",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NotManaged(Ownership::OtherDefinition) => {
+                f.write_str("not managed by this definition (another definition's)")
+            }
+            Reason::NotManaged(_) => f.write_str("not managed by this definition"),
+            Reason::NotReady(status) => write!(f, "not ready ({})", status_str(*status)),
+            Reason::Newest => f.write_str("newest ready snapshot"),
+            Reason::WithinRetention(n) => write!(f, "within retention {n}"),
+            Reason::NoCountLimit => f.write_str("retention 0 keeps all"),
+            Reason::WithinMaxAge(d) => write!(f, "within max_age {}", format_duration(*d)),
+            Reason::BeyondRetention(n) => write!(f, "beyond retention {n}"),
+            Reason::OlderThanMaxAge(d) => write!(f, "older than max_age {}", format_duration(*d)),
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("kind", self.kind())?;
+        map.serialize_entry("text", &self.to_string())?;
+        match self {
+            Reason::NotManaged(o) => map.serialize_entry("ownership", o)?,
+            Reason::NotReady(s) => map.serialize_entry("status", s)?,
+            Reason::WithinRetention(n) | Reason::BeyondRetention(n) => {
+                map.serialize_entry("retention", n)?
+            }
+            Reason::WithinMaxAge(d) | Reason::OlderThanMaxAge(d) => {
+                map.serialize_entry("max_age", &format_duration(*d))?;
+                map.serialize_entry("max_age_secs", &d.as_secs())?;
+            }
+            Reason::Newest | Reason::NoCountLimit => {}
+        }
+        map.end()
+    }
+}
+
+fn status_str(status: SnapshotStatus) -> &'static str {
+    match status {
+        SnapshotStatus::Ok => "ok",
+        SnapshotStatus::Pending => "pending",
+        SnapshotStatus::Rollback => "rollback",
+        SnapshotStatus::Lost => "lost",
+    }
+}
+
+/// Format a duration compactly in days, hours, minutes and seconds
+/// (`90d`, `1d 12h`, `90m`→`1h 30m`). humantime parses the result back;
+/// its own formatter would render 90 days as months with a remainder.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return if d.is_zero() {
+            "0s".to_string()
+        } else {
+            format!("{}ms", d.as_millis())
+        };
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    parts.join(" ")
+}
+
+/// The planner's verdict on one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub snapshot: RemoteSnapshot,
+    pub ownership: Ownership,
+    /// False means delete.
+    pub keep: bool,
+    /// Why; at least one entry.
+    pub reasons: Vec<Reason>,
+}
+
+impl Decision {
+    /// `keep` or `delete`, as shown in the Action column.
+    pub fn action(&self) -> &'static str {
+        if self.keep {
+            "keep"
+        } else {
+            "delete"
+        }
+    }
+}
+
+/// Counts of a plan and what it deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub keep: usize,
+    pub delete: usize,
+    /// The snapshots to delete, oldest first.
+    pub to_delete: Vec<RemoteSnapshot>,
+}
+
+impl PlanSummary {
+    pub fn from_decisions(decisions: &[Decision]) -> Self {
+        let to_delete: Vec<RemoteSnapshot> = decisions
+            .iter()
+            .filter(|d| !d.keep)
+            .map(|d| d.snapshot.clone())
+            .collect();
+        PlanSummary {
+            keep: decisions.len() - to_delete.len(),
+            delete: to_delete.len(),
+            to_delete,
+        }
+    }
+}
+
+impl fmt::Display for PlanSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} to keep, {} to delete", self.keep, self.delete)
+    }
+}
+
+/// Plan retention for one definition on one (target, disk).
+///
+/// Returns one decision per input, ordered by creation time, name, id (then
+/// the remaining fields), whatever the input order.
+pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
+    let mut sorted: Vec<&Candidate> = snapshots.iter().collect();
+    sorted.sort_by(|a, b| total_order(a, b));
+
+    let ready = |c: &Candidate| c.ownership.is_owned() && c.snapshot.status == SnapshotStatus::Ok;
+    let owned_ready = sorted.iter().filter(|c| ready(c)).count();
+    let retention = policy.retention as usize;
+    // Snapshots at a ready-index below this are beyond the count.
+    let first_within_count = if retention == 0 {
+        0
+    } else {
+        owned_ready.saturating_sub(retention)
+    };
+    // A max_age too large for chrono cannot be exceeded.
+    let max_age = policy
+        .max_age
+        .and_then(|d| TimeDelta::from_std(d).ok().map(|td| (d, td)));
+
+    let mut ready_index = 0usize;
+    sorted
+        .into_iter()
+        .map(|c| {
+            let (keep, reasons) = if !c.ownership.is_owned() {
+                (true, vec![Reason::NotManaged(c.ownership)])
+            } else if c.snapshot.status != SnapshotStatus::Ok {
+                (true, vec![Reason::NotReady(c.snapshot.status)])
+            } else {
+                let index = ready_index;
+                ready_index += 1;
+                decide_ready(
+                    c,
+                    index,
+                    owned_ready,
+                    first_within_count,
+                    policy,
+                    max_age,
+                    now,
+                )
+            };
+            Decision {
+                snapshot: c.snapshot.clone(),
+                ownership: c.ownership,
+                keep,
+                reasons,
+            }
+        })
+        .collect()
+}
+
+fn decide_ready(
+    c: &Candidate,
+    index: usize,
+    owned_ready: usize,
+    first_within_count: usize,
+    policy: &Policy,
+    max_age: Option<(Duration, TimeDelta)>,
+    now: DateTime<Utc>,
+) -> (bool, Vec<Reason>) {
+    let newest = index + 1 == owned_ready;
+    let beyond_count = index < first_within_count;
+    let too_old = max_age.filter(|(_, td)| now.signed_duration_since(c.snapshot.created_at) > *td);
+
+    if newest {
+        // Why it is kept matters more than the rules it would break, but
+        // show both so that an old newest snapshot is not a surprise.
+        let mut reasons = vec![Reason::Newest];
+        if let Some((d, _)) = too_old {
+            reasons.push(Reason::OlderThanMaxAge(d));
+        }
+        return (true, reasons);
+    }
+
+    let mut delete = Vec::new();
+    if beyond_count {
+        delete.push(Reason::BeyondRetention(policy.retention));
+    }
+    if let Some((d, _)) = too_old {
+        delete.push(Reason::OlderThanMaxAge(d));
+    }
+    if !delete.is_empty() {
+        return (false, delete);
+    }
+
+    let mut keep = vec![if policy.retention == 0 {
+        Reason::NoCountLimit
+    } else {
+        Reason::WithinRetention(policy.retention)
+    }];
+    if let Some((d, _)) = max_age {
+        keep.push(Reason::WithinMaxAge(d));
+    }
+    (true, keep)
+}
+
+/// A total order on candidates so that the plan never depends on the
+/// listing's order, even for duplicate names (DigitalOcean allows them).
+fn total_order(a: &Candidate, b: &Candidate) -> Ordering {
+    let (x, y) = (&a.snapshot, &b.snapshot);
+    x.created_at
+        .cmp(&y.created_at)
+        .then_with(|| x.name.cmp(&y.name))
+        .then_with(|| x.id.cmp(&y.id))
+        .then_with(|| a.ownership.cmp(&b.ownership))
+        .then_with(|| status_rank(x.status).cmp(&status_rank(y.status)))
+        .then_with(|| x.size_bytes.cmp(&y.size_bytes))
+        .then_with(|| x.note.cmp(&y.note))
+}
+
+fn status_rank(status: SnapshotStatus) -> u8 {
+    match status {
+        SnapshotStatus::Ok => 0,
+        SnapshotStatus::Pending => 1,
+        SnapshotStatus::Rollback => 2,
+        SnapshotStatus::Lost => 3,
+    }
+}
