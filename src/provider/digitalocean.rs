@@ -428,10 +428,12 @@ impl Provider for DigitalOcean {
     async fn poll(&self, req: &CreateRequest, op: &Operation) -> ProviderResult<PollOutcome> {
         let droplet = match &req.target {
             Target::Droplet(id) => *id,
-            Target::Volume(id) => return Err(ProviderError::permanent(format!(
+            Target::Volume(id) => {
+                return Err(ProviderError::permanent(format!(
                 "volume {id}: volume snapshots are synchronous, there is no operation {} to poll",
                 op.id
-            ))),
+            )))
+            }
             Target::Vm(_) => return Err(vm_target(&req.target)),
         };
         let action_id: u64 = op.id.trim().parse().map_err(|_| {
