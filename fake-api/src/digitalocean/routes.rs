@@ -67,16 +67,13 @@ pub(crate) struct PageQuery {
     per_page: Option<String>,
 }
 
-/// One page of `items` with DigitalOcean's `links.pages` and `meta.total`.
-fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Result<Value, Response> {
-    let parse = |v: &Option<String>, default: usize| -> Result<usize, Response> {
+/// One page of `items` with DigitalOcean's `links.pages` and `meta.total`;
+/// `None` when `page` or `per_page` is not a positive integer.
+fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Option<Value> {
+    let parse = |v: &Option<String>, default: usize| -> Option<usize> {
         match v {
-            None => Ok(default),
-            Some(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| bad_request("page and per_page must be positive integers")),
+            None => Some(default),
+            Some(s) => s.parse::<usize>().ok().filter(|n| *n >= 1),
         }
     };
     let page = parse(&q.page, 1)?;
@@ -98,7 +95,7 @@ fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Result<
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .collect();
-    Ok(json!({"snapshots": chunk, "links": {"pages": pages}, "meta": {"total": total}}))
+    Some(json!({"snapshots": chunk, "links": {"pages": pages}, "meta": {"total": total}}))
 }
 
 async fn get_action(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -184,8 +181,8 @@ fn listing(s: &Shared, path: &str, q: &PageQuery, of: Resource) -> Response {
         .map(|x| st.snapshot_json(x))
         .collect();
     match paginate(&s.base_url(), path, q, items) {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
+        Some(v) => Json(v).into_response(),
+        None => bad_request("page and per_page must be positive integers"),
     }
 }
 
