@@ -1,0 +1,3 @@
+//! snapsched's integration tests, in one binary so the crate graph links once.
+
+mod digitalocean;
