@@ -521,3 +521,44 @@ impl Provider for DigitalOcean {
         self.inner.poll
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(token: &str, url: &str) -> DigitalOceanSettings {
+        let mut s = DigitalOceanSettings::new("do", Secret::new(token));
+        s.api_url = Url::parse(url).unwrap();
+        s
+    }
+
+    #[test]
+    fn one_token_on_one_api_shares_one_limiter() {
+        let a = DigitalOcean::new(settings("tok-a", "http://127.0.0.1:9")).unwrap();
+        let b = DigitalOcean::new(settings("tok-a", "http://127.0.0.1:9/")).unwrap();
+        let c = DigitalOcean::new(settings("tok-c", "http://127.0.0.1:9")).unwrap();
+        assert!(Arc::ptr_eq(&a.limiter(), &b.limiter()));
+        assert!(!Arc::ptr_eq(&a.limiter(), &c.limiter()));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_without_showing_the_token() {
+        let e = DigitalOcean::new(settings("", "http://127.0.0.1:9")).unwrap_err();
+        assert!(e.message.contains("token is empty"));
+        let e = DigitalOcean::new(settings("tok-secret", "ftp://127.0.0.1")).unwrap_err();
+        assert!(!e.message.contains("tok-secret"));
+        let p = DigitalOcean::new(settings("tok-secret", "http://127.0.0.1:9")).unwrap();
+        assert!(!format!("{p:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn urls_keep_a_path_prefix_and_encode_segments() {
+        let p = DigitalOcean::new(settings("t", "http://127.0.0.1:9/proxy/")).unwrap();
+        assert_eq!(
+            p.http()
+                .url(&["v2", "tags", "env:prod", "resources"])
+                .as_str(),
+            "http://127.0.0.1:9/proxy/v2/tags/env:prod/resources"
+        );
+    }
+}

@@ -552,3 +552,30 @@ async fn limiter_queues_300_concurrent_requests_without_a_429() {
     assert_eq!(fake.responses(429), 0);
     assert_contract(&fake);
 }
+
+#[tokio::test]
+async fn html_instead_of_json_is_a_transient_error_with_context() {
+    let fake = fake().await;
+    let p = provider(&fake);
+    fake.inject(FaultRule::new(
+        Some(GET_ACTION),
+        Fault::Raw {
+            status: 200,
+            body: "<html>upstream maintenance</html>".to_owned(),
+        },
+        1,
+    ));
+    let req = request(Target::Droplet(DROPLET), "web-1");
+    let CreateOutcome::Pending(op) = p.create_snapshot(&req).await.expect("action starts") else {
+        panic!("droplet snapshots are asynchronous");
+    };
+    let err = p.poll(&req, &op).await.expect_err("not JSON");
+    assert!(err.is_transient());
+    assert!(
+        err.message.contains("not the expected JSON"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("/v2/actions/"), "{}", err.message);
+    assert_eq!(p.poll(&req, &op).await, Ok(PollOutcome::Pending));
+}

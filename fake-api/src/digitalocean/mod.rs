@@ -288,6 +288,13 @@ async fn gate(
     };
     let response = match fault {
         Some(Fault::DropConnection) => return dropped(),
+        Some(Fault::Raw { status, body }) => {
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            return r;
+        }
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             None

@@ -24,6 +24,9 @@ pub enum Fault {
     Delay(Duration),
     /// Send the status line, then cut the connection mid-body.
     DropConnection,
+    /// Answer with this status and this body verbatim (e.g. a proxy's HTML
+    /// page); not checked against the contract.
+    Raw { status: u16, body: String },
 }
 
 /// Apply `fault` to the next `times` requests on `route`

@@ -259,3 +259,90 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ErrorClass;
+
+    fn reply(status: u16, body: &str, retry_after: Option<u64>) -> Reply {
+        Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.as_bytes().to_vec(),
+            what: "POST /v2/droplets/3164444/actions".to_owned(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_classes_and_messages() {
+        let body = r#"{"id":"x","message":"m","request_id":"r1"}"#;
+        let cases: &[(u16, &str, ErrorClass, &str)] = &[
+            (
+                401,
+                body,
+                ErrorClass::Permanent,
+                "token rejected by DigitalOcean: m",
+            ),
+            (
+                403,
+                body,
+                ErrorClass::Permanent,
+                "token rejected by DigitalOcean: m",
+            ),
+            (
+                404,
+                body,
+                ErrorClass::Permanent,
+                "droplet 3164444 not found",
+            ),
+            (
+                422,
+                r#"{"id":"unprocessable_entity","message":"Droplet already has a pending event."}"#,
+                ErrorClass::Transient,
+                "droplet 3164444 is busy: Droplet already has a pending event.",
+            ),
+            (422, body, ErrorClass::Permanent, "failed with 422: m"),
+            (429, body, ErrorClass::Transient, "rate limit reached"),
+            (500, body, ErrorClass::Transient, "failed with 500: m"),
+            (
+                503,
+                "<html>bad gateway</html>",
+                ErrorClass::Transient,
+                "unexpected body",
+            ),
+            (400, "", ErrorClass::Permanent, "empty body"),
+        ];
+        for (status, body, class, needle) in cases {
+            let e = reply(*status, body, None).error("droplet 3164444");
+            assert_eq!(e.class, *class, "{status}: {}", e.message);
+            assert!(e.message.contains(needle), "{status}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn rate_limit_error_keeps_the_server_hint() {
+        let e = reply(
+            429,
+            r#"{"id":"too_many_requests","message":"API Rate limit exceeded."}"#,
+            Some(29),
+        )
+        .error("droplet 1");
+        assert_eq!(e.retry_after, Some(Duration::from_secs(29)));
+    }
+
+    #[test]
+    fn body_that_is_not_json_is_an_error_with_context() {
+        let r = reply(200, "<html>maintenance</html>", None);
+        let e = r.json::<super::super::model::ActionEnvelope>().unwrap_err();
+        assert!(e.is_transient());
+        assert!(
+            e.message.contains("POST /v2/droplets/3164444/actions"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("maintenance"), "{}", e.message);
+        let r = reply(200, r#"{"action":{"status":"completed"}}"#, None);
+        assert!(r.json::<super::super::model::ActionEnvelope>().is_err());
+    }
+}
