@@ -1,18 +1,46 @@
-//! `snapsched-fake-api digitalocean|erigones`: run a fake API standalone.
+//! `snapsched-fake-api digitalocean|erigones`: run a fake API standalone,
+//! on loopback, for the README's no-account demo.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-#[derive(Parser)]
-#[command(name = "snapsched-fake-api", about = "Fake cloud APIs on loopback")]
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "snapsched-fake-api", version, about)]
 struct Cli {
     #[command(subcommand)]
     api: Api,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Api {
-    /// Fake Erigones / Danube Cloud API.
+    /// Serve a fake DigitalOcean API v2 (droplet and volume snapshots).
+    Digitalocean(DigitalOceanArgs),
+    /// Serve a fake Erigones / Danube Cloud API (VM disk snapshots).
     Erigones(erigones_cmd::Args),
+}
+
+#[derive(Debug, Args)]
+struct DigitalOceanArgs {
+    /// Loopback address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The bearer token the fake accepts.
+    #[arg(long, default_value = "fake-do-token")]
+    token: String,
+    /// A droplet id that exists (repeatable).
+    #[arg(long = "droplet")]
+    droplets: Vec<u64>,
+    /// A volume UUID that exists (repeatable).
+    #[arg(long = "volume")]
+    volumes: Vec<Uuid>,
+    /// How long a droplet snapshot action stays in progress.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    action_duration: Duration,
 }
 
 #[tokio::main]
@@ -24,8 +52,30 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().api {
+        Api::Digitalocean(args) => digitalocean(args).await,
         Api::Erigones(args) => erigones_cmd::run(args).await,
     }
+}
+
+async fn digitalocean(args: DigitalOceanArgs) -> anyhow::Result<()> {
+    let config = FakeConfig {
+        token: args.token,
+        action_duration: args.action_duration,
+        real_time: true,
+        ..FakeConfig::default()
+    };
+    let fake = FakeDigitalOcean::start_on(config, args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    for id in args.droplets {
+        fake.add_droplet(id, &format!("droplet-{id}"));
+    }
+    for id in args.volumes {
+        fake.add_volume(id, &format!("volume-{}", &id.to_string()[..8]));
+    }
+    println!("{}", fake.url());
+    fake.serve_forever().await;
+    Ok(())
 }
 
 mod erigones_cmd {
@@ -34,7 +84,7 @@ mod erigones_cmd {
     use anyhow::Context;
     use snapsched_fake_api::erigones::{self, FakeErigones, FakeErigonesConfig};
 
-    #[derive(clap::Args)]
+    #[derive(Debug, clap::Args)]
     pub struct Args {
         /// Address to listen on (loopback only is advised).
         #[arg(long, default_value = "127.0.0.1:8081")]

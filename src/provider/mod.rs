@@ -20,8 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub mod digitalocean;
 pub mod erigones;
 pub mod fake;
+pub mod ratelimit;
 pub mod registry;
 
 /// The kind of a provider, as written in `[providers.NAME] kind = "..."`.

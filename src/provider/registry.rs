@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use super::digitalocean::{DigitalOcean, DigitalOceanSettings};
 use super::erigones::{Erigones, ErigonesSettings};
 use super::fake::FakeProvider;
+use super::ratelimit::RateLimits;
 use super::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
     ProviderKind, ProviderResult, RemoteSnapshot, Target,
@@ -13,6 +15,7 @@ use crate::config::{Config, ProviderConfig};
 /// Any configured provider.
 #[derive(Debug, Clone)]
 pub enum AnyProvider {
+    DigitalOcean(DigitalOcean),
     Erigones(Erigones),
     Fake(FakeProvider),
 }
@@ -20,6 +23,7 @@ pub enum AnyProvider {
 macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
+            AnyProvider::DigitalOcean($p) => $e,
             AnyProvider::Erigones($p) => $e,
             AnyProvider::Fake($p) => $e,
         }
@@ -80,10 +84,24 @@ pub fn build(cfg: &ProviderConfig) -> Result<AnyProvider, String> {
             .map(AnyProvider::Erigones)
             .map_err(|e: ProviderError| e.message)
         }
-        ProviderKind::DigitalOcean => Err(format!(
-            "providers.{}: the DigitalOcean provider is not available in this build",
-            cfg.name
-        )),
+        ProviderKind::DigitalOcean => {
+            let token = cfg.credential.load()?;
+            let mut settings = DigitalOceanSettings::new(cfg.name.clone(), token);
+            if let Some(url) = &cfg.api_url {
+                settings.api_url = url.clone();
+            }
+            settings.poll = cfg.poll;
+            settings.tags = cfg.tags.clone();
+            settings.connect_timeout = cfg.connect_timeout;
+            settings.request_timeout = cfg.request_timeout;
+            settings.limits = RateLimits {
+                per_minute: cfg.requests_per_minute,
+                per_hour: cfg.requests_per_hour,
+            };
+            DigitalOcean::new(settings)
+                .map(AnyProvider::DigitalOcean)
+                .map_err(|e: ProviderError| e.message)
+        }
     }
 }
 

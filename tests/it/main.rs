@@ -1,3 +1,4 @@
-//! The integration test binary: one module per area.
+//! snapsched integration tests, in one binary so the crate graph links once.
 
+mod digitalocean;
 mod erigones;

@@ -1,1 +1,0 @@
-//! Fake DigitalOcean API v2 (placeholder).

@@ -1,0 +1,564 @@
+//! DigitalOcean API v2 provider: droplet and volume snapshots.
+//!
+//! - `droplet:<id>`: a `snapshot` droplet action is started and its id is the
+//!   [`Operation`] id. [`Provider::poll`] reads the action once; when it has
+//!   completed, the snapshot's id is found by listing the droplet's
+//!   snapshots and matching the name (created at or after the action's
+//!   `started_at`), and the configured tags are attached.
+//! - `volume:<uuid>`: the snapshot is created synchronously, with its tags;
+//!   a 409 (duplicate name) adopts the earlier attempt's snapshot.
+//!
+//! Invariants: listings follow `links.pages.next` to the end and fail
+//! rather than return a partial list; pagination links are only followed on
+//! `api_url`'s origin; one [`RateLimiter`] is shared by every instance that
+//! uses the same token on the same API; the token appears in no message and
+//! no `Debug` output.
+
+mod http;
+mod model;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use self::http::Http;
+use self::model::{
+    ActionEnvelope, ApiSnapshot, DropletSnapshotAction, SnapshotEnvelope, SnapshotPage, TagCreate,
+    TagResource, TagResources, VolumeSnapshotCreate,
+};
+use super::ratelimit::RateLimiter;
+pub use super::ratelimit::RateLimits;
+use super::{
+    CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
+    ProviderResult, RemoteSnapshot, Target,
+};
+use crate::secret::Secret;
+
+/// The public API endpoint.
+pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
+
+/// Largest page the API serves.
+const PER_PAGE: u32 = 200;
+
+/// Everything a DigitalOcean provider needs, already parsed.
+#[derive(Debug, Clone)]
+pub struct DigitalOceanSettings {
+    /// `[providers.NAME]`; labels metrics and messages.
+    pub provider_name: String,
+    /// Base URL (`https://api.digitalocean.com`; tests point it at loopback).
+    pub api_url: Url,
+    pub token: Secret,
+    pub poll: PollPolicy,
+    /// Tags added to every snapshot this provider creates.
+    pub tags: Vec<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub limits: RateLimits,
+}
+
+impl DigitalOceanSettings {
+    /// Settings with the documented defaults for everything but the name and
+    /// the token.
+    pub fn new(provider_name: impl Into<String>, token: Secret) -> Self {
+        DigitalOceanSettings {
+            provider_name: provider_name.into(),
+            api_url: Url::parse(DEFAULT_API_URL).expect("constant URL parses"),
+            token,
+            poll: PollPolicy::default(),
+            tags: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            limits: RateLimits::default(),
+        }
+    }
+}
+
+/// A DigitalOcean API client implementing [`Provider`]. Cheap to clone.
+#[derive(Clone)]
+pub struct DigitalOcean {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: Http,
+    poll: PollPolicy,
+    tags: Vec<String>,
+}
+
+impl std::fmt::Debug for DigitalOcean {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigitalOcean")
+            .field("provider", &self.inner.http.provider)
+            .field("api_url", &self.inner.http.base.as_str())
+            .field("token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+type LimiterKey = (String, u64);
+
+/// Limiters by (API origin, token hash): DigitalOcean limits per token, so
+/// two provider entries with one token must share one budget.
+fn shared_limiter(api_url: &Url, token: &Secret, limits: RateLimits) -> Arc<RateLimiter> {
+    use std::hash::{Hash, Hasher};
+    static LIMITERS: OnceLock<Mutex<HashMap<LimiterKey, Weak<RateLimiter>>>> = OnceLock::new();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    token.expose().hash(&mut hasher);
+    let key = (api_url.origin().ascii_serialization(), hasher.finish());
+    let mut map = LIMITERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.retain(|_, w| w.strong_count() > 0);
+    if let Some(l) = map.get(&key).and_then(Weak::upgrade) {
+        return l;
+    }
+    let l = Arc::new(RateLimiter::new(limits));
+    map.insert(key, Arc::downgrade(&l));
+    l
+}
+
+impl DigitalOcean {
+    /// Build the HTTP client. Instances with the same token and API share
+    /// one rate limiter.
+    pub fn new(settings: DigitalOceanSettings) -> Result<Self, ProviderError> {
+        let limiter = shared_limiter(&settings.api_url, &settings.token, settings.limits);
+        Self::with_limiter(settings, limiter)
+    }
+
+    /// Like [`DigitalOcean::new`] with a given limiter (tests use one on a
+    /// manual clock).
+    pub fn with_limiter(
+        settings: DigitalOceanSettings,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<Self, ProviderError> {
+        let name = settings.provider_name.clone();
+        if settings.token.is_empty() {
+            return Err(ProviderError::permanent(format!(
+                "provider {name}: the DigitalOcean token is empty"
+            )));
+        }
+        if !matches!(settings.api_url.scheme(), "http" | "https")
+            || settings.api_url.cannot_be_a_base()
+        {
+            return Err(ProviderError::permanent(format!(
+                "provider {name}: api_url {} is not an http(s) URL",
+                settings.api_url
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("snapsched/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            // A redirect could carry the request elsewhere; the API never
+            // redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                ProviderError::permanent(format!("provider {name}: cannot build HTTP client: {e}"))
+            })?;
+        let mut tags = Vec::new();
+        for t in settings.tags {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        Ok(DigitalOcean {
+            inner: Arc::new(Inner {
+                http: Http::new(name, settings.api_url, settings.token, client, limiter),
+                poll: settings.poll,
+                tags,
+            }),
+        })
+    }
+
+    /// Requests this instance has sent (each attempt counts).
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.http.requests_sent()
+    }
+
+    /// The limiter this instance waits on.
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.inner.http.limiter.clone()
+    }
+
+    fn http(&self) -> &Http {
+        &self.inner.http
+    }
+
+    /// Provider tags followed by the definition's, without duplicates.
+    fn tags_for(&self, req: &CreateRequest) -> Vec<String> {
+        let mut tags = self.inner.tags.clone();
+        for t in &req.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        tags
+    }
+
+    /// Every snapshot of a droplet or volume, all pages; backups excluded.
+    async fn list_raw(&self, target: &Target) -> ProviderResult<Vec<ApiSnapshot>> {
+        let (mut url, subject) = match target {
+            Target::Droplet(id) => (
+                self.http()
+                    .url(&["v2", "droplets", &id.to_string(), "snapshots"]),
+                format!("droplet {id}"),
+            ),
+            Target::Volume(id) => (
+                self.http()
+                    .url(&["v2", "volumes", &id.to_string(), "snapshots"]),
+                format!("volume {id}"),
+            ),
+            Target::Vm(_) => return Err(vm_target(target)),
+        };
+        url.query_pairs_mut()
+            .append_pair("per_page", &PER_PAGE.to_string());
+        let mut all = Vec::new();
+        let mut total: Option<u64> = None;
+        let mut pages = 0u64;
+        loop {
+            pages += 1;
+            let reply = self.http().send::<()>(Method::GET, url, None).await?;
+            if !reply.status.is_success() {
+                return Err(reply.error(&subject));
+            }
+            let page: SnapshotPage = reply.json()?;
+            if let Some(m) = &page.meta {
+                total = Some(m.total);
+            }
+            all.extend(page.snapshots);
+            let next = page.links.and_then(|l| l.pages).and_then(|p| p.next);
+            let Some(next) = next else { break };
+            let next_url = Url::parse(&next).map_err(|e| {
+                ProviderError::transient(format!(
+                    "listing snapshots of {subject}: bad next-page link {next:?}: {e}"
+                ))
+            })?;
+            if !self.http().same_origin(&next_url) {
+                return Err(ProviderError::permanent(format!(
+                    "listing snapshots of {subject}: next-page link leaves {}: {}",
+                    self.http().base.origin().ascii_serialization(),
+                    next_url.origin().ascii_serialization()
+                )));
+            }
+            // A server that keeps linking to more pages than its total
+            // allows would otherwise loop forever.
+            let bound = total.map_or(10_000, |t| t / u64::from(PER_PAGE) + 2);
+            if pages >= bound {
+                return Err(ProviderError::transient(format!(
+                    "listing snapshots of {subject}: pagination did not end after {pages} pages"
+                )));
+            }
+            url = next_url;
+        }
+        if let Some(t) = total {
+            if (all.len() as u64) < t {
+                return Err(ProviderError::transient(format!(
+                    "listing snapshots of {subject}: pages ended after {} of {t} snapshots",
+                    all.len()
+                )));
+            }
+        }
+        all.retain(|s| !s.is_backup());
+        Ok(all)
+    }
+
+    async fn create_droplet(&self, id: u64, req: &CreateRequest) -> ProviderResult<CreateOutcome> {
+        let target = Target::Droplet(id);
+        if req.may_exist {
+            // Droplet snapshot names are not unique: a second action would
+            // make a duplicate, so look first.
+            let existing = self.list_raw(&target).await?;
+            if let Some(s) = newest_named(existing, &req.name, None) {
+                let snap = s.into_remote();
+                self.tag_droplet_snapshot(&snap, req).await?;
+                return Ok(CreateOutcome::Done(snap));
+            }
+        }
+        let url = self
+            .http()
+            .url(&["v2", "droplets", &id.to_string(), "actions"]);
+        let body = DropletSnapshotAction {
+            kind: "snapshot",
+            name: &req.name,
+        };
+        let reply = self.http().send(Method::POST, url, Some(&body)).await?;
+        if !reply.status.is_success() {
+            return Err(reply.error(&format!("droplet {id}")));
+        }
+        let action: ActionEnvelope = reply.json()?;
+        if action.action.status == "errored" {
+            return Err(errored(&action.action, id));
+        }
+        tracing::info!(provider = %self.http().provider, droplet = id, action = action.action.id, snapshot = %req.name, "droplet snapshot action started");
+        Ok(CreateOutcome::Pending(Operation {
+            id: action.action.id.to_string(),
+        }))
+    }
+
+    async fn create_volume(
+        &self,
+        id: uuid::Uuid,
+        req: &CreateRequest,
+    ) -> ProviderResult<CreateOutcome> {
+        // Volume snapshot names are unique per volume, so an earlier attempt
+        // shows up as a 409 and needs no listing up front.
+        let url = self
+            .http()
+            .url(&["v2", "volumes", &id.to_string(), "snapshots"]);
+        let tags = self.tags_for(req);
+        let body = VolumeSnapshotCreate {
+            name: &req.name,
+            tags: &tags,
+        };
+        let reply = self.http().send(Method::POST, url, Some(&body)).await?;
+        if reply.status == StatusCode::CONFLICT {
+            let existing = self.list_raw(&Target::Volume(id)).await?;
+            return match newest_named(existing, &req.name, None) {
+                Some(s) => Ok(CreateOutcome::Done(s.into_remote())),
+                None => Err(ProviderError::transient(format!(
+                    "volume {id}: DigitalOcean reports a conflict for snapshot {} but lists none of that name",
+                    req.name
+                ))),
+            };
+        }
+        if !reply.status.is_success() {
+            return Err(reply.error(&format!("volume {id}")));
+        }
+        let snap: SnapshotEnvelope = reply.json()?;
+        Ok(CreateOutcome::Done(snap.snapshot.into_remote()))
+    }
+
+    /// Attach the provider's and the definition's tags to a droplet
+    /// snapshot (an `image`), creating tags that do not exist yet.
+    async fn tag_droplet_snapshot(
+        &self,
+        snap: &RemoteSnapshot,
+        req: &CreateRequest,
+    ) -> ProviderResult<()> {
+        for tag in self.tags_for(req) {
+            let url = self.http().url(&["v2", "tags", &tag, "resources"]);
+            let body = TagResources {
+                resources: vec![TagResource {
+                    resource_id: &snap.id,
+                    resource_type: "image",
+                }],
+            };
+            let reply = self
+                .http()
+                .send(Method::POST, url.clone(), Some(&body))
+                .await?;
+            if reply.status.is_success() {
+                continue;
+            }
+            if reply.status != StatusCode::NOT_FOUND {
+                return Err(reply.error(&format!("tag {tag}")));
+            }
+            let create = self
+                .http()
+                .send(
+                    Method::POST,
+                    self.http().url(&["v2", "tags"]),
+                    Some(&TagCreate { name: &tag }),
+                )
+                .await?;
+            // 422 here means another caller created it meanwhile.
+            if !create.status.is_success() && create.status != StatusCode::UNPROCESSABLE_ENTITY {
+                return Err(create.error(&format!("tag {tag}")));
+            }
+            let retry = self.http().send(Method::POST, url, Some(&body)).await?;
+            if !retry.status.is_success() {
+                return Err(retry.error(&format!("tag {tag}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The latest snapshot named `name`, optionally created at or after `since`.
+fn newest_named(
+    snaps: Vec<ApiSnapshot>,
+    name: &str,
+    since: Option<DateTime<Utc>>,
+) -> Option<ApiSnapshot> {
+    snaps
+        .into_iter()
+        .filter(|s| s.name == name && since.is_none_or(|t| s.created_at >= t))
+        .max_by_key(|s| s.created_at)
+}
+
+fn vm_target(target: &Target) -> ProviderError {
+    ProviderError::permanent(format!(
+        "DigitalOcean cannot snapshot {target}: targets are droplet:<id> or volume:<uuid>"
+    ))
+}
+
+fn errored(action: &model::Action, droplet: u64) -> ProviderError {
+    let mut msg = format!(
+        "DigitalOcean action {} ({} of droplet {droplet}) errored",
+        action.id,
+        action.kind.as_deref().unwrap_or("snapshot")
+    );
+    if let Some(t) = action.started_at {
+        msg.push_str(&format!(", started {}", t.to_rfc3339()));
+    }
+    if let Some(t) = action.completed_at {
+        msg.push_str(&format!(", ended {}", t.to_rfc3339()));
+    }
+    if let Some(r) = &action.region_slug {
+        msg.push_str(&format!(", region {r}"));
+    }
+    ProviderError::permanent(msg)
+}
+
+impl Provider for DigitalOcean {
+    async fn create_snapshot(&self, req: &CreateRequest) -> ProviderResult<CreateOutcome> {
+        match &req.target {
+            Target::Droplet(id) => self.create_droplet(*id, req).await,
+            Target::Volume(id) => self.create_volume(*id, req).await,
+            Target::Vm(_) => Err(vm_target(&req.target)),
+        }
+    }
+
+    async fn poll(&self, req: &CreateRequest, op: &Operation) -> ProviderResult<PollOutcome> {
+        let droplet = match &req.target {
+            Target::Droplet(id) => *id,
+            Target::Volume(id) => {
+                return Err(ProviderError::permanent(format!(
+                "volume {id}: volume snapshots are synchronous, there is no operation {} to poll",
+                op.id
+            )))
+            }
+            Target::Vm(_) => return Err(vm_target(&req.target)),
+        };
+        let action_id: u64 = op.id.trim().parse().map_err(|_| {
+            ProviderError::permanent(format!(
+                "operation id {:?} is not a DigitalOcean action id",
+                op.id
+            ))
+        })?;
+        let url = self.http().url(&["v2", "actions", &action_id.to_string()]);
+        let reply = self.http().send::<()>(Method::GET, url, None).await?;
+        if !reply.status.is_success() {
+            return Err(reply.error(&format!("action {action_id}")));
+        }
+        let env: ActionEnvelope = reply.json()?;
+        let action = env.action;
+        if let Some(r) = action.resource_id {
+            if r != droplet {
+                return Err(ProviderError::permanent(format!(
+                    "action {action_id} belongs to droplet {r}, not droplet {droplet}"
+                )));
+            }
+        }
+        match action.status.as_str() {
+            "in-progress" => Ok(PollOutcome::Pending),
+            "errored" => Err(errored(&action, droplet)),
+            "completed" => {
+                // API timestamps have whole seconds; compare at that grain.
+                let since = action.started_at.map(|t| t.trunc_subsecs(0));
+                let snaps = self.list_raw(&req.target).await?;
+                let Some(found) = newest_named(snaps, &req.name, since) else {
+                    return Err(ProviderError::transient(format!(
+                        "action {action_id} completed but droplet {droplet} lists no snapshot {} yet",
+                        req.name
+                    )));
+                };
+                let snap = found.into_remote();
+                self.tag_droplet_snapshot(&snap, req).await?;
+                Ok(PollOutcome::Done(snap))
+            }
+            other => Err(ProviderError::transient(format!(
+                "action {action_id} has unknown status {other:?}"
+            ))),
+        }
+    }
+
+    async fn list_snapshots(
+        &self,
+        target: &Target,
+        _disk_id: u32,
+    ) -> ProviderResult<Vec<RemoteSnapshot>> {
+        // A droplet or volume snapshot covers the whole resource: DigitalOcean
+        // has no per-disk snapshots, so the disk id does not narrow anything.
+        Ok(self
+            .list_raw(target)
+            .await?
+            .into_iter()
+            .map(ApiSnapshot::into_remote)
+            .collect())
+    }
+
+    async fn delete_snapshots(
+        &self,
+        target: &Target,
+        _disk_id: u32,
+        snapshots: &[RemoteSnapshot],
+    ) -> Vec<ProviderResult<()>> {
+        let mut out = Vec::with_capacity(snapshots.len());
+        for s in snapshots {
+            if matches!(target, Target::Vm(_)) {
+                out.push(Err(vm_target(target)));
+                continue;
+            }
+            let url = self.http().url(&["v2", "snapshots", &s.id]);
+            let result = match self.http().send::<()>(Method::DELETE, url, None).await {
+                Ok(r) if r.status.is_success() || r.status == StatusCode::NOT_FOUND => Ok(()),
+                Ok(r) => Err(r.error(&format!("snapshot {}", s.id))),
+                Err(e) => Err(e),
+            };
+            out.push(result);
+        }
+        out
+    }
+
+    fn poll_policy(&self) -> PollPolicy {
+        self.inner.poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(token: &str, url: &str) -> DigitalOceanSettings {
+        let mut s = DigitalOceanSettings::new("do", Secret::new(token));
+        s.api_url = Url::parse(url).unwrap();
+        s
+    }
+
+    #[test]
+    fn one_token_on_one_api_shares_one_limiter() {
+        let a = DigitalOcean::new(settings("tok-a", "http://127.0.0.1:9")).unwrap();
+        let b = DigitalOcean::new(settings("tok-a", "http://127.0.0.1:9/")).unwrap();
+        let c = DigitalOcean::new(settings("tok-c", "http://127.0.0.1:9")).unwrap();
+        assert!(Arc::ptr_eq(&a.limiter(), &b.limiter()));
+        assert!(!Arc::ptr_eq(&a.limiter(), &c.limiter()));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_without_showing_the_token() {
+        let e = DigitalOcean::new(settings("", "http://127.0.0.1:9")).unwrap_err();
+        assert!(e.message.contains("token is empty"));
+        let e = DigitalOcean::new(settings("tok-secret", "ftp://127.0.0.1")).unwrap_err();
+        assert!(!e.message.contains("tok-secret"));
+        let p = DigitalOcean::new(settings("tok-secret", "http://127.0.0.1:9")).unwrap();
+        assert!(!format!("{p:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn urls_keep_a_path_prefix_and_encode_segments() {
+        let p = DigitalOcean::new(settings("t", "http://127.0.0.1:9/proxy/")).unwrap();
+        assert_eq!(
+            p.http()
+                .url(&["v2", "tags", "env:prod", "resources"])
+                .as_str(),
+            "http://127.0.0.1:9/proxy/v2/tags/env:prod/resources"
+        );
+    }
+}
