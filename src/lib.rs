@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod logging;
 pub mod model;
 pub mod provider;
 pub mod prune;

@@ -11,7 +11,11 @@ use crate::config::{self, Config, ConfigError, Overrides};
 use crate::store::{Store, StoreError};
 
 pub mod config_cmd;
+pub mod daemon_cmd;
 pub mod def;
+pub mod history;
+pub mod run_cmd;
+pub mod status;
 
 /// snapsched: snapshot scheduler for cloud VM disks (DigitalOcean droplets
 /// and volumes, Erigones / Danube Cloud VM disks).
@@ -45,6 +49,14 @@ pub enum Command {
     /// Validate, show, print or apply the configuration
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run the scheduler in the foreground (what the systemd unit starts)
+    Daemon,
+    /// Run a definition now (trigger manual) and wait for its end
+    Run(run_cmd::RunArgs),
+    /// Per definition: schedule, next fire, last run, last success, snapshots
+    Status(status::StatusArgs),
+    /// Runs, newest first
+    History(history::HistoryArgs),
 }
 
 /// Addressing a definition: its name plus optional filters, needed when
@@ -155,6 +167,10 @@ impl Cli {
         match self.command {
             Command::Def(cmd) => def::run(cmd, &ctx).await,
             Command::Config(cmd) => config_cmd::run(cmd, &ctx).await,
+            Command::Daemon => daemon_cmd::run(&ctx).await,
+            Command::Run(args) => run_cmd::run(args, &ctx).await,
+            Command::Status(args) => status::run(args, &ctx).await,
+            Command::History(args) => history::run(args, &ctx).await,
         }
     }
 }

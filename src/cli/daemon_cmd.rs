@@ -1,0 +1,37 @@
+//! `snapsched daemon`: run the scheduler in the foreground.
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use super::{CliError, CliResult, Context};
+use crate::daemon::{self, Hooks};
+
+pub async fn run(ctx: &Context) -> CliResult {
+    // Validate before logging is set up so config errors print plainly.
+    let cfg = ctx.config()?;
+    crate::logging::init(&cfg.daemon.log_level, cfg.daemon.log_format);
+    let shutdown = CancellationToken::new();
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.into()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::Runtime(e.into()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| CliError::Runtime(e.into()))?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); stop.cancel(); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); stop.cancel(); break; }
+                _ = hup.recv() => { tracing::info!("SIGHUP: reloading configuration"); let _ = reload_tx.try_send(()); }
+            }
+        }
+    });
+    daemon::run(
+        ctx.config_path.clone(),
+        ctx.overrides.clone(),
+        shutdown,
+        Some(reload_rx),
+        Hooks::default(),
+    )
+    .await
+    .map_err(CliError::Runtime)
+}

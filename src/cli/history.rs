@@ -1,0 +1,74 @@
+//! `snapsched history`: runs, newest first.
+
+use clap::Args;
+
+use super::{print_json, CliResult, Context};
+use crate::store::runs::Run;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs of definitions with this name
+    pub name: Option<String>,
+    /// How many runs to show
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn format_duration(run: &Run) -> String {
+    run.duration()
+        .and_then(|d| d.to_std().ok())
+        .map(|d| {
+            humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64))
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
+    let cfg = ctx.config()?;
+    let store = ctx.open_store(&cfg).await?;
+    let runs = store.history(args.name.as_deref(), args.limit).await?;
+    if args.json {
+        return print_json(&runs);
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.identity.name.clone(),
+                r.identity.target.clone(),
+                r.trigger.as_str().into(),
+                r.slot.to_rfc3339(),
+                r.state.as_str().into(),
+                r.snapshot_name.clone().unwrap_or_else(|| "-".into()),
+                format_duration(r),
+                match (r.missed_count, &r.error) {
+                    (Some(n), _) => format!("{n} missed"),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => String::new(),
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::table::render(
+            &[
+                "Run",
+                "Definition",
+                "Target",
+                "Trigger",
+                "Slot",
+                "State",
+                "Snapshot",
+                "Duration",
+                "Error"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}

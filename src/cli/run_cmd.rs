@@ -1,0 +1,147 @@
+//! `snapsched run`: run a definition now (trigger `manual`).
+//!
+//! The run is driven by this process, whether or not a daemon is running;
+//! the store's per-definition lock keeps the daemon and the CLI from running
+//! the same definition at once. A run interrupted here (Ctrl-C, crash) is
+//! resumed by the daemon at its next start.
+
+use std::io::IsTerminal;
+
+use chrono::Utc;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{print_json, Address, CliError, CliResult, Context};
+use crate::clock::Clock;
+use crate::model::parse_target;
+use crate::provider::registry;
+use crate::run::{Ended, Runner};
+use crate::store::runs::{Claim, RunState, Trigger};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub address: Address,
+    /// Show progress while the provider works (on a terminal)
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
+    let cfg = ctx.config()?;
+    crate::logging::init("warn", cfg.daemon.log_format);
+    let store = ctx.open_store(&cfg).await?;
+    let def = super::def::resolve(&store, &args.address).await?;
+    let id = def.spec.identity.clone();
+    let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
+        CliError::usage(format!(
+            "definition {id} uses provider '{}', which is not configured in {}",
+            id.provider,
+            cfg.path.display()
+        ))
+    })?;
+    let target = parse_target(&id.target, pcfg.kind).map_err(|e| CliError::usage(e.to_string()))?;
+    let provider = registry::build(pcfg)
+        .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;
+    let now = Utc::now();
+    let run = match store.claim_run(&id, now, Trigger::Manual, now).await? {
+        Claim::Claimed(run) => run,
+        Claim::Busy(other) => {
+            return Err(CliError::usage(format!(
+                "definition {id} is already running (run {}, {}, {}); try again when it ends",
+                other.id,
+                other.trigger.as_str(),
+                other.state
+            )))
+        }
+        Claim::AlreadyRan => {
+            return Err(CliError::usage(format!(
+                "definition {id} already has a run for {}; try again in a second",
+                now.to_rfc3339()
+            )))
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+    });
+    let runner = Runner {
+        store: &store,
+        provider: &provider,
+        spec: &def.spec,
+        target,
+        clock: Clock::System,
+        options: crate::daemon::settings_of(&cfg).run,
+        shutdown,
+    };
+    let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("snapshot of {id}: {}", run.state));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let watcher = progress.clone().map(|bar| {
+        let store = store.clone();
+        let run_id = run.id;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Ok(Some(r)) = store.get_run(run_id).await {
+                    bar.set_message(format!(
+                        "{} {} (attempt {})",
+                        r.state,
+                        r.snapshot_name.as_deref().unwrap_or(""),
+                        r.attempts
+                    ));
+                }
+            }
+        })
+    });
+    let ended = runner
+        .drive(run)
+        .await
+        .map_err(|e| CliError::Runtime(e.into()));
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let run = match ended? {
+        Ended::Final(run) => run,
+        Ended::Suspended(run) => {
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "interrupted in state {}; the daemon resumes run {} at its next start",
+                run.state,
+                run.id
+            )))
+        }
+    };
+    if args.json {
+        print_json(&run)?;
+    } else {
+        println!(
+            "run {} {}: {} {}",
+            run.id,
+            run.state,
+            run.snapshot_name.as_deref().unwrap_or("-"),
+            run.error.as_deref().unwrap_or("")
+        );
+    }
+    if run.state == RunState::Succeeded {
+        Ok(())
+    } else {
+        Err(CliError::Runtime(anyhow::anyhow!(
+            "run {} of {id} {}: {}",
+            run.id,
+            run.state,
+            run.error.as_deref().unwrap_or("no detail")
+        )))
+    }
+}
