@@ -233,8 +233,11 @@ pub trait Provider {
     async fn poll(&self, req: &CreateRequest, op: &Operation) -> ProviderResult<PollOutcome>;
 
     /// Every snapshot of (target, disk), all pages, any status.
-    async fn list_snapshots(&self, target: &Target, disk_id: u32)
-        -> ProviderResult<Vec<RemoteSnapshot>>;
+    async fn list_snapshots(
+        &self,
+        target: &Target,
+        disk_id: u32,
+    ) -> ProviderResult<Vec<RemoteSnapshot>>;
 
     /// Delete these snapshots of (target, disk). One result per input, in
     /// order. "Not found" is success. Implementations may batch (Erigones
