@@ -1,0 +1,1 @@
+mod cron_oracle;
