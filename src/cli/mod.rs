@@ -15,6 +15,7 @@ pub mod daemon_cmd;
 pub mod def;
 pub mod history;
 pub mod run_cmd;
+pub mod schedule;
 pub mod status;
 
 /// snapsched: snapshot scheduler for cloud VM disks (DigitalOcean droplets
@@ -57,6 +58,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Runs, newest first
     History(history::HistoryArgs),
+    /// Preview schedules
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 /// Addressing a definition: its name plus optional filters, needed when
@@ -171,6 +175,7 @@ impl Cli {
             Command::Run(args) => run_cmd::run(args, &ctx).await,
             Command::Status(args) => status::run(args, &ctx).await,
             Command::History(args) => history::run(args, &ctx).await,
+            Command::Schedule(cmd) => schedule::run(cmd, &ctx),
         }
     }
 }
