@@ -399,14 +399,30 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     let mut unknown = Vec::new();
     let raw: RawConfig = serde_ignored::deserialize(layered, |p| unknown.push(p.to_string()))
         .map_err(|e| fail(vec![to_problem(e)]))?;
+    let file_layer = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Value>(&text).ok());
     let mut problems: Vec<Problem> = unknown
         .into_iter()
-        .map(|key| Problem {
-            message: format!(
-                "unknown key in {}; see `snapsched config default` for the keys there are",
-                path.display()
-            ),
-            key: bracket_indices(&key),
+        .map(|key| {
+            let from_env = file_layer
+                .as_ref()
+                .is_some_and(|file| !written_in(file, &key))
+                .then(|| env_var_for(&key))
+                .flatten();
+            let message = match from_env {
+                Some(var) => format!(
+                    "unknown key from the environment variable {var}; see `snapsched config default` for the keys there are"
+                ),
+                None => format!(
+                    "unknown key in {}; see `snapsched config default` for the keys there are",
+                    path.display()
+                ),
+            };
+            Problem {
+                message,
+                key: bracket_indices(&key),
+            }
         })
         .collect();
     let base_dir = path.parent().unwrap_or(Path::new("."));
@@ -416,6 +432,36 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     } else {
         Err(fail(problems))
     }
+}
+
+/// Whether the dotted `key` (numeric parts index arrays) is written in the
+/// parsed file. Keys are compared without case, as the loader does.
+fn written_in(file: &toml::Value, key: &str) -> bool {
+    let mut at = file;
+    for part in key.split('.') {
+        let next = match at {
+            toml::Value::Table(t) => t
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v),
+            toml::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The set environment variable that produced the dotted `key`
+/// (`daemon.bogus` -> `SNAPSCHED__DAEMON__BOGUS`), if there is one.
+fn env_var_for(key: &str) -> Option<String> {
+    let wanted = format!("SNAPSCHED__{}", key.replace('.', "__")).to_ascii_uppercase();
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .find(|k| k.to_ascii_uppercase() == wanted)
 }
 
 /// `definitions.2.schedule` -> `definitions[2].schedule`.
