@@ -825,10 +825,21 @@ pub fn check(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> 
         .values()
         .filter(|p| p.kind != ProviderKind::Fake)
         .filter_map(|p| {
-            p.credential.load().err().map(|message| Problem {
-                key: format!("providers.{}", p.name),
-                message,
-            })
+            let word = match p.kind {
+                ProviderKind::DigitalOcean => "token",
+                _ => "api_key",
+            };
+            // Name the key that points at the secret, so the fix is obvious.
+            let key = match &p.credential {
+                Credential::File(_) => format!("providers.{}.{word}_file", p.name),
+                Credential::Env(_) => format!("providers.{}.{word}_env", p.name),
+                Credential::Inline(_) => format!("providers.{}.{word}", p.name),
+                Credential::Systemd(_) | Credential::None => format!("providers.{}", p.name),
+            };
+            p.credential
+                .load()
+                .err()
+                .map(|message| Problem { key, message })
         })
         .collect();
     if problems.is_empty() {
