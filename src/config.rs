@@ -865,3 +865,47 @@ mod humantime_serde_dur {
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, FieldError> {
     model::parse_duration(field, text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_ignored_paths_become_bracketed_keys() {
+        assert_eq!(
+            bracket_indices("definitions.2.schedule"),
+            "definitions[2].schedule"
+        );
+        assert_eq!(bracket_indices("daemon.bogus"), "daemon.bogus");
+        assert_eq!(bracket_indices("providers.do.x"), "providers.do.x");
+    }
+
+    #[test]
+    fn written_in_finds_keys_of_the_file_only() {
+        let file: toml::Value = toml::from_str(
+            "[daemon]\nTimeZone = \"UTC\"\n[[definitions]]\nname = \"a\"\n[[definitions]]\ncolour = 1\n",
+        )
+        .unwrap();
+        assert!(written_in(&file, "daemon.timezone"));
+        assert!(written_in(&file, "definitions.1.colour"));
+        assert!(!written_in(&file, "definitions.0.colour"));
+        assert!(!written_in(&file, "definitions.2"));
+        assert!(!written_in(&file, "daemon.bogus"));
+        assert!(!written_in(&file, "metrics"));
+    }
+
+    #[test]
+    fn unknown_key_in_the_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[daemon]\nbogus_key_in_file = 1\n").unwrap();
+        let err = load(&path, &Overrides::default()).unwrap_err();
+        let p = err
+            .problems
+            .iter()
+            .find(|p| p.key == "daemon.bogus_key_in_file")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(p.message.contains("unknown key in"), "{p}");
+        assert!(p.message.contains("c.toml"), "{p}");
+    }
+}
