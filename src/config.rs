@@ -373,6 +373,16 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
             ),
         }]));
     }
+    if path.is_dir() {
+        return Err(fail(vec![Problem {
+            key: String::new(),
+            message: format!(
+                "{} is a directory; pass the config file itself, e.g. {}",
+                path.display(),
+                path.join("config.toml").display()
+            ),
+        }]));
+    }
     let mut builder = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(

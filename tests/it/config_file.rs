@@ -351,6 +351,14 @@ fn missing_config_file_is_refused() {
 }
 
 #[test]
+fn a_directory_as_config_file_is_refused() {
+    let mut env = TestEnv::base();
+    env.config = env.path().to_owned();
+    let err = env.usage_error(&["def", "list"]);
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
 fn toml_syntax_error_is_refused() {
     let env = TestEnv::new("[daemon\ntimezone = ");
     let err = env.usage_error(&["config", "check"]);
