@@ -373,6 +373,16 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
             ),
         }]));
     }
+    if path.is_dir() {
+        return Err(fail(vec![Problem {
+            key: String::new(),
+            message: format!(
+                "{} is a directory; pass the config file itself, e.g. {}",
+                path.display(),
+                path.join("config.toml").display()
+            ),
+        }]));
+    }
     let mut builder = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -399,14 +409,30 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     let mut unknown = Vec::new();
     let raw: RawConfig = serde_ignored::deserialize(layered, |p| unknown.push(p.to_string()))
         .map_err(|e| fail(vec![to_problem(e)]))?;
+    let file_layer = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Value>(&text).ok());
     let mut problems: Vec<Problem> = unknown
         .into_iter()
-        .map(|key| Problem {
-            message: format!(
-                "unknown key in {}; see `snapsched config default` for the keys there are",
-                path.display()
-            ),
-            key: bracket_indices(&key),
+        .map(|key| {
+            let from_env = file_layer
+                .as_ref()
+                .is_some_and(|file| !written_in(file, &key))
+                .then(|| env_var_for(&key))
+                .flatten();
+            let message = match from_env {
+                Some(var) => format!(
+                    "unknown key from the environment variable {var}; see `snapsched config default` for the keys there are"
+                ),
+                None => format!(
+                    "unknown key in {}; see `snapsched config default` for the keys there are",
+                    path.display()
+                ),
+            };
+            Problem {
+                message,
+                key: bracket_indices(&key),
+            }
         })
         .collect();
     let base_dir = path.parent().unwrap_or(Path::new("."));
@@ -416,6 +442,36 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     } else {
         Err(fail(problems))
     }
+}
+
+/// Whether the dotted `key` (numeric parts index arrays) is written in the
+/// parsed file. Keys are compared without case, as the loader does.
+fn written_in(file: &toml::Value, key: &str) -> bool {
+    let mut at = file;
+    for part in key.split('.') {
+        let next = match at {
+            toml::Value::Table(t) => t
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v),
+            toml::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The set environment variable that produced the dotted `key`
+/// (`daemon.bogus` -> `SNAPSCHED__DAEMON__BOGUS`), if there is one.
+fn env_var_for(key: &str) -> Option<String> {
+    let wanted = format!("SNAPSCHED__{}", key.replace('.', "__")).to_ascii_uppercase();
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .find(|k| k.to_ascii_uppercase() == wanted)
 }
 
 /// `definitions.2.schedule` -> `definitions[2].schedule`.
@@ -779,10 +835,21 @@ pub fn check(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> 
         .values()
         .filter(|p| p.kind != ProviderKind::Fake)
         .filter_map(|p| {
-            p.credential.load().err().map(|message| Problem {
-                key: format!("providers.{}", p.name),
-                message,
-            })
+            let word = match p.kind {
+                ProviderKind::DigitalOcean => "token",
+                _ => "api_key",
+            };
+            // Name the key that points at the secret, so the fix is obvious.
+            let key = match &p.credential {
+                Credential::File(_) => format!("providers.{}.{word}_file", p.name),
+                Credential::Env(_) => format!("providers.{}.{word}_env", p.name),
+                Credential::Inline(_) => format!("providers.{}.{word}", p.name),
+                Credential::Systemd(_) | Credential::None => format!("providers.{}", p.name),
+            };
+            p.credential
+                .load()
+                .err()
+                .map(|message| Problem { key, message })
         })
         .collect();
     if problems.is_empty() {
@@ -807,4 +874,48 @@ mod humantime_serde_dur {
 /// Parse an optional humantime string used by callers outside this module.
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, FieldError> {
     model::parse_duration(field, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_ignored_paths_become_bracketed_keys() {
+        assert_eq!(
+            bracket_indices("definitions.2.schedule"),
+            "definitions[2].schedule"
+        );
+        assert_eq!(bracket_indices("daemon.bogus"), "daemon.bogus");
+        assert_eq!(bracket_indices("providers.do.x"), "providers.do.x");
+    }
+
+    #[test]
+    fn written_in_finds_keys_of_the_file_only() {
+        let file: toml::Value = toml::from_str(
+            "[daemon]\nTimeZone = \"UTC\"\n[[definitions]]\nname = \"a\"\n[[definitions]]\ncolour = 1\n",
+        )
+        .unwrap();
+        assert!(written_in(&file, "daemon.timezone"));
+        assert!(written_in(&file, "definitions.1.colour"));
+        assert!(!written_in(&file, "definitions.0.colour"));
+        assert!(!written_in(&file, "definitions.2"));
+        assert!(!written_in(&file, "daemon.bogus"));
+        assert!(!written_in(&file, "metrics"));
+    }
+
+    #[test]
+    fn unknown_key_in_the_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[daemon]\nbogus_key_in_file = 1\n").unwrap();
+        let err = load(&path, &Overrides::default()).unwrap_err();
+        let p = err
+            .problems
+            .iter()
+            .find(|p| p.key == "daemon.bogus_key_in_file")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(p.message.contains("unknown key in"), "{p}");
+        assert!(p.message.contains("c.toml"), "{p}");
+    }
 }

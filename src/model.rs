@@ -379,6 +379,24 @@ impl RawDefinition {
                 None
             }
         };
+        // Check the schedule even when other fields failed, so one attempt
+        // reports every problem. `H` fields hash the identity; parts that did
+        // not parse stand in as written, which only matters for a definition
+        // that is refused anyway.
+        if let Some(expr) = &schedule {
+            let hash_key = Identity {
+                provider: self.provider.clone(),
+                target: target
+                    .as_ref()
+                    .map_or_else(|| self.target.trim().to_owned(), ToString::to_string),
+                disk_id: disk_id.unwrap_or(1),
+                name: name.clone().unwrap_or_else(|| self.name.clone()),
+            }
+            .hash_key();
+            if let Err(e) = Schedule::parse(expr, &hash_key) {
+                errors.push(FieldError::new("schedule", format!("'{expr}': {e}")));
+            }
+        }
         let retention = match (self.retention, defaults) {
             (Some(n), _) => parse_retention(n).map_err(|e| errors.push(e)).ok(),
             (None, Some((_, n))) => Some(n),
@@ -447,9 +465,6 @@ impl RawDefinition {
             catch_up_deadline,
             tags,
         };
-        if let Err(e) = spec.parsed_schedule() {
-            errors.push(e);
-        }
         if errors.is_empty() {
             Ok(spec)
         } else {
@@ -565,6 +580,50 @@ mod tests {
         for f in ["name", "target", "retention", "timezone", "desc"] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn schedule_is_checked_even_when_other_fields_fail() {
+        let mut r = raw("bad name", "droplet:abc");
+        r.schedule = Some("not a schedule".into());
+        r.disk_id = Some(0);
+        let fields = field_errors(&r, ProviderKind::DigitalOcean);
+        for f in ["name", "target", "schedule"] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+        let mut r = raw("ok", "droplet:1");
+        r.disk_id = Some(2);
+        r.schedule = Some("not a schedule".into());
+        let fields = field_errors(&r, ProviderKind::DigitalOcean);
+        assert_eq!(fields, ["disk_id", "schedule"]);
+    }
+
+    #[test]
+    fn a_valid_definition_reports_its_schedule_once() {
+        let mut r = raw("daily", "droplet:1");
+        r.schedule = Some("not a schedule".into());
+        assert_eq!(field_errors(&r, ProviderKind::DigitalOcean), ["schedule"]);
+        assert!(raw("daily", "droplet:1")
+            .validate(ProviderKind::DigitalOcean)
+            .is_ok());
+    }
+
+    #[test]
+    fn empty_provider_is_refused() {
+        let mut r = raw("daily", "droplet:1");
+        r.provider = " ".into();
+        assert_eq!(field_errors(&r, ProviderKind::DigitalOcean), ["provider"]);
+    }
+
+    #[test]
+    fn desc_and_timezone_limits() {
+        assert!(parse_desc(&"d".repeat(128)).is_ok());
+        let e = parse_desc(&"d".repeat(129)).unwrap_err();
+        assert_eq!(e.field, "desc");
+        assert!(e.message.contains("129"), "{e}");
+        assert!(parse_timezone("Europe/Bratislava").is_ok());
+        let e = parse_timezone("Mars/Olympus").unwrap_err();
+        assert!(e.message.contains("Mars/Olympus"), "{e}");
     }
 
     #[test]

@@ -186,6 +186,20 @@ pub fn ensure_cli_managed(def: &Definition) -> CliResult {
     Ok(())
 }
 
+/// An update that matched no row means the definition went away between
+/// lookup and write (another process removed it): say so rather than
+/// report a change that did not happen.
+fn ensure_updated(changed: bool, spec: &DefinitionSpec) -> CliResult {
+    if changed {
+        Ok(())
+    } else {
+        Err(CliError::Runtime(anyhow::anyhow!(
+            "definition {} was removed while it was being changed",
+            spec.identity
+        )))
+    }
+}
+
 /// Apply `key=value` changes to a spec. Only the fields Erigones lets change
 /// may change.
 pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult {
@@ -367,7 +381,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
                     "fsfreeze: is only supported by Erigones providers",
                 ));
             }
-            store.update_definition(&spec, now).await?;
+            ensure_updated(store.update_definition(&spec, now).await?, &spec)?;
             println!("updated {}", spec.identity);
             Ok(())
         }
@@ -457,7 +471,7 @@ async fn set_active(
     ensure_cli_managed(&def)?;
     let mut spec = def.spec.clone();
     spec.active = active;
-    store.update_definition(&spec, now).await?;
+    ensure_updated(store.update_definition(&spec, now).await?, &spec)?;
     println!(
         "{} {}",
         if active { "enabled" } else { "disabled" },

@@ -94,22 +94,35 @@ impl Store {
             pool,
             path: path.to_owned(),
         };
-        store.ensure_ours().await?;
+        // Several processes may open a new file at once. Checking ownership
+        // and migrating under one write lock (BEGIN IMMEDIATE; the others
+        // wait on the busy timeout) means nobody sees a half-migrated file,
+        // which would look foreign, or applies a migration twice.
+        let mut tx = store
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| open_err(describe_sqlx(&e)))?;
+        store.ensure_ours(&mut tx).await?;
         sqlx::migrate!("./migrations")
-            .run(&store.pool)
+            .run(&mut *tx)
             .await
             .map_err(|e| StoreError::Migrate {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
+        tx.commit().await.map_err(|e| StoreError::Migrate {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(store)
     }
 
     /// Refuse a database that holds tables but is not ours.
-    async fn ensure_ours(&self) -> StoreResult<()> {
+    async fn ensure_ours(&self, conn: &mut sqlx::SqliteConnection) -> StoreResult<()> {
         let tables: Vec<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| StoreError::Open {
                     path: self.path.clone(),
@@ -125,7 +138,7 @@ impl Store {
         }
         let app: Option<String> =
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'application'")
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
         if app.as_deref() != Some("snapsched") {
             return Err(StoreError::Foreign {
@@ -360,12 +373,14 @@ async fn update_in(
     config_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
+    // Every placeholder is numbered: ?10 appears twice, and SQLite gives a
+    // bare `?` after `?N` the number N+1, which silently shifts the rest.
     let done = sqlx::query(
-        "UPDATE definitions SET schedule = ?, timezone = ?, retention = ?, active = ?, desc = ?,
-             fsfreeze = ?, max_age_secs = ?, catch_up_deadline_secs = ?, tags = ?,
-             source = CASE WHEN ?1 IS NULL THEN source ELSE 'config' END,
-             source_path = COALESCE(?, source_path), updated_at = ?
-         WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
+        "UPDATE definitions SET schedule = ?1, timezone = ?2, retention = ?3, active = ?4,
+             desc = ?5, fsfreeze = ?6, max_age_secs = ?7, catch_up_deadline_secs = ?8, tags = ?9,
+             source = CASE WHEN ?10 IS NULL THEN source ELSE 'config' END,
+             source_path = COALESCE(?10, source_path), updated_at = ?11
+         WHERE provider = ?12 AND target = ?13 AND disk_id = ?14 AND name = ?15",
     )
     .bind(&spec.schedule)
     .bind(&spec.timezone)
@@ -376,7 +391,6 @@ async fn update_in(
     .bind(spec.max_age.map(|d| d.as_secs() as i64))
     .bind(spec.catch_up_deadline.map(|d| d.as_secs() as i64))
     .bind(serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()))
-    .bind(config_path)
     .bind(config_path)
     .bind(ts_ms(now))
     .bind(&spec.identity.provider)

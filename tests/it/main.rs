@@ -1,5 +1,8 @@
 //! snapsched integration tests, in one binary so the crate graph links once.
 
+mod cli_def;
+mod config_file;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;
+mod support;
