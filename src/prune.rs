@@ -25,7 +25,7 @@ use crate::provider::{Provider, ProviderError, RemoteSnapshot, Target};
 use crate::retention::{
     self, Decision, Deletion, DeletionOutcome, ListedPlan, Policy, StoreRecords,
 };
-use crate::store::snapshots::RecordState;
+use crate::store::snapshots::{RecordState, SnapshotRecord};
 use crate::store::{Store, StoreError};
 
 /// Why a prune did not complete.
@@ -259,24 +259,30 @@ pub async fn delete_all_snapshots<P: Provider>(
     Ok(report)
 }
 
-/// What the store knows about the names on the definition's disk.
-async fn store_records(store: &Store, id: &Identity) -> Result<StoreRecords, StoreError> {
-    let mut records = StoreRecords::default();
-    for r in store
+/// What the store knows about the names on the definition's disk: its own
+/// live and gone records, and every other definition's names there.
+pub async fn store_records(store: &Store, id: &Identity) -> Result<StoreRecords, StoreError> {
+    let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
-        .await?
-    {
-        if r.identity == *id {
-            if r.state == RecordState::Present {
-                records.live.insert(r.snapshot);
-            } else {
-                records.gone.insert(r.snapshot);
-            }
+        .await?;
+    Ok(records_for(id, &records))
+}
+
+/// Split the records of one (provider, target, disk) into `id`'s own (live
+/// or gone) and everyone else's.
+pub fn records_for(id: &Identity, records: &[SnapshotRecord]) -> StoreRecords {
+    let mut out = StoreRecords::default();
+    for r in records {
+        let set = if r.identity != *id {
+            &mut out.others
+        } else if r.state == RecordState::Present {
+            &mut out.live
         } else {
-            records.others.insert(r.snapshot);
-        }
+            &mut out.gone
+        };
+        set.insert(r.snapshot.clone());
     }
-    Ok(records)
+    out
 }
 
 /// Record adoptions, snapshots gone and snapshots back, before deleting, so

@@ -12,6 +12,8 @@ use crate::store::{Store, StoreError};
 
 pub mod config_cmd;
 pub mod def;
+pub mod prune;
+pub mod snapshots;
 
 /// snapsched: snapshot scheduler for cloud VM disks (DigitalOcean droplets
 /// and volumes, Erigones / Danube Cloud VM disks).
@@ -45,6 +47,10 @@ pub enum Command {
     /// Validate, show, print or apply the configuration
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Prune a definition's own snapshots beyond its retention
+    Prune(prune::PruneArgs),
+    /// List snapshots with their state
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 /// Addressing a definition: its name plus optional filters, needed when
@@ -155,6 +161,8 @@ impl Cli {
         match self.command {
             Command::Def(cmd) => def::run(cmd, &ctx).await,
             Command::Config(cmd) => config_cmd::run(cmd, &ctx).await,
+            Command::Prune(args) => prune::run(args, &ctx).await,
+            Command::Snapshots(args) => snapshots::run(args, &ctx).await,
         }
     }
 }
