@@ -5,17 +5,19 @@
 //! definition (so it never overlaps a scheduled run) and ends in history as
 //! `succeeded` or `failed`. A dry run changes nothing and is not recorded.
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono_tz::Tz;
 use clap::Args;
 
 use super::{print_json, Address, CliError, CliResult, Context};
 use crate::config::Config;
-use crate::model::{self, Definition};
+use crate::model::{self, Definition, DefinitionSpec};
 use crate::provider::registry::{self, AnyProvider};
 use crate::provider::Target;
 use crate::prune::{self, PruneReport};
 use crate::retention;
-use crate::store::runs::{Claim, RunState, Trigger, Update};
+use crate::store::runs::{Claim, Run, RunState, Trigger, Update};
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -59,24 +61,7 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
         return print_report(&report, args.json);
     }
 
-    let now = Utc::now();
-    let run = match store.claim_run(id, now, Trigger::Prune, now).await? {
-        Claim::Claimed(run) => run,
-        Claim::Busy(active) => {
-            return Err(CliError::usage(format!(
-                "definition {id} is running (run {}, {}, slot {}); try again when it ends",
-                active.id,
-                active.state,
-                active.slot.to_rfc3339()
-            )))
-        }
-        Claim::AlreadyRan => {
-            return Err(CliError::usage(format!(
-                "definition {id} already has a run at {}; try again in a second",
-                now.to_rfc3339()
-            )))
-        }
-    };
+    let run = claim(&store, spec, spec.zone(cfg.daemon.timezone), Utc::now()).await?;
     store
         .update_run(
             run.id,
@@ -122,6 +107,41 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
         Some(e) => Err(CliError::Runtime(anyhow::anyhow!(e))),
         None => Ok(()),
     }
+}
+
+/// Claim a run for this prune. Its slot is a whole second at or just before
+/// `now` that is not a fire time of the definition's schedule, so a prune
+/// can never take the slot of a scheduled or catch-up run (which would then
+/// be skipped as already run); two prunes in one second get different slots.
+async fn claim(store: &Store, spec: &DefinitionSpec, tz: Tz, now: DateTime<Utc>) -> CliResult<Run> {
+    let id = &spec.identity;
+    let schedule = spec.parsed_schedule().ok();
+    let second = TimeDelta::seconds(1);
+    let base = now.with_nanosecond(0).unwrap_or(now);
+    for back in 0..120 {
+        let slot = base - second * back;
+        if schedule
+            .as_ref()
+            .is_some_and(|s| s.next_after(slot - second, tz) == Some(slot))
+        {
+            continue;
+        }
+        match store.claim_run(id, slot, Trigger::Prune, now).await? {
+            Claim::Claimed(run) => return Ok(run),
+            Claim::Busy(active) => {
+                return Err(CliError::usage(format!(
+                    "definition {id} is running (run {}, {}, slot {}); try again when it ends",
+                    active.id,
+                    active.state,
+                    active.slot.to_rfc3339()
+                )))
+            }
+            Claim::AlreadyRan => continue,
+        }
+    }
+    Err(CliError::Runtime(anyhow::anyhow!(
+        "definition {id}: no free run slot in the last 2 minutes; try again later"
+    )))
 }
 
 fn print_report(report: &PruneReport, json: bool) -> CliResult {
