@@ -32,6 +32,7 @@ use crate::store::runs::{Claim, Run, RunState, Trigger};
 use crate::store::{Store, StoreResult};
 
 /// Providers by name; replaced as a whole on reload.
+#[allow(clippy::type_complexity)]
 pub type Providers<P> = Arc<RwLock<Arc<HashMap<String, (P, crate::provider::ProviderKind)>>>>;
 
 /// Scheduler settings.
@@ -86,6 +87,10 @@ impl Status {
     }
 }
 
+/// A timer-queue item: fire instant, entry version (stale when it differs
+/// from the entry's), identity.
+type QueueItem = (DateTime<Utc>, u64, Arc<Identity>);
+
 struct Entry {
     def: Arc<Definition>,
     schedule: Schedule,
@@ -104,7 +109,7 @@ pub struct Scheduler<P> {
     clock: Clock,
     settings: Settings,
     entries: HashMap<Arc<Identity>, Entry>,
-    heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Arc<Identity>)>>,
+    heap: BinaryHeap<Reverse<QueueItem>>,
     version: u64,
     generation: i64,
     running: Arc<Mutex<HashSet<Identity>>>,

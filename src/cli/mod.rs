@@ -14,8 +14,10 @@ pub mod config_cmd;
 pub mod daemon_cmd;
 pub mod def;
 pub mod history;
+pub mod prune;
 pub mod run_cmd;
 pub mod schedule;
+pub mod snapshots;
 pub mod status;
 
 /// snapsched: snapshot scheduler for cloud VM disks (DigitalOcean droplets
@@ -61,6 +63,10 @@ pub enum Command {
     /// Preview schedules
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Prune a definition's own snapshots beyond its retention
+    Prune(prune::PruneArgs),
+    /// List snapshots with their state
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 /// Addressing a definition: its name plus optional filters, needed when
@@ -176,6 +182,8 @@ impl Cli {
             Command::Status(args) => status::run(args, &ctx).await,
             Command::History(args) => history::run(args, &ctx).await,
             Command::Schedule(cmd) => schedule::run(cmd, &ctx),
+            Command::Prune(args) => prune::run(args, &ctx).await,
+            Command::Snapshots(args) => snapshots::run(args, &ctx).await,
         }
     }
 }

@@ -180,6 +180,24 @@ impl Store {
         Ok(())
     }
 
+    /// Mark a snapshot recorded as deleted or gone present again: the
+    /// provider lists it again (a deletion still in progress, a lagging
+    /// listing). Its deletion time and reason are cleared.
+    pub async fn mark_snapshot_present(&self, id: &Identity, snapshot: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE snapshots SET state = 'present', deleted_at = NULL, delete_reason = NULL
+             WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ? AND name = ?",
+        )
+        .bind(&id.provider)
+        .bind(&id.target)
+        .bind(id.disk_id)
+        .bind(&id.name)
+        .bind(snapshot)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// How many present snapshots a definition owns.
     pub async fn owned_count(&self, id: &Identity) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(

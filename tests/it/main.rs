@@ -5,4 +5,5 @@ mod config_file;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;
+mod retention_e2e;
 mod support;

@@ -1,0 +1,289 @@
+//! `snapsched snapshots [NAME] [filters] [--all | --orphaned] [--json]`.
+//!
+//! By default: the snapshots the store records for the matching definitions,
+//! with their state (present, deleted, gone). `--all` lists the one matching
+//! definition's disk at the provider and adds every other snapshot there,
+//! marked as not managed. `--orphaned`: present snapshots recorded for a
+//! definition identity that no longer exists.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::Serialize;
+
+use super::{print_json, Address, CliError, CliResult, Context};
+use crate::model::Identity;
+use crate::provider::Provider;
+use crate::retention::{self, Ownership};
+use crate::store::snapshots::{RecordState, SnapshotRecord};
+use crate::store::Filter;
+use crate::table;
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Definition name (all definitions when omitted)
+    pub name: Option<String>,
+    /// Only definitions on this provider
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only definitions on this target
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only definitions on this disk
+    #[arg(long)]
+    pub disk: Option<u32>,
+    /// Also list the target's other snapshots at the provider, marked not
+    /// managed (needs exactly one matching definition)
+    #[arg(long, conflicts_with = "orphaned")]
+    pub all: bool,
+    /// Snapshots still present whose definition was removed
+    #[arg(long)]
+    pub orphaned: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SnapshotsArgs {
+    fn filter(&self) -> Filter {
+        Filter {
+            provider: self.provider.clone(),
+            target: self.target.clone(),
+            disk_id: self.disk,
+        }
+    }
+}
+
+/// One line of output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotRow {
+    /// The owning definition's name; `None` for a snapshot no definition
+    /// owns.
+    pub definition: Option<String>,
+    pub provider: String,
+    pub target: String,
+    pub disk_id: u32,
+    pub snapshot: String,
+    pub snapshot_id: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// `present`, `deleted`, `gone`, `not managed` or `other definition`.
+    pub state: String,
+    pub adopted: bool,
+    /// Why it was deleted or gone, or what `--all` found.
+    pub note: Option<String>,
+}
+
+fn from_record(r: SnapshotRecord) -> SnapshotRow {
+    SnapshotRow {
+        definition: Some(r.identity.name),
+        provider: r.identity.provider,
+        target: r.identity.target,
+        disk_id: r.identity.disk_id,
+        snapshot: r.snapshot,
+        snapshot_id: r.remote_id,
+        created_at: r.created_at,
+        state: r.state.as_str().to_owned(),
+        adopted: r.adopted,
+        note: r.delete_reason,
+    }
+}
+
+pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
+    let cfg = ctx.config()?;
+    let store = ctx.open_store(&cfg).await?;
+    let filter = args.filter();
+
+    let rows = if args.orphaned {
+        let defined: HashSet<Identity> = store
+            .list_definitions()
+            .await?
+            .into_iter()
+            .map(|d| d.spec.identity)
+            .collect();
+        store
+            .snapshot_records(args.name.as_deref())
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.state == RecordState::Present
+                    && filter.matches(&r.identity)
+                    && !defined.contains(&r.identity)
+            })
+            .map(from_record)
+            .collect()
+    } else if args.all {
+        let Some(name) = args.name.clone() else {
+            return Err(CliError::usage(
+                "--all lists one definition's disk at the provider: give a definition NAME",
+            ));
+        };
+        let address = Address {
+            name,
+            provider: args.provider.clone(),
+            target: args.target.clone(),
+            disk: args.disk,
+        };
+        let def = super::def::resolve(&store, &address).await?;
+        let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+        let id = &def.spec.identity;
+        let listing = provider
+            .list_snapshots(&target, id.disk_id)
+            .await
+            .map_err(|e| {
+                CliError::Runtime(anyhow::anyhow!(
+                    "listing snapshots of {target} disk {}: {e}",
+                    id.disk_id
+                ))
+            })?;
+        let records = store
+            .snapshot_records_on(&id.provider, &id.target, id.disk_id)
+            .await?;
+        all_rows(id, &listing, records)
+    } else {
+        let defs: HashSet<Identity> = match &args.name {
+            Some(name) => store.find_definitions(name, &filter).await?,
+            None => store
+                .list_definitions()
+                .await?
+                .into_iter()
+                .filter(|d| filter.matches(&d.spec.identity))
+                .collect(),
+        }
+        .into_iter()
+        .map(|d| d.spec.identity)
+        .collect();
+        if defs.is_empty() {
+            if let Some(name) = &args.name {
+                return Err(CliError::usage(format!(
+                    "no definition named '{name}' matches; see `snapsched def list` \
+                     (removed definitions: `snapsched snapshots --orphaned`)"
+                )));
+            }
+        }
+        store
+            .snapshot_records(args.name.as_deref())
+            .await?
+            .into_iter()
+            .filter(|r| defs.contains(&r.identity))
+            .map(from_record)
+            .collect()
+    };
+
+    if args.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("no snapshots");
+        return Ok(());
+    }
+    print!("{}", render(&rows));
+    Ok(())
+}
+
+/// `--all`: every listed snapshot of the definition's disk with its
+/// ownership, then the definition's records the provider no longer lists.
+pub fn all_rows(
+    id: &Identity,
+    listing: &[crate::provider::RemoteSnapshot],
+    records: Vec<SnapshotRecord>,
+) -> Vec<SnapshotRow> {
+    let own = crate::prune::records_for(id, &records);
+    let classification = retention::classify(listing, &own, &id.name);
+    let listed: HashSet<&str> = listing.iter().map(|s| s.name.as_str()).collect();
+    let mut rows: Vec<SnapshotRow> = classification
+        .candidates
+        .iter()
+        .map(|c| {
+            let record = records.iter().find(|r| r.snapshot == c.snapshot.name);
+            let (definition, state, note) = match c.ownership {
+                Ownership::Recorded => (
+                    Some(id.name.clone()),
+                    record.map_or("present", |r| r.state.as_str()).to_owned(),
+                    record
+                        .filter(|r| r.state != RecordState::Present)
+                        .map(|_| "listed again by the provider".to_owned()),
+                ),
+                Ownership::Adopted => (
+                    Some(id.name.clone()),
+                    "present".to_owned(),
+                    Some("not recorded; the name matches, adopted at the next prune".to_owned()),
+                ),
+                Ownership::OtherDefinition => (
+                    record.map(|r| r.identity.name.clone()),
+                    "other definition".to_owned(),
+                    None,
+                ),
+                Ownership::Unmanaged => (None, "not managed".to_owned(), None),
+            };
+            SnapshotRow {
+                definition,
+                provider: id.provider.clone(),
+                target: id.target.clone(),
+                disk_id: id.disk_id,
+                snapshot: c.snapshot.name.clone(),
+                snapshot_id: Some(c.snapshot.id.clone()),
+                created_at: Some(c.snapshot.created_at),
+                state,
+                adopted: record.is_some_and(|r| r.adopted) || c.ownership == Ownership::Adopted,
+                note,
+            }
+        })
+        .collect();
+    rows.extend(
+        records
+            .into_iter()
+            .filter(|r| r.identity == *id && !listed.contains(r.snapshot.as_str()))
+            .map(|r| {
+                let present = r.state == RecordState::Present;
+                let mut row = from_record(r);
+                if present {
+                    row.note = Some("no longer listed; marked gone at the next prune".to_owned());
+                }
+                row
+            }),
+    );
+    rows.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.snapshot.cmp(&b.snapshot))
+    });
+    rows
+}
+
+/// The rows as an aligned table.
+pub fn render(rows: &[SnapshotRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.definition.clone().unwrap_or_else(|| "-".to_owned()),
+                r.provider.clone(),
+                r.target.clone(),
+                r.disk_id.to_string(),
+                r.snapshot.clone(),
+                r.created_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".to_owned()),
+                if r.adopted {
+                    format!("{} (adopted)", r.state)
+                } else {
+                    r.state.clone()
+                },
+                r.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "Definition",
+            "Provider",
+            "Target",
+            "Disk",
+            "Snapshot",
+            "Created",
+            "State",
+            "Note",
+        ],
+        &body,
+    )
+}
