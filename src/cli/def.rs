@@ -29,6 +29,12 @@ pub enum DefCommand {
     Rm {
         #[command(flatten)]
         address: Address,
+        /// Also delete the definition's own snapshots at the provider
+        #[arg(long)]
+        delete_snapshots: bool,
+        /// Do not ask for confirmation (required off a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Activate a definition
     Enable {
@@ -385,10 +391,33 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             println!("updated {}", spec.identity);
             Ok(())
         }
-        DefCommand::Rm { address } => {
+        DefCommand::Rm {
+            address,
+            delete_snapshots,
+            yes,
+        } => {
             let store = ctx.open_store(&cfg).await?;
             let def = resolve(&store, &address).await?;
             ensure_cli_managed(&def)?;
+            if delete_snapshots {
+                confirm_delete(&def, yes)?;
+                let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+                let report =
+                    crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
+                        .await
+                        .map_err(CliError::Runtime)?;
+                print!("{}", super::prune::render(&report));
+                let failed = report.failures().count();
+                if failed > 0 {
+                    return Err(CliError::Runtime(anyhow::anyhow!(
+                        "{} snapshots could not be deleted; the definition is kept",
+                        failed
+                    )));
+                }
+                store.delete_definition(&def.spec.identity).await?;
+                println!("removed {} and its snapshots", def.spec.identity);
+                return Ok(());
+            }
             store.delete_definition(&def.spec.identity).await?;
             println!(
                 "removed {}; its snapshots stay at the provider (see `snapsched snapshots --orphaned`)",
@@ -478,4 +507,33 @@ async fn set_active(
         spec.identity
     );
     Ok(())
+}
+
+/// `def rm --delete-snapshots`: ask on a terminal, demand `--yes` elsewhere.
+fn confirm_delete(def: &Definition, yes: bool) -> CliResult {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!(
+            "def rm --delete-snapshots deletes every snapshot of {} at the provider; add --yes to confirm",
+            def.spec.identity
+        )));
+    }
+    eprint!(
+        "Delete every snapshot of {} at the provider? [y/N] ",
+        def.spec.identity
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::usage("not confirmed; nothing was deleted"))
+    }
 }
