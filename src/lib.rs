@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod provider;
 pub mod prune;
 pub mod retention;

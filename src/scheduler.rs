@@ -95,6 +95,9 @@ struct Entry {
     next: Option<DateTime<Utc>>,
 }
 
+/// A queued fire: when, the entry version it was computed for, whose.
+type HeapItem = (DateTime<Utc>, u64, Arc<Identity>);
+
 /// Observers called from the loop itself (watchdog, status line, metrics).
 pub type Tick = Arc<dyn Fn(&Status) + Send + Sync>;
 
@@ -104,7 +107,7 @@ pub struct Scheduler<P> {
     clock: Clock,
     settings: Settings,
     entries: HashMap<Arc<Identity>, Entry>,
-    heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Arc<Identity>)>>,
+    heap: BinaryHeap<Reverse<HeapItem>>,
     version: u64,
     generation: i64,
     running: Arc<Mutex<HashSet<Identity>>>,

@@ -4,7 +4,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, CliResult, Context};
-use crate::daemon::{self, Hooks};
+use crate::daemon;
 
 pub async fn run(ctx: &Context) -> CliResult {
     // Validate before logging is set up so config errors print plainly.
@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context) -> CliResult {
         ctx.overrides.clone(),
         shutdown,
         Some(reload_rx),
-        Hooks::default(),
+        crate::notify::hooks(),
     )
     .await
     .map_err(CliError::Runtime)
