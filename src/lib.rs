@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod metrics_server;
 pub mod model;
 pub mod notify;
 pub mod provider;

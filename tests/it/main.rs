@@ -2,4 +2,5 @@
 
 mod digitalocean;
 mod erigones;
+mod metrics;
 mod notify;
