@@ -67,6 +67,8 @@ pub struct Status {
     pub definitions: usize,
     pub in_flight: usize,
     pub next_fire: Option<(DateTime<Utc>, Identity)>,
+    /// Every scheduled definition's next fire (for per-definition gauges).
+    pub next_fires: Vec<(Identity, DateTime<Utc>)>,
 }
 
 impl Status {
@@ -173,10 +175,16 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             .filter(|Reverse((_, v, id))| self.entries.get(id).is_some_and(|e| e.version == *v))
             .min_by_key(|Reverse((at, _, _))| *at)
             .map(|Reverse((at, _, id))| (*at, (**id).clone()));
+        let next_fires = self
+            .entries
+            .iter()
+            .filter_map(|(id, e)| e.next.map(|at| ((**id).clone(), at)))
+            .collect();
         Status {
             definitions: self.entries.len(),
             in_flight,
             next_fire,
+            next_fires,
         }
     }
 

@@ -1,10 +1,13 @@
 //! `snapsched daemon`: run the scheduler in the foreground.
 
+use std::sync::Arc;
+
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, CliResult, Context};
-use crate::daemon::{self, Hooks};
+use crate::daemon;
+use crate::scheduler::Status;
 
 pub async fn run(ctx: &Context) -> CliResult {
     // Validate before logging is set up so config errors print plainly.
@@ -25,12 +28,25 @@ pub async fn run(ctx: &Context) -> CliResult {
             }
         }
     });
+    let mut hooks = crate::notify::hooks();
+    if let Some(addr) = cfg.metrics.listen {
+        let (_, metrics_tick) = crate::metrics_server::start(addr, shutdown.clone())
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))?;
+        hooks.tick = Some(match hooks.tick.take() {
+            Some(notify_tick) => Arc::new(move |s: &Status| {
+                notify_tick(s);
+                metrics_tick(s);
+            }),
+            None => metrics_tick,
+        });
+    }
     daemon::run(
         ctx.config_path.clone(),
         ctx.overrides.clone(),
         shutdown,
         Some(reload_rx),
-        Hooks::default(),
+        hooks,
     )
     .await
     .map_err(CliError::Runtime)

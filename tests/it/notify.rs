@@ -1,0 +1,150 @@
+//! The daemon speaks sd_notify: the real binary is started with
+//! `NOTIFY_SOCKET` pointing at a datagram socket the test owns, and the
+//! messages are read back in order through SIGHUP and SIGTERM.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        r#"{extra}
+[daemon]
+database = "{db}"
+log_level = "info"
+shutdown_grace = "2s"
+
+[providers.lab]
+kind = "fake"
+
+[[definitions]]
+name = "web"
+provider = "lab"
+target = "web01"
+schedule = "0 3 * * *"
+retention = 3
+"#,
+        db = dir.join("snapsched.db").display()
+    );
+    std::fs::write(&path, text).expect("config written");
+    path
+}
+
+/// Read datagrams until one satisfies `want`; everything read so far is
+/// returned. Fails with the messages seen when the deadline passes.
+fn read_until(sock: &UnixDatagram, seen: &mut Vec<String>, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting; messages so far: {seen:#?}"
+        );
+        sock.set_read_timeout(Some(left)).expect("read timeout set");
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                seen.push(msg.clone());
+                if want(&msg) {
+                    return msg;
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                panic!("timed out waiting; messages so far: {seen:#?}")
+            }
+            Err(e) => panic!("recv on the notify socket: {e}"),
+        }
+    }
+}
+
+fn has_line(msg: &str, line: &str) -> bool {
+    msg.lines().any(|l| l == line)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig} failed");
+}
+
+/// Wait for exit with a deadline; kill the child if it overstays.
+pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the daemon did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ready_status_watchdog_reload_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket binds");
+    let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .env("NOTIFY_SOCKET", &sock_path)
+        // 2 s: pings are due every 0.5 s, so every loop tick sends one.
+        .env("WATCHDOG_USEC", "2000000")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.try_clone().expect("log clone"))
+        .spawn()
+        .expect("daemon starts");
+
+    let mut seen = Vec::new();
+    read_until(&sock, &mut seen, |m| has_line(m, "READY=1"));
+    let status = read_until(&sock, &mut seen, |m| {
+        m.starts_with("STATUS=") || m.lines().any(|l| l.starts_with("STATUS="))
+    });
+    assert!(
+        status.contains("1 definitions") && status.contains("next web at"),
+        "unexpected status: {status:?}"
+    );
+    read_until(&sock, &mut seen, |m| has_line(m, "WATCHDOG=1"));
+    // The status line is sent only when it changes; two pings in a row
+    // without a repeated STATUS shows that.
+    read_until(&sock, &mut seen, |m| has_line(m, "WATCHDOG=1"));
+    let statuses = seen
+        .iter()
+        .filter(|m| m.lines().any(|l| l.starts_with("STATUS=")))
+        .count();
+    assert_eq!(statuses, 1, "STATUS repeated without a change: {seen:#?}");
+
+    signal(&child, "-HUP");
+    let reloading = read_until(&sock, &mut seen, |m| has_line(m, "RELOADING=1"));
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "RELOADING=1 without MONOTONIC_USEC: {reloading:?}"
+    );
+    read_until(&sock, &mut seen, |m| has_line(m, "READY=1"));
+
+    signal(&child, "-TERM");
+    read_until(&sock, &mut seen, |m| has_line(m, "STOPPING=1"));
+    let exit = wait_exit(&mut child, Duration::from_secs(20));
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(exit.success(), "daemon exited with {exit}; log:\n{log}");
+    assert!(log.contains("configuration reloaded"), "log:\n{log}");
+}
