@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 pub mod config_cmd;
 pub mod daemon_cmd;
 pub mod def;
+pub mod gen;
 pub mod history;
 pub mod run_cmd;
 pub mod status;
@@ -57,6 +58,13 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Runs, newest first
     History(history::HistoryArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: gen::Shell,
+    },
+    /// Print the snapsched(1) man page (roff) to stdout
+    Man,
 }
 
 /// Addressing a definition: its name plus optional filters, needed when
@@ -171,6 +179,8 @@ impl Cli {
             Command::Run(args) => run_cmd::run(args, &ctx).await,
             Command::Status(args) => status::run(args, &ctx).await,
             Command::History(args) => history::run(args, &ctx).await,
+            Command::Completions { shell } => gen::completions(shell),
+            Command::Man => gen::man(),
         }
     }
 }
