@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 pub mod config_cmd;
 pub mod daemon_cmd;
 pub mod def;
+pub mod gen;
 pub mod history;
 pub mod prune;
 pub mod run_cmd;
@@ -67,6 +68,13 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// List snapshots with their state
     Snapshots(snapshots::SnapshotsArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: gen::Shell,
+    },
+    /// Print the snapsched(1) man page (roff) to stdout
+    Man,
 }
 
 /// Addressing a definition: its name plus optional filters, needed when
@@ -184,6 +192,8 @@ impl Cli {
             Command::Schedule(cmd) => schedule::run(cmd, &ctx),
             Command::Prune(args) => prune::run(args, &ctx).await,
             Command::Snapshots(args) => snapshots::run(args, &ctx).await,
+            Command::Completions { shell } => gen::completions(shell),
+            Command::Man => gen::man(),
         }
     }
 }
