@@ -70,20 +70,7 @@ pub async fn run(
     let store = Store::open(&cfg.daemon.database)
         .await
         .context("opening the store")?;
-    let reconciled = store
-        .reconcile_config(
-            &cfg.definitions,
-            &cfg.path.to_string_lossy(),
-            chrono::Utc::now(),
-        )
-        .await?;
-    tracing::info!(
-        added = reconciled.added.len(),
-        updated = reconciled.updated.len(),
-        removed = reconciled.removed.len(),
-        "configuration definitions reconciled from {}",
-        cfg.path.display()
-    );
+    reconcile(&store, &cfg).await?;
     let providers: Providers<AnyProvider> = Arc::new(RwLock::new(Arc::new(build_providers(&cfg)?)));
     let mut scheduler = Scheduler::new(
         store.clone(),
@@ -149,6 +136,12 @@ async fn reload_once(
 ) -> anyhow::Result<ProviderMap> {
     let cfg = config::load(path, overrides)?;
     let map = build_providers(&cfg)?;
+    reconcile(store, &cfg).await?;
+    Ok(map)
+}
+
+/// Reconcile the file's definitions into the store and log what changed.
+async fn reconcile(store: &Store, cfg: &Config) -> anyhow::Result<()> {
     let r = store
         .reconcile_config(
             &cfg.definitions,
@@ -160,7 +153,8 @@ async fn reload_once(
         added = r.added.len(),
         updated = r.updated.len(),
         removed = r.removed.len(),
-        "configuration definitions reconciled"
+        "configuration definitions reconciled from {}",
+        cfg.path.display()
     );
-    Ok(map)
+    Ok(())
 }

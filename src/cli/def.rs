@@ -160,7 +160,7 @@ pub async fn resolve(store: &Store, address: &Address) -> CliResult<Definition> 
         0 => Err(CliError::usage(format!(
             "no definition named '{}'{}; see `snapsched def list`",
             address.name,
-            if address.provider.is_some() || address.target.is_some() || address.disk.is_some() {
+            if address.filters.any() {
                 " matches the filters"
             } else {
                 ""

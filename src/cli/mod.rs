@@ -77,30 +77,48 @@ pub enum Command {
     Man,
 }
 
-/// Addressing a definition: its name plus optional filters, needed when
-/// several definitions share a name.
-#[derive(Debug, Clone, Args)]
-pub struct Address {
-    /// Definition name
-    pub name: String,
-    /// Only the definition on this provider
+/// `--provider/--target/--disk`: narrowing definitions that share a name.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Filters {
+    /// Only definitions on this provider
     #[arg(long)]
     pub provider: Option<String>,
-    /// Only the definition on this target
+    /// Only definitions on this target
     #[arg(long)]
     pub target: Option<String>,
-    /// Only the definition on this disk
+    /// Only definitions on this disk
     #[arg(long)]
     pub disk: Option<u32>,
 }
 
-impl Address {
+impl Filters {
     pub fn filter(&self) -> crate::store::Filter {
         crate::store::Filter {
             provider: self.provider.clone(),
             target: self.target.clone(),
             disk_id: self.disk,
         }
+    }
+
+    /// True when any filter is given.
+    pub fn any(&self) -> bool {
+        self.provider.is_some() || self.target.is_some() || self.disk.is_some()
+    }
+}
+
+/// Addressing a definition: its name plus optional filters, needed when
+/// several definitions share a name.
+#[derive(Debug, Clone, Args)]
+pub struct Address {
+    /// Definition name
+    pub name: String,
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+impl Address {
+    pub fn filter(&self) -> crate::store::Filter {
+        self.filters.filter()
     }
 }
 

@@ -17,22 +17,14 @@ use crate::model::Identity;
 use crate::provider::Provider;
 use crate::retention::{self, Ownership};
 use crate::store::snapshots::{RecordState, SnapshotRecord};
-use crate::store::Filter;
 use crate::table;
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
     /// Definition name (all definitions when omitted)
     pub name: Option<String>,
-    /// Only definitions on this provider
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// Only definitions on this target
-    #[arg(long)]
-    pub target: Option<String>,
-    /// Only definitions on this disk
-    #[arg(long)]
-    pub disk: Option<u32>,
+    #[command(flatten)]
+    pub filters: super::Filters,
     /// Also list the target's other snapshots at the provider, marked not
     /// managed (needs exactly one matching definition)
     #[arg(long, conflicts_with = "orphaned")]
@@ -42,16 +34,6 @@ pub struct SnapshotsArgs {
     pub orphaned: bool,
     #[arg(long)]
     pub json: bool,
-}
-
-impl SnapshotsArgs {
-    fn filter(&self) -> Filter {
-        Filter {
-            provider: self.provider.clone(),
-            target: self.target.clone(),
-            disk_id: self.disk,
-        }
-    }
 }
 
 /// One line of output.
@@ -91,7 +73,7 @@ fn from_record(r: SnapshotRecord) -> SnapshotRow {
 pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     let store = ctx.open_store(&cfg).await?;
-    let filter = args.filter();
+    let filter = args.filters.filter();
 
     let rows = if args.orphaned {
         let defined: HashSet<Identity> = store
@@ -119,9 +101,7 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
         };
         let address = Address {
             name,
-            provider: args.provider.clone(),
-            target: args.target.clone(),
-            disk: args.disk,
+            filters: args.filters.clone(),
         };
         let def = super::def::resolve(&store, &address).await?;
         let (provider, target) = super::prune::provider_for(&cfg, &def)?;

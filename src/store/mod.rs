@@ -186,11 +186,20 @@ impl Store {
         name: &str,
         filter: &Filter,
     ) -> StoreResult<Vec<Definition>> {
-        Ok(self
-            .list_definitions()
-            .await?
+        // Look the name up by index rather than reading every definition.
+        let rows = sqlx::query(
+            "SELECT * FROM definitions WHERE name = ? ORDER BY provider, target, disk_id",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        let defs = rows
+            .iter()
+            .map(definition_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(defs
             .into_iter()
-            .filter(|d| d.spec.identity.name == name && filter.matches(&d.spec.identity))
+            .filter(|d| filter.matches(&d.spec.identity))
             .collect())
     }
 
