@@ -2,3 +2,4 @@
 
 mod digitalocean;
 mod erigones;
+mod scheduler;
