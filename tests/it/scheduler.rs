@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use snapsched::clock::Clock;
 use snapsched::model::{DefinitionSpec, RawDefinition, Source};
-use snapsched::provider::fake::FakeProvider;
-use snapsched::provider::{PollPolicy, ProviderKind};
+use snapsched::provider::fake::{Call, FakeProvider};
+use snapsched::provider::{PollPolicy, ProviderError, ProviderKind};
 use snapsched::run::snapshot_name;
 use snapsched::scheduler::{Providers, Scheduler, Settings};
 use snapsched::store::runs::{Run, RunState, Trigger};
@@ -131,11 +131,7 @@ where
     }
 }
 
-fn spawn_loop(
-    mut s: Scheduler<FakeProvider>,
-    shutdown: CancellationToken,
-) -> JoinHandle<Scheduler<FakeProvider>> {
-    drop(shutdown);
+fn spawn_loop(mut s: Scheduler<FakeProvider>) -> JoinHandle<Scheduler<FakeProvider>> {
     tokio::spawn(async move {
         s.start().await.expect("scheduler starts");
         s.run(Duration::from_secs(30)).await.expect("loop runs");
@@ -156,7 +152,7 @@ fn looping(
         settings,
         token.clone(),
     );
-    (token.clone(), spawn_loop(s, token))
+    (token, spawn_loop(s))
 }
 
 fn all_final(h: &[Run]) -> bool {
@@ -222,4 +218,310 @@ async fn fires_exactly_at_the_slot_once_per_slot() {
             "hourly-20260110_030000"
         ]
     );
+}
+
+#[tokio::test]
+async fn fires_at_0530_local_on_both_sides_of_the_dst_change() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 3, 27, 12, 0, 0);
+    let clock = Clock::tokio(start);
+    let def = spec_with(
+        "daily",
+        "web01",
+        "30 5 * * *",
+        Some("Europe/Bratislava"),
+        None,
+    );
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut st = settings();
+    st.change_poll = Duration::from_secs(3600);
+    let (token, handle) = looping(&env, clock, st);
+    let h = wait_until(
+        &env.store,
+        "daily",
+        Duration::from_secs(600),
+        Duration::from_secs(4 * 86400),
+        |h| h.len() >= 3 && all_final(h),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    // 05:30 CET is 04:30 UTC; after 2026-03-29 02:00 it is CEST, 03:30 UTC.
+    let slots: Vec<_> = h.iter().take(3).map(|r| r.slot).collect();
+    assert_eq!(
+        slots,
+        vec![
+            utc(2026, 3, 28, 4, 30, 0),
+            utc(2026, 3, 29, 3, 30, 0),
+            utc(2026, 3, 30, 3, 30, 0)
+        ]
+    );
+    for r in h.iter().take(3) {
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        assert_eq!(r.trigger, Trigger::Schedule);
+        assert!((r.created_at - r.slot).num_seconds().abs() <= 1, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn restart_does_not_rerun_a_slot() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let clock = Clock::tokio(start);
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("start");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    drop(s);
+
+    // A new process, a few seconds later, on the same store.
+    let clock = Clock::tokio(utc(2026, 1, 10, 1, 0, 5));
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("restart");
+    assert_eq!(s.fire_due().await.expect("fire"), 0);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 1, "{h:#?}");
+    assert_eq!(h[0].slot, utc(2026, 1, 10, 1, 0, 0));
+    let id = spec("hourly", "web01", "0 * * * *").identity;
+    assert_eq!(s.next_fire(&id), Some(utc(2026, 1, 10, 2, 0, 0)));
+}
+
+async fn one_run_then_down(env: &Env, def: &DefinitionSpec) {
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(env, Clock::tokio(start), settings());
+    s.start().await.expect("start");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+}
+
+#[tokio::test]
+async fn after_downtime_only_the_latest_slot_runs_and_the_rest_are_missed() {
+    let env = env(Duration::ZERO).await;
+    one_run_then_down(&env, &spec("hourly", "web01", "0 * * * *")).await;
+    // Down from 01:00 to 06:30: 02..05 are missed, 06:00 is 30 min late.
+    let mut s = scheduler(&env, Clock::tokio(utc(2026, 1, 10, 6, 30, 0)), settings());
+    s.start().await.expect("restart");
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 3, "{h:#?}");
+    assert_eq!(h[1].state, RunState::Missed);
+    assert_eq!(h[1].missed_count, Some(4));
+    assert_eq!(h[1].slot, utc(2026, 1, 10, 5, 0, 0));
+    assert_eq!(h[2].slot, utc(2026, 1, 10, 6, 0, 0));
+    assert_eq!(h[2].trigger, Trigger::Catchup);
+    assert_eq!(h[2].state, RunState::Succeeded);
+}
+
+#[tokio::test]
+async fn beyond_the_catch_up_deadline_nothing_runs() {
+    let env = env(Duration::ZERO).await;
+    let def = spec_with("hourly", "web01", "0 * * * *", None, Some("10m"));
+    one_run_then_down(&env, &def).await;
+    let mut s = scheduler(&env, Clock::tokio(utc(2026, 1, 10, 6, 30, 0)), settings());
+    s.start().await.expect("restart");
+    assert_eq!(s.fire_due().await.expect("fire"), 0);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[1].state, RunState::Missed);
+    assert_eq!(h[1].missed_count, Some(5));
+    assert_eq!(h[1].slot, utc(2026, 1, 10, 6, 0, 0));
+}
+
+#[tokio::test]
+async fn a_slot_during_a_long_run_is_skipped() {
+    let env = env(Duration::from_secs(150)).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    env.store
+        .insert_definition(
+            &spec("minutely", "web01", "* * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let (token, handle) = looping(&env, Clock::tokio(start), settings());
+    let h = wait_until(
+        &env.store,
+        "minutely",
+        Duration::from_secs(5),
+        Duration::from_secs(600),
+        |h| h.len() >= 4 && all_final(&h[..4]),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    let states: Vec<_> = h.iter().take(4).map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        vec![
+            RunState::Succeeded,
+            RunState::Skipped,
+            RunState::Skipped,
+            RunState::Succeeded
+        ],
+        "{h:#?}"
+    );
+    assert!(
+        h[1].error.as_deref().unwrap_or("").contains("overlap"),
+        "{:?}",
+        h[1]
+    );
+}
+
+#[tokio::test]
+async fn max_concurrent_runs_is_never_exceeded() {
+    let env = env(Duration::from_secs(30)).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    for i in 1..=5 {
+        let def = spec("hourly", &format!("web0{i}"), "0 * * * *");
+        env.store
+            .insert_definition(&def, Source::Cli, None, start)
+            .await
+            .expect("definition inserted");
+    }
+    let mut st = settings();
+    st.max_concurrent_runs = 2;
+    let (token, handle) = looping(&env, Clock::tokio(start), st);
+    let mut peak = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1200);
+    loop {
+        let h = runs(&env.store, "hourly").await;
+        let working = h
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    RunState::Creating | RunState::Waiting | RunState::Pruning
+                )
+            })
+            .count();
+        assert!(working <= 2, "{working} runs in flight: {h:#?}");
+        peak = peak.max(working);
+        if h.len() == 5 && h.iter().all(|r| r.state == RunState::Succeeded) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{h:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    token.cancel();
+    handle.await.expect("loop ends");
+    assert_eq!(peak, 2, "the limit was reached");
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_and_permanent_ones_fail_the_run() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, Clock::tokio(start), settings());
+    s.start().await.expect("start");
+    env.fake.fail_next(
+        Call::Create,
+        ProviderError::transient("503 service unavailable"),
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    env.fake.fail_next(
+        Call::Create,
+        ProviderError::permanent("droplet web01 not found"),
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[0].state, RunState::Succeeded, "{:?}", h[0]);
+    assert_eq!(h[0].attempts, 2);
+    assert_eq!(h[1].state, RunState::Failed, "{:?}", h[1]);
+    assert!(
+        h[1].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("droplet web01 not found"),
+        "{:?}",
+        h[1]
+    );
+    assert_eq!(env.fake.calls(Call::Create), 3);
+}
+
+#[tokio::test]
+async fn definition_changes_in_the_store_are_picked_up_while_running() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    let clock = Clock::tokio(start);
+    env.store
+        .insert_definition(
+            &spec("daily", "web01", "0 0 * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let (token, handle) = looping(&env, clock, settings());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let added = clock.now();
+    let mut def = spec("minutely", "web02", "* * * * *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, added)
+        .await
+        .expect("definition inserted");
+    let h = wait_until(
+        &env.store,
+        "minutely",
+        Duration::from_millis(500),
+        Duration::from_secs(120),
+        |h| !h.is_empty() && all_final(h),
+    )
+    .await;
+    assert_eq!(
+        h[0].slot,
+        utc(2026, 1, 10, 0, 1, 0),
+        "the first slot after adding"
+    );
+    assert_eq!(h[0].state, RunState::Succeeded);
+
+    // Disable it half-way through a minute; no further slot runs.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    def.active = false;
+    env.store
+        .update_definition(&def, clock.now())
+        .await
+        .expect("definition updated");
+    let before = runs(&env.store, "minutely").await.len();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(runs(&env.store, "minutely").await.len(), before);
+    token.cancel();
+    handle.await.expect("loop ends");
 }
