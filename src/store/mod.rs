@@ -90,7 +90,7 @@ impl Store {
         // skips to as soon as the runtime idles.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .min_connections(4)
+            .min_connections(1)
             .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
@@ -370,7 +370,7 @@ async fn update_in(
     let done = sqlx::query(
         "UPDATE definitions SET schedule = ?, timezone = ?, retention = ?, active = ?, desc = ?,
              fsfreeze = ?, max_age_secs = ?, catch_up_deadline_secs = ?, tags = ?,
-             source = CASE WHEN ?1 IS NULL THEN source ELSE 'config' END,
+             source = CASE WHEN ? IS NULL THEN source ELSE 'config' END,
              source_path = COALESCE(?, source_path), updated_at = ?
          WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
     )
