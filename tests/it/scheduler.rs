@@ -271,7 +271,7 @@ async fn fires_exactly_at_the_slot_once_per_slot() {
 #[tokio::test]
 async fn fires_at_0530_local_on_both_sides_of_the_dst_change() {
     let env = env(Duration::ZERO).await;
-    let start = utc(2026, 3, 27, 12, 0, 0);
+    let start = utc(2026, 3, 28, 4, 0, 0);
     let clock = Clock::tokio(start);
     let def = spec_with(
         "daily",
@@ -290,24 +290,20 @@ async fn fires_at_0530_local_on_both_sides_of_the_dst_change() {
     let h = wait_until(
         &env.store,
         "daily",
-        Duration::from_secs(30),
-        Duration::from_secs(4 * 86400),
-        |h| h.len() >= 3 && all_final(h),
+        Duration::from_secs(120),
+        Duration::from_secs(2 * 86400),
+        |h| h.len() >= 2 && all_final(h),
     )
     .await;
     token.cancel();
     handle.await.expect("loop ends");
     // 05:30 CET is 04:30 UTC; after 2026-03-29 02:00 it is CEST, 03:30 UTC.
-    let slots: Vec<_> = h.iter().take(3).map(|r| r.slot).collect();
+    let slots: Vec<_> = h.iter().map(|r| r.slot).collect();
     assert_eq!(
         slots,
-        vec![
-            utc(2026, 3, 28, 4, 30, 0),
-            utc(2026, 3, 29, 3, 30, 0),
-            utc(2026, 3, 30, 3, 30, 0)
-        ]
+        vec![utc(2026, 3, 28, 4, 30, 0), utc(2026, 3, 29, 3, 30, 0)]
     );
-    for r in h.iter().take(3) {
+    for r in &h {
         assert_eq!(r.state, RunState::Succeeded, "{r:?}");
         assert_eq!(
             r.snapshot_name.as_deref(),
