@@ -95,6 +95,10 @@ struct Entry {
     next: Option<DateTime<Utc>>,
 }
 
+/// A heap entry: fire instant, the entry version it was scheduled for (a
+/// stale version is dropped when popped), and the definition.
+type Timer = Reverse<(DateTime<Utc>, u64, Arc<Identity>)>;
+
 /// Observers called from the loop itself (watchdog, status line, metrics).
 pub type Tick = Arc<dyn Fn(&Status) + Send + Sync>;
 
@@ -104,7 +108,7 @@ pub struct Scheduler<P> {
     clock: Clock,
     settings: Settings,
     entries: HashMap<Arc<Identity>, Entry>,
-    heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Arc<Identity>)>>,
+    heap: BinaryHeap<Timer>,
     version: u64,
     generation: i64,
     running: Arc<Mutex<HashSet<Identity>>>,
