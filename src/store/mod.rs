@@ -84,9 +84,16 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        // A local file does not go stale: no ping before each acquire and no
+        // reaping of idle connections. Both would run sqlite work inside the
+        // pool's acquire timeout, which tokio's paused clock (engine tests)
+        // skips to as soon as the runtime idles.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(|e| open_err(describe_sqlx(&e)))?;

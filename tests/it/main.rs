@@ -8,4 +8,5 @@ mod erigones;
 mod metrics;
 mod notify;
 mod retention_e2e;
+mod scheduler;
 mod support;

@@ -1,0 +1,604 @@
+//! The scheduler and run engine against the in-memory fake provider, on
+//! tokio's paused clock: every wait is virtual, so days of schedule take
+//! milliseconds. The store is a real sqlite file in a temporary directory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use snapsched::clock::Clock;
+use snapsched::model::{DefinitionSpec, RawDefinition, Source};
+use snapsched::provider::fake::{Call, FakeProvider};
+use snapsched::provider::{PollPolicy, ProviderError, ProviderKind};
+use snapsched::run::snapshot_name;
+use snapsched::scheduler::{Providers, Scheduler, Settings};
+use snapsched::store::runs::{Run, RunState, Trigger};
+use snapsched::store::Store;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Env {
+    _dir: TempDir,
+    spinner: JoinHandle<()>,
+    store: Store,
+    fake: FakeProvider,
+    providers: Providers<FakeProvider>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.spinner.abort();
+    }
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .single()
+        .expect("valid UTC time")
+}
+
+async fn env(operation_time: Duration) -> Env {
+    let dir = TempDir::new().expect("temp dir");
+    let store = Store::open(&dir.path().join("snapsched.db"))
+        .await
+        .expect("store opens");
+    // The pool connects on a worker thread; with the clock already paused,
+    // tokio would skip ahead to the pool's acquire timeout meanwhile.
+    tokio::time::pause();
+    let fake = FakeProvider::new(Duration::ZERO, operation_time).with_poll_policy(PollPolicy {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(5),
+        timeout: Duration::from_secs(3600),
+    });
+    let map = HashMap::from([("fake".to_owned(), (fake.clone(), ProviderKind::Fake))]);
+    Env {
+        _dir: dir,
+        spinner: hold_clock(),
+        store,
+        fake,
+        providers: Arc::new(RwLock::new(Arc::new(map))),
+    }
+}
+
+fn spec(name: &str, target: &str, schedule: &str) -> DefinitionSpec {
+    spec_with(name, target, schedule, None, None)
+}
+
+fn spec_with(
+    name: &str,
+    target: &str,
+    schedule: &str,
+    timezone: Option<&str>,
+    catch_up: Option<&str>,
+) -> DefinitionSpec {
+    RawDefinition {
+        name: name.to_owned(),
+        provider: "fake".to_owned(),
+        target: target.to_owned(),
+        schedule: Some(schedule.to_owned()),
+        timezone: timezone.map(str::to_owned),
+        retention: Some(100),
+        catch_up_deadline: catch_up.map(str::to_owned),
+        ..RawDefinition::default()
+    }
+    .validate(ProviderKind::Fake)
+    .expect("definition is valid")
+}
+
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.run.retry_initial = Duration::from_secs(2);
+    s.run.retry_max = Duration::from_secs(10);
+    s
+}
+
+fn scheduler(env: &Env, clock: Clock, settings: Settings) -> Scheduler<FakeProvider> {
+    Scheduler::new(
+        env.store.clone(),
+        env.providers.clone(),
+        clock,
+        settings,
+        CancellationToken::new(),
+    )
+}
+
+/// Tests run on tokio's paused clock, paused by [`env`] once the store is
+/// open.
+/// Oldest first.
+async fn runs(store: &Store, name: &str) -> Vec<Run> {
+    let mut h = store.history(Some(name), 1000).await.expect("history");
+    h.sort_by_key(|r| (r.slot, r.id));
+    h
+}
+
+/// Poll the store (in virtual time) until `done` holds, for at most `limit`
+/// of virtual time.
+async fn wait_until<F>(
+    store: &Store,
+    name: &str,
+    step: Duration,
+    limit: Duration,
+    done: F,
+) -> Vec<Run>
+where
+    F: Fn(&[Run]) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let h = runs(store, name).await;
+        if done(&h) {
+            return h;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}; runs: {h:#?}"
+        );
+        // Give the sqlite threads real time before virtual time moves on.
+        for _ in 0..2000 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(step).await;
+    }
+}
+
+/// Keep the runtime busy so that tokio never auto-advances the paused clock:
+/// sqlite works on its own threads, and an idle runtime meanwhile would jump
+/// to the next timer (the pool's acquire timeout among them). Time then
+/// moves only by `tokio::time::advance`.
+fn hold_clock() -> JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn spawn_loop(mut s: Scheduler<FakeProvider>) -> JoinHandle<Scheduler<FakeProvider>> {
+    tokio::spawn(async move {
+        s.start().await.expect("scheduler starts");
+        s.run(Duration::from_secs(30)).await.expect("loop runs");
+        s
+    })
+}
+
+fn looping(
+    env: &Env,
+    clock: Clock,
+    settings: Settings,
+) -> (CancellationToken, JoinHandle<Scheduler<FakeProvider>>) {
+    looping_with(env, clock, settings, None)
+}
+
+fn looping_with(
+    env: &Env,
+    clock: Clock,
+    settings: Settings,
+    tick: Option<snapsched::scheduler::Tick>,
+) -> (CancellationToken, JoinHandle<Scheduler<FakeProvider>>) {
+    let token = CancellationToken::new();
+    let mut s = Scheduler::new(
+        env.store.clone(),
+        env.providers.clone(),
+        clock,
+        settings,
+        token.clone(),
+    );
+    if let Some(tick) = tick {
+        s.on_tick(tick);
+    }
+    (token, spawn_loop(s))
+}
+
+/// Advance virtual time until every run of `name` is final.
+async fn settle(store: &Store, name: &str) {
+    wait_until(
+        store,
+        name,
+        Duration::from_secs(1),
+        Duration::from_secs(600),
+        all_final,
+    )
+    .await;
+}
+
+fn all_final(h: &[Run]) -> bool {
+    h.iter().all(|r| r.state.is_final())
+}
+
+#[tokio::test]
+async fn fires_exactly_at_the_slot_once_per_slot() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    let clock = Clock::tokio(start);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("start");
+    let id = spec("hourly", "web01", "0 * * * *").identity;
+    let first = utc(2026, 1, 10, 1, 0, 0);
+    assert_eq!(s.next_fire(&id), Some(first));
+
+    // One second before the slot nothing fires; at the slot it does.
+    tokio::time::advance((first - start).to_std().expect("positive") - Duration::from_secs(1))
+        .await;
+    assert_eq!(s.fire_due().await.expect("fire"), 0);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(clock.now(), first);
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    assert_eq!(s.fire_due().await.expect("fire"), 0, "a slot fires once");
+    s.drain().await;
+
+    for _ in 0..2 {
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(s.fire_due().await.expect("fire"), 1);
+        s.drain().await;
+    }
+    let h = runs(&env.store, "hourly").await;
+    let slots: Vec<_> = h.iter().map(|r| r.slot).collect();
+    assert_eq!(
+        slots,
+        vec![first, utc(2026, 1, 10, 2, 0, 0), utc(2026, 1, 10, 3, 0, 0)]
+    );
+    for r in &h {
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        assert_eq!(r.trigger, Trigger::Schedule);
+        assert_eq!(r.created_at, r.slot, "claimed at the slot instant");
+        assert_eq!(
+            r.snapshot_name.as_deref(),
+            Some(snapshot_name("hourly", r.slot).as_str())
+        );
+    }
+    let target = snapsched::model::parse_target("web01", ProviderKind::Fake).expect("target");
+    assert_eq!(
+        env.fake.names(&target, id.disk_id),
+        vec![
+            "hourly-20260110_010000",
+            "hourly-20260110_020000",
+            "hourly-20260110_030000"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn fires_at_0530_local_on_both_sides_of_the_dst_change() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 3, 28, 4, 0, 0);
+    let clock = Clock::tokio(start);
+    let def = spec_with(
+        "daily",
+        "web01",
+        "30 5 * * *",
+        Some("Europe/Bratislava"),
+        None,
+    );
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut st = settings();
+    st.change_poll = Duration::from_secs(3600);
+    let (token, handle) = looping(&env, clock, st);
+    let h = wait_until(
+        &env.store,
+        "daily",
+        Duration::from_secs(120),
+        Duration::from_secs(2 * 86400),
+        |h| h.len() >= 2 && all_final(h),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    // 05:30 CET is 04:30 UTC; after 2026-03-29 02:00 it is CEST, 03:30 UTC.
+    let slots: Vec<_> = h.iter().map(|r| r.slot).collect();
+    assert_eq!(
+        slots,
+        vec![utc(2026, 3, 28, 4, 30, 0), utc(2026, 3, 29, 3, 30, 0)]
+    );
+    for r in &h {
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        assert_eq!(
+            r.snapshot_name.as_deref(),
+            Some(snapshot_name("daily", r.slot).as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn restart_does_not_rerun_a_slot() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let clock = Clock::tokio(start);
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("start");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    drop(s);
+
+    // A new process, a few seconds later, on the same store.
+    let clock = Clock::tokio(utc(2026, 1, 10, 1, 0, 5));
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("restart");
+    assert_eq!(s.fire_due().await.expect("fire"), 0);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 1, "{h:#?}");
+    assert_eq!(h[0].slot, utc(2026, 1, 10, 1, 0, 0));
+    let id = spec("hourly", "web01", "0 * * * *").identity;
+    assert_eq!(s.next_fire(&id), Some(utc(2026, 1, 10, 2, 0, 0)));
+}
+
+async fn one_run_then_down(env: &Env, def: &DefinitionSpec) {
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(env, Clock::tokio(start), settings());
+    s.start().await.expect("start");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+}
+
+#[tokio::test]
+async fn after_downtime_only_the_latest_slot_runs_and_the_rest_are_missed() {
+    let env = env(Duration::ZERO).await;
+    one_run_then_down(&env, &spec("hourly", "web01", "0 * * * *")).await;
+    // Down from 01:00 to 06:30: 02..05 are missed, 06:00 is 30 min late.
+    let mut s = scheduler(&env, Clock::tokio(utc(2026, 1, 10, 6, 30, 0)), settings());
+    s.start().await.expect("restart");
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 3, "{h:#?}");
+    assert_eq!(h[1].state, RunState::Missed);
+    assert_eq!(h[1].missed_count, Some(4));
+    assert_eq!(h[1].slot, utc(2026, 1, 10, 5, 0, 0));
+    assert_eq!(h[2].slot, utc(2026, 1, 10, 6, 0, 0));
+    assert_eq!(h[2].trigger, Trigger::Catchup);
+    assert_eq!(h[2].state, RunState::Succeeded);
+}
+
+#[tokio::test]
+async fn beyond_the_catch_up_deadline_nothing_runs() {
+    let env = env(Duration::ZERO).await;
+    let def = spec_with("hourly", "web01", "0 * * * *", None, Some("10m"));
+    one_run_then_down(&env, &def).await;
+    let mut s = scheduler(&env, Clock::tokio(utc(2026, 1, 10, 6, 30, 0)), settings());
+    s.start().await.expect("restart");
+    assert_eq!(s.fire_due().await.expect("fire"), 0);
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[1].state, RunState::Missed);
+    assert_eq!(h[1].missed_count, Some(5));
+    assert_eq!(h[1].slot, utc(2026, 1, 10, 6, 0, 0));
+}
+
+#[tokio::test]
+async fn a_slot_during_a_long_run_is_skipped() {
+    let env = env(Duration::from_secs(150)).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    env.store
+        .insert_definition(
+            &spec("minutely", "web01", "* * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let (token, handle) = looping(&env, Clock::tokio(start), settings());
+    let succeeded = |h: &[Run]| h.iter().filter(|r| r.state == RunState::Succeeded).count();
+    let h = wait_until(
+        &env.store,
+        "minutely",
+        Duration::from_secs(1),
+        Duration::from_secs(900),
+        |h| succeeded(h) >= 2 && all_final(h),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    // The first run takes 150 s: the slots that come meanwhile are skipped,
+    // and the next slot after it ends runs again.
+    assert_eq!(h[0].state, RunState::Succeeded, "{h:#?}");
+    let second = h
+        .iter()
+        .skip(1)
+        .position(|r| r.state == RunState::Succeeded)
+        .expect("a second success")
+        + 1;
+    assert!(second >= 2, "at least one slot was skipped: {h:#?}");
+    for r in &h[1..second] {
+        assert_eq!(r.state, RunState::Skipped, "{h:#?}");
+        assert!(
+            r.error.as_deref().unwrap_or("").contains("overlap"),
+            "{r:?}"
+        );
+    }
+    let first_end = h[0].finished_at.expect("finished");
+    assert!(h[second].slot > first_end, "{h:#?}");
+}
+
+#[tokio::test]
+async fn max_concurrent_runs_is_never_exceeded() {
+    let env = env(Duration::from_secs(30)).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    for i in 1..=5 {
+        let def = spec("hourly", &format!("web0{i}"), "0 * * * *");
+        env.store
+            .insert_definition(&def, Source::Cli, None, start)
+            .await
+            .expect("definition inserted");
+    }
+    let mut st = settings();
+    st.max_concurrent_runs = 2;
+    let (token, handle) = looping(&env, Clock::tokio(start), st);
+    let mut peak = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1200);
+    loop {
+        let h = runs(&env.store, "hourly").await;
+        let working = h
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    RunState::Creating | RunState::Waiting | RunState::Pruning
+                )
+            })
+            .count();
+        assert!(working <= 2, "{working} runs in flight: {h:#?}");
+        peak = peak.max(working);
+        if h.len() == 5 && h.iter().all(|r| r.state == RunState::Succeeded) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{h:#?}");
+        tokio::time::advance(Duration::from_millis(500)).await;
+    }
+    token.cancel();
+    handle.await.expect("loop ends");
+    assert_eq!(peak, 2, "the limit was reached");
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_and_permanent_ones_fail_the_run() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, Clock::tokio(start), settings());
+    s.start().await.expect("start");
+    env.fake.fail_next(
+        Call::Create,
+        ProviderError::transient("503 service unavailable"),
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    settle(&env.store, "hourly").await;
+    s.drain().await;
+    env.fake.fail_next(
+        Call::Create,
+        ProviderError::permanent("droplet web01 not found"),
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    settle(&env.store, "hourly").await;
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[0].state, RunState::Succeeded, "{:?}", h[0]);
+    assert_eq!(h[0].attempts, 2);
+    assert_eq!(h[1].state, RunState::Failed, "{:?}", h[1]);
+    assert!(
+        h[1].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("droplet web01 not found"),
+        "{:?}",
+        h[1]
+    );
+    assert_eq!(env.fake.calls(Call::Create), 3);
+}
+
+#[tokio::test]
+async fn definition_changes_in_the_store_are_picked_up_while_running() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    let clock = Clock::tokio(start);
+    env.store
+        .insert_definition(
+            &spec("daily", "web01", "0 0 * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let (seen, watch) = tokio::sync::watch::channel(0usize);
+    let tick: snapsched::scheduler::Tick = Arc::new(move |st| {
+        seen.send_replace(st.definitions);
+    });
+    let (token, handle) = looping_with(&env, clock, settings(), Some(tick));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let added = clock.now();
+    let mut def = spec("minutely", "web02", "* * * * *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, added)
+        .await
+        .expect("definition inserted");
+    let h = wait_until(
+        &env.store,
+        "minutely",
+        Duration::from_millis(500),
+        Duration::from_secs(120),
+        |h| !h.is_empty() && all_final(h),
+    )
+    .await;
+    assert_eq!(
+        h[0].slot,
+        utc(2026, 1, 10, 0, 1, 0),
+        "the first slot after adding"
+    );
+    assert_eq!(h[0].state, RunState::Succeeded);
+
+    // Disable it half-way through a minute; no further slot runs.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    def.active = false;
+    let changed = env
+        .store
+        .update_definition(&def, clock.now())
+        .await
+        .expect("definition updated");
+    assert!(changed, "the update found the definition");
+    // Let the loop see the change before moving time past the next slot.
+    // Virtual time moves in small steps, each after a bounded number of
+    // yields so the loop's sqlite work (real time) can keep up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while *watch.borrow() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "disable not picked up within 2 s: {} definitions scheduled, generation {:?}",
+            *watch.borrow(),
+            env.store.definitions_generation().await
+        );
+        for _ in 0..2000 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(Duration::from_millis(50)).await;
+    }
+    let before = runs(&env.store, "minutely").await.len();
+    for _ in 0..300 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    let after = runs(&env.store, "minutely").await;
+    assert_eq!(after.len(), before, "{after:#?}");
+    token.cancel();
+    handle.await.expect("loop ends");
+}
