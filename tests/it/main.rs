@@ -2,6 +2,7 @@
 
 mod cli_def;
 mod config_file;
+mod crash;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;

@@ -286,8 +286,13 @@ async fn gate(
         *w.by_route.entry(route.clone()).or_default() += 1;
         (w.take_fault(&route), w.token.clone())
     };
+    let mut answer_after = None;
     let response = match fault {
         Some(Fault::DropConnection) => return dropped(),
+        Some(Fault::SlowAnswer(d)) => {
+            answer_after = Some(d);
+            None
+        }
         Some(Fault::Raw { status, body }) => {
             let mut r = Response::new(Body::from(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -316,6 +321,9 @@ async fn gate(
             authorized_and_admitted(&shared, req, next, &token, &method, &template, &query).await
         }
     };
+    if let Some(d) = answer_after {
+        tokio::time::sleep(d).await;
+    }
     finish(&shared, &method, &template, response).await
 }
 

@@ -22,6 +22,9 @@ pub enum Fault {
     TooManyRequests { retry_after: u64 },
     /// Wait this long (real time) before answering normally.
     Delay(Duration),
+    /// Do the work, then wait this long (real time) before answering: the
+    /// request has taken effect even if the client dies waiting.
+    SlowAnswer(Duration),
     /// Send the status line, then cut the connection mid-body.
     DropConnection,
     /// Answer with this status and this body verbatim (e.g. a proxy's HTML

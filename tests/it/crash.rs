@@ -1,0 +1,354 @@
+//! Crash recovery end to end: the real `snapsched daemon` against the fake
+//! DigitalOcean API on loopback, killed with SIGKILL at random moments over
+//! and over, then restarted once more to finish what it left.
+//!
+//! What must hold afterwards, whatever the kills interrupted:
+//! - no snapshot name (one per slot) exists twice at the provider;
+//! - every snapshot the provider holds is recorded, with a succeeded run;
+//! - every run reached a final state, and a succeeded run's snapshot exists.
+//!
+//! The kill moments come from a seeded generator; the seed is printed and
+//! `SNAPSCHED_CRASH_SEED` replays a failing sequence. `SNAPSCHED_CRASH_ROUNDS`
+//! sets how many kills (default 12).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use snapsched_fake_api::digitalocean::{
+    FakeConfig, FakeDigitalOcean, FakeHandle, Fault, FaultRule, Resource,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use crate::support::TestEnv;
+
+const TOKEN: &str = "crash-test-token";
+const DROPLETS: [u64; 3] = [31, 32, 33];
+const FINAL_STATES: [&str; 5] = ["succeeded", "failed", "skipped", "missed", "interrupted"];
+
+fn volume() -> Uuid {
+    Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001)
+}
+
+/// The whole configuration; `schedule` for the droplets and the volume.
+fn config(api_url: &str, droplet_schedule: &str, volume_schedule: &str) -> String {
+    let mut text = format!(
+        r#"
+[daemon]
+database = "snapsched.db"
+timezone = "UTC"
+catch_up_deadline = "10s"
+shutdown_grace = "2s"
+run_timeout = "1m"
+max_concurrent_runs = 8
+log_level = "debug"
+
+[providers.do]
+kind = "digitalocean"
+token_env = "SNAPSCHED_TEST_DO_TOKEN"
+api_url = "{api_url}"
+poll_interval = "100ms"
+poll_max_interval = "300ms"
+action_timeout = "30s"
+requests_per_minute = 100000
+requests_per_hour = 1000000
+"#
+    );
+    for id in DROPLETS {
+        text.push_str(&format!(
+            r#"
+[[definitions]]
+name = "d{id}"
+provider = "do"
+target = "droplet:{id}"
+schedule = "{droplet_schedule}"
+retention = 0
+"#
+        ));
+    }
+    text.push_str(&format!(
+        r#"
+[[definitions]]
+name = "vol"
+provider = "do"
+target = "volume:{}"
+schedule = "{volume_schedule}"
+retention = 0
+"#,
+        volume()
+    ));
+    text
+}
+
+fn spawn_daemon(env: &TestEnv, round: usize) -> Child {
+    let log =
+        std::fs::File::create(env.path().join(format!("round-{round}.log"))).expect("log file");
+    env.command(&["daemon"])
+        .env("SNAPSCHED_TEST_DO_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn snapsched daemon")
+}
+
+/// The last lines of every round's log, for a failure message.
+fn logs(env: &TestEnv) -> String {
+    let mut out = String::new();
+    let mut round = 0;
+    while let Ok(text) = std::fs::read_to_string(env.path().join(format!("round-{round}.log"))) {
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("--- round {round} ---\n"));
+        for l in &lines[lines.len().saturating_sub(15)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        round += 1;
+    }
+    out
+}
+
+async fn open_db(env: &TestEnv) -> SqlitePool {
+    let opts = SqliteConnectOptions::new()
+        .filename(env.db())
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .expect("open the daemon's database")
+}
+
+#[derive(Debug)]
+struct RunRow {
+    def_name: String,
+    slot: String,
+    state: String,
+    snapshot_name: Option<String>,
+    snapshot_id: Option<String>,
+}
+
+async fn runs(db: &SqlitePool) -> Vec<RunRow> {
+    sqlx::query(
+        "SELECT def_name, slot, state, snapshot_name, snapshot_id FROM runs
+          WHERE trigger IN ('schedule', 'catchup', 'manual') ORDER BY id",
+    )
+    .fetch_all(db)
+    .await
+    .expect("read runs")
+    .into_iter()
+    .map(|r| RunRow {
+        def_name: r.get(0),
+        slot: r.get(1),
+        state: r.get(2),
+        snapshot_name: r.get(3),
+        snapshot_id: r.get(4),
+    })
+    .collect()
+}
+
+/// Snapshot records by name: (remote id, state).
+async fn recorded(db: &SqlitePool) -> BTreeMap<String, (Option<String>, String)> {
+    sqlx::query("SELECT name, remote_id, state FROM snapshots")
+        .fetch_all(db)
+        .await
+        .expect("read snapshots")
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+fn ours(fake: &FakeHandle) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for id in DROPLETS {
+        all.extend(fake.snapshots_of(Resource::Droplet(id)));
+    }
+    all.extend(fake.snapshots_of(Resource::Volume(volume())));
+    all.into_iter().map(|s| (s.name, s.id)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
+    let seed = std::env::var("SNAPSCHED_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    let rounds: usize = std::env::var("SNAPSCHED_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    eprintln!("crash test: seed {seed}, {rounds} kills (SNAPSCHED_CRASH_SEED replays)");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    // Droplet actions take a second, so kills land before, during and after
+    // them; volume snapshots are immediate.
+    let fake = FakeDigitalOcean::start(FakeConfig {
+        token: TOKEN.to_owned(),
+        action_duration: Duration::from_secs(1),
+        real_time: true,
+        per_minute: 100_000,
+        per_hour: 1_000_000,
+        check_contract: true,
+    })
+    .await
+    .expect("start fake DigitalOcean");
+    for id in DROPLETS {
+        fake.add_droplet(id, &format!("web-{id}"));
+    }
+    fake.add_volume(volume(), "data");
+    // Creates take effect at once but answer late, which opens the window
+    // where the provider has the request and the store has no operation id.
+    for route in [
+        "POST /v2/droplets/{droplet_id}/actions",
+        "POST /v2/volumes/{volume_id}/snapshots",
+    ] {
+        fake.inject(FaultRule::new(
+            Some(route),
+            Fault::SlowAnswer(Duration::from_millis(400)),
+            u32::MAX,
+        ));
+    }
+
+    let env = TestEnv::new(&config(fake.url(), "*/2 * * * * *", "* * * * * *"));
+    let env_ref = &env;
+    for round in 0..rounds {
+        let mut child = spawn_daemon(env_ref, round);
+        // The kill moment is the thing under test, not a synchronisation.
+        let life = Duration::from_millis(rng.random_range(100..2_500));
+        tokio::time::sleep(life).await;
+        child.kill().expect("SIGKILL the daemon");
+        let status = child.wait().expect("reap the daemon");
+        assert!(
+            status.code().is_none(),
+            "round {round}: the daemon exited by itself ({status}) before the kill\n{}",
+            logs(env_ref)
+        );
+    }
+
+    // One last start with schedules that do not fire: the daemon only
+    // resumes what the kills left behind.
+    env.write_config(&config(fake.url(), "0 0 1 1 *", "0 0 1 1 *"));
+    let mut child = spawn_daemon(env_ref, rounds);
+    let db = open_db(env_ref).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let open = runs(&db)
+            .await
+            .into_iter()
+            .filter(|r| !FINAL_STATES.contains(&r.state.as_str()))
+            .count();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} runs still unfinished after the final restart\n{}",
+            logs(env_ref)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Actions still running at the provider would add snapshots after the
+    // check; the fake's clock is real, so wait them out.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "the final daemon exited with {status}");
+
+    let runs = runs(&db).await;
+    let recorded = recorded(&db).await;
+    let at_provider = ours(&fake);
+    let report = || {
+        format!(
+            "seed {seed}\nruns: {runs:#?}\nprovider: {at_provider:?}\nrecorded: {recorded:?}\n{}",
+            logs(env_ref)
+        )
+    };
+
+    // Every slot at most one snapshot: names carry the slot.
+    let mut names = BTreeSet::new();
+    for (name, _) in &at_provider {
+        assert!(
+            names.insert(name.clone()),
+            "snapshot {name} exists twice\n{}",
+            report()
+        );
+    }
+    // Every snapshot created is recorded, with a succeeded run.
+    let succeeded: BTreeMap<&str, &RunRow> = runs
+        .iter()
+        .filter(|r| r.state == "succeeded")
+        .filter_map(|r| r.snapshot_name.as_deref().map(|n| (n, r)))
+        .collect();
+    for (name, id) in &at_provider {
+        let rec = recorded.get(name);
+        assert!(
+            matches!(rec, Some((Some(rid), state)) if rid == id && state == "present"),
+            "snapshot {name} ({id}) at the provider is recorded as {rec:?}\n{}",
+            report()
+        );
+        assert!(
+            succeeded.contains_key(name.as_str()),
+            "snapshot {name} has no succeeded run\n{}",
+            report()
+        );
+    }
+    // No run lost: all final, and what succeeded exists.
+    for r in &runs {
+        assert!(
+            FINAL_STATES.contains(&r.state.as_str()),
+            "run {} {} left in {}\n{}",
+            r.def_name,
+            r.slot,
+            r.state,
+            report()
+        );
+        if r.state == "succeeded" {
+            let name = r.snapshot_name.as_deref().unwrap_or_default();
+            assert!(
+                at_provider
+                    .iter()
+                    .any(|(n, id)| n == name && Some(id) == r.snapshot_id.as_ref()),
+                "run {} {} succeeded with {name} but the provider does not have it\n{}",
+                r.def_name,
+                r.slot,
+                report()
+            );
+        }
+    }
+    // The kills must have hit real work, or this test proves nothing.
+    assert!(
+        succeeded.len() >= rounds,
+        "only {} runs succeeded over {rounds} rounds\n{}",
+        succeeded.len(),
+        report()
+    );
+    let droplet_runs = succeeded.keys().filter(|n| n.starts_with('d')).count();
+    assert!(
+        droplet_runs > 0,
+        "no droplet snapshot completed\n{}",
+        report()
+    );
+    assert!(
+        fake.contract_violations().is_empty(),
+        "contract violations: {:?}",
+        fake.contract_violations()
+    );
+    eprintln!(
+        "crash test: {} runs, {} succeeded, {} snapshots at the provider, states {:?}",
+        runs.len(),
+        succeeded.len(),
+        at_provider.len(),
+        runs.iter()
+            .fold(BTreeMap::<&str, usize>::new(), |mut m, r| {
+                *m.entry(r.state.as_str()).or_default() += 1;
+                m
+            })
+    );
+}
