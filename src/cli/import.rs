@@ -264,8 +264,9 @@ fn print_table(r: &Report) {
     };
     let state = if r.activate { "active" } else { "inactive" };
     println!(
-        "{create_word} {} definitions ({state}), {skip_word} {}, of {} listed by {} for {scope}{}",
+        "{create_word} {} definition{} ({state}), {skip_word} {}, of {} listed by {} for {scope}{}",
         r.created,
+        if r.created == 1 { "" } else { "s" },
         r.skipped,
         r.items.len(),
         r.provider,

@@ -5,6 +5,7 @@ mod config_file;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;
+mod import;
 mod metrics;
 mod notify;
 mod retention_e2e;
