@@ -15,6 +15,7 @@ pub mod daemon_cmd;
 pub mod def;
 pub mod gen;
 pub mod history;
+pub mod import;
 pub mod prune;
 pub mod run_cmd;
 pub mod schedule;
@@ -61,6 +62,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Runs, newest first
     History(history::HistoryArgs),
+    /// Import definitions from a provider (Erigones' own snapshot definitions)
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Preview schedules
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -207,6 +211,7 @@ impl Cli {
             Command::Run(args) => run_cmd::run(args, &ctx).await,
             Command::Status(args) => status::run(args, &ctx).await,
             Command::History(args) => history::run(args, &ctx).await,
+            Command::Import(cmd) => import::run(cmd, &ctx).await,
             Command::Schedule(cmd) => schedule::run(cmd, &ctx),
             Command::Prune(args) => prune::run(args, &ctx).await,
             Command::Snapshots(args) => snapshots::run(args, &ctx).await,

@@ -240,6 +240,33 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("inserted definition vanished".into()))
     }
 
+    /// Insert several new definitions in one transaction: either every row
+    /// that could be written is, or (on an error) none is. An identity that
+    /// already exists is not an error: its entry in the result is `false`
+    /// and the existing row stays as it was.
+    pub async fn insert_new_definitions(
+        &self,
+        specs: &[DefinitionSpec],
+        source: Source,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<bool>> {
+        // IMMEDIATE takes the write lock up front, so a concurrent writer
+        // waits on the busy timeout instead of failing our commit.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut inserted = Vec::with_capacity(specs.len());
+        for spec in specs {
+            // SQLite rolls back only the failing statement on a unique
+            // violation; the transaction and its earlier rows stay intact.
+            match insert_in(&mut tx, spec, source, None, now).await {
+                Ok(()) => inserted.push(true),
+                Err(StoreError::Duplicate(_)) => inserted.push(false),
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     /// Replace the mutable fields of an existing definition.
     pub async fn update_definition(
         &self,

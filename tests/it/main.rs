@@ -6,6 +6,7 @@ mod crash;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;
+mod import;
 mod metrics;
 mod notify;
 mod retention_e2e;
