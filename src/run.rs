@@ -240,10 +240,27 @@ impl<P: Provider> Runner<'_, P> {
         // A run that was already `creating` may have reached the provider.
         let mut may_exist = run.state == RunState::Creating || run.attempts > 0;
         if may_exist && self.clock.now() > self.deadline(&run) {
-            // Resumed after the deadline: whether or not the provider made the
-            // snapshot, it is too late to make it now.
+            // Resumed after the deadline: too late to make the snapshot now,
+            // but if the earlier attempt made it, it is ours and is recorded.
+            let name = self.request(&run, true).name;
+            let listed = self
+                .provider
+                .list_snapshots(&self.target, self.spec.identity.disk_id)
+                .await;
+            let found = match &listed {
+                Ok(all) => all.iter().find(|s| s.name == name).cloned(),
+                Err(_) => None,
+            };
+            if let Some(snap) = found {
+                tracing::info!(definition = %self.spec.identity, snapshot = %name, "adopting the snapshot an interrupted run made");
+                return self.created(run, snap).await;
+            }
+            let why = match listed {
+                Ok(_) => String::new(),
+                Err(e) => format!("; looking for {name} failed: {e}"),
+            };
             let e = ProviderError::permanent(format!(
-                "interrupted and not resumed within run_timeout {}",
+                "interrupted and not resumed within run_timeout {}{why}",
                 humantime::format_duration(self.options.run_timeout)
             ));
             return self.fail(&run, RunState::Interrupted, &e).await;

@@ -602,3 +602,86 @@ async fn definition_changes_in_the_store_are_picked_up_while_running() {
     token.cancel();
     handle.await.expect("loop ends");
 }
+
+#[tokio::test]
+async fn a_run_resumed_after_run_timeout_adopts_its_snapshot_or_is_interrupted() {
+    use snapsched::provider::Target;
+    use snapsched::store::runs::Update;
+
+    let env = env(Duration::ZERO).await;
+    let slot = utc(2026, 1, 10, 1, 0, 0);
+    let mut ids = HashMap::new();
+    for name in ["made", "lost"] {
+        env.store
+            .insert_definition(&spec(name, name, "0 0 1 1 *"), Source::Cli, None, slot)
+            .await
+            .expect("definition inserted");
+        let id = spec(name, name, "0 0 1 1 *").identity;
+        let run = match env
+            .store
+            .claim_run(&id, slot, Trigger::Schedule, slot)
+            .await
+            .expect("claim")
+        {
+            snapsched::store::runs::Claim::Claimed(run) => run,
+            other => panic!("slot not claimed: {other:?}"),
+        };
+        // The process died after sending the create request.
+        let snap = snapshot_name(name, slot);
+        env.store
+            .update_run(
+                run.id,
+                Update {
+                    state: Some(RunState::Creating),
+                    snapshot_name: Some(&snap),
+                    add_attempt: true,
+                    started: true,
+                    ..Default::default()
+                },
+                slot,
+            )
+            .await
+            .expect("creating");
+        ids.insert(name, snap);
+    }
+    // Only the first request reached the provider.
+    env.fake
+        .insert(&Target::Vm("made".to_owned()), 1, &ids["made"], slot);
+
+    // Back up seven hours later, past the 6 h run_timeout.
+    let (token, handle) = looping(
+        &env,
+        Clock::tokio(slot + chrono::Duration::hours(7)),
+        settings(),
+    );
+    let made = wait_until(
+        &env.store,
+        "made",
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        all_final,
+    )
+    .await;
+    let lost = wait_until(
+        &env.store,
+        "lost",
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        all_final,
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+
+    assert_eq!(made.len(), 1, "{made:#?}");
+    assert_eq!(made[0].state, RunState::Succeeded, "{made:#?}");
+    assert_eq!(made[0].snapshot_name.as_deref(), Some(ids["made"].as_str()));
+    assert!(made[0].snapshot_id.is_some(), "{made:#?}");
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    assert_eq!(lost[0].state, RunState::Interrupted, "{lost:#?}");
+    assert_eq!(
+        env.fake.names(&Target::Vm("lost".to_owned()), 1),
+        Vec::<String>::new(),
+        "nothing may be created after the deadline"
+    );
+}
