@@ -45,22 +45,33 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let target = parse_target(&id.target, pcfg.kind).map_err(|e| CliError::usage(e.to_string()))?;
     let provider = registry::build(pcfg)
         .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;
-    let now = Utc::now();
-    let run = match store.claim_run(&id, now, Trigger::Manual, now).await? {
-        Claim::Claimed(run) => run,
-        Claim::Busy(other) => {
-            return Err(CliError::usage(format!(
-                "definition {id} is already running (run {}, {}, {}); try again when it ends",
-                other.id,
-                other.trigger.as_str(),
-                other.state
-            )))
-        }
-        Claim::AlreadyRan => {
-            return Err(CliError::usage(format!(
-                "definition {id} already has a run for {}; try again in a second",
-                now.to_rfc3339()
-            )))
+    // A manual run's slot is the current second, which also names the
+    // snapshot; a second manual run within the same second waits for the
+    // next one rather than failing.
+    let mut attempts = 0;
+    let run = loop {
+        let now = Utc::now();
+        match store.claim_run(&id, now, Trigger::Manual, now).await? {
+            Claim::Claimed(run) => break run,
+            Claim::Busy(other) => {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "definition {id} is already running (run {}, {}, {}); try again when it ends",
+                    other.id,
+                    other.trigger.as_str(),
+                    other.state
+                )))
+            }
+            Claim::AlreadyRan if attempts < 3 => {
+                attempts += 1;
+                let into = u64::from(now.timestamp_subsec_millis());
+                tokio::time::sleep(std::time::Duration::from_millis(1_000 - into.min(999))).await;
+            }
+            Claim::AlreadyRan => {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "definition {id} already has a run for {}; try again",
+                    now.to_rfc3339()
+                )))
+            }
         }
     };
     let shutdown = CancellationToken::new();

@@ -10,5 +10,6 @@ mod import;
 mod metrics;
 mod notify;
 mod retention_e2e;
+mod run_cli;
 mod scheduler;
 mod support;

@@ -148,3 +148,96 @@ fn ready_status_watchdog_reload_stopping() {
     assert!(exit.success(), "daemon exited with {exit}; log:\n{log}");
     assert!(log.contains("configuration reloaded"), "log:\n{log}");
 }
+
+/// The definitions in the daemon's store, read through a config of its own
+/// (the daemon's file may be invalid on purpose).
+fn definitions(dir: &Path) -> Vec<(String, i64)> {
+    let probe = dir.join("probe.toml");
+    let text = format!(
+        "[daemon]\ndatabase = \"{}\"\n\n[providers.lab]\nkind = \"fake\"\n",
+        dir.join("snapsched.db").display()
+    );
+    std::fs::write(&probe, text).expect("probe config written");
+    let out = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&probe)
+        .args(["def", "list", "--json"])
+        .output()
+        .expect("def list runs");
+    assert!(
+        out.status.success(),
+        "def list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("def list JSON");
+    let mut defs: Vec<(String, i64)> = v
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or_default().to_owned(),
+                d["retention"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    defs.sort();
+    defs
+}
+
+#[test]
+fn an_invalid_config_on_sighup_is_logged_and_the_old_one_stays_in_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket binds");
+    let log_path = dir.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("daemon starts");
+    let mut seen = Vec::new();
+    read_until(&sock, &mut seen, |m| has_line(m, "READY=1"));
+    assert_eq!(definitions(dir.path()), vec![("web".to_owned(), 3)]);
+
+    // A new definition next to a broken one: nothing of it may apply.
+    let base = std::fs::read_to_string(&config).expect("config readable");
+    let broken = base.replace("retention = 3", "retention = -1")
+        + "\n[[definitions]]\nname = \"db\"\nprovider = \"lab\"\ntarget = \"db01\"\nschedule = \"0 4 * * *\"\nretention = 7\n";
+    std::fs::write(&config, &broken).expect("config rewritten");
+    signal(&child, "-HUP");
+    read_until(&sock, &mut seen, |m| has_line(m, "RELOADING=1"));
+    read_until(&sock, &mut seen, |m| has_line(m, "READY=1"));
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        text.contains("reload failed; keeping the previous configuration")
+            && text.contains("retention"),
+        "the failed reload is not logged with the key:\n{text}"
+    );
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "daemon died:\n{text}"
+    );
+    assert_eq!(definitions(dir.path()), vec![("web".to_owned(), 3)]);
+
+    // Fixed: the next reload applies it.
+    std::fs::write(&config, broken.replace("retention = -1", "retention = 5")).expect("fixed");
+    signal(&child, "-HUP");
+    read_until(&sock, &mut seen, |m| has_line(m, "RELOADING=1"));
+    read_until(&sock, &mut seen, |m| has_line(m, "READY=1"));
+    assert_eq!(
+        definitions(dir.path()),
+        vec![("db".to_owned(), 7), ("web".to_owned(), 5)]
+    );
+
+    signal(&child, "-TERM");
+    let exit = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(exit.success(), "daemon exited with {exit}");
+}

@@ -685,3 +685,38 @@ async fn a_run_resumed_after_run_timeout_adopts_its_snapshot_or_is_interrupted()
         "nothing may be created after the deadline"
     );
 }
+
+#[tokio::test]
+async fn history_keep_bounds_the_runs_kept_per_definition() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    env.store
+        .insert_definition(
+            &spec("often", "web01", "* * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let mut settings = settings();
+    settings.run.history_keep = 3;
+    let (token, handle) = looping(&env, Clock::tokio(start), settings);
+    let last = utc(2026, 1, 10, 0, 8, 0);
+    let h = wait_until(
+        &env.store,
+        "often",
+        Duration::from_secs(10),
+        Duration::from_secs(900),
+        |h| h.len() == 3 && all_final(h) && h.last().is_some_and(|r| r.slot == last),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    let slots: Vec<_> = h.iter().map(|r| r.slot).collect();
+    assert_eq!(
+        slots,
+        vec![utc(2026, 1, 10, 0, 6, 0), utc(2026, 1, 10, 0, 7, 0), last],
+        "the newest three are kept"
+    );
+}

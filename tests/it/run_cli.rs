@@ -1,0 +1,212 @@
+//! `snapsched run`, `status` and `history` through the real binary: manual
+//! runs against the in-memory fake provider and the fake DigitalOcean API,
+//! the per-definition lock shared with the daemon, and what the read
+//! commands report afterwards.
+
+use chrono::{DateTime, Timelike, Utc};
+use serde_json::Value;
+use snapsched::model::Identity;
+use snapsched::store::runs::{Claim, Trigger};
+use snapsched::store::Store;
+use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
+
+use crate::support::{assert_no_panic, TestEnv};
+
+fn with_web() -> TestEnv {
+    let env = TestEnv::base();
+    add_web(&env, "fake", "vm1");
+    env
+}
+
+fn add_web(env: &TestEnv, provider: &str, target: &str) {
+    env.ok(&[
+        "def",
+        "add",
+        "web",
+        "--provider",
+        provider,
+        "--target",
+        target,
+        "--schedule",
+        "0 3 * * *",
+        "--retention",
+        "2",
+    ]);
+}
+
+const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
+
+/// The base configuration with the DigitalOcean provider pointed at `url`.
+fn config_for(url: &str) -> String {
+    let config = crate::support::BASE_CONFIG.replace(
+        "api_url = \"http://127.0.0.1:9\"\n",
+        &format!("api_url = \"{url}\"\n"),
+    );
+    assert!(config.contains(url), "api_url not replaced");
+    config
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("not an RFC 3339 time: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_runs_show_in_history_and_status_and_prune_to_retention() {
+    let fake = FakeDigitalOcean::start(FakeConfig::default())
+        .await
+        .expect("fake DigitalOcean");
+    fake.add_volume(VOLUME.parse().expect("uuid"), "data");
+    let env = TestEnv::new(&config_for(fake.url()));
+    add_web(&env, "do", &format!("volume:{VOLUME}"));
+    tokio::task::block_in_place(|| manual_runs_then_reports(&env));
+    assert_eq!(
+        fake.snapshots().len(),
+        2,
+        "the provider keeps the two newest: {:?}",
+        fake.snapshots()
+    );
+}
+
+fn manual_runs_then_reports(env: &TestEnv) {
+    let token = [("SNAPSCHED_TEST_DO_TOKEN", "fake-do-token")];
+    let mut names = Vec::new();
+    // Three runs in quick succession: each gets its own second, so its own
+    // slot and snapshot name.
+    for _ in 0..3 {
+        let (code, out, err) = env.run_env(&["run", "web", "--wait", "--json"], &token);
+        assert_eq!(code, 0, "run failed: {err}");
+        let run: Value = serde_json::from_str(&out).expect("run --json");
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(run["trigger"], "manual", "{run}");
+        let name = run["snapshot_name"]
+            .as_str()
+            .expect("snapshot name")
+            .to_owned();
+        let slot = time(&run["slot"]);
+        assert_eq!(name, format!("web-{}", slot.format("%Y%m%d_%H%M%S")));
+        names.push(name);
+    }
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "snapshot names repeat: {names:?}");
+
+    let history = env.json(&["history", "web"]);
+    let history = history.as_array().expect("history is an array");
+    let listed: Vec<&str> = history
+        .iter()
+        .map(|r| r["snapshot_name"].as_str().unwrap_or_default())
+        .collect();
+    let newest_first: Vec<&str> = names.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first, "history is newest first");
+    let limited = env.json(&["history", "web", "--limit", "1"]);
+    assert_eq!(limited.as_array().map(Vec::len), Some(1), "{limited}");
+
+    let status = env.json(&["status"]);
+    let web = &status[0];
+    assert_eq!(web["name"], "web", "{status}");
+    assert_eq!(web["active"], true);
+    assert_eq!(web["schedule"], "0 3 * * *");
+    assert_eq!(web["timezone"], "UTC");
+    assert_eq!(web["last_run"]["state"], "succeeded", "{web}");
+    assert_eq!(web["last_run"]["snapshot_name"], names[2].as_str());
+    assert_eq!(web["last_success"]["snapshot_name"], names[2].as_str());
+    assert_eq!(web["snapshots"], 2, "retention 2 keeps two: {web}");
+    assert!(web["last_error"].is_null(), "{web}");
+    let next = time(&web["next_fire"]);
+    assert_eq!((next.hour(), next.minute(), next.second()), (3, 0, 0));
+    let ahead = next - Utc::now();
+    assert!(
+        ahead > chrono::Duration::zero() && ahead <= chrono::Duration::hours(24),
+        "next fire {next} is not the next 03:00"
+    );
+
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains("web") && table.contains("0 3 * * * (UTC)") && table.contains("succeeded"),
+        "status table: {table}"
+    );
+    let table = env.ok(&["history"]);
+    for n in &names {
+        assert!(
+            table.contains(n.as_str()),
+            "history table lacks {n}: {table}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_refused_while_another_run_of_the_definition_is_in_flight() {
+    let env = with_web();
+    let store = Store::open(&env.db()).await.expect("store opens");
+    let id = Identity {
+        provider: "fake".to_owned(),
+        target: "vm1".to_owned(),
+        disk_id: 1,
+        name: "web".to_owned(),
+    };
+    // This process holds a pending run, as a daemon driving one would.
+    let now = Utc::now() - chrono::Duration::minutes(1);
+    let held = match store
+        .claim_run(&id, now, Trigger::Schedule, now)
+        .await
+        .expect("claim")
+    {
+        Claim::Claimed(run) => run,
+        other => panic!("not claimed: {other:?}"),
+    };
+    let env_ref = &env;
+    let (code, _out, err) = tokio::task::block_in_place(|| env_ref.run(&["run", "web", "--wait"]));
+    assert_eq!(code, 1, "stderr: {err}");
+    assert_no_panic(&err);
+    assert!(
+        err.contains("already running") && err.contains(&format!("run {}", held.id)),
+        "the refusal does not name the run in flight: {err}"
+    );
+    let history = store.history(Some("web"), 10).await.expect("history");
+    assert_eq!(history.len(), 1, "a second run was recorded: {history:#?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_exits_1_with_the_provider_message_and_is_recorded() {
+    let fake = FakeDigitalOcean::start(FakeConfig::default())
+        .await
+        .expect("fake DigitalOcean");
+    fake.add_droplet(3164444, "web-01");
+    let config = crate::support::BASE_CONFIG
+        .replace("http://127.0.0.1:9\"\n", &format!("{}\"\n", fake.url()));
+    assert!(config.contains(fake.url()), "api_url not replaced");
+    let env = TestEnv::new(&config);
+    env.add_droplet("web", 3164444);
+    let env_ref = &env;
+    let (code, _out, err) = tokio::task::block_in_place(|| {
+        env_ref.run_env(
+            &["run", "web", "--wait"],
+            &[("SNAPSCHED_TEST_DO_TOKEN", "not-the-right-token")],
+        )
+    });
+    assert_eq!(code, 1, "stderr: {err}");
+    assert_no_panic(&err);
+    assert!(
+        err.contains("Unable to authenticate you"),
+        "DigitalOcean's message is lost: {err}"
+    );
+    assert!(
+        !err.contains("not-the-right-token"),
+        "the token leaked: {err}"
+    );
+    let history = tokio::task::block_in_place(|| env_ref.json(&["history", "web"]));
+    assert_eq!(history[0]["state"], "failed", "{history}");
+    assert_eq!(history[0]["error_class"], "permanent", "{history}");
+    let status = tokio::task::block_in_place(|| env_ref.json(&["status"]));
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unable to authenticate you")),
+        "{status}"
+    );
+    assert!(status[0]["last_success"].is_null(), "{status}");
+}
