@@ -352,3 +352,93 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
             })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_a_waiting_run_resumable_and_the_next_start_finishes_it() {
+    let fake = FakeDigitalOcean::start(FakeConfig {
+        token: TOKEN.to_owned(),
+        action_duration: Duration::from_secs(4),
+        real_time: true,
+        per_minute: 100_000,
+        per_hour: 1_000_000,
+        check_contract: true,
+    })
+    .await
+    .expect("start fake DigitalOcean");
+    for id in DROPLETS {
+        fake.add_droplet(id, &format!("web-{id}"));
+    }
+    fake.add_volume(volume(), "data");
+    let env = TestEnv::new(&config(fake.url(), "* * * * * *", "0 0 1 1 *"));
+    let env_ref = &env;
+    // Any command creates the database, so the test can open it first.
+    env.ok(&["def", "list"]);
+    let db = open_db(env_ref).await;
+    let mut child = spawn_daemon(env_ref, 0);
+
+    // Wait until every droplet has a run waiting on its action.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = runs(&db)
+            .await
+            .into_iter()
+            .filter(|r| r.state == "waiting")
+            .count();
+        if waiting == DROPLETS.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs never waited\n{}",
+            logs(env_ref)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "SIGTERM exit {status}\n{}", logs(env_ref));
+    let left: Vec<RunRow> = runs(&db)
+        .await
+        .into_iter()
+        .filter(|r| !FINAL_STATES.contains(&r.state.as_str()))
+        .collect();
+    assert!(
+        left.len() >= DROPLETS.len() && left.iter().all(|r| r.state == "waiting"),
+        "runs are not left waiting for the next start: {left:#?}\n{}",
+        logs(env_ref)
+    );
+
+    env.write_config(&config(fake.url(), "0 0 1 1 *", "0 0 1 1 *"));
+    let mut child = spawn_daemon(env_ref, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = runs(&db).await;
+        if all.iter().all(|r| FINAL_STATES.contains(&r.state.as_str())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs not resumed: {all:#?}\n{}",
+            logs(env_ref)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "second exit {status}");
+
+    let all = runs(&db).await;
+    let succeeded = all.iter().filter(|r| r.state == "succeeded").count();
+    assert!(succeeded >= DROPLETS.len(), "{all:#?}");
+    assert_eq!(
+        fake.requests("POST /v2/droplets/{droplet_id}/actions") as usize,
+        succeeded,
+        "a resumed run asked for a second snapshot: {all:#?}"
+    );
+    let names: BTreeSet<String> = ours(&fake).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), succeeded, "{names:?} vs {all:#?}");
+}
