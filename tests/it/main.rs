@@ -2,6 +2,7 @@
 
 mod cli_def;
 mod config_file;
+mod confirm;
 mod crash;
 mod cron_oracle;
 mod digitalocean;

@@ -18,7 +18,7 @@ fn with_web() -> TestEnv {
     env
 }
 
-fn add_web(env: &TestEnv, provider: &str, target: &str) {
+pub(crate) fn add_web(env: &TestEnv, provider: &str, target: &str) {
     env.ok(&[
         "def",
         "add",
@@ -34,10 +34,10 @@ fn add_web(env: &TestEnv, provider: &str, target: &str) {
     ]);
 }
 
-const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
+pub(crate) const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
 
 /// The base configuration with the DigitalOcean provider pointed at `url`.
-fn config_for(url: &str) -> String {
+pub(crate) fn config_for(url: &str) -> String {
     let config = crate::support::BASE_CONFIG.replace(
         "api_url = \"http://127.0.0.1:9\"\n",
         &format!("api_url = \"{url}\"\n"),
