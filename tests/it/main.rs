@@ -9,4 +9,5 @@ mod metrics;
 mod notify;
 mod retention_e2e;
 mod scheduler;
+mod secrets;
 mod support;
