@@ -383,6 +383,14 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
             ),
         }]));
     }
+    // Syntax errors are reported from here, not by the `config` crate: its
+    // message quotes the offending line, and that line may be a token
+    // (`token = "dop_v1_...` without its closing quote).
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Err(e) = toml::from_str::<toml::Table>(&text) {
+            return Err(fail(vec![syntax_problem(&text, &e)]));
+        }
+    }
     let mut builder = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -441,6 +449,25 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         Ok(cfg)
     } else {
         Err(fail(problems))
+    }
+}
+
+/// A TOML syntax error as "line L, column C: what is wrong", without the
+/// text of the line, which may hold a secret.
+fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let what = e.message().trim_end();
+    let message = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("TOML syntax error at line {line}, column {column}: {what}")
+        }
+        None => format!("TOML syntax error: {what}"),
+    };
+    Problem {
+        key: String::new(),
+        message,
     }
 }
 

@@ -83,6 +83,11 @@ pub async fn run(
         scheduler.on_tick(tick);
     }
     scheduler.start().await?;
+    if cfg.metrics.listen.is_some() {
+        crate::definition_gauges::start(store.clone(), cfg.daemon.timezone, shutdown.clone())
+            .await
+            .context("reading the per-definition gauges from the store")?;
+    }
     let status = scheduler.status();
     tracing::info!(database = %store.path().display(), "scheduler started: {}", status.line());
     if let Some(ready) = &hooks.ready {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod definition_gauges;
 pub mod logging;
 pub mod metrics_server;
 pub mod model;

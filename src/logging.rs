@@ -33,6 +33,10 @@ pub fn init(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. The default reports
+        // it with `eprint!`, which panics when stderr is a closed pipe, so
+        // a daemon whose log reader went away would die.
+        .log_internal_errors(false)
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

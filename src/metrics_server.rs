@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use tokio_util::sync::CancellationToken;
 
 use crate::scheduler::{Status, Tick};
@@ -27,6 +28,12 @@ use crate::scheduler::{Status, Tick};
 /// The loop wakes at least every second, so this allows for long stalls
 /// (a slow database write) without flapping.
 pub const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
+
+/// A gauge series not set for this long is dropped from `/metrics`: the
+/// recorder has no other way to forget a removed definition's series (see
+/// [`crate::definition_gauges`]). Live gauges are set at least every
+/// [`crate::definition_gauges::REFRESH_EVERY`], most every loop tick.
+pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Buckets for `snapsched_provider_request_duration_seconds`: cloud API calls
 /// take from tens of milliseconds to the request timeout (a minute).
@@ -84,6 +91,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
             DURATION_BUCKETS,
         )
         .map_err(|e| MetricsError::Recorder(e.to_string()))?
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
         .install_recorder()
         .map_err(|e| MetricsError::Recorder(e.to_string()))?;
     metrics::describe_gauge!("snapsched_definitions", "Definitions the scheduler knows");
@@ -94,6 +102,19 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     metrics::describe_gauge!(
         "snapsched_runs_in_flight",
         "Runs currently creating, waiting for or pruning snapshots"
+    );
+    metrics::describe_gauge!(
+        crate::definition_gauges::LAST_SUCCESS,
+        "Unix time a definition's latest successful run finished"
+    );
+    metrics::describe_gauge!(
+        crate::definition_gauges::SNAPSHOTS,
+        "Snapshots a definition owns at the provider, per the store"
+    );
+    metrics::describe_gauge!(
+        crate::definition_gauges::INTERVAL,
+        metrics::Unit::Seconds,
+        "A definition's nominal interval: the longest gap between its fires over the coming week"
     );
     metrics::describe_counter!("snapsched_runs_total", "Finished runs by result");
     metrics::describe_counter!(

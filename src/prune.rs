@@ -207,6 +207,7 @@ async fn prune_inner<P: Provider>(
     sync_store(store, id, &report, now).await?;
     report.deletions = retention::execute(provider, target, id.disk_id, &report.decisions).await;
     record_deletions(store, id, &report.deletions, now).await?;
+    publish_owned_count(store, id).await;
     Ok(report)
 }
 
@@ -256,7 +257,18 @@ pub async fn delete_all_snapshots<P: Provider>(
     sync_store(store, id, &report, now).await?;
     report.deletions = retention::execute(provider, target, id.disk_id, &doomed).await;
     record_deletions(store, id, &report.deletions, now).await?;
+    publish_owned_count(store, id).await;
     Ok(report)
+}
+
+/// Set the definition's snapshot gauge from the store, which the listing
+/// and the deletions just brought in line with the provider. A failure
+/// only leaves the gauge stale until the next refresh, so it is logged.
+async fn publish_owned_count(store: &Store, id: &Identity) {
+    match store.owned_count(id).await {
+        Ok(n) => crate::definition_gauges::record_snapshot_count(id, n),
+        Err(e) => tracing::warn!(definition = %id, "cannot count owned snapshots: {e}"),
+    }
 }
 
 /// What the store knows about the names on the definition's disk: its own

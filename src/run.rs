@@ -140,6 +140,10 @@ impl<P: Provider> Runner<'_, P> {
                 "result" => run.state.as_str()
             )
             .increment(1);
+            if run.state == RunState::Succeeded {
+                let at = run.finished_at.unwrap_or_else(|| self.clock.now());
+                crate::definition_gauges::record_success(&self.spec.identity, at);
+            }
             if let Err(e) = self
                 .store
                 .trim_history(&self.spec.identity, self.options.history_keep)

@@ -34,12 +34,20 @@ pub fn completions(shell: Shell) -> CliResult {
         .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot write completions: {e}")))
 }
 
-/// Print the snapsched(1) man page (roff) to stdout.
-pub fn man() -> CliResult {
+/// The snapsched(1) man page (roff). Its NAME line, `snapsched \- <about>`,
+/// is what `whatis` and `apropos` show, so the clap `about` is a one-line
+/// summary without a "snapsched:" prefix or a final period.
+pub fn man_page() -> Result<Vec<u8>, CliError> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut buf)
         .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot render the man page: {e}")))?;
+    Ok(buf)
+}
+
+/// Print the snapsched(1) man page (roff) to stdout.
+pub fn man() -> CliResult {
+    let buf = man_page()?;
     let mut out = std::io::stdout().lock();
     out.write_all(&buf)
         .and_then(|()| out.flush())
@@ -51,12 +59,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn man_page_name_section_is_name_dash_summary() {
+        let page = String::from_utf8(man_page().expect("renders")).expect("utf-8");
+        let lines: Vec<&str> = page.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == ".SH NAME")
+            .unwrap_or_else(|| panic!("no NAME section:\n{page}"));
+        let about = Cli::command()
+            .get_about()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert_eq!(
+            lines.get(at + 1).copied(),
+            Some(format!("snapsched \\- {}", about.replace('-', "\\-")).as_str())
+        );
+        assert!(
+            about.starts_with("Snapshot scheduler for cloud VM disks")
+                && !about.ends_with('.')
+                && !about.contains('\n'),
+            "about should be a one-line summary: {about:?}"
+        );
+        assert_eq!(lines.get(at + 2).copied(), Some(".SH SYNOPSIS"));
+    }
+
+    #[test]
     fn man_page_names_every_subcommand() {
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(Cli::command())
-            .render(&mut buf)
-            .expect("renders");
-        let page = String::from_utf8(buf).expect("utf-8");
+        let page = String::from_utf8(man_page().expect("renders")).expect("utf-8");
         assert!(page.contains(".TH snapsched 1"), "{page}");
         for sub in ["daemon", "status", "history", "completions", "man"] {
             assert!(

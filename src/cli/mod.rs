@@ -22,8 +22,11 @@ pub mod schedule;
 pub mod snapshots;
 pub mod status;
 
-/// snapsched: snapshot scheduler for cloud VM disks (DigitalOcean droplets
-/// and volumes, Erigones / Danube Cloud VM disks).
+/// Snapshot scheduler for cloud VM disks (DigitalOcean, Erigones / Danube Cloud)
+///
+/// Takes scheduled snapshots of DigitalOcean droplets and volumes and of
+/// Erigones / Danube Cloud VM disks, and prunes each definition's own
+/// snapshots by its retention policy.
 ///
 /// Exit codes: 0 success, 1 runtime failure (provider, database), 2 usage or
 /// validation error.

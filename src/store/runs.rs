@@ -440,6 +440,38 @@ impl Store {
         Ok((out.pop().flatten(), success))
     }
 
+    /// When each definition's most recent successful run finished (the run
+    /// with the highest id, as in [`Store::last_runs`]), for the last-success
+    /// gauge. Definitions with no success in their kept history are absent.
+    pub async fn last_successes(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT provider, target, disk_id, def_name, finished_at, updated_at FROM runs
+             WHERE id IN (SELECT MAX(id) FROM runs WHERE state = 'succeeded'
+                          GROUP BY provider, target, disk_id, def_name)",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                // A success always has finished_at; updated_at is the same
+                // instant and keeps a hand-edited row from failing the query.
+                let at = match r.try_get::<Option<String>, _>("finished_at")? {
+                    Some(t) => t,
+                    None => r.try_get("updated_at")?,
+                };
+                Ok((
+                    Identity {
+                        provider: r.try_get("provider")?,
+                        target: r.try_get("target")?,
+                        disk_id: r.try_get::<i64, _>("disk_id")? as u32,
+                        name: r.try_get("def_name")?,
+                    },
+                    parse_ts(&at)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Delete all but the newest `keep` final runs of a definition.
     pub async fn trim_history(&self, id: &Identity, keep: u32) -> StoreResult<u64> {
         let done = sqlx::query(

@@ -198,6 +198,30 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::owned_count`] of every definition that owns any present
+    /// snapshot, in one query (definitions owning none are absent).
+    pub async fn owned_counts(&self) -> StoreResult<Vec<(Identity, i64)>> {
+        let rows = sqlx::query(
+            "SELECT provider, target, disk_id, def_name, COUNT(*) AS n FROM snapshots
+             WHERE state = 'present' GROUP BY provider, target, disk_id, def_name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Identity {
+                        provider: r.try_get("provider")?,
+                        target: r.try_get("target")?,
+                        disk_id: r.try_get::<i64, _>("disk_id")? as u32,
+                        name: r.try_get("def_name")?,
+                    },
+                    r.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
     /// How many present snapshots a definition owns.
     pub async fn owned_count(&self, id: &Identity) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(

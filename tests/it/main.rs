@@ -13,4 +13,5 @@ mod notify;
 mod retention_e2e;
 mod run_cli;
 mod scheduler;
+mod secrets;
 mod support;

@@ -100,95 +100,217 @@ fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Optio
     })
 }
 
+/// A daemon started on `config` whose metrics endpoint is up.
+struct Daemon {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+            .arg("--config")
+            .arg(config)
+            .arg("daemon")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("daemon starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining after the listen line: a closed pipe would turn
+            // the daemon's next log line into EPIPE.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut log = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr: SocketAddr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no metrics listen line; log: {log:#?}"));
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.trim_end_matches("/metrics").trim();
+                break addr.parse().expect("listen address parses");
+            }
+            log.push(line);
+        };
+        Daemon { child, addr }
+    }
+
+    fn scrape(&self) -> Vec<Sample> {
+        let (code, body) = get(self.addr, "/metrics");
+        assert_eq!(code, 200, "/metrics: {body}");
+        parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
+    }
+
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = wait_exit(&mut self.child, Duration::from_secs(20));
+        assert!(exit.success(), "daemon exited with {exit}");
+    }
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    find(samples, name, labels).map(|s| s.value)
+}
+
+const WEB: &[(&str, &str)] = &[
+    ("definition", "web"),
+    ("provider", "lab"),
+    ("target", "web01"),
+    ("disk", "1"),
+];
+
+/// Present snapshots the store records for `web`, read after the daemon
+/// stopped.
+fn owned_in_store(db: &std::path::Path) -> i64 {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = snapsched::store::Store::open(db)
+            .await
+            .expect("store opens");
+        let id = snapsched::model::Identity {
+            provider: "lab".into(),
+            target: "web01".into(),
+            disk_id: 1,
+            name: "web".into(),
+        };
+        let n = store.owned_count(&id).await.expect("count");
+        store.close().await;
+        n
+    })
+}
+
 #[test]
 fn metrics_scrape_and_healthz() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = crate::notify::write_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let daily = std::fs::read_to_string(&config).expect("config");
     // Fire every second so runs (and provider requests) happen during the test.
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(&config, text.replace("0 3 * * *", "* * * * * *")).expect("config");
+    std::fs::write(&config, daily.replace("0 3 * * *", "* * * * * *")).expect("config");
+    let started = chrono::Utc::now().timestamp() as f64;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))
-        .arg("--config")
-        .arg(&config)
-        .arg("daemon")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("daemon starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr: SocketAddr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no metrics listen line; log: {log:#?}"));
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.trim_end_matches("/metrics").trim();
-            break addr.parse().expect("listen address parses");
-        }
-        log.push(line);
-    };
-
+    let daemon = Daemon::start(&config);
     // Bounded polling: the first runs finish within a few seconds.
     let deadline = Instant::now() + Duration::from_secs(20);
     let samples = loop {
-        let (code, body) = get(addr, "/metrics");
-        assert_eq!(code, 200, "/metrics: {body}");
-        let samples = parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
-        let succeeded = find(
+        let samples = daemon.scrape();
+        let succeeded = value(
             &samples,
             "snapsched_runs_total",
             &[("definition", "web"), ("result", "succeeded")],
         );
-        if succeeded.is_some_and(|s| s.value >= 1.0) {
+        if succeeded.is_some_and(|v| v >= 1.0) {
             break samples;
         }
         assert!(
             Instant::now() < deadline,
-            "no successful run in /metrics:\n{body}"
+            "no successful run in /metrics: {samples:#?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(
-        find(&samples, "snapsched_definitions", &[]).map(|s| s.value),
-        Some(1.0)
-    );
-    let next = find(
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert_eq!(value(&samples, "snapsched_definitions", &[]), Some(1.0));
+    let next = value(
         &samples,
         "snapsched_next_run_timestamp_seconds",
         &[("definition", "web")],
     )
     .expect("next run gauge");
-    let now = chrono::Utc::now().timestamp() as f64;
     assert!(
-        (now - 5.0..=now + 5.0).contains(&next.value),
-        "next run {} vs now {now}",
-        next.value
+        (now - 5.0..=now + 5.0).contains(&next),
+        "next run {next} vs now {now}"
     );
 
-    let (code, body) = get(addr, "/healthz");
-    assert_eq!(code, 200, "/healthz: {body}");
+    // A run succeeded since the daemon started, and not in the future.
+    let last = value(&samples, "snapsched_last_success_timestamp_seconds", WEB)
+        .unwrap_or_else(|| panic!("no last-success gauge: {samples:#?}"));
+    assert!(
+        (started - 1.0..=now + 1.0).contains(&last),
+        "last success {last} outside [{started}, {now}]"
+    );
+    // Each success makes one snapshot; retention keeps at most 3.
+    let succeeded = value(
+        &samples,
+        "snapsched_runs_total",
+        &[("definition", "web"), ("result", "succeeded")],
+    )
+    .unwrap_or(0.0);
+    let snapshots = value(&samples, "snapsched_snapshots", WEB)
+        .unwrap_or_else(|| panic!("no snapshots gauge: {samples:#?}"));
+    assert!(
+        snapshots >= 1.0 && snapshots <= succeeded.min(3.0),
+        "snapshots {snapshots} after {succeeded} successes (retention 3)"
+    );
+    assert_eq!(
+        value(&samples, "snapsched_interval_seconds", WEB),
+        Some(1.0)
+    );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = wait_exit(&mut child, Duration::from_secs(20));
-    assert!(exit.success(), "daemon exited with {exit}");
+    let (code, body) = get(daemon.addr, "/healthz");
+    assert_eq!(code, 200, "/healthz: {body}");
+    daemon.stop();
+
+    // After a restart with a daily schedule (nothing fires during the test)
+    // the gauges come from the store, not from zero.
+    let db = dir.path().join("snapsched.db");
+    let owned = owned_in_store(&db);
+    let samples_before_restart = samples;
+    let last_stored = {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let store = snapsched::store::Store::open(&db).await.expect("store");
+            let all = store.last_successes().await.expect("last successes");
+            store.close().await;
+            all
+        })
+    };
+    assert_eq!(last_stored.len(), 1, "{last_stored:?}");
+    let last_stored = last_stored[0].1.timestamp() as f64;
+    assert!(last_stored >= last, "store {last_stored} < gauge {last}");
+    std::fs::write(&config, &daily).expect("config");
+    let daemon = Daemon::start(&config);
+    // The endpoint listens before the store is open; the loop's first tick
+    // (which sets snapsched_definitions) comes after the gauges were seeded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let samples = loop {
+        let samples = daemon.scrape();
+        if value(&samples, "snapsched_definitions", &[]).is_some() {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "the loop never ticked");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        value(&samples, "snapsched_last_success_timestamp_seconds", WEB),
+        Some(last_stored),
+        "before restart: {samples_before_restart:#?}\nafter: {samples:#?}"
+    );
+    assert_eq!(
+        value(&samples, "snapsched_snapshots", WEB),
+        Some(owned as f64)
+    );
+    assert_eq!(
+        value(&samples, "snapsched_interval_seconds", WEB),
+        Some(86_400.0)
+    );
+    assert_eq!(
+        value(&samples, "snapsched_runs_total", &[("definition", "web")]),
+        None,
+        "no run expected after the restart"
+    );
+    daemon.stop();
 }
 
 #[test]
@@ -198,4 +320,130 @@ fn parser_rejects_garbage() {
     let s = parse("# HELP x y\nx_total{a=\"b\",le=\"+Inf\"} 3\n").expect("parses");
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].labels["le"], "+Inf");
+}
+
+mod gauges_from_store {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use snapsched::definition_gauges::{DefinitionGauges, DefinitionValues};
+    use snapsched::model::{DefinitionSpec, Identity, Source};
+    use snapsched::provider::{RemoteSnapshot, SnapshotStatus};
+    use snapsched::store::runs::{Claim, RunState, Trigger, Update};
+    use snapsched::store::snapshots::RecordState;
+    use snapsched::store::Store;
+
+    fn spec(target: &str, schedule: &str, active: bool) -> DefinitionSpec {
+        DefinitionSpec {
+            identity: Identity {
+                provider: "fake".into(),
+                target: target.into(),
+                disk_id: 1,
+                name: "daily".into(),
+            },
+            schedule: schedule.into(),
+            timezone: None,
+            retention: 7,
+            active,
+            desc: String::new(),
+            fsfreeze: false,
+            max_age: None,
+            catch_up_deadline: None,
+            tags: Vec::new(),
+        }
+    }
+
+    async fn finish(store: &Store, id: &Identity, at: chrono::DateTime<Utc>, state: RunState) {
+        let Claim::Claimed(run) = store
+            .claim_run(id, at, Trigger::Schedule, at)
+            .await
+            .expect("claim")
+        else {
+            panic!("slot {at} not claimed");
+        };
+        store
+            .update_run(
+                run.id,
+                Update {
+                    state: Some(state),
+                    ..Default::default()
+                },
+                at + TimeDelta::seconds(30),
+            )
+            .await
+            .expect("update");
+    }
+
+    async fn snapshot(store: &Store, id: &Identity, name: &str, at: chrono::DateTime<Utc>) {
+        let snap = RemoteSnapshot {
+            id: name.into(),
+            name: name.into(),
+            created_at: at,
+            status: SnapshotStatus::Ok,
+            size_bytes: None,
+            note: None,
+        };
+        store
+            .record_snapshot(id, &snap, None, false, at)
+            .await
+            .expect("record");
+    }
+
+    /// Two definitions share the name `daily` on different VMs; each gets
+    /// its own latest success (not a later failure, not the other's) and its
+    /// own count of present snapshots; a disabled one is not published.
+    #[tokio::test]
+    async fn each_identity_gets_its_own_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("store");
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 3, 25, 3, 0, 0)
+            .single()
+            .expect("time");
+        let web = spec("web01", "0 3 * * *", true);
+        let db = spec("db01", "0 3 * * 1-5", true);
+        let off = spec("old01", "0 3 * * *", false);
+        for s in [&web, &db, &off] {
+            store
+                .insert_definition(s, Source::Cli, None, t0)
+                .await
+                .expect("insert");
+        }
+        let (w, d, o) = (&web.identity, &db.identity, &off.identity);
+        finish(&store, w, t0, RunState::Succeeded).await;
+        finish(&store, w, t0 + TimeDelta::days(1), RunState::Succeeded).await;
+        finish(&store, w, t0 + TimeDelta::days(2), RunState::Failed).await;
+        finish(&store, d, t0, RunState::Failed).await;
+        finish(&store, o, t0, RunState::Succeeded).await;
+        snapshot(&store, w, "a", t0).await;
+        snapshot(&store, w, "b", t0 + TimeDelta::days(1)).await;
+        snapshot(&store, w, "c", t0 + TimeDelta::days(2)).await;
+        store
+            .mark_snapshot(w, "a", RecordState::Deleted, Some("retention"), t0)
+            .await
+            .expect("mark");
+        snapshot(&store, o, "x", t0).await;
+
+        let mut gauges = DefinitionGauges::new(chrono_tz::UTC);
+        let mut values = gauges
+            .read(&store, t0 + TimeDelta::days(3))
+            .await
+            .expect("read");
+        values.sort_by(|a, b| a.identity.cmp(&b.identity));
+        let expect = vec![
+            DefinitionValues {
+                identity: d.clone(),
+                last_success: None,
+                snapshots: 0,
+                // Weekdays only: the longest gap is Friday to Monday.
+                interval: Some(std::time::Duration::from_secs(3 * 86_400)),
+            },
+            DefinitionValues {
+                identity: w.clone(),
+                last_success: Some(t0 + TimeDelta::days(1) + TimeDelta::seconds(30)),
+                snapshots: 2,
+                interval: Some(std::time::Duration::from_secs(86_400)),
+            },
+        ];
+        assert_eq!(values, expect);
+        store.close().await;
+    }
 }

@@ -241,3 +241,64 @@ fn an_invalid_config_on_sighup_is_logged_and_the_old_one_stays_in_force() {
     let exit = wait_exit(&mut child, Duration::from_secs(20));
     assert!(exit.success(), "daemon exited with {exit}");
 }
+
+/// A daemon whose log reader went away (a closed stderr pipe) keeps
+/// scheduling: log lines it cannot write are dropped, not a panic.
+#[test]
+fn daemon_survives_a_closed_log_pipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("0 3 * * *", "* * * * * *")).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    // Read the first line, then close the pipe.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut byte = [0u8; 1];
+    loop {
+        match std::io::Read::read(&mut stderr, &mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) => {}
+            other => panic!("daemon log ended before its first line: {other:?}"),
+        }
+    }
+    drop(stderr);
+    let closed = chrono::Utc::now();
+
+    // Bounded polling on the store: two runs that started after the close
+    // (each logs several lines) show the daemon alive and scheduling.
+    let db = dir.path().join("snapsched.db");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the daemon exited with {status} after its log pipe closed");
+        }
+        let later = rt.block_on(async {
+            let store = snapsched::store::Store::open(&db).await.ok()?;
+            let runs = store.history(Some("web"), 100).await.ok();
+            store.close().await;
+            runs.map(|r| r.iter().filter(|r| r.created_at > closed).count())
+        });
+        if later.is_some_and(|n| n >= 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no runs after the log pipe closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, "-TERM");
+    let exit = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(exit.success(), "daemon exited with {exit}");
+}
