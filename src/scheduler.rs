@@ -202,8 +202,14 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             if owner_alive {
                 continue;
             }
-            let Some(entry) = self.entries.get(&run.identity) else {
-                // Definition removed or inactive: nothing to resume with.
+            let resumable = match self.entries.get(&run.identity) {
+                Some(entry) => Some((entry.def.clone(), entry.target.clone())),
+                // Deactivated since the run started: it still finishes, so a
+                // snapshot it made is recorded and pruned like any other.
+                None => self.inactive_definition(&run.identity).await?,
+            };
+            let Some((def, target)) = resumable else {
+                // Definition removed: nothing to resume with.
                 self.store
                     .update_run(
                         run.id,
@@ -211,7 +217,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                             state: Some(RunState::Interrupted),
                             error: Some((
                                 "permanent",
-                                "interrupted; the definition is no longer active",
+                                "interrupted; the definition was removed or its provider is no longer configured",
                             )),
                             ..Default::default()
                         },
@@ -222,11 +228,27 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             };
             tracing::info!(definition = %run.identity, state = run.state.as_str(), "resuming run");
             self.store.adopt_run(run.id, self.clock.now()).await?;
-            let def = entry.def.clone();
-            let target = entry.target.clone();
             self.spawn(run, def, target);
         }
         Ok(())
+    }
+
+    /// A definition that is in the store but not scheduled (inactive), with
+    /// its parsed target, if its provider is configured.
+    async fn inactive_definition(
+        &self,
+        id: &Identity,
+    ) -> StoreResult<Option<(Arc<Definition>, Target)>> {
+        let Some(def) = self.store.get_definition(id).await? else {
+            return Ok(None);
+        };
+        let providers = self.providers();
+        let Some((_, kind)) = providers.get(&id.provider) else {
+            return Ok(None);
+        };
+        Ok(parse_target(&id.target, *kind)
+            .ok()
+            .map(|target| (Arc::new(def), target)))
     }
 
     /// Re-read definitions from the store and rebuild changed entries.

@@ -720,3 +720,64 @@ async fn history_keep_bounds_the_runs_kept_per_definition() {
         "the newest three are kept"
     );
 }
+
+#[tokio::test]
+async fn a_run_of_a_since_deactivated_definition_is_still_finished() {
+    use snapsched::store::runs::{Claim, Update};
+
+    let env = env(Duration::ZERO).await;
+    let slot = utc(2026, 1, 10, 1, 0, 0);
+    let mut def = spec("paused", "web01", "0 * * * *");
+    def.active = false;
+    env.store
+        .insert_definition(&def, Source::Cli, None, slot)
+        .await
+        .expect("definition inserted");
+    let run = match env
+        .store
+        .claim_run(&def.identity, slot, Trigger::Schedule, slot)
+        .await
+        .expect("claim")
+    {
+        Claim::Claimed(run) => run,
+        other => panic!("slot not claimed: {other:?}"),
+    };
+    let name = snapshot_name("paused", slot);
+    env.store
+        .update_run(
+            run.id,
+            Update {
+                state: Some(RunState::Creating),
+                snapshot_name: Some(&name),
+                add_attempt: true,
+                started: true,
+                ..Default::default()
+            },
+            slot,
+        )
+        .await
+        .expect("creating");
+
+    let (token, handle) = looping(
+        &env,
+        Clock::tokio(slot + chrono::Duration::minutes(2)),
+        settings(),
+    );
+    let h = wait_until(
+        &env.store,
+        "paused",
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        all_final,
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    assert_eq!(h.len(), 1, "an inactive definition got a new run: {h:#?}");
+    assert_eq!(h[0].state, RunState::Succeeded, "{h:#?}");
+    assert_eq!(
+        env.fake
+            .names(&snapsched::provider::Target::Vm("web01".to_owned()), 1),
+        vec![name]
+    );
+}
