@@ -93,7 +93,13 @@ pub(crate) struct Clock {
 impl Clock {
     pub fn new(real_time: bool) -> Self {
         Clock {
-            start_wall: Utc::now().trunc_subsecs(0),
+            // Frozen clocks start on a whole second for readable tests; a
+            // real-time clock must not run up to a second behind the wall.
+            start_wall: if real_time {
+                Utc::now()
+            } else {
+                Utc::now().trunc_subsecs(0)
+            },
             start: std::time::Instant::now(),
             real_time,
             offset: Duration::ZERO,
