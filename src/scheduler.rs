@@ -121,7 +121,19 @@ pub struct Scheduler<P> {
     tick: Option<Tick>,
     /// Slots already handled per identity (kept across definition edits).
     last_slot: HashMap<Identity, DateTime<Utc>>,
+    /// The status handed to the tick hook. Building it walks every entry,
+    /// so it is rebuilt only after a change, and at most once per
+    /// `STATUS_REFRESH`; an idle loop with many definitions then does no
+    /// per-definition work at all.
+    status_cache: Option<Status>,
+    status_dirty: bool,
+    status_built: Option<tokio::time::Instant>,
+    /// When the definitions change counter was last read.
+    generation_checked: Option<tokio::time::Instant>,
 }
+
+/// Least time between two rebuilds of the tick status.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
 impl<P: Provider + Clone + 'static> Scheduler<P> {
     pub fn new(
@@ -146,6 +158,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             shutdown,
             tick: None,
             last_slot: HashMap::new(),
+            status_cache: None,
+            status_dirty: true,
+            status_built: None,
+            generation_checked: None,
         }
     }
 
@@ -231,6 +247,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
 
     /// Re-read definitions from the store and rebuild changed entries.
     pub async fn sync_definitions(&mut self) -> StoreResult<()> {
+        self.status_dirty = true;
         self.generation = self.store.definitions_generation().await?;
         let defs = self.store.list_definitions().await?;
         let providers = self.providers();
@@ -313,10 +330,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// `grace` and leave the rest resumable.
     pub async fn run(&mut self, grace: Duration) -> StoreResult<()> {
         loop {
-            self.fire_due().await?;
-            if let Some(tick) = &self.tick {
-                tick(&self.status());
+            if self.fire_due().await? > 0 {
+                self.status_dirty = true;
             }
+            self.tick();
+            self.drop_stale_top();
             let now = self.clock.now();
             let wake = self
                 .heap
@@ -328,11 +346,25 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wake) => {}
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    // Reap every finished run at once: with many runs ending
+                    // together, one loop turn per run would repeat the work
+                    // below for each.
+                    while self.tasks.try_join_next().is_some() {}
+                    self.status_dirty = true;
+                }
             }
-            let generation = self.store.definitions_generation().await?;
-            if generation != self.generation {
-                self.sync_definitions().await?;
+            // The change counter is read once per `change_poll`, not on every
+            // wake-up (runs ending wake the loop too).
+            let due = self
+                .generation_checked
+                .is_none_or(|t| t.elapsed() >= self.settings.change_poll);
+            if due {
+                self.generation_checked = Some(tokio::time::Instant::now());
+                let generation = self.store.definitions_generation().await?;
+                if generation != self.generation {
+                    self.sync_definitions().await?;
+                }
             }
         }
         let drained = tokio::time::timeout(grace, async {
@@ -347,6 +379,37 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             self.tasks.abort_all();
         }
         Ok(())
+    }
+
+    /// Pop superseded entries off the top of the heap, so that its top is
+    /// the next real fire instant.
+    fn drop_stale_top(&mut self) {
+        while let Some(Reverse((_, v, id))) = self.heap.peek() {
+            if self.entries.get(id).is_some_and(|e| e.version == *v) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// Call the tick hook with the cached status, rebuilt when stale.
+    fn tick(&mut self) {
+        let Some(tick) = self.tick.clone() else {
+            return;
+        };
+        let fresh = self
+            .status_built
+            .is_some_and(|t| t.elapsed() < STATUS_REFRESH);
+        if self.status_cache.is_none() || (self.status_dirty && !fresh) {
+            self.status_cache = Some(self.status());
+            self.status_dirty = false;
+            self.status_built = Some(tokio::time::Instant::now());
+        }
+        let in_flight = self.running.lock().map(|r| r.len()).unwrap_or(0);
+        if let Some(status) = self.status_cache.as_mut() {
+            status.in_flight = in_flight;
+            tick(status);
+        }
     }
 
     /// Fire every entry that is due now.
@@ -410,7 +473,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             } else {
                 Trigger::Catchup
             };
-            self.dispatch(&id, latest, trigger, def, target, now)
+            // The claim records its own instant: with many slots due at once,
+            // later claims happen measurably after `now`.
+            let claimed_at = self.clock.now();
+            self.dispatch(&id, latest, trigger, def, target, claimed_at)
                 .await?;
             fired += 1;
         }
