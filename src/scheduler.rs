@@ -3,8 +3,9 @@
 //!
 //! The loop sleeps until the earliest instant (or at most one second, to
 //! notice definition changes made by the CLI through the store's change
-//! counter), pops every due entry in O(log n), claims the slot in the store
-//! and spawns the run. A slot is claimed by inserting its run row; the row's
+//! counter), pops every due entry in O(log n), claims the due slots in the
+//! store in batches (one transaction each) and queues their runs; a run
+//! becomes a task only when a `max_concurrent_runs` permit is free. A slot is claimed by inserting its run row; the row's
 //! unique key (identity, slot) makes a slot run at most once across restarts
 //! and processes.
 //!
@@ -13,7 +14,7 @@
 //! slots before it are recorded as one `missed` row with their count.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -130,7 +131,23 @@ pub struct Scheduler<P> {
     status_built: Option<tokio::time::Instant>,
     /// When the definitions change counter was last read.
     generation_checked: Option<tokio::time::Instant>,
+    /// Claimed runs waiting for a concurrency permit.
+    queued: VecDeque<(Run, Arc<Definition>, Target)>,
 }
+
+/// A slot about to be claimed.
+struct Due {
+    id: Arc<Identity>,
+    slot: DateTime<Utc>,
+    trigger: Trigger,
+    def: Arc<Definition>,
+    target: Target,
+}
+
+/// Slots claimed per transaction when many are due at once: large enough
+/// that commits do not dominate, small enough that the first runs of a
+/// burst start without waiting for the whole burst to be written.
+const CLAIM_BATCH: usize = 512;
 
 /// Least time between two rebuilds of the tick status.
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
@@ -162,6 +179,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             status_dirty: true,
             status_built: None,
             generation_checked: None,
+            queued: VecDeque::new(),
         }
     }
 
@@ -351,6 +369,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     // together, one loop turn per run would repeat the work
                     // below for each.
                     while self.tasks.try_join_next().is_some() {}
+                    self.start_queued();
                     self.status_dirty = true;
                 }
             }
@@ -416,6 +435,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
         let now = self.clock.now();
         let mut fired = 0;
+        let mut due: Vec<Due> = Vec::new();
         while let Some(Reverse((at, version, id))) = self.heap.peek().cloned() {
             if at > now {
                 break;
@@ -473,12 +493,17 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             } else {
                 Trigger::Catchup
             };
-            // The claim records its own instant: with many slots due at once,
-            // later claims happen measurably after `now`.
-            let claimed_at = self.clock.now();
-            self.dispatch(&id, latest, trigger, def, target, claimed_at)
-                .await?;
+            due.push(Due {
+                id,
+                slot: latest,
+                trigger,
+                def,
+                target,
+            });
             fired += 1;
+        }
+        for batch in due.chunks(CLAIM_BATCH) {
+            self.dispatch(batch).await?;
         }
         Ok(fired)
     }
@@ -527,78 +552,103 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         prev
     }
 
-    async fn dispatch(
-        &mut self,
-        id: &Identity,
-        slot: DateTime<Utc>,
-        trigger: Trigger,
-        def: Arc<Definition>,
-        target: Target,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let busy = self.running.lock().map(|r| r.contains(id)).unwrap_or(false);
-        if busy {
-            tracing::warn!(definition = %id, slot = %slot.to_rfc3339(), "skipped: the previous run is still active");
-            self.store
-                .record_not_run(
-                    id,
-                    slot,
-                    RunState::Skipped,
-                    "overlap: the previous run is still active",
-                    None,
-                    now,
-                )
-                .await?;
-            return Ok(());
-        }
-        match self.store.claim_run(id, slot, trigger, now).await? {
-            Claim::Claimed(run) => {
-                self.spawn(run, def, target);
-            }
-            Claim::AlreadyRan => {
-                tracing::debug!(definition = %id, slot = %slot.to_rfc3339(), "slot already has a run");
-            }
-            Claim::Busy(other) => {
-                tracing::warn!(definition = %id, slot = %slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
+    /// Claim a batch of due slots in one transaction and queue their runs.
+    /// Each claim records its own instant: with many slots due at once,
+    /// later batches are claimed measurably after the loop woke.
+    async fn dispatch(&mut self, batch: &[Due]) -> StoreResult<()> {
+        let mut claim = Vec::with_capacity(batch.len());
+        for d in batch {
+            let busy = self
+                .running
+                .lock()
+                .map(|r| r.contains(d.id.as_ref()))
+                .unwrap_or(false);
+            if busy {
+                tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
                 self.store
                     .record_not_run(
-                        id,
-                        slot,
+                        &d.id,
+                        d.slot,
                         RunState::Skipped,
-                        &format!(
-                            "overlap: run {} ({}) is still active",
-                            other.id,
-                            other.trigger.as_str()
-                        ),
+                        "overlap: the previous run is still active",
                         None,
-                        now,
+                        self.clock.now(),
                     )
                     .await?;
+            } else {
+                claim.push(d);
+            }
+        }
+        if claim.is_empty() {
+            return Ok(());
+        }
+        let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
+            .iter()
+            .map(|d| (d.id.as_ref(), d.slot, d.trigger))
+            .collect();
+        let now = self.clock.now();
+        let claims = self.store.claim_runs(&slots, now).await?;
+        for (d, outcome) in claim.into_iter().zip(claims) {
+            match outcome {
+                Claim::Claimed(run) => self.spawn(run, d.def.clone(), d.target.clone()),
+                Claim::AlreadyRan => {
+                    tracing::debug!(definition = %d.id, slot = %d.slot.to_rfc3339(), "slot already has a run");
+                }
+                Claim::Busy(other) => {
+                    tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
+                    self.store
+                        .record_not_run(
+                            &d.id,
+                            d.slot,
+                            RunState::Skipped,
+                            &format!(
+                                "overlap: run {} ({}) is still active",
+                                other.id,
+                                other.trigger.as_str()
+                            ),
+                            None,
+                            now,
+                        )
+                        .await?;
+                }
             }
         }
         Ok(())
     }
 
+    /// Queue a claimed run; it starts when a concurrency permit is free.
     fn spawn(&mut self, run: Run, def: Arc<Definition>, target: Target) {
-        let Some((provider, _)) = self.providers().get(&run.identity.provider).cloned() else {
-            return;
-        };
         if let Ok(mut r) = self.running.lock() {
             r.insert(run.identity.clone());
         }
-        let store = self.store.clone();
-        let clock = self.clock;
-        let options = self.settings.run;
-        let shutdown = self.shutdown.clone();
-        let running = self.running.clone();
-        let permits = self.permits.clone();
-        self.tasks.spawn(async move {
-            let identity = run.identity.clone();
-            let permit = tokio::select! {
-                p = permits.acquire_owned() => p.ok(),
-                _ = shutdown.cancelled() => None,
+        self.queued.push_back((run, def, target));
+        self.start_queued();
+    }
+
+    /// Start queued runs while permits last. Only started runs are tasks:
+    /// a task per queued run would hold a whole run future (several KB) for
+    /// every one of thousands of slots due together.
+    fn start_queued(&mut self) {
+        while !self.queued.is_empty() {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                return;
             };
-            if permit.is_some() {
+            let Some((run, def, target)) = self.queued.pop_front() else {
+                return;
+            };
+            let Some((provider, _)) = self.providers().get(&run.identity.provider).cloned() else {
+                if let Ok(mut r) = self.running.lock() {
+                    r.remove(&run.identity);
+                }
+                continue;
+            };
+            let store = self.store.clone();
+            let clock = self.clock;
+            let options = self.settings.run;
+            let shutdown = self.shutdown.clone();
+            let running = self.running.clone();
+            self.tasks.spawn(async move {
+                let identity = run.identity.clone();
                 let runner = Runner {
                     store: &store,
                     provider: &provider,
@@ -615,15 +665,21 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     }
                     Err(e) => tracing::error!(definition = %identity, "{e}"),
                 }
-            }
-            if let Ok(mut r) = running.lock() {
-                r.remove(&identity);
-            }
-        });
+                drop(permit);
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&identity);
+                }
+            });
+        }
     }
 
     /// Wait until no run is in flight (for tests and `--once`).
     pub async fn drain(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        loop {
+            self.start_queued();
+            if self.tasks.join_next().await.is_none() {
+                return;
+            }
+        }
     }
 }

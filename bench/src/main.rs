@@ -41,6 +41,9 @@ struct Cli {
     /// Only these N (comma-separated), overriding the default list.
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
+    /// Leave the peer out (a quicker look at snapsched alone).
+    #[arg(long)]
+    no_peer: bool,
     #[command(subcommand)]
     command: Option<Hidden>,
 }
@@ -114,7 +117,8 @@ fn main() -> ExitCode {
         ..plan
     };
     let json = cli.json.clone();
-    block_on(async move { run(plan, json).await })
+    let no_peer = cli.no_peer;
+    block_on(async move { run(plan, json, no_peer).await })
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
@@ -215,7 +219,7 @@ async fn scale(plan: &Plan, system: System, n: usize, ticks: f64) -> SystemResul
     SystemResult::new(idle, all_due, spread)
 }
 
-async fn run(plan: Plan, json: PathBuf) -> anyhow::Result<()> {
+async fn run(plan: Plan, json: PathBuf, no_peer: bool) -> anyhow::Result<()> {
     let (ticks, ticks_known) = procfs::clock_ticks();
     eprintln!("warm-up: one all-due run of each system at N=1000 (discarded)");
     for system in [System::Snapsched, System::Peer] {
@@ -225,7 +229,11 @@ async fn run(plan: Plan, json: PathBuf) -> anyhow::Result<()> {
     let mut scale_results = Vec::new();
     for &n in &plan.sizes {
         let snapsched = scale(&plan, System::Snapsched, n, ticks).await;
-        let peer = scale(&plan, System::Peer, n, ticks).await;
+        let peer = if no_peer {
+            SystemResult::new(Outcome::default(), Vec::new(), Outcome::default())
+        } else {
+            scale(&plan, System::Peer, n, ticks).await
+        };
         scale_results.push(ScaleResult { n, snapsched, peer });
     }
     eprintln!("cron next-fire computations");

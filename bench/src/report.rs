@@ -102,9 +102,7 @@ fn one(v: Option<f64>) -> String {
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => {
-            num(a / b)
-        }
+        (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => num(a / b),
         _ => "-".into(),
     }
 }
