@@ -189,7 +189,9 @@ async fn scale(plan: &Plan, system: System, n: usize, ticks: f64) -> SystemResul
     )
     .await;
     // The slot must come after the child is ready; start-up was just seen.
-    let lead = Duration::from_secs_f64(idle.startup_s.unwrap_or(30.0) * 1.5 + 3.0);
+    // Filling the store (before the spawn) takes about a second per 10k.
+    let lead =
+        Duration::from_secs_f64(idle.startup_s.unwrap_or(30.0) * 1.5 + 3.0 + n as f64 / 10_000.0);
     let mut all_due = Vec::new();
     for r in 0..plan.all_due_repeats {
         eprintln!(
