@@ -173,6 +173,9 @@ pub async fn measure(n: usize, mode: Mode, ticks: f64) -> anyhow::Result<Outcome
         Mode::Spread { .. } => fill(&db, n, &|_| "H * * * * *".to_owned()).await?,
     }
     let config = write_config(dir.path(), &db)?;
+    // Opened before the daemon: opening (journal mode, migrations check)
+    // while it writes hard can fail with SQLITE_BUSY.
+    let reader = Store::open(&db).await?;
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path)?;
     let log = std::fs::File::create(dir.path().join("daemon.log"))?;
@@ -208,7 +211,8 @@ pub async fn measure(n: usize, mode: Mode, ticks: f64) -> anyhow::Result<Outcome
             }
         })
     };
-    let result = drive(n, mode, pid, ticks, &db, &seconds, &mut out).await;
+    let result = drive(n, mode, pid, ticks, &reader, &seconds, &mut out).await;
+    reader.close().await;
     stop(child);
     draining.store(false, Ordering::Relaxed);
     let _ = drain.join();
@@ -231,7 +235,7 @@ async fn drive(
     mode: Mode,
     pid: u32,
     ticks: f64,
-    db: &Path,
+    db: &Store,
     seconds: &[u32],
     out: &mut Outcome,
 ) -> anyhow::Result<()> {
@@ -294,7 +298,7 @@ async fn drive(
 /// Poll the store until `want` runs in the slot range are final, then read
 /// the peak RSS. Times out into `problems`, not an error.
 async fn wait_final(
-    db: &Path,
+    store: &Store,
     pid: u32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -302,10 +306,9 @@ async fn wait_final(
     limit: Duration,
     out: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let store = Store::open(db).await?;
     let deadline = Instant::now() + (to - Utc::now()).to_std().unwrap_or_default() + limit;
     loop {
-        let done = final_count(&store, from, to).await?;
+        let done = final_count(store, from, to).await?;
         if done >= want {
             break;
         }
@@ -321,20 +324,17 @@ async fn wait_final(
     let (rss, hwm) = procfs::memory(pid)?;
     out.rss_bytes = Some(rss);
     out.peak_rss_bytes = Some(hwm);
-    store.close().await;
     Ok(())
 }
 
 async fn read_runs(
-    db: &Path,
+    store: &Store,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     burst: bool,
     out: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let store = Store::open(db).await?;
-    let runs = runs_between(&store, from, to).await?;
-    store.close().await;
+    let runs = runs_between(store, from, to).await?;
     out.dispatched = runs.len();
     let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
     out.lateness = Some(Lateness::of(
