@@ -3,8 +3,9 @@
 //!
 //! The loop sleeps until the earliest instant (or at most one second, to
 //! notice definition changes made by the CLI through the store's change
-//! counter), pops every due entry in O(log n), claims the slot in the store
-//! and spawns the run. A slot is claimed by inserting its run row; the row's
+//! counter), pops every due entry in O(log n), claims the due slots in the
+//! store in batches (one transaction each) and queues their runs; a run
+//! becomes a task only when a `max_concurrent_runs` permit is free. A slot is claimed by inserting its run row; the row's
 //! unique key (identity, slot) makes a slot run at most once across restarts
 //! and processes.
 //!
@@ -13,7 +14,7 @@
 //! slots before it are recorded as one `missed` row with their count.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -121,7 +122,35 @@ pub struct Scheduler<P> {
     tick: Option<Tick>,
     /// Slots already handled per identity (kept across definition edits).
     last_slot: HashMap<Identity, DateTime<Utc>>,
+    /// The status handed to the tick hook. Building it walks every entry,
+    /// so it is rebuilt only after a change, and at most once per
+    /// `STATUS_REFRESH`; an idle loop with many definitions then does no
+    /// per-definition work at all.
+    status_cache: Option<Status>,
+    status_dirty: bool,
+    status_built: Option<tokio::time::Instant>,
+    /// When the definitions change counter was last read.
+    generation_checked: Option<tokio::time::Instant>,
+    /// Claimed runs waiting for a concurrency permit.
+    queued: VecDeque<(Run, Arc<Definition>, Target)>,
 }
+
+/// A slot about to be claimed.
+struct Due {
+    id: Arc<Identity>,
+    slot: DateTime<Utc>,
+    trigger: Trigger,
+    def: Arc<Definition>,
+    target: Target,
+}
+
+/// Slots claimed per transaction when many are due at once: large enough
+/// that commits do not dominate, small enough that the first runs of a
+/// burst start without waiting for the whole burst to be written.
+const CLAIM_BATCH: usize = 512;
+
+/// Least time between two rebuilds of the tick status.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
 impl<P: Provider + Clone + 'static> Scheduler<P> {
     pub fn new(
@@ -146,6 +175,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             shutdown,
             tick: None,
             last_slot: HashMap::new(),
+            status_cache: None,
+            status_dirty: true,
+            status_built: None,
+            generation_checked: None,
+            queued: VecDeque::new(),
         }
     }
 
@@ -253,6 +287,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
 
     /// Re-read definitions from the store and rebuild changed entries.
     pub async fn sync_definitions(&mut self) -> StoreResult<()> {
+        self.status_dirty = true;
         self.generation = self.store.definitions_generation().await?;
         let defs = self.store.list_definitions().await?;
         let providers = self.providers();
@@ -335,10 +370,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// `grace` and leave the rest resumable.
     pub async fn run(&mut self, grace: Duration) -> StoreResult<()> {
         loop {
-            self.fire_due().await?;
-            if let Some(tick) = &self.tick {
-                tick(&self.status());
+            if self.fire_due().await? > 0 {
+                self.status_dirty = true;
             }
+            self.tick();
+            self.drop_stale_top();
             let now = self.clock.now();
             let wake = self
                 .heap
@@ -350,11 +386,26 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wake) => {}
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    // Reap every finished run at once: with many runs ending
+                    // together, one loop turn per run would repeat the work
+                    // below for each.
+                    while self.tasks.try_join_next().is_some() {}
+                    self.start_queued();
+                    self.status_dirty = true;
+                }
             }
-            let generation = self.store.definitions_generation().await?;
-            if generation != self.generation {
-                self.sync_definitions().await?;
+            // The change counter is read once per `change_poll`, not on every
+            // wake-up (runs ending wake the loop too).
+            let due = self
+                .generation_checked
+                .is_none_or(|t| t.elapsed() >= self.settings.change_poll);
+            if due {
+                self.generation_checked = Some(tokio::time::Instant::now());
+                let generation = self.store.definitions_generation().await?;
+                if generation != self.generation {
+                    self.sync_definitions().await?;
+                }
             }
         }
         let drained = tokio::time::timeout(grace, async {
@@ -371,10 +422,42 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         Ok(())
     }
 
+    /// Pop superseded entries off the top of the heap, so that its top is
+    /// the next real fire instant.
+    fn drop_stale_top(&mut self) {
+        while let Some(Reverse((_, v, id))) = self.heap.peek() {
+            if self.entries.get(id).is_some_and(|e| e.version == *v) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// Call the tick hook with the cached status, rebuilt when stale.
+    fn tick(&mut self) {
+        let Some(tick) = self.tick.clone() else {
+            return;
+        };
+        let fresh = self
+            .status_built
+            .is_some_and(|t| t.elapsed() < STATUS_REFRESH);
+        if self.status_cache.is_none() || (self.status_dirty && !fresh) {
+            self.status_cache = Some(self.status());
+            self.status_dirty = false;
+            self.status_built = Some(tokio::time::Instant::now());
+        }
+        let in_flight = self.running.lock().map(|r| r.len()).unwrap_or(0);
+        if let Some(status) = self.status_cache.as_mut() {
+            status.in_flight = in_flight;
+            tick(status);
+        }
+    }
+
     /// Fire every entry that is due now.
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
         let now = self.clock.now();
         let mut fired = 0;
+        let mut due: Vec<Due> = Vec::new();
         while let Some(Reverse((at, version, id))) = self.heap.peek().cloned() {
             if at > now {
                 break;
@@ -432,9 +515,17 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             } else {
                 Trigger::Catchup
             };
-            self.dispatch(&id, latest, trigger, def, target, now)
-                .await?;
+            due.push(Due {
+                id,
+                slot: latest,
+                trigger,
+                def,
+                target,
+            });
             fired += 1;
+        }
+        for batch in due.chunks(CLAIM_BATCH) {
+            self.dispatch(batch).await?;
         }
         Ok(fired)
     }
@@ -483,78 +574,103 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         prev
     }
 
-    async fn dispatch(
-        &mut self,
-        id: &Identity,
-        slot: DateTime<Utc>,
-        trigger: Trigger,
-        def: Arc<Definition>,
-        target: Target,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let busy = self.running.lock().map(|r| r.contains(id)).unwrap_or(false);
-        if busy {
-            tracing::warn!(definition = %id, slot = %slot.to_rfc3339(), "skipped: the previous run is still active");
-            self.store
-                .record_not_run(
-                    id,
-                    slot,
-                    RunState::Skipped,
-                    "overlap: the previous run is still active",
-                    None,
-                    now,
-                )
-                .await?;
-            return Ok(());
-        }
-        match self.store.claim_run(id, slot, trigger, now).await? {
-            Claim::Claimed(run) => {
-                self.spawn(run, def, target);
-            }
-            Claim::AlreadyRan => {
-                tracing::debug!(definition = %id, slot = %slot.to_rfc3339(), "slot already has a run");
-            }
-            Claim::Busy(other) => {
-                tracing::warn!(definition = %id, slot = %slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
+    /// Claim a batch of due slots in one transaction and queue their runs.
+    /// Each claim records its own instant: with many slots due at once,
+    /// later batches are claimed measurably after the loop woke.
+    async fn dispatch(&mut self, batch: &[Due]) -> StoreResult<()> {
+        let mut claim = Vec::with_capacity(batch.len());
+        for d in batch {
+            let busy = self
+                .running
+                .lock()
+                .map(|r| r.contains(d.id.as_ref()))
+                .unwrap_or(false);
+            if busy {
+                tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
                 self.store
                     .record_not_run(
-                        id,
-                        slot,
+                        &d.id,
+                        d.slot,
                         RunState::Skipped,
-                        &format!(
-                            "overlap: run {} ({}) is still active",
-                            other.id,
-                            other.trigger.as_str()
-                        ),
+                        "overlap: the previous run is still active",
                         None,
-                        now,
+                        self.clock.now(),
                     )
                     .await?;
+            } else {
+                claim.push(d);
+            }
+        }
+        if claim.is_empty() {
+            return Ok(());
+        }
+        let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
+            .iter()
+            .map(|d| (d.id.as_ref(), d.slot, d.trigger))
+            .collect();
+        let now = self.clock.now();
+        let claims = self.store.claim_runs(&slots, now).await?;
+        for (d, outcome) in claim.into_iter().zip(claims) {
+            match outcome {
+                Claim::Claimed(run) => self.spawn(run, d.def.clone(), d.target.clone()),
+                Claim::AlreadyRan => {
+                    tracing::debug!(definition = %d.id, slot = %d.slot.to_rfc3339(), "slot already has a run");
+                }
+                Claim::Busy(other) => {
+                    tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
+                    self.store
+                        .record_not_run(
+                            &d.id,
+                            d.slot,
+                            RunState::Skipped,
+                            &format!(
+                                "overlap: run {} ({}) is still active",
+                                other.id,
+                                other.trigger.as_str()
+                            ),
+                            None,
+                            now,
+                        )
+                        .await?;
+                }
             }
         }
         Ok(())
     }
 
+    /// Queue a claimed run; it starts when a concurrency permit is free.
     fn spawn(&mut self, run: Run, def: Arc<Definition>, target: Target) {
-        let Some((provider, _)) = self.providers().get(&run.identity.provider).cloned() else {
-            return;
-        };
         if let Ok(mut r) = self.running.lock() {
             r.insert(run.identity.clone());
         }
-        let store = self.store.clone();
-        let clock = self.clock;
-        let options = self.settings.run;
-        let shutdown = self.shutdown.clone();
-        let running = self.running.clone();
-        let permits = self.permits.clone();
-        self.tasks.spawn(async move {
-            let identity = run.identity.clone();
-            let permit = tokio::select! {
-                p = permits.acquire_owned() => p.ok(),
-                _ = shutdown.cancelled() => None,
+        self.queued.push_back((run, def, target));
+        self.start_queued();
+    }
+
+    /// Start queued runs while permits last. Only started runs are tasks:
+    /// a task per queued run would hold a whole run future (several KB) for
+    /// every one of thousands of slots due together.
+    fn start_queued(&mut self) {
+        while !self.queued.is_empty() {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                return;
             };
-            if permit.is_some() {
+            let Some((run, def, target)) = self.queued.pop_front() else {
+                return;
+            };
+            let Some((provider, _)) = self.providers().get(&run.identity.provider).cloned() else {
+                if let Ok(mut r) = self.running.lock() {
+                    r.remove(&run.identity);
+                }
+                continue;
+            };
+            let store = self.store.clone();
+            let clock = self.clock;
+            let options = self.settings.run;
+            let shutdown = self.shutdown.clone();
+            let running = self.running.clone();
+            self.tasks.spawn(async move {
+                let identity = run.identity.clone();
                 let runner = Runner {
                     store: &store,
                     provider: &provider,
@@ -571,15 +687,21 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     }
                     Err(e) => tracing::error!(definition = %identity, "{e}"),
                 }
-            }
-            if let Ok(mut r) = running.lock() {
-                r.remove(&identity);
-            }
-        });
+                drop(permit);
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&identity);
+                }
+            });
+        }
     }
 
     /// Wait until no run is in flight (for tests and `--once`).
     pub async fn drain(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        loop {
+            self.start_queued();
+            if self.tasks.join_next().await.is_none() {
+                return;
+            }
+        }
     }
 }

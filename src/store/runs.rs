@@ -257,6 +257,61 @@ impl Store {
         }
     }
 
+    /// Claim many slots in one transaction, in order; the result has one
+    /// [`Claim`] per slot. One commit for a whole burst of due slots keeps
+    /// dispatch fast when thousands of definitions share a slot; a slot that
+    /// conflicts (already ran, or its definition is busy) claims nothing.
+    pub async fn claim_runs(
+        &self,
+        slots: &[(&Identity, DateTime<Utc>, Trigger)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claim>> {
+        let insert = format!(
+            "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
+                 owner_pid, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+             ON CONFLICT DO NOTHING RETURNING {COLS}"
+        );
+        let active = format!(
+            "SELECT {COLS} FROM runs WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ?
+               AND state IN ('pending', 'creating', 'waiting', 'pruning')"
+        );
+        let at = ts_ms(now);
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Vec::with_capacity(slots.len());
+        for (id, slot, trigger) in slots {
+            let row = sqlx::query(&insert)
+                .bind(&id.provider)
+                .bind(&id.target)
+                .bind(id.disk_id)
+                .bind(&id.name)
+                .bind(ts(*slot))
+                .bind(trigger.as_str())
+                .bind(std::process::id())
+                .bind(&at)
+                .bind(&at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = row {
+                out.push(Claim::Claimed(run_from_row(&row)?));
+                continue;
+            }
+            let busy = sqlx::query(&active)
+                .bind(&id.provider)
+                .bind(&id.target)
+                .bind(id.disk_id)
+                .bind(&id.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            out.push(match busy.as_ref().map(run_from_row).transpose()? {
+                Some(run) if run.slot != *slot => Claim::Busy(run),
+                _ => Claim::AlreadyRan,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Record a slot that did not run (`skipped` or `missed`) as a final row.
     /// Returns false when the slot already has a row.
     pub async fn record_not_run(
