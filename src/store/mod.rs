@@ -180,11 +180,18 @@ impl Store {
 
     /// Every definition, ordered by name then identity.
     pub async fn list_definitions(&self) -> StoreResult<Vec<Definition>> {
-        let rows =
+        use futures_util::TryStreamExt;
+        // Rows are converted as they arrive: holding every raw row at once
+        // costs several times the definitions themselves at 100,000 rows,
+        // and the allocator keeps that peak long after it is freed.
+        let mut rows =
             sqlx::query("SELECT * FROM definitions ORDER BY name, provider, target, disk_id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(definition_from_row).collect()
+                .fetch(&self.pool);
+        let mut defs = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            defs.push(definition_from_row(&row)?);
+        }
+        Ok(defs)
     }
 
     /// Definitions named `name`, narrowed by the optional filters.
@@ -304,15 +311,39 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<Reconciled> {
         let mut tx = self.pool.begin().await?;
-        let existing: Vec<Definition> = sqlx::query("SELECT * FROM definitions")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(definition_from_row)
-            .collect::<StoreResult<_>>()?;
+        // Only the file's own rows are read in full; a CLI row the file
+        // takes over is found by its identity (indexed), so a large store of
+        // CLI definitions costs nothing here.
+        let existing: Vec<Definition> =
+            sqlx::query("SELECT * FROM definitions WHERE source = 'config'")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(definition_from_row)
+                .collect::<StoreResult<_>>()?;
+        let by_identity: std::collections::HashMap<&Identity, &Definition> =
+            existing.iter().map(|d| (&d.spec.identity, d)).collect();
+        let wanted: std::collections::HashSet<&Identity> =
+            specs.iter().map(|s| &s.identity).collect();
         let mut report = Reconciled::default();
         for spec in specs {
-            match existing.iter().find(|d| d.spec.identity == spec.identity) {
+            let found = match by_identity.get(&spec.identity) {
+                Some(d) => Some((*d).clone()),
+                None => sqlx::query(
+                    "SELECT * FROM definitions
+                      WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
+                )
+                .bind(&spec.identity.provider)
+                .bind(&spec.identity.target)
+                .bind(spec.identity.disk_id)
+                .bind(&spec.identity.name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(definition_from_row)
+                .transpose()?,
+            };
+            match found {
                 None => {
                     insert_in(&mut tx, spec, Source::Config, Some(source_path), now).await?;
                     report.added.push(spec.identity.clone());
@@ -330,8 +361,8 @@ impl Store {
                 }
             }
         }
-        for d in existing.iter().filter(|d| d.source == Source::Config) {
-            if !specs.iter().any(|s| s.identity == d.spec.identity) {
+        for d in &existing {
+            if !wanted.contains(&d.spec.identity) {
                 sqlx::query("DELETE FROM definitions WHERE id = ?")
                     .bind(d.id)
                     .execute(&mut *tx)
