@@ -20,8 +20,39 @@ use crate::daemon::Hooks;
 use crate::scheduler::Status;
 
 fn send(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+    if let Err(e) = send_nonblocking(&socket, msg.as_bytes()) {
         tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// Send one datagram without ever waiting: these calls come from the
+/// scheduler loop, and a manager that stopped reading (its queue full) must
+/// cost a dropped message, not a stalled loop.
+fn send_nonblocking(socket: &std::ffi::OsStr, msg: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    let sent = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(msg, &addr)?
+        }
+        None => sock.send_to(msg, std::path::Path::new(socket))?,
+    };
+    if sent == msg.len() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "incomplete notify datagram",
+        ))
     }
 }
 

@@ -781,3 +781,47 @@ async fn a_run_of_a_since_deactivated_definition_is_still_finished() {
         vec![name]
     );
 }
+
+#[tokio::test]
+async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones() {
+    use snapsched::model::Identity;
+    use snapsched::store::runs::Claim;
+
+    let env = env(Duration::ZERO).await;
+    let slot = utc(2026, 1, 10, 1, 0, 0);
+    // More than one statement's worth of rows.
+    let ids: Vec<Identity> = (0..600)
+        .map(|i| spec(&format!("d{i}"), "web01", "0 * * * *").identity)
+        .collect();
+    let first: Vec<_> = ids.iter().map(|id| (id, slot, Trigger::Schedule)).collect();
+    let claims = env.store.claim_runs(&first, slot).await.expect("claims");
+    assert!(claims.iter().all(|c| matches!(c, Claim::Claimed(_))));
+    for (c, id) in claims.iter().zip(&ids) {
+        let Claim::Claimed(run) = c else {
+            unreachable!()
+        };
+        assert_eq!((&run.identity, run.slot), (id, slot), "claims out of order");
+    }
+
+    // d0's slot again, d1 at a new slot while its first run is in flight,
+    // and a definition never claimed before.
+    let fresh = spec("fresh", "web01", "0 * * * *").identity;
+    let later = slot + chrono::Duration::hours(1);
+    let second = vec![
+        (&ids[0], slot, Trigger::Schedule),
+        (&ids[1], later, Trigger::Schedule),
+        (&fresh, later, Trigger::Schedule),
+    ];
+    let claims = env.store.claim_runs(&second, later).await.expect("claims");
+    assert!(matches!(claims[0], Claim::AlreadyRan), "{:?}", claims[0]);
+    assert!(
+        matches!(&claims[1], Claim::Busy(run) if run.slot == slot && run.identity == ids[1]),
+        "{:?}",
+        claims[1]
+    );
+    assert!(
+        matches!(&claims[2], Claim::Claimed(run) if run.identity == fresh && run.slot == later),
+        "{:?}",
+        claims[2]
+    );
+}
