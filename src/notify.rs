@@ -158,4 +158,35 @@ mod tests {
         assert!(w.due(t0 + Duration::from_secs(10)));
         assert!(!w.due(t0 + Duration::from_secs(11)));
     }
+
+    #[test]
+    fn a_manager_that_stops_reading_costs_messages_not_a_stalled_sender() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("notify.sock");
+        // Bound and never read: its queue fills after a few hundred datagrams.
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        let socket = path.clone().into_os_string();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let results: Vec<bool> = (0..5_000)
+                .map(|_| send_nonblocking(&socket, b"WATCHDOG=1\n").is_ok())
+                .collect();
+            let _ = done.send(results);
+        });
+        let results = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a send blocked on a full notify queue");
+        assert!(results[0], "the first datagram was not delivered");
+        assert!(
+            results.iter().any(|ok| !ok),
+            "5,000 datagrams fit an unread queue; the test did not fill it"
+        );
+        // Once the manager reads again, messages get through.
+        let mut buf = [0u8; 64];
+        receiver.set_nonblocking(true).expect("nonblocking");
+        while receiver.recv(&mut buf).is_ok() {}
+        assert!(send_nonblocking(&path.into_os_string(), b"READY=1\n").is_ok());
+        let n = receiver.recv(&mut buf).expect("delivered after draining");
+        assert_eq!(&buf[..n], b"READY=1\n");
+    }
 }
