@@ -188,15 +188,7 @@ pub async fn measure(n: usize, mode: Mode, ticks: f64) -> anyhow::Result<Outcome
         out.startup_s = Some((ready - started).as_secs_f64());
         match mode {
             Mode::Idle { window_s } => {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let c0 = procfs::cpu_seconds(pid, ticks)?;
-                let t0 = Instant::now();
-                tokio::time::sleep(Duration::from_secs(window_s)).await;
-                let c1 = procfs::cpu_seconds(pid, ticks)?;
-                out.idle_cpu_fraction = Some((c1 - c0) / t0.elapsed().as_secs_f64());
-                let (rss, hwm) = procfs::memory(pid)?;
-                out.rss_bytes = Some(rss);
-                out.peak_rss_bytes = Some(hwm);
+                out.measure_idle(pid, ticks, window_s).await?;
             }
             Mode::AllDue { at } => {
                 if Utc::now() > at {
@@ -210,9 +202,7 @@ pub async fn measure(n: usize, mode: Mode, ticks: f64) -> anyhow::Result<Outcome
                     out.problems.push("no fire records".into());
                     return Ok(());
                 }
-                let (rss, hwm) = procfs::memory(pid)?;
-                out.rss_bytes = Some(rss);
-                out.peak_rss_bytes = Some(hwm);
+                out.record_memory(pid)?;
                 let fires = read_fires(&fires_path)?;
                 out.expected = n;
                 let ms: Vec<f64> = fires
@@ -235,9 +225,7 @@ pub async fn measure(n: usize, mode: Mode, ticks: f64) -> anyhow::Result<Outcome
                     out.problems.push("no fire records".into());
                     return Ok(());
                 }
-                let (rss, hwm) = procfs::memory(pid)?;
-                out.rss_bytes = Some(rss);
-                out.peak_rss_bytes = Some(hwm);
+                out.record_memory(pid)?;
                 let to = from + chrono::Duration::seconds(window_s as i64);
                 out.expected = scenario::spread_expected(&seconds, from, window_s);
                 let ms: Vec<f64> = read_fires(&fires_path)?

@@ -6,6 +6,7 @@ use serde::Serialize;
 use snapsched::model::Identity;
 use snapsched::schedule::Schedule;
 
+use crate::procfs;
 use crate::stats::Lateness;
 
 /// The measurement a child process is started for.
@@ -40,6 +41,34 @@ pub struct Outcome {
     pub all_finished_s: Option<f64>,
     /// What went wrong (time-out, late start); empty when nothing did.
     pub problems: Vec<String>,
+}
+
+impl Outcome {
+    /// Record the process's resident memory now and its peak.
+    pub fn record_memory(&mut self, pid: u32) -> anyhow::Result<()> {
+        let (rss, hwm) = procfs::memory(pid)?;
+        self.rss_bytes = Some(rss);
+        self.peak_rss_bytes = Some(hwm);
+        Ok(())
+    }
+
+    /// CPU seconds per wall second over an idle window of `window_s`, after
+    /// two seconds for start-up work (WAL checkpoint, allocator) to settle;
+    /// then memory.
+    pub async fn measure_idle(
+        &mut self,
+        pid: u32,
+        ticks: f64,
+        window_s: u64,
+    ) -> anyhow::Result<()> {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let c0 = procfs::cpu_seconds(pid, ticks)?;
+        let t0 = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_secs(window_s)).await;
+        let c1 = procfs::cpu_seconds(pid, ticks)?;
+        self.idle_cpu_fraction = Some((c1 - c0) / t0.elapsed().as_secs_f64());
+        self.record_memory(pid)
+    }
 }
 
 /// The identity of benchmark definition `i`: one definition per fake VM.

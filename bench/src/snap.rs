@@ -241,16 +241,7 @@ async fn drive(
 ) -> anyhow::Result<()> {
     match mode {
         Mode::Idle { window_s } => {
-            // Let start-up work (WAL checkpoint, allocator) settle first.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let c0 = procfs::cpu_seconds(pid, ticks)?;
-            let t0 = Instant::now();
-            tokio::time::sleep(Duration::from_secs(window_s)).await;
-            let c1 = procfs::cpu_seconds(pid, ticks)?;
-            out.idle_cpu_fraction = Some((c1 - c0) / t0.elapsed().as_secs_f64());
-            let (rss, hwm) = procfs::memory(pid)?;
-            out.rss_bytes = Some(rss);
-            out.peak_rss_bytes = Some(hwm);
+            out.measure_idle(pid, ticks, window_s).await?;
             Ok(())
         }
         Mode::AllDue { at } => {
@@ -321,9 +312,7 @@ async fn wait_final(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (rss, hwm) = procfs::memory(pid)?;
-    out.rss_bytes = Some(rss);
-    out.peak_rss_bytes = Some(hwm);
+    out.record_memory(pid)?;
     Ok(())
 }
 

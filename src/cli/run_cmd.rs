@@ -13,8 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{print_json, Address, CliError, CliResult, Context};
 use crate::clock::Clock;
-use crate::model::parse_target;
-use crate::provider::registry;
 use crate::run::{Ended, Runner};
 use crate::store::runs::{Claim, RunState, Trigger};
 
@@ -35,16 +33,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let store = ctx.open_store(&cfg).await?;
     let def = super::def::resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();
-    let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
-        CliError::usage(format!(
-            "definition {id} uses provider '{}', which is not configured in {}",
-            id.provider,
-            cfg.path.display()
-        ))
-    })?;
-    let target = parse_target(&id.target, pcfg.kind).map_err(|e| CliError::usage(e.to_string()))?;
-    let provider = registry::build(pcfg)
-        .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;
+    let (provider, target) = super::prune::provider_for(&cfg, &def)?;
     // A manual run's slot is the current second, which also names the
     // snapshot; a second manual run within the same second waits for the
     // next one rather than failing.

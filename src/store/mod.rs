@@ -219,16 +219,7 @@ impl Store {
 
     /// Look one definition up by identity.
     pub async fn get_definition(&self, id: &Identity) -> StoreResult<Option<Definition>> {
-        let row = sqlx::query(
-            "SELECT * FROM definitions WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
-        )
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(definition_from_row).transpose()
+        definition_by_identity(&self.pool, id).await
     }
 
     /// Insert a new definition; a duplicate identity is refused.
@@ -327,21 +318,13 @@ impl Store {
             specs.iter().map(|s| &s.identity).collect();
         let mut report = Reconciled::default();
         for spec in specs {
+            let fetched;
             let found = match by_identity.get(&spec.identity) {
-                Some(d) => Some((*d).clone()),
-                None => sqlx::query(
-                    "SELECT * FROM definitions
-                      WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
-                )
-                .bind(&spec.identity.provider)
-                .bind(&spec.identity.target)
-                .bind(spec.identity.disk_id)
-                .bind(&spec.identity.name)
-                .fetch_optional(&mut *tx)
-                .await?
-                .as_ref()
-                .map(definition_from_row)
-                .transpose()?,
+                Some(d) => Some(*d),
+                None => {
+                    fetched = definition_by_identity(&mut *tx, &spec.identity).await?;
+                    fetched.as_ref()
+                }
             };
             match found {
                 None => {
@@ -373,6 +356,23 @@ impl Store {
         tx.commit().await?;
         Ok(report)
     }
+}
+
+/// One definition by identity, on the pool or inside a transaction.
+async fn definition_by_identity<'e, E>(ex: E, id: &Identity) -> StoreResult<Option<Definition>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let row = sqlx::query(
+        "SELECT * FROM definitions WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
+    )
+    .bind(&id.provider)
+    .bind(&id.target)
+    .bind(id.disk_id)
+    .bind(&id.name)
+    .fetch_optional(ex)
+    .await?;
+    row.as_ref().map(definition_from_row).transpose()
 }
 
 /// What reconciling the config file changed.
@@ -474,6 +474,16 @@ async fn update_in(
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// The definition identity of a `runs` or `snapshots` row (`def_name`).
+pub(crate) fn identity_from_row(row: &SqliteRow) -> StoreResult<Identity> {
+    Ok(Identity {
+        provider: row.try_get("provider")?,
+        target: row.try_get("target")?,
+        disk_id: row.try_get::<i64, _>("disk_id")? as u32,
+        name: row.try_get("def_name")?,
+    })
 }
 
 fn definition_from_row(row: &SqliteRow) -> StoreResult<Definition> {

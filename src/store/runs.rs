@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{parse_ts, ts, ts_ms, Store, StoreResult};
+use super::{identity_from_row, parse_ts, ts, ts_ms, Store, StoreResult};
 use crate::model::Identity;
 
 /// Where a run is in its life.
@@ -184,12 +184,7 @@ fn run_from_row(row: &SqliteRow) -> StoreResult<Run> {
     let state: String = row.try_get("state")?;
     Ok(Run {
         id: row.try_get("id")?,
-        identity: Identity {
-            provider: row.try_get("provider")?,
-            target: row.try_get("target")?,
-            disk_id: row.try_get::<i64, _>("disk_id")? as u32,
-            name: row.try_get("def_name")?,
-        },
+        identity: identity_from_row(row)?,
         slot: parse_ts(&row.try_get::<String, _>("slot")?)?,
         trigger: Trigger::parse(&trigger)
             .ok_or_else(|| super::StoreError::Corrupt(format!("trigger '{trigger}'")))?,
@@ -476,12 +471,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok((
-                    Identity {
-                        provider: r.try_get("provider")?,
-                        target: r.try_get("target")?,
-                        disk_id: r.try_get::<i64, _>("disk_id")? as u32,
-                        name: r.try_get("def_name")?,
-                    },
+                    identity_from_row(r)?,
                     parse_ts(&r.try_get::<String, _>("slot")?)?,
                 ))
             })
@@ -530,15 +520,7 @@ impl Store {
                     Some(t) => t,
                     None => r.try_get("updated_at")?,
                 };
-                Ok((
-                    Identity {
-                        provider: r.try_get("provider")?,
-                        target: r.try_get("target")?,
-                        disk_id: r.try_get::<i64, _>("disk_id")? as u32,
-                        name: r.try_get("def_name")?,
-                    },
-                    parse_ts(&at)?,
-                ))
+                Ok((identity_from_row(r)?, parse_ts(&at)?))
             })
             .collect()
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{parse_ts, ts_ms, Store, StoreResult};
+use super::{identity_from_row, parse_ts, ts_ms, Store, StoreResult};
 use crate::model::Identity;
 use crate::provider::RemoteSnapshot;
 
@@ -68,12 +68,7 @@ fn record_from_row(row: &SqliteRow) -> StoreResult<SnapshotRecord> {
             .transpose()
     };
     Ok(SnapshotRecord {
-        identity: Identity {
-            provider: row.try_get("provider")?,
-            target: row.try_get("target")?,
-            disk_id: row.try_get::<i64, _>("disk_id")? as u32,
-            name: row.try_get("def_name")?,
-        },
+        identity: identity_from_row(row)?,
         snapshot: row.try_get("name")?,
         remote_id: row.try_get("remote_id")?,
         run_id: row.try_get("run_id")?,
@@ -208,17 +203,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    Identity {
-                        provider: r.try_get("provider")?,
-                        target: r.try_get("target")?,
-                        disk_id: r.try_get::<i64, _>("disk_id")? as u32,
-                        name: r.try_get("def_name")?,
-                    },
-                    r.try_get("n")?,
-                ))
-            })
+            .map(|r| Ok((identity_from_row(r)?, r.try_get("n")?)))
             .collect()
     }
 

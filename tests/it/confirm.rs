@@ -4,9 +4,7 @@
 
 use std::process::Command;
 
-use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
-
-use crate::run_cli::{add_web, config_for, VOLUME};
+use crate::run_cli::volume_web;
 use crate::support::{bin, outcome, TestEnv};
 
 const TOKEN: (&str, &str) = ("SNAPSCHED_TEST_DO_TOKEN", "fake-do-token");
@@ -33,12 +31,7 @@ fn rm_answering(env: &TestEnv, answer: &str) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_yes_at_the_terminal_prompt_deletes_snapshots() {
-    let fake = FakeDigitalOcean::start(FakeConfig::default())
-        .await
-        .expect("fake DigitalOcean");
-    fake.add_volume(VOLUME.parse().expect("uuid"), "data");
-    let env = TestEnv::new(&config_for(fake.url()));
-    add_web(&env, "do", &format!("volume:{VOLUME}"));
+    let (fake, env) = volume_web().await;
     let env_ref = &env;
     tokio::task::block_in_place(|| {
         let (code, _, err) = env_ref.run_env(&["run", "web", "--wait"], &[TOKEN]);

@@ -172,6 +172,63 @@ fn ours(fake: &FakeHandle) -> Vec<(String, String)> {
     all.into_iter().map(|s| (s.name, s.id)).collect()
 }
 
+/// The fake DigitalOcean API in real time with the droplets and the volume,
+/// its droplet actions taking `action`.
+async fn start_fake(action: Duration) -> FakeHandle {
+    let fake = FakeDigitalOcean::start(FakeConfig {
+        token: TOKEN.to_owned(),
+        action_duration: action,
+        real_time: true,
+        per_minute: 100_000,
+        per_hour: 1_000_000,
+        check_contract: true,
+    })
+    .await
+    .expect("start fake DigitalOcean");
+    for id in DROPLETS {
+        fake.add_droplet(id, &format!("web-{id}"));
+    }
+    fake.add_volume(volume(), "data");
+    fake
+}
+
+fn is_final(r: &RunRow) -> bool {
+    FINAL_STATES.contains(&r.state.as_str())
+}
+
+/// Poll the runs table until `done` holds; fail with `what` and the logs
+/// after `within`.
+async fn wait_for_runs(
+    db: &SqlitePool,
+    env: &TestEnv,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[RunRow]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let all = runs(db).await;
+        if done(&all) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}: {all:#?}\n{}",
+            logs(env)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM the daemon and require a clean exit.
+fn stop_daemon(mut child: Child, env: &TestEnv) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "SIGTERM: exit {status}\n{}", logs(env));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
     let seed = std::env::var("SNAPSCHED_CRASH_SEED")
@@ -187,20 +244,7 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
 
     // Droplet actions take a second, so kills land before, during and after
     // them; volume snapshots are immediate.
-    let fake = FakeDigitalOcean::start(FakeConfig {
-        token: TOKEN.to_owned(),
-        action_duration: Duration::from_secs(1),
-        real_time: true,
-        per_minute: 100_000,
-        per_hour: 1_000_000,
-        check_contract: true,
-    })
-    .await
-    .expect("start fake DigitalOcean");
-    for id in DROPLETS {
-        fake.add_droplet(id, &format!("web-{id}"));
-    }
-    fake.add_volume(volume(), "data");
+    let fake = start_fake(Duration::from_secs(1)).await;
     // Creates take effect at once but answer late, which opens the window
     // where the provider has the request and the store has no operation id.
     for route in [
@@ -233,33 +277,24 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
     // One last start with schedules that do not fire: the daemon only
     // resumes what the kills left behind.
     env.write_config(&config(fake.url(), "0 0 1 1 *", "0 0 1 1 *"));
-    let mut child = spawn_daemon(env_ref, rounds);
+    let child = spawn_daemon(env_ref, rounds);
     let db = open_db(env_ref).await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let open = runs(&db)
-            .await
-            .into_iter()
-            .filter(|r| !FINAL_STATES.contains(&r.state.as_str()))
-            .count();
-        if open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} runs still unfinished after the final restart\n{}",
-            logs(env_ref)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_runs(
+        &db,
+        env_ref,
+        Duration::from_secs(90),
+        "runs still unfinished after the final restart",
+        |all| all.iter().all(is_final),
+    )
+    .await;
+    // A droplet action still running at the provider would add a snapshot
+    // after the check.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.actions_in_progress() > 0 {
+        assert!(Instant::now() < deadline, "provider actions never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Actions still running at the provider would add snapshots after the
-    // check; the fake's clock is real, so wait them out.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
-    assert!(status.success(), "the final daemon exited with {status}");
+    stop_daemon(child, env_ref);
 
     let runs = runs(&db).await;
     let recorded = recorded(&db).await;
@@ -302,7 +337,7 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
     // No run lost: all final, and what succeeded exists.
     for r in &runs {
         assert!(
-            FINAL_STATES.contains(&r.state.as_str()),
+            is_final(r),
             "run {} {} left in {}\n{}",
             r.def_name,
             r.slot,
@@ -355,54 +390,27 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_leaves_a_waiting_run_resumable_and_the_next_start_finishes_it() {
-    let fake = FakeDigitalOcean::start(FakeConfig {
-        token: TOKEN.to_owned(),
-        action_duration: Duration::from_secs(4),
-        real_time: true,
-        per_minute: 100_000,
-        per_hour: 1_000_000,
-        check_contract: true,
-    })
-    .await
-    .expect("start fake DigitalOcean");
-    for id in DROPLETS {
-        fake.add_droplet(id, &format!("web-{id}"));
-    }
-    fake.add_volume(volume(), "data");
+    let fake = start_fake(Duration::from_secs(4)).await;
     let env = TestEnv::new(&config(fake.url(), "* * * * * *", "0 0 1 1 *"));
     let env_ref = &env;
     // Any command creates the database, so the test can open it first.
     env.ok(&["def", "list"]);
     let db = open_db(env_ref).await;
-    let mut child = spawn_daemon(env_ref, 0);
+    let child = spawn_daemon(env_ref, 0);
 
-    // Wait until every droplet has a run waiting on its action.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting = runs(&db)
-            .await
-            .into_iter()
-            .filter(|r| r.state == "waiting")
-            .count();
-        if waiting == DROPLETS.len() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "runs never waited\n{}",
-            logs(env_ref)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
-    assert!(status.success(), "SIGTERM exit {status}\n{}", logs(env_ref));
+    wait_for_runs(
+        &db,
+        env_ref,
+        Duration::from_secs(30),
+        "every droplet's run waiting on its action",
+        |all| all.iter().filter(|r| r.state == "waiting").count() == DROPLETS.len(),
+    )
+    .await;
+    stop_daemon(child, env_ref);
     let left: Vec<RunRow> = runs(&db)
         .await
         .into_iter()
-        .filter(|r| !FINAL_STATES.contains(&r.state.as_str()))
+        .filter(|r| !is_final(r))
         .collect();
     assert!(
         left.len() >= DROPLETS.len() && left.iter().all(|r| r.state == "waiting"),
@@ -411,25 +419,16 @@ async fn sigterm_leaves_a_waiting_run_resumable_and_the_next_start_finishes_it()
     );
 
     env.write_config(&config(fake.url(), "0 0 1 1 *", "0 0 1 1 *"));
-    let mut child = spawn_daemon(env_ref, 1);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = runs(&db).await;
-        if all.iter().all(|r| FINAL_STATES.contains(&r.state.as_str())) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "runs not resumed: {all:#?}\n{}",
-            logs(env_ref)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
-    assert!(status.success(), "second exit {status}");
+    let child = spawn_daemon(env_ref, 1);
+    wait_for_runs(
+        &db,
+        env_ref,
+        Duration::from_secs(30),
+        "runs resumed and finished",
+        |all| all.iter().all(is_final),
+    )
+    .await;
+    stop_daemon(child, env_ref);
 
     let all = runs(&db).await;
     let succeeded = all.iter().filter(|r| r.state == "succeeded").count();

@@ -8,7 +8,7 @@ use serde_json::Value;
 use snapsched::model::Identity;
 use snapsched::store::runs::{Claim, Trigger};
 use snapsched::store::Store;
-use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
+use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle};
 
 use crate::support::{assert_no_panic, TestEnv};
 
@@ -18,7 +18,7 @@ fn with_web() -> TestEnv {
     env
 }
 
-pub(crate) fn add_web(env: &TestEnv, provider: &str, target: &str) {
+fn add_web(env: &TestEnv, provider: &str, target: &str) {
     env.ok(&[
         "def",
         "add",
@@ -34,16 +34,28 @@ pub(crate) fn add_web(env: &TestEnv, provider: &str, target: &str) {
     ]);
 }
 
-pub(crate) const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
+const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
 
 /// The base configuration with the DigitalOcean provider pointed at `url`.
-pub(crate) fn config_for(url: &str) -> String {
+fn config_for(url: &str) -> String {
     let config = crate::support::BASE_CONFIG.replace(
         "api_url = \"http://127.0.0.1:9\"\n",
         &format!("api_url = \"{url}\"\n"),
     );
     assert!(config.contains(url), "api_url not replaced");
     config
+}
+
+/// The fake DigitalOcean API with one volume, and an environment whose `web`
+/// definition snapshots it (retention 2).
+pub(crate) async fn volume_web() -> (FakeHandle, TestEnv) {
+    let fake = FakeDigitalOcean::start(FakeConfig::default())
+        .await
+        .expect("fake DigitalOcean");
+    fake.add_volume(VOLUME.parse().expect("uuid"), "data");
+    let env = TestEnv::new(&config_for(fake.url()));
+    add_web(&env, "do", &format!("volume:{VOLUME}"));
+    (fake, env)
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -55,12 +67,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_runs_show_in_history_and_status_and_prune_to_retention() {
-    let fake = FakeDigitalOcean::start(FakeConfig::default())
-        .await
-        .expect("fake DigitalOcean");
-    fake.add_volume(VOLUME.parse().expect("uuid"), "data");
-    let env = TestEnv::new(&config_for(fake.url()));
-    add_web(&env, "do", &format!("volume:{VOLUME}"));
+    let (fake, env) = volume_web().await;
     tokio::task::block_in_place(|| manual_runs_then_reports(&env));
     assert_eq!(
         fake.snapshots().len(),

@@ -603,50 +603,53 @@ async fn definition_changes_in_the_store_are_picked_up_while_running() {
     handle.await.expect("loop ends");
 }
 
+/// A run of `def` at `slot` left in `creating`, as a process that died after
+/// sending the create request leaves it; returns the snapshot name it sent.
+async fn left_creating(env: &Env, def: &DefinitionSpec, slot: DateTime<Utc>) -> String {
+    use snapsched::store::runs::{Claim, Update};
+
+    env.store
+        .insert_definition(def, Source::Cli, None, slot)
+        .await
+        .expect("definition inserted");
+    let run = match env
+        .store
+        .claim_run(&def.identity, slot, Trigger::Schedule, slot)
+        .await
+        .expect("claim")
+    {
+        Claim::Claimed(run) => run,
+        other => panic!("slot not claimed: {other:?}"),
+    };
+    let snap = snapshot_name(&def.identity.name, slot);
+    env.store
+        .update_run(
+            run.id,
+            Update {
+                state: Some(RunState::Creating),
+                snapshot_name: Some(&snap),
+                add_attempt: true,
+                started: true,
+                ..Default::default()
+            },
+            slot,
+        )
+        .await
+        .expect("creating");
+    snap
+}
+
 #[tokio::test]
 async fn a_run_resumed_after_run_timeout_adopts_its_snapshot_or_is_interrupted() {
     use snapsched::provider::Target;
-    use snapsched::store::runs::Update;
 
     let env = env(Duration::ZERO).await;
     let slot = utc(2026, 1, 10, 1, 0, 0);
-    let mut ids = HashMap::new();
-    for name in ["made", "lost"] {
-        env.store
-            .insert_definition(&spec(name, name, "0 0 1 1 *"), Source::Cli, None, slot)
-            .await
-            .expect("definition inserted");
-        let id = spec(name, name, "0 0 1 1 *").identity;
-        let run = match env
-            .store
-            .claim_run(&id, slot, Trigger::Schedule, slot)
-            .await
-            .expect("claim")
-        {
-            snapsched::store::runs::Claim::Claimed(run) => run,
-            other => panic!("slot not claimed: {other:?}"),
-        };
-        // The process died after sending the create request.
-        let snap = snapshot_name(name, slot);
-        env.store
-            .update_run(
-                run.id,
-                Update {
-                    state: Some(RunState::Creating),
-                    snapshot_name: Some(&snap),
-                    add_attempt: true,
-                    started: true,
-                    ..Default::default()
-                },
-                slot,
-            )
-            .await
-            .expect("creating");
-        ids.insert(name, snap);
-    }
+    let made_name = left_creating(&env, &spec("made", "made", "0 0 1 1 *"), slot).await;
+    left_creating(&env, &spec("lost", "lost", "0 0 1 1 *"), slot).await;
     // Only the first request reached the provider.
     env.fake
-        .insert(&Target::Vm("made".to_owned()), 1, &ids["made"], slot);
+        .insert(&Target::Vm("made".to_owned()), 1, &made_name, slot);
 
     // Back up seven hours later, past the 6 h run_timeout.
     let (token, handle) = looping(
@@ -654,28 +657,16 @@ async fn a_run_resumed_after_run_timeout_adopts_its_snapshot_or_is_interrupted()
         Clock::tokio(slot + chrono::Duration::hours(7)),
         settings(),
     );
-    let made = wait_until(
-        &env.store,
-        "made",
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-        all_final,
-    )
-    .await;
-    let lost = wait_until(
-        &env.store,
-        "lost",
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-        all_final,
-    )
-    .await;
+    settle(&env.store, "made").await;
+    settle(&env.store, "lost").await;
     token.cancel();
     handle.await.expect("loop ends");
+    let made = runs(&env.store, "made").await;
+    let lost = runs(&env.store, "lost").await;
 
     assert_eq!(made.len(), 1, "{made:#?}");
     assert_eq!(made[0].state, RunState::Succeeded, "{made:#?}");
-    assert_eq!(made[0].snapshot_name.as_deref(), Some(ids["made"].as_str()));
+    assert_eq!(made[0].snapshot_name.as_deref(), Some(made_name.as_str()));
     assert!(made[0].snapshot_id.is_some(), "{made:#?}");
     assert_eq!(lost.len(), 1, "{lost:#?}");
     assert_eq!(lost[0].state, RunState::Interrupted, "{lost:#?}");
@@ -723,56 +714,21 @@ async fn history_keep_bounds_the_runs_kept_per_definition() {
 
 #[tokio::test]
 async fn a_run_of_a_since_deactivated_definition_is_still_finished() {
-    use snapsched::store::runs::{Claim, Update};
-
     let env = env(Duration::ZERO).await;
     let slot = utc(2026, 1, 10, 1, 0, 0);
     let mut def = spec("paused", "web01", "0 * * * *");
     def.active = false;
-    env.store
-        .insert_definition(&def, Source::Cli, None, slot)
-        .await
-        .expect("definition inserted");
-    let run = match env
-        .store
-        .claim_run(&def.identity, slot, Trigger::Schedule, slot)
-        .await
-        .expect("claim")
-    {
-        Claim::Claimed(run) => run,
-        other => panic!("slot not claimed: {other:?}"),
-    };
-    let name = snapshot_name("paused", slot);
-    env.store
-        .update_run(
-            run.id,
-            Update {
-                state: Some(RunState::Creating),
-                snapshot_name: Some(&name),
-                add_attempt: true,
-                started: true,
-                ..Default::default()
-            },
-            slot,
-        )
-        .await
-        .expect("creating");
+    let name = left_creating(&env, &def, slot).await;
 
     let (token, handle) = looping(
         &env,
         Clock::tokio(slot + chrono::Duration::minutes(2)),
         settings(),
     );
-    let h = wait_until(
-        &env.store,
-        "paused",
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-        all_final,
-    )
-    .await;
+    settle(&env.store, "paused").await;
     token.cancel();
     handle.await.expect("loop ends");
+    let h = runs(&env.store, "paused").await;
     assert_eq!(h.len(), 1, "an inactive definition got a new run: {h:#?}");
     assert_eq!(h[0].state, RunState::Succeeded, "{h:#?}");
     assert_eq!(

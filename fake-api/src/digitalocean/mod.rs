@@ -223,6 +223,17 @@ impl FakeHandle {
             .collect()
     }
 
+    /// How many droplet actions are still in progress, after settling due
+    /// ones: zero means no snapshot can still appear on its own.
+    pub fn actions_in_progress(&self) -> usize {
+        let mut w = self.shared.lock();
+        w.settle();
+        w.actions
+            .values()
+            .filter(|a| a.status == "in-progress")
+            .count()
+    }
+
     /// Make the next `n` droplet actions end `errored`.
     pub fn fail_next_actions(&self, n: u32) {
         self.shared.lock().fail_next_actions += n;
