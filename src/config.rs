@@ -16,8 +16,9 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{self, DefinitionSpec, FieldError, RawDefinition};
-use crate::provider::{PollPolicy, ProviderKind};
+use crate::domain::definition::{self, DefinitionSpec, FieldError, RawDefinition};
+use crate::domain::ProviderKind;
+use crate::provider::PollPolicy;
 use crate::secret::Secret;
 
 /// Where the configuration lives when neither `--config` nor
@@ -900,7 +901,7 @@ mod humantime_serde_dur {
 
 /// Parse an optional humantime string used by callers outside this module.
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, FieldError> {
-    model::parse_duration(field, text)
+    definition::parse_duration(field, text)
 }
 
 #[cfg(test)]

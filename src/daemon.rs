@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
+use crate::domain::ProviderKind;
 use crate::provider::registry::{self, AnyProvider};
-use crate::provider::ProviderKind;
 use crate::run::RunOptions;
 use crate::scheduler::{Providers, Scheduler, Settings, Tick};
 use crate::store::Store;

@@ -30,8 +30,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::Identity;
-use crate::schedule::Schedule;
+use crate::domain::definition::Identity;
+use crate::domain::schedule::Schedule;
 use crate::store::{Store, StoreResult};
 
 /// Gauge names.

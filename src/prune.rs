@@ -20,12 +20,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::{DefinitionSpec, Identity};
-use crate::provider::{Provider, ProviderError, RemoteSnapshot, Target};
+use crate::domain::definition::{DefinitionSpec, Identity};
+use crate::domain::{RecordState, SnapshotRecord};
+use crate::domain::{RemoteSnapshot, Target};
+use crate::provider::{Provider, ProviderError};
 use crate::retention::{
     self, Decision, Deletion, DeletionOutcome, ListedPlan, Policy, StoreRecords,
 };
-use crate::store::snapshots::{RecordState, SnapshotRecord};
 use crate::store::{Store, StoreError};
 
 /// Why a prune did not complete.

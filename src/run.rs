@@ -21,12 +21,13 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::model::DefinitionSpec;
+use crate::domain::definition::DefinitionSpec;
+use crate::domain::{RemoteSnapshot, Target};
+use crate::domain::{Run, RunState};
 use crate::provider::{
     CreateOutcome, CreateRequest, ErrorClass, Operation, PollOutcome, Provider, ProviderError,
-    RemoteSnapshot, Target,
 };
-use crate::store::runs::{Run, RunState, Update};
+use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
 
 /// Settings that shape every run.

@@ -25,16 +25,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::model::{parse_target, Definition, Identity};
-use crate::provider::{Provider, Target};
+use crate::domain::definition::{parse_target, Definition, Identity};
+use crate::domain::schedule::Schedule;
+use crate::domain::Target;
+use crate::domain::{Claim, Run, RunState, Trigger};
+use crate::provider::Provider;
 use crate::run::{Ended, RunOptions, Runner};
-use crate::schedule::Schedule;
-use crate::store::runs::{Claim, Run, RunState, Trigger};
 use crate::store::{Store, StoreResult};
 
 /// Providers by name; replaced as a whole on reload.
 #[allow(clippy::type_complexity)]
-pub type Providers<P> = Arc<RwLock<Arc<HashMap<String, (P, crate::provider::ProviderKind)>>>>;
+pub type Providers<P> = Arc<RwLock<Arc<HashMap<String, (P, crate::domain::ProviderKind)>>>>;
 
 /// Scheduler settings.
 #[derive(Debug, Clone, Copy)]
@@ -359,7 +360,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         Ok(())
     }
 
-    fn providers(&self) -> Arc<HashMap<String, (P, crate::provider::ProviderKind)>> {
+    fn providers(&self) -> Arc<HashMap<String, (P, crate::domain::ProviderKind)>> {
         self.providers
             .read()
             .map(|p| p.clone())

@@ -12,11 +12,10 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
 use snapsched::provider::erigones::{Erigones, ErigonesSettings};
-use snapsched::provider::{
-    CreateOutcome, CreateRequest, PollOutcome, PollPolicy, Provider, RemoteSnapshot, Target,
-};
+use snapsched::provider::{CreateOutcome, CreateRequest, PollOutcome, PollPolicy, Provider};
 use snapsched::secret::Secret;
 use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
 use snapsched_fake_api::erigones::{self as fake_erigones, FakeErigonesConfig};

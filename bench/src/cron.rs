@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use snapsched::schedule::Schedule;
+use snapsched::domain::schedule::Schedule;
 
 use crate::stats::Spread;
 

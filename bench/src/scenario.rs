@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
-use snapsched::model::Identity;
-use snapsched::schedule::Schedule;
+use snapsched::domain::definition::Identity;
+use snapsched::domain::schedule::Schedule;
 
 use crate::procfs;
 use crate::stats::Lateness;

@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use snapsched::domain::{Claim, RunState, Trigger};
 use snapsched::run::RunOptions;
-use snapsched::store::runs::{Claim, RunState, Trigger, Update};
+use snapsched::store::runs::Update;
 use snapsched::store::Store;
 
 use crate::scenario;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{print_json, Address, CliError, CliResult, Context};
 use crate::config::Config;
-use crate::model::{self, Definition, DefinitionSpec, RawDefinition, Source};
+use crate::domain::definition::{self, Definition, DefinitionSpec, RawDefinition, Source};
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -126,7 +126,7 @@ pub fn view(def: Definition, default_tz: Tz, now: DateTime<Utc>) -> DefinitionVi
     }
 }
 
-fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::provider::ProviderKind> {
+fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::domain::ProviderKind> {
     cfg.provider(provider).map(|p| p.kind).ok_or_else(|| {
         let known: Vec<&str> = cfg.providers.keys().map(String::as_str).collect();
         CliError::usage(format!(
@@ -141,7 +141,7 @@ fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::provider::ProviderK
     })
 }
 
-fn field_errors(errors: Vec<model::FieldError>) -> CliError {
+fn field_errors(errors: Vec<definition::FieldError>) -> CliError {
     CliError::usage(
         errors
             .iter()
@@ -233,16 +233,16 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.timezone = None;
                     Ok(())
                 } else {
-                    model::parse_timezone(value)
+                    definition::parse_timezone(value)
                         .map(|_| spec.timezone = Some(value.to_owned()))
                         .map_err(|e| e.to_string())
                 }
             }
-            "retention" => model::parse_retention_text(value)
+            "retention" => definition::parse_retention_text(value)
                 .map(|n| spec.retention = n)
                 .map_err(|e| e.to_string()),
             "active" => bool_of(value).map(|b| spec.active = b),
-            "desc" => model::parse_desc(value)
+            "desc" => definition::parse_desc(value)
                 .map(|d| spec.desc = d)
                 .map_err(|e| e.to_string()),
             "fsfreeze" => bool_of(value).map(|b| spec.fsfreeze = b),
@@ -251,7 +251,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.max_age = None;
                     Ok(())
                 } else {
-                    model::parse_duration("max_age", value)
+                    definition::parse_duration("max_age", value)
                         .map(|d| spec.max_age = Some(d))
                         .map_err(|e| e.to_string())
                 }
@@ -261,7 +261,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.catch_up_deadline = None;
                     Ok(())
                 } else {
-                    model::parse_duration("catch_up_deadline", value)
+                    definition::parse_duration("catch_up_deadline", value)
                         .map(|d| spec.catch_up_deadline = Some(d))
                         .map_err(|e| e.to_string())
                 }
@@ -338,7 +338,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             let kind = kind_of(&cfg, &args.provider)?;
             let retention = match &args.retention {
                 Some(r) => Some(r.trim().parse::<i64>().map_err(|_| {
-                    field_errors(vec![model::parse_retention_text(r).unwrap_err()])
+                    field_errors(vec![definition::parse_retention_text(r).unwrap_err()])
                 })?),
                 None => None,
             };
@@ -380,7 +380,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             let mut spec = def.spec.clone();
             apply_changes(&mut spec, &changes)?;
             if kind_of(&cfg, &spec.identity.provider).ok()
-                == Some(crate::provider::ProviderKind::DigitalOcean)
+                == Some(crate::domain::ProviderKind::DigitalOcean)
                 && spec.fsfreeze
             {
                 return Err(CliError::usage(

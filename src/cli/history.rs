@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{print_json, CliResult, Context};
-use crate::store::runs::Run;
+use crate::domain::Run;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {

@@ -18,10 +18,10 @@ use serde::Serialize;
 
 use super::{print_json, CliError, CliResult, Context};
 use crate::config::Config;
-use crate::model::{self, DefinitionSpec, Identity, RawDefinition, Source};
+use crate::domain::definition::{self, DefinitionSpec, Identity, RawDefinition, Source};
+use crate::domain::ProviderKind;
 use crate::provider::erigones::{Erigones, ErigonesDefinition};
 use crate::provider::registry::{self, AnyProvider};
-use crate::provider::ProviderKind;
 
 /// Erigones evaluates its schedules in UTC; imported definitions keep that.
 pub const ERIGONES_TIMEZONE: &str = "UTC";
@@ -329,7 +329,7 @@ fn erigones_provider(cfg: &Config, name: &str) -> CliResult<Erigones> {
 }
 
 /// Where existing definitions come from, for the skip reason.
-fn existing_of(defs: Vec<model::Definition>) -> Existing {
+fn existing_of(defs: Vec<definition::Definition>) -> Existing {
     defs.into_iter()
         .map(|d| {
             let from = match (d.source, d.source_path) {
@@ -352,7 +352,7 @@ async fn run_erigones(args: ErigonesImportArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     let provider = erigones_provider(&cfg, &args.provider)?;
     if let Some(vm) = &args.vm {
-        model::parse_target(vm, ProviderKind::Erigones)
+        definition::parse_target(vm, ProviderKind::Erigones)
             .map_err(|e| CliError::usage(format!("--vm: {}", e.message)))?;
     }
 

@@ -11,12 +11,13 @@ use clap::Args;
 
 use super::{print_json, Address, CliError, CliResult, Context};
 use crate::config::Config;
-use crate::model::{self, Definition, DefinitionSpec};
+use crate::domain::definition::{self, Definition, DefinitionSpec};
+use crate::domain::Target;
+use crate::domain::{Claim, Run, RunState, Trigger};
 use crate::provider::registry::{self, AnyProvider};
-use crate::provider::Target;
 use crate::prune::{self, PruneReport};
 use crate::retention;
-use crate::store::runs::{Claim, Run, RunState, Trigger, Update};
+use crate::store::runs::Update;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -41,7 +42,7 @@ pub fn provider_for(cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, T
             cfg.path.display()
         ))
     })?;
-    let target = model::parse_target(&id.target, pcfg.kind)
+    let target = definition::parse_target(&id.target, pcfg.kind)
         .map_err(|e| CliError::usage(format!("definition {id}: {e}")))?;
     let provider = registry::build(pcfg)
         .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{print_json, Address, CliError, CliResult, Context};
 use crate::clock::Clock;
+use crate::domain::{Claim, RunState, Trigger};
 use crate::run::{Ended, Runner};
-use crate::store::runs::{Claim, RunState, Trigger};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

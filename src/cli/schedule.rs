@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::schedule::{format_in_zone, Schedule, ScheduleError};
+use crate::domain::schedule::{format_in_zone, Schedule, ScheduleError};
 
 /// The first `count` fire times of `expr` strictly after `after`, in `tz`.
 /// `H` items hash on the empty key; see [`next_fire_times_keyed`].

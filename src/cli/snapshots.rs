@@ -13,10 +13,10 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{print_json, Address, CliError, CliResult, Context};
-use crate::model::Identity;
+use crate::domain::definition::Identity;
+use crate::domain::{RecordState, SnapshotRecord};
 use crate::provider::Provider;
 use crate::retention::{self, Ownership};
-use crate::store::snapshots::{RecordState, SnapshotRecord};
 use crate::table;
 
 #[derive(Debug, Args)]
@@ -164,7 +164,7 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
 /// ownership, then the definition's records the provider no longer lists.
 pub fn all_rows(
     id: &Identity,
-    listing: &[crate::provider::RemoteSnapshot],
+    listing: &[crate::domain::RemoteSnapshot],
     records: Vec<SnapshotRecord>,
 ) -> Vec<SnapshotRow> {
     let own = crate::prune::records_for(id, &records);

@@ -5,7 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{print_json, CliResult, Context};
-use crate::store::runs::Run;
+use crate::domain::Run;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -17,7 +17,7 @@ pub struct StatusArgs {
 #[derive(Debug, Serialize)]
 pub struct DefinitionStatus {
     #[serde(flatten)]
-    pub identity: crate::model::Identity,
+    pub identity: crate::domain::definition::Identity,
     pub active: bool,
     pub schedule: String,
     pub timezone: String,
@@ -39,7 +39,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
         let (last_run, last_success) = store.last_runs(&id).await?;
         let last_error = last_run
             .as_ref()
-            .filter(|r| r.state != crate::store::runs::RunState::Succeeded || r.error.is_some())
+            .filter(|r| r.state != crate::domain::RunState::Succeeded || r.error.is_some())
             .and_then(|r| r.error.clone());
         out.push(DefinitionStatus {
             active: view.definition.spec.active,

@@ -34,8 +34,9 @@ use super::ratelimit::RateLimiter;
 pub use super::ratelimit::RateLimits;
 use super::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderResult, RemoteSnapshot, Target,
+    ProviderResult,
 };
+use crate::domain::{RemoteSnapshot, Target};
 use crate::secret::Secret;
 
 /// The public API endpoint.

@@ -15,8 +15,9 @@ use crate::clock::Clock;
 
 use super::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderResult, RemoteSnapshot, SnapshotStatus, Target,
+    ProviderResult,
 };
+use crate::domain::{RemoteSnapshot, SnapshotStatus, Target};
 
 /// Which call a scripted failure applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,96 +13,18 @@
 //!   match on message strings.
 //! - Secrets never appear in an error message.
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::domain::{RemoteSnapshot, Target};
 
 pub mod digitalocean;
 pub mod erigones;
 pub mod fake;
 pub mod ratelimit;
 pub mod registry;
-
-/// The kind of a provider, as written in `[providers.NAME] kind = "..."`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// DigitalOcean API v2: `droplet:<id>` and `volume:<uuid>` targets.
-    DigitalOcean,
-    /// Erigones / Danube Cloud API: the target is a VM hostname.
-    Erigones,
-    /// In-memory fake, for tests and benchmarks only.
-    Fake,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::DigitalOcean => "digitalocean",
-            ProviderKind::Erigones => "erigones",
-            ProviderKind::Fake => "fake",
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a snapshot is taken of, parsed per provider kind.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// `droplet:<id>` (DigitalOcean).
-    Droplet(u64),
-    /// `volume:<uuid>` (DigitalOcean block storage).
-    Volume(uuid::Uuid),
-    /// A VM hostname (Erigones, and the fake provider).
-    Vm(String),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Droplet(id) => write!(f, "droplet:{id}"),
-            Target::Volume(id) => write!(f, "volume:{id}"),
-            Target::Vm(host) => f.write_str(host),
-        }
-    }
-}
-
-/// Readiness of a snapshot as the provider reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotStatus {
-    /// Usable; the only status retention counts.
-    Ok,
-    /// Being created or deleted.
-    Pending,
-    /// Erigones: being rolled back to.
-    Rollback,
-    /// Erigones: lost.
-    Lost,
-}
-
-/// One snapshot as listed by a provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RemoteSnapshot {
-    /// The provider's id (DigitalOcean: integer or UUID as a string;
-    /// Erigones: the snapshot name, which is unique per disk).
-    pub id: String,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub status: SnapshotStatus,
-    /// Size in bytes, when the provider says.
-    pub size_bytes: Option<u64>,
-    /// Free text the provider keeps with the snapshot (Erigones `note`).
-    pub note: Option<String>,
-}
 
 /// What to create.
 #[derive(Debug, Clone)]

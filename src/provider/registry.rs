@@ -8,9 +8,10 @@ use super::fake::FakeProvider;
 use super::ratelimit::RateLimits;
 use super::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderKind, ProviderResult, RemoteSnapshot, Target,
+    ProviderResult,
 };
 use crate::config::{Config, ProviderConfig};
+use crate::domain::{ProviderKind, RemoteSnapshot, Target};
 
 /// Any configured provider.
 #[derive(Debug, Clone)]

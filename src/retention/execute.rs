@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::ownership::{classify, Classification, StoreRecords};
 use super::plan::{plan, Decision, Policy, Reason};
-use crate::provider::{Provider, ProviderError, ProviderResult, RemoteSnapshot, Target};
+use crate::domain::{RemoteSnapshot, Target};
+use crate::provider::{Provider, ProviderError, ProviderResult};
 
 /// A plan made from a fresh, complete listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

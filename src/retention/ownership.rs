@@ -35,7 +35,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use crate::provider::RemoteSnapshot;
+use crate::domain::RemoteSnapshot;
 
 /// Why a listed snapshot does or does not belong to the definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -202,7 +202,7 @@ fn parse_name_time(stamp: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::SnapshotStatus;
+    use crate::domain::SnapshotStatus;
     use chrono::{TimeZone, Utc};
 
     fn snap(name: &str) -> RemoteSnapshot {

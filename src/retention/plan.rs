@@ -24,7 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Serialize, Serializer};
 
 use super::ownership::{Candidate, Ownership};
-use crate::provider::{RemoteSnapshot, SnapshotStatus};
+use crate::domain::{RemoteSnapshot, SnapshotStatus};
 
 /// A definition's retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

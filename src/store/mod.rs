@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::model::{Definition, DefinitionSpec, Identity, Source};
+use crate::domain::definition::{Definition, DefinitionSpec, Identity, Source};
 
 pub mod runs;
 pub mod snapshots;

@@ -3,62 +3,11 @@
 //! a snapshot with no row is never ours unless adopted by the strict name rule.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{identity_from_row, parse_ts, ts_ms, Store, StoreResult};
-use crate::model::Identity;
-use crate::provider::RemoteSnapshot;
-
-/// The lifecycle of a recorded snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordState {
-    /// Exists at the provider as far as we know.
-    Present,
-    /// We deleted it (pruning).
-    Deleted,
-    /// The provider stopped listing it (deleted by hand).
-    Gone,
-}
-
-impl RecordState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordState::Present => "present",
-            RecordState::Deleted => "deleted",
-            RecordState::Gone => "gone",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "present" => Some(RecordState::Present),
-            "deleted" => Some(RecordState::Deleted),
-            "gone" => Some(RecordState::Gone),
-            _ => None,
-        }
-    }
-}
-
-/// One recorded snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SnapshotRecord {
-    #[serde(flatten)]
-    pub identity: Identity,
-    /// The snapshot's name (`identity.name` is the definition's).
-    pub snapshot: String,
-    pub remote_id: Option<String>,
-    pub run_id: Option<i64>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub size_bytes: Option<i64>,
-    pub state: RecordState,
-    pub adopted: bool,
-    pub recorded_at: DateTime<Utc>,
-    pub deleted_at: Option<DateTime<Utc>>,
-    pub delete_reason: Option<String>,
-}
+use crate::domain::{Identity, RecordState, RemoteSnapshot, SnapshotRecord};
 
 fn record_from_row(row: &SqliteRow) -> StoreResult<SnapshotRecord> {
     let state: String = row.try_get("state")?;

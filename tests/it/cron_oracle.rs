@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use snapsched::schedule::{expand_hashes, format_in_zone, Schedule};
+use snapsched::domain::schedule::{expand_hashes, format_in_zone, Schedule};
 
 const ZONES: [&str; 7] = [
     "Europe/Bratislava",

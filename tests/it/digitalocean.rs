@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
 use snapsched::provider::ratelimit::{ManualClock, RateLimiter, RateLimits};
 use snapsched::provider::{
-    CreateOutcome, CreateRequest, ErrorClass, PollOutcome, Provider, ProviderError, RemoteSnapshot,
-    Target,
+    CreateOutcome, CreateRequest, ErrorClass, PollOutcome, Provider, ProviderError,
 };
 use snapsched::secret::Secret;
 use snapsched_fake_api::digitalocean::{

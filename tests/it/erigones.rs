@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use snapsched::domain::{RemoteSnapshot, SnapshotStatus, Target};
 use snapsched::provider::erigones::{Erigones, ErigonesDefinition, ErigonesSettings};
 use snapsched::provider::{
     CreateOutcome, CreateRequest, ErrorClass, PollOutcome, PollPolicy, Provider, ProviderError,
-    RemoteSnapshot, SnapshotStatus, Target,
 };
 use snapsched::secret::Secret;
 use snapsched_fake_api::erigones::{

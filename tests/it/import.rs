@@ -409,7 +409,7 @@ fn nothing_listed_is_a_quiet_success() {
 /// The store half of the import: one transaction, existing rows untouched.
 mod store_batch {
     use chrono::Utc;
-    use snapsched::model::{DefinitionSpec, Identity, Source};
+    use snapsched::domain::definition::{DefinitionSpec, Identity, Source};
     use snapsched::store::Store;
 
     fn spec(name: &str, retention: u32) -> DefinitionSpec {

@@ -180,7 +180,7 @@ fn owned_in_store(db: &std::path::Path) -> i64 {
         let store = snapsched::store::Store::open(db)
             .await
             .expect("store opens");
-        let id = snapsched::model::Identity {
+        let id = snapsched::domain::definition::Identity {
             provider: "lab".into(),
             target: "web01".into(),
             disk_id: 1,
@@ -325,10 +325,11 @@ fn parser_rejects_garbage() {
 mod gauges_from_store {
     use chrono::{TimeDelta, TimeZone, Utc};
     use snapsched::definition_gauges::{DefinitionGauges, DefinitionValues};
-    use snapsched::model::{DefinitionSpec, Identity, Source};
-    use snapsched::provider::{RemoteSnapshot, SnapshotStatus};
-    use snapsched::store::runs::{Claim, RunState, Trigger, Update};
-    use snapsched::store::snapshots::RecordState;
+    use snapsched::domain::definition::{DefinitionSpec, Identity, Source};
+    use snapsched::domain::RecordState;
+    use snapsched::domain::{Claim, RunState, Trigger};
+    use snapsched::domain::{RemoteSnapshot, SnapshotStatus};
+    use snapsched::store::runs::Update;
     use snapsched::store::Store;
 
     fn spec(target: &str, schedule: &str, active: bool) -> DefinitionSpec {

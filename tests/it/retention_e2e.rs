@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use snapsched::model::{DefinitionSpec, Identity};
+use snapsched::domain::definition::{DefinitionSpec, Identity};
+use snapsched::domain::RecordState;
+use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::fake::{Call, FakeProvider};
-use snapsched::provider::{
-    CreateOutcome, CreateRequest, PollOutcome, Provider, ProviderError, RemoteSnapshot, Target,
-};
+use snapsched::provider::{CreateOutcome, CreateRequest, PollOutcome, Provider, ProviderError};
 use snapsched::prune;
 use snapsched::run::snapshot_name;
-use snapsched::store::snapshots::RecordState;
 use snapsched::store::Store;
 use tempfile::TempDir;
 

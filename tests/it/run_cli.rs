@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::Value;
-use snapsched::model::Identity;
-use snapsched::store::runs::{Claim, Trigger};
+use snapsched::domain::definition::Identity;
+use snapsched::domain::{Claim, Trigger};
 use snapsched::store::Store;
 use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle};
 

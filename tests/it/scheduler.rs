@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use snapsched::clock::Clock;
-use snapsched::model::{DefinitionSpec, RawDefinition, Source};
+use snapsched::domain::definition::{DefinitionSpec, RawDefinition, Source};
+use snapsched::domain::ProviderKind;
+use snapsched::domain::{Run, RunState, Trigger};
 use snapsched::provider::fake::{Call, FakeProvider};
-use snapsched::provider::{PollPolicy, ProviderError, ProviderKind};
+use snapsched::provider::{PollPolicy, ProviderError};
 use snapsched::run::snapshot_name;
 use snapsched::scheduler::{Providers, Scheduler, Settings};
-use snapsched::store::runs::{Run, RunState, Trigger};
 use snapsched::store::Store;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -257,7 +258,8 @@ async fn fires_exactly_at_the_slot_once_per_slot() {
             Some(snapshot_name("hourly", r.slot).as_str())
         );
     }
-    let target = snapsched::model::parse_target("web01", ProviderKind::Fake).expect("target");
+    let target =
+        snapsched::domain::definition::parse_target("web01", ProviderKind::Fake).expect("target");
     assert_eq!(
         env.fake.names(&target, id.disk_id),
         vec![
@@ -606,7 +608,8 @@ async fn definition_changes_in_the_store_are_picked_up_while_running() {
 /// A run of `def` at `slot` left in `creating`, as a process that died after
 /// sending the create request leaves it; returns the snapshot name it sent.
 async fn left_creating(env: &Env, def: &DefinitionSpec, slot: DateTime<Utc>) -> String {
-    use snapsched::store::runs::{Claim, Update};
+    use snapsched::domain::Claim;
+    use snapsched::store::runs::Update;
 
     env.store
         .insert_definition(def, Source::Cli, None, slot)
@@ -641,7 +644,7 @@ async fn left_creating(env: &Env, def: &DefinitionSpec, slot: DateTime<Utc>) -> 
 
 #[tokio::test]
 async fn a_run_resumed_after_run_timeout_adopts_its_snapshot_or_is_interrupted() {
-    use snapsched::provider::Target;
+    use snapsched::domain::Target;
 
     let env = env(Duration::ZERO).await;
     let slot = utc(2026, 1, 10, 1, 0, 0);
@@ -733,15 +736,15 @@ async fn a_run_of_a_since_deactivated_definition_is_still_finished() {
     assert_eq!(h[0].state, RunState::Succeeded, "{h:#?}");
     assert_eq!(
         env.fake
-            .names(&snapsched::provider::Target::Vm("web01".to_owned()), 1),
+            .names(&snapsched::domain::Target::Vm("web01".to_owned()), 1),
         vec![name]
     );
 }
 
 #[tokio::test]
 async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones() {
-    use snapsched::model::Identity;
-    use snapsched::store::runs::Claim;
+    use snapsched::domain::definition::Identity;
+    use snapsched::domain::Claim;
 
     let env = env(Duration::ZERO).await;
     let slot = utc(2026, 1, 10, 1, 0, 0);

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{RemoteSnapshot, SnapshotStatus};
+use crate::domain::{RemoteSnapshot, SnapshotStatus};
 
 /// Droplet snapshot ids are integers, volume snapshot ids UUID strings, and
 /// `/v2/snapshots` returns both as strings: accept either.

@@ -20,9 +20,10 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::domain::{RemoteSnapshot, SnapshotStatus, Target};
 use crate::provider::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderResult, RemoteSnapshot, SnapshotStatus, Target,
+    ProviderResult,
 };
 use crate::secret::Secret;
 

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;
+use crate::domain::Target;
 use crate::provider::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderResult, Target,
+    ProviderResult,
 };
 
 /// A minimal in-memory provider: holds snapshots, deletes them, can be told

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::provider::{RemoteSnapshot, SnapshotStatus};
+use crate::domain::{RemoteSnapshot, SnapshotStatus};
 
 const DAY: i64 = 86_400;
 

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::provider::{ProviderKind, Target};
-use crate::schedule::Schedule;
+use super::schedule::Schedule;
+use super::target::{ProviderKind, Target};
 
 /// Longest definition name in general.
 pub const NAME_MAX: usize = 64;
@@ -365,7 +365,7 @@ impl RawDefinition {
                 .ok()
         });
         let defaults = match (&self.schedule, self.retention) {
-            (None, None) => crate::schedule::erigones_default(&self.name),
+            (None, None) => super::schedule::erigones_default(&self.name),
             _ => None,
         };
         let schedule = match (&self.schedule, defaults) {

@@ -1,0 +1,15 @@
+//! The domain: definitions, their identity and target, runs, snapshots and
+//! schedules. This tree imports nothing else of the crate; every other layer
+//! (store, providers, engine, CLI) speaks in these types.
+
+pub mod definition;
+pub mod run;
+pub mod schedule;
+pub mod snapshot;
+pub mod target;
+
+pub use definition::{Definition, DefinitionSpec, FieldError, Identity, RawDefinition, Source};
+pub use run::{Claim, Run, RunState, Trigger};
+pub use schedule::Schedule;
+pub use snapshot::{RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus};
+pub use target::{ProviderKind, Target};

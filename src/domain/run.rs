@@ -1,0 +1,148 @@
+//! Runs: one attempt to take (or prune) a definition's snapshot for a slot.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::definition::Identity;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Pending,
+    Creating,
+    Waiting,
+    Pruning,
+    Succeeded,
+    Failed,
+    Skipped,
+    Missed,
+    Interrupted,
+}
+
+impl RunState {
+    pub const ACTIVE: [RunState; 4] = [
+        RunState::Pending,
+        RunState::Creating,
+        RunState::Waiting,
+        RunState::Pruning,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::Creating => "creating",
+            RunState::Waiting => "waiting",
+            RunState::Pruning => "pruning",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Skipped => "skipped",
+            RunState::Missed => "missed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RunState::Pending,
+            RunState::Creating,
+            RunState::Waiting,
+            RunState::Pruning,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Skipped,
+            RunState::Missed,
+            RunState::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        !Self::ACTIVE.contains(&self)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The slot came.
+    Schedule,
+    /// The most recent missed slot, run late within the catch-up deadline.
+    Catchup,
+    /// `snapsched run`.
+    Manual,
+    /// `snapsched prune`.
+    Prune,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Catchup => "catchup",
+            Trigger::Manual => "manual",
+            Trigger::Prune => "prune",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "schedule" => Some(Trigger::Schedule),
+            "catchup" => Some(Trigger::Catchup),
+            "manual" => Some(Trigger::Manual),
+            "prune" => Some(Trigger::Prune),
+            _ => None,
+        }
+    }
+}
+
+/// One run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: i64,
+    #[serde(flatten)]
+    pub identity: Identity,
+    pub slot: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub snapshot_name: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub operation_id: Option<String>,
+    pub attempts: u32,
+    pub missed_count: Option<u32>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub owner_pid: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// Wall time from start to finish, when both are known.
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        Some(self.finished_at? - self.started_at.unwrap_or(self.created_at))
+    }
+}
+
+/// The outcome of trying to claim a slot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// A new pending run.
+    Claimed(Run),
+    /// This slot already has a run (another process, or before a restart).
+    AlreadyRan,
+    /// Another run of this definition is in flight.
+    Busy(Run),
+}

@@ -1,0 +1,84 @@
+//! Snapshots: as a provider lists them, and as snapsched records them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::definition::Identity;
+
+/// Readiness of a snapshot as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatus {
+    /// Usable; the only status retention counts.
+    Ok,
+    /// Being created or deleted.
+    Pending,
+    /// Erigones: being rolled back to.
+    Rollback,
+    /// Erigones: lost.
+    Lost,
+}
+
+/// One snapshot as listed by a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteSnapshot {
+    /// The provider's id (DigitalOcean: integer or UUID as a string;
+    /// Erigones: the snapshot name, which is unique per disk).
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub status: SnapshotStatus,
+    /// Size in bytes, when the provider says.
+    pub size_bytes: Option<u64>,
+    /// Free text the provider keeps with the snapshot (Erigones `note`).
+    pub note: Option<String>,
+}
+
+/// The lifecycle of a recorded snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    /// Exists at the provider as far as we know.
+    Present,
+    /// We deleted it (pruning).
+    Deleted,
+    /// The provider stopped listing it (deleted by hand).
+    Gone,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Present => "present",
+            RecordState::Deleted => "deleted",
+            RecordState::Gone => "gone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "present" => Some(RecordState::Present),
+            "deleted" => Some(RecordState::Deleted),
+            "gone" => Some(RecordState::Gone),
+            _ => None,
+        }
+    }
+}
+
+/// One recorded snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotRecord {
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// The snapshot's name (`identity.name` is the definition's).
+    pub snapshot: String,
+    pub remote_id: Option<String>,
+    pub run_id: Option<i64>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub size_bytes: Option<i64>,
+    pub state: RecordState,
+    pub adopted: bool,
+    pub recorded_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub delete_reason: Option<String>,
+}
