@@ -19,8 +19,11 @@ use sqlx::Row;
 
 use crate::domain::definition::{Definition, DefinitionSpec, Identity, Source};
 
+pub mod location;
 pub mod runs;
 pub mod snapshots;
+
+pub use location::Location;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
