@@ -140,16 +140,15 @@ impl DefinitionGauges {
         for def in defs.into_iter().filter(|d| d.spec.active) {
             let spec = def.spec;
             let zone = spec.zone(self.default_tz);
-            let key = (spec.schedule.clone(), spec.identity.hash_key(), zone);
+            let key = (
+                spec.schedule.source().to_owned(),
+                spec.identity.hash_key(),
+                zone,
+            );
             let interval = match self.intervals.get(&key) {
                 Some(i) => *i,
                 None => {
-                    // A schedule the store holds was validated on the way in;
-                    // one that no longer parses is the scheduler's to report.
-                    let i = spec
-                        .parsed_schedule()
-                        .ok()
-                        .and_then(|s| nominal_interval(&s, zone, now));
+                    let i = nominal_interval(&spec.schedule, zone, now);
                     self.intervals.insert(key.clone(), i);
                     i
                 }

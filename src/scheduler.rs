@@ -309,13 +309,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     continue;
                 }
             }
-            let schedule = match def.spec.parsed_schedule() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(definition = %id, "{e}; definition not scheduled");
-                    continue;
-                }
-            };
+            let schedule = def.spec.schedule.clone();
             let target = match parse_target(&id.target, *kind) {
                 Ok(t) => t,
                 Err(e) => {

@@ -112,9 +112,8 @@ pub fn view(def: Definition, default_tz: Tz, now: DateTime<Utc>) -> DefinitionVi
     let zone = def.spec.zone(default_tz);
     let next_fire = if def.spec.active {
         def.spec
-            .parsed_schedule()
-            .ok()
-            .and_then(|s| s.next_after(now, zone))
+            .schedule
+            .next_after(now, zone)
             .map(|t| t.with_timezone(&zone).to_rfc3339())
     } else {
         None
@@ -225,8 +224,9 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
         };
         let result: Result<(), String> = match key {
             "schedule" => {
-                spec.schedule = value.trim().to_owned();
-                spec.parsed_schedule().map(|_| ()).map_err(|e| e.to_string())
+                spec.parse_schedule(value)
+                    .map(|s| spec.schedule = s)
+                    .map_err(|e| e.to_string())
             }
             "timezone" | "tz" => {
                 if value.is_empty() {
@@ -234,7 +234,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     Ok(())
                 } else {
                     definition::parse_timezone(value)
-                        .map(|_| spec.timezone = Some(value.to_owned()))
+                        .map(|z| spec.timezone = Some(z))
                         .map_err(|e| e.to_string())
                 }
             }
@@ -277,12 +277,6 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
             errors.push(e);
         }
     }
-    // A schedule is evaluated in context: re-check after all changes.
-    if errors.is_empty() {
-        if let Err(e) = spec.parsed_schedule() {
-            errors.push(e.to_string());
-        }
-    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -298,7 +292,7 @@ fn print_one(v: &DefinitionView) {
         ("provider", s.identity.provider.clone()),
         ("target", s.identity.target.clone()),
         ("disk", s.identity.disk_id.to_string()),
-        ("schedule", s.schedule.clone()),
+        ("schedule", s.schedule.source().to_owned()),
         ("timezone", v.zone.clone()),
         ("retention", s.retention.to_string()),
         ("active", s.active.to_string()),
@@ -447,7 +441,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
                         s.identity.provider.clone(),
                         s.identity.target.clone(),
                         s.identity.disk_id.to_string(),
-                        s.schedule.clone(),
+                        s.schedule.source().to_owned(),
                         v.zone.clone(),
                         s.retention.to_string(),
                         if s.active { "yes" } else { "no" }.into(),

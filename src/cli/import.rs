@@ -60,7 +60,7 @@ pub struct ErigonesImportArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A new snapsched definition.
-    Create(DefinitionSpec),
+    Create(Box<DefinitionSpec>),
     /// Left out, with the reason.
     Skip(String),
 }
@@ -96,7 +96,7 @@ pub fn plan(
                     } else if !seen.insert(spec.identity.clone()) {
                         Action::Skip("listed twice by Erigones; imported once".to_owned())
                     } else {
-                        Action::Create(spec)
+                        Action::Create(Box::new(spec))
                     }
                 }
             };
@@ -389,7 +389,7 @@ async fn run_erigones(args: ErigonesImportArgs, ctx: &Context) -> CliResult {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match &p.action {
-                Action::Create(spec) => Some((i, spec.clone())),
+                Action::Create(spec) => Some((i, (**spec).clone())),
                 Action::Skip(_) => None,
             })
             .unzip();
@@ -458,8 +458,8 @@ mod tests {
             panic!("not created: {planned:?}");
         };
         assert_eq!(spec.identity, identity("web01", "daily", 2));
-        assert_eq!(spec.schedule, "30 5 * * *");
-        assert_eq!(spec.timezone.as_deref(), Some("UTC"));
+        assert_eq!(spec.schedule.source(), "30 5 * * *");
+        assert_eq!(spec.timezone.map(|z| z.name()), Some("UTC"));
         assert_eq!(spec.retention, 7);
         assert_eq!(spec.desc, "daily of web01");
         assert!(spec.fsfreeze);

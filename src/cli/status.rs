@@ -43,7 +43,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             .and_then(|r| r.error.clone());
         out.push(DefinitionStatus {
             active: view.definition.spec.active,
-            schedule: view.definition.spec.schedule.clone(),
+            schedule: view.definition.spec.schedule.source().to_owned(),
             timezone: view.zone.clone(),
             next_fire: view.next_fire.clone(),
             snapshots: store.owned_count(&id).await?,

@@ -281,10 +281,15 @@ impl fmt::Display for Identity {
 pub struct DefinitionSpec {
     #[serde(flatten)]
     pub identity: Identity,
-    /// The schedule expression as written (validated).
-    pub schedule: String,
+    /// The parsed target; `identity.target` is its canonical text.
+    #[serde(skip)]
+    pub target: Target,
+    /// The parsed schedule (shown as written).
+    #[serde(serialize_with = "schedule_source")]
+    pub schedule: Schedule,
     /// IANA zone; `None` means the daemon's default zone.
-    pub timezone: Option<String>,
+    #[serde(serialize_with = "zone_name")]
+    pub timezone: Option<Tz>,
     pub retention: u32,
     pub active: bool,
     pub desc: String,
@@ -300,18 +305,17 @@ pub struct DefinitionSpec {
 }
 
 impl DefinitionSpec {
-    /// Parse the schedule in the context of this definition's identity.
-    pub fn parsed_schedule(&self) -> Result<Schedule, FieldError> {
-        Schedule::parse(&self.schedule, &self.identity.hash_key())
-            .map_err(|e| FieldError::new("schedule", format!("'{}': {e}", self.schedule)))
+    /// Parse `expr` as this definition's schedule: `H` fields hash its
+    /// identity.
+    pub fn parse_schedule(&self, expr: &str) -> Result<Schedule, FieldError> {
+        let expr = expr.trim();
+        Schedule::parse(expr, &self.identity.hash_key())
+            .map_err(|e| FieldError::new("schedule", format!("'{expr}': {e}")))
     }
 
     /// The zone the schedule is evaluated in.
     pub fn zone(&self, default: Tz) -> Tz {
-        self.timezone
-            .as_deref()
-            .and_then(|z| z.parse().ok())
-            .unwrap_or(default)
+        self.timezone.unwrap_or(default)
     }
 }
 
@@ -383,6 +387,7 @@ impl RawDefinition {
         // reports every problem. `H` fields hash the identity; parts that did
         // not parse stand in as written, which only matters for a definition
         // that is refused anyway.
+        let mut parsed_schedule = None;
         if let Some(expr) = &schedule {
             let hash_key = Identity {
                 provider: self.provider.clone(),
@@ -393,8 +398,9 @@ impl RawDefinition {
                 name: name.clone().unwrap_or_else(|| self.name.clone()),
             }
             .hash_key();
-            if let Err(e) = Schedule::parse(expr, &hash_key) {
-                errors.push(FieldError::new("schedule", format!("'{expr}': {e}")));
+            match Schedule::parse(expr, &hash_key) {
+                Ok(parsed) => parsed_schedule = Some(parsed),
+                Err(e) => errors.push(FieldError::new("schedule", format!("'{expr}': {e}"))),
             }
         }
         let retention = match (self.retention, defaults) {
@@ -408,9 +414,10 @@ impl RawDefinition {
                 None
             }
         };
-        if let Some(tz) = &self.timezone {
-            let _ = parse_timezone(tz).map_err(|e| errors.push(e));
-        }
+        let timezone = match &self.timezone {
+            Some(tz) => parse_timezone(tz).map_err(|e| errors.push(e)).ok(),
+            None => None,
+        };
         let desc = parse_desc(self.desc.as_deref().unwrap_or(""))
             .map_err(|e| errors.push(e))
             .ok();
@@ -444,7 +451,7 @@ impl RawDefinition {
         }
         let tags = self.tags.clone().unwrap_or_default();
         let (Some(name), Some(target), Some(disk_id), Some(schedule), Some(retention), Some(desc)) =
-            (name, target, disk_id, schedule, retention, desc)
+            (name, target, disk_id, parsed_schedule, retention, desc)
         else {
             return Err(errors);
         };
@@ -455,8 +462,9 @@ impl RawDefinition {
                 disk_id,
                 name,
             },
+            target,
             schedule,
-            timezone: self.timezone.clone(),
+            timezone,
             retention,
             active: self.active.unwrap_or(true),
             desc,
@@ -470,6 +478,17 @@ impl RawDefinition {
         } else {
             Err(errors)
         }
+    }
+}
+
+fn schedule_source<S: serde::Serializer>(schedule: &Schedule, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(schedule.source())
+}
+
+fn zone_name<S: serde::Serializer>(zone: &Option<Tz>, s: S) -> Result<S::Ok, S::Error> {
+    match zone {
+        Some(z) => s.serialize_str(z.name()),
+        None => s.serialize_none(),
     }
 }
 
@@ -635,7 +654,7 @@ mod tests {
             ..Default::default()
         };
         let spec = r.validate(ProviderKind::Erigones).unwrap();
-        assert_eq!(spec.schedule, "H H * * *");
+        assert_eq!(spec.schedule.source(), "H H * * *");
         assert_eq!(spec.retention, 30);
         let r = RawDefinition {
             name: "nightly".into(),

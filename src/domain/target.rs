@@ -52,3 +52,20 @@ impl fmt::Display for Target {
         }
     }
 }
+
+impl Target {
+    /// Read back a target from its canonical text (its `Display`), as stored.
+    /// The text was validated for its provider kind when the definition was
+    /// made; the prefixes are unambiguous, so no kind is needed here.
+    pub fn from_canonical(text: &str) -> Option<Target> {
+        if let Some(id) = text.strip_prefix("droplet:") {
+            id.parse().ok().map(Target::Droplet)
+        } else if let Some(id) = text.strip_prefix("volume:") {
+            uuid::Uuid::parse_str(id).ok().map(Target::Volume)
+        } else if text.is_empty() {
+            None
+        } else {
+            Some(Target::Vm(text.to_owned()))
+        }
+    }
+}

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::domain::definition::{Definition, DefinitionSpec, Identity, Source};
+use crate::domain::{Schedule, Target};
 
 pub mod location;
 pub mod runs;
@@ -420,8 +421,8 @@ async fn insert_in(
     .bind(&spec.identity.target)
     .bind(spec.identity.disk_id)
     .bind(&spec.identity.name)
-    .bind(&spec.schedule)
-    .bind(&spec.timezone)
+    .bind(spec.schedule.source())
+    .bind(spec.timezone.map(|z| z.name()))
     .bind(spec.retention)
     .bind(spec.active)
     .bind(&spec.desc)
@@ -459,8 +460,8 @@ async fn update_in(
              source_path = COALESCE(?10, source_path), updated_at = ?11
          WHERE provider = ?12 AND target = ?13 AND disk_id = ?14 AND name = ?15",
     )
-    .bind(&spec.schedule)
-    .bind(&spec.timezone)
+    .bind(spec.schedule.source())
+    .bind(spec.timezone.map(|z| z.name()))
     .bind(spec.retention)
     .bind(spec.active)
     .bind(&spec.desc)
@@ -497,17 +498,32 @@ fn definition_from_row(row: &SqliteRow) -> StoreResult<Definition> {
             .try_get::<Option<i64>, _>(col)?
             .map(|s| Duration::from_secs(s.max(0) as u64)))
     };
+    let identity = Identity {
+        provider: row.try_get("provider")?,
+        target: row.try_get("target")?,
+        disk_id: row.try_get::<i64, _>("disk_id")? as u32,
+        name: row.try_get("name")?,
+    };
+    let corrupt = |what: String| StoreError::Corrupt(format!("definition {identity}: {what}"));
+    let target = Target::from_canonical(&identity.target)
+        .ok_or_else(|| corrupt(format!("target '{}'", identity.target)))?;
+    let expr: String = row.try_get("schedule")?;
+    let schedule = Schedule::parse(&expr, &identity.hash_key())
+        .map_err(|e| corrupt(format!("schedule '{expr}': {e}")))?;
+    let timezone = row
+        .try_get::<Option<String>, _>("timezone")?
+        .map(|z| {
+            z.parse::<chrono_tz::Tz>()
+                .map_err(|_| corrupt(format!("time zone '{z}'")))
+        })
+        .transpose()?;
     Ok(Definition {
         id: row.try_get("id")?,
         spec: DefinitionSpec {
-            identity: Identity {
-                provider: row.try_get("provider")?,
-                target: row.try_get("target")?,
-                disk_id: row.try_get::<i64, _>("disk_id")? as u32,
-                name: row.try_get("name")?,
-            },
-            schedule: row.try_get("schedule")?,
-            timezone: row.try_get("timezone")?,
+            identity,
+            target,
+            schedule,
+            timezone,
             retention: row.try_get::<i64, _>("retention")? as u32,
             active: row.try_get("active")?,
             desc: row.try_get("desc")?,

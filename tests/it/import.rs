@@ -409,27 +409,23 @@ fn nothing_listed_is_a_quiet_success() {
 /// The store half of the import: one transaction, existing rows untouched.
 mod store_batch {
     use chrono::Utc;
-    use snapsched::domain::definition::{DefinitionSpec, Identity, Source};
+    use snapsched::domain::definition::{DefinitionSpec, RawDefinition, Source};
+    use snapsched::domain::ProviderKind;
     use snapsched::store::Store;
 
     fn spec(name: &str, retention: u32) -> DefinitionSpec {
-        DefinitionSpec {
-            identity: Identity {
-                provider: "dc1".to_owned(),
-                target: super::WEB.to_owned(),
-                disk_id: 1,
-                name: name.to_owned(),
-            },
-            schedule: "30 5 * * *".to_owned(),
+        RawDefinition {
+            name: name.to_owned(),
+            provider: "dc1".to_owned(),
+            target: super::WEB.to_owned(),
+            schedule: Some("30 5 * * *".to_owned()),
             timezone: Some("UTC".to_owned()),
-            retention,
-            active: false,
-            desc: String::new(),
-            fsfreeze: false,
-            max_age: None,
-            catch_up_deadline: None,
-            tags: Vec::new(),
+            retention: Some(i64::from(retention)),
+            active: Some(false),
+            ..RawDefinition::default()
         }
+        .validate(ProviderKind::Erigones)
+        .expect("definition is valid")
     }
 
     async fn store_with_daily() -> (tempfile::TempDir, Store) {
@@ -481,7 +477,10 @@ mod store_batch {
                 &[
                     spec("hourly", 24),
                     spec("daily", 30),
-                    spec("monthly", 70_000),
+                    DefinitionSpec {
+                        retention: 70_000,
+                        ..spec("monthly", 7)
+                    },
                 ],
                 Source::Cli,
                 Utc::now(),

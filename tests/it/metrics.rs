@@ -325,7 +325,8 @@ fn parser_rejects_garbage() {
 mod gauges_from_store {
     use chrono::{TimeDelta, TimeZone, Utc};
     use snapsched::definition_gauges::{DefinitionGauges, DefinitionValues};
-    use snapsched::domain::definition::{DefinitionSpec, Identity, Source};
+    use snapsched::domain::definition::{DefinitionSpec, Identity, RawDefinition, Source};
+    use snapsched::domain::ProviderKind;
     use snapsched::domain::RecordState;
     use snapsched::domain::{Claim, RunState, Trigger};
     use snapsched::domain::{RemoteSnapshot, SnapshotStatus};
@@ -333,23 +334,17 @@ mod gauges_from_store {
     use snapsched::store::Store;
 
     fn spec(target: &str, schedule: &str, active: bool) -> DefinitionSpec {
-        DefinitionSpec {
-            identity: Identity {
-                provider: "fake".into(),
-                target: target.into(),
-                disk_id: 1,
-                name: "daily".into(),
-            },
-            schedule: schedule.into(),
-            timezone: None,
-            retention: 7,
-            active,
-            desc: String::new(),
-            fsfreeze: false,
-            max_age: None,
-            catch_up_deadline: None,
-            tags: Vec::new(),
+        RawDefinition {
+            name: "daily".into(),
+            provider: "fake".into(),
+            target: target.into(),
+            schedule: Some(schedule.into()),
+            retention: Some(7),
+            active: Some(active),
+            ..RawDefinition::default()
         }
+        .validate(ProviderKind::Fake)
+        .expect("definition is valid")
     }
 
     async fn finish(store: &Store, id: &Identity, at: chrono::DateTime<Utc>, state: RunState) {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use snapsched::domain::definition::{DefinitionSpec, Identity};
+use snapsched::domain::definition::{DefinitionSpec, RawDefinition};
+use snapsched::domain::ProviderKind;
 use snapsched::domain::RecordState;
 use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::fake::{Call, FakeProvider};
@@ -38,23 +39,21 @@ async fn env() -> Env {
 }
 
 fn spec_on(provider: &str, target: &str, name: &str, retention: u32) -> DefinitionSpec {
-    DefinitionSpec {
-        identity: Identity {
-            provider: provider.to_owned(),
-            target: target.to_owned(),
-            disk_id: 1,
-            name: name.to_owned(),
-        },
-        schedule: "0 0 * * *".to_owned(),
-        timezone: None,
-        retention,
-        active: true,
-        desc: String::new(),
-        fsfreeze: false,
-        max_age: None,
-        catch_up_deadline: None,
-        tags: Vec::new(),
+    let kind = if target.contains(':') {
+        ProviderKind::DigitalOcean
+    } else {
+        ProviderKind::Fake
+    };
+    RawDefinition {
+        name: name.to_owned(),
+        provider: provider.to_owned(),
+        target: target.to_owned(),
+        schedule: Some("0 0 * * *".to_owned()),
+        retention: Some(i64::from(retention)),
+        ..RawDefinition::default()
     }
+    .validate(kind)
+    .expect("definition is valid")
 }
 
 fn spec(name: &str, retention: u32) -> DefinitionSpec {
