@@ -10,14 +10,16 @@ use crate::daemon;
 use crate::scheduler::Status;
 
 pub async fn run(ctx: &Context) -> CliResult {
+    // Handlers first: a SIGTERM that arrives while the configuration and the
+    // store are still loading must stop the daemon cleanly, not kill it.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.into()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::Runtime(e.into()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| CliError::Runtime(e.into()))?;
     // Validate before logging is set up so config errors print plainly.
     let cfg = ctx.config()?;
     crate::logging::init(&cfg.daemon.log_level, cfg.daemon.log_format);
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.into()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::Runtime(e.into()))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| CliError::Runtime(e.into()))?;
     let stop = shutdown.clone();
     tokio::spawn(async move {
         loop {

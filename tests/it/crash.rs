@@ -220,8 +220,18 @@ async fn wait_for_runs(
     }
 }
 
-/// SIGTERM the daemon and require a clean exit.
-fn stop_daemon(mut child: Child, env: &TestEnv) {
+/// SIGTERM the daemon once it has started and require a clean exit.
+fn stop_daemon(mut child: Child, env: &TestEnv, round: usize) {
+    let log = env.path().join(format!("round-{round}.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("scheduler started")) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start within 60s\n{}",
+            logs(env)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -294,7 +304,7 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
         assert!(Instant::now() < deadline, "provider actions never ended");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop_daemon(child, env_ref);
+    stop_daemon(child, env_ref, rounds);
 
     let runs = runs(&db).await;
     let recorded = recorded(&db).await;
@@ -406,7 +416,7 @@ async fn sigterm_leaves_a_waiting_run_resumable_and_the_next_start_finishes_it()
         |all| all.iter().filter(|r| r.state == "waiting").count() == DROPLETS.len(),
     )
     .await;
-    stop_daemon(child, env_ref);
+    stop_daemon(child, env_ref, 0);
     let left: Vec<RunRow> = runs(&db)
         .await
         .into_iter()
@@ -428,7 +438,7 @@ async fn sigterm_leaves_a_waiting_run_resumable_and_the_next_start_finishes_it()
         |all| all.iter().all(is_final),
     )
     .await;
-    stop_daemon(child, env_ref);
+    stop_daemon(child, env_ref, 1);
 
     let all = runs(&db).await;
     let succeeded = all.iter().filter(|r| r.state == "succeeded").count();
