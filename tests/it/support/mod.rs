@@ -15,6 +15,8 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod proxy;
+
 /// The binary under test: `$SNAPSCHED_TEST_BIN` when set (to test an
 /// installed or release build, or when several checkouts share one target
 /// directory and overwrite each other's `target/debug/snapsched`), else the
