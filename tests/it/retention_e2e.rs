@@ -448,8 +448,9 @@ async fn deleting_all_of_a_definitions_snapshots_spares_everything_else() {
 
 mod digitalocean_e2e {
     use super::*;
+    use snapsched::clock::ManualClock;
     use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
-    use snapsched::provider::ratelimit::{ManualClock, RateLimiter};
+    use snapsched::provider::ratelimit::RateLimiter;
     use snapsched::secret::Secret;
     use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle, Resource};
 
