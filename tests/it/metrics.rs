@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::notify::wait_exit;
+use crate::support::fixtures::write_daemon_config;
+use crate::support::process::{signal, wait_exit};
 
 #[derive(Debug)]
 struct Sample {
@@ -151,11 +152,7 @@ impl Daemon {
     }
 
     fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        signal(&self.child, "-TERM");
         let exit = wait_exit(&mut self.child, Duration::from_secs(20));
         assert!(exit.success(), "daemon exited with {exit}");
     }
@@ -195,7 +192,7 @@ fn owned_in_store(db: &std::path::Path) -> i64 {
 #[test]
 fn metrics_scrape_and_healthz() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = crate::notify::write_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let config = write_daemon_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let daily = std::fs::read_to_string(&config).expect("config");
     // Fire every second so runs (and provider requests) happen during the test.
     std::fs::write(&config, daily.replace("0 3 * * *", "* * * * * *")).expect("config");
@@ -332,24 +329,14 @@ mod gauges_from_store {
     use snapsched::store::runs::Update;
     use snapsched::store::Store;
 
+    use crate::support::fixtures;
+
     fn spec(target: &str, schedule: &str, active: bool) -> DefinitionSpec {
-        DefinitionSpec {
-            identity: Identity {
-                provider: "fake".into(),
-                target: target.into(),
-                disk_id: 1,
-                name: "daily".into(),
-            },
-            schedule: schedule.into(),
-            timezone: None,
-            retention: 7,
-            active,
-            desc: String::new(),
-            fsfreeze: false,
-            max_age: None,
-            catch_up_deadline: None,
-            tags: Vec::new(),
-        }
+        fixtures::spec("fake", target, "daily")
+            .schedule(schedule)
+            .retention(7)
+            .active(active)
+            .build()
     }
 
     async fn finish(store: &Store, id: &Identity, at: chrono::DateTime<Utc>, state: RunState) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use snapsched::domain::definition::{DefinitionSpec, Identity};
+use snapsched::domain::definition::DefinitionSpec;
 use snapsched::domain::RecordState;
 use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::fake::{Call, FakeProvider};
@@ -16,6 +16,8 @@ use snapsched::prune;
 use snapsched::run::snapshot_name;
 use snapsched::store::Store;
 use tempfile::TempDir;
+
+use crate::support::fixtures;
 
 const VM: &str = "vm1.example.com";
 
@@ -38,23 +40,9 @@ async fn env() -> Env {
 }
 
 fn spec_on(provider: &str, target: &str, name: &str, retention: u32) -> DefinitionSpec {
-    DefinitionSpec {
-        identity: Identity {
-            provider: provider.to_owned(),
-            target: target.to_owned(),
-            disk_id: 1,
-            name: name.to_owned(),
-        },
-        schedule: "0 0 * * *".to_owned(),
-        timezone: None,
-        retention,
-        active: true,
-        desc: String::new(),
-        fsfreeze: false,
-        max_age: None,
-        catch_up_deadline: None,
-        tags: Vec::new(),
-    }
+    fixtures::spec(provider, target, name)
+        .retention(retention)
+        .build()
 }
 
 fn spec(name: &str, retention: u32) -> DefinitionSpec {
