@@ -1,33 +1,40 @@
-//! Pruning a definition's own snapshots at the provider: the I/O around the
-//! pure planner in [`crate::retention`].
+//! The prune executor: the one pipeline that carries out a plan, for the
+//! prune after a run, `snapsched prune` and `def rm --delete-snapshots`.
+//! The planning itself is pure and lives in [`crate::retention`]; the run
+//! a CLI prune is recorded as lives with the other run code
+//! ([`crate::run::prune_run`]).
 //!
 //! One prune of a definition identity:
 //! 1. read the store's records of the definition's (provider, target, disk);
-//! 2. list the disk at the provider and plan ([`retention::list_and_plan`]);
-//!    a failed listing (a listing that stopped part-way is one) prunes
-//!    nothing and is returned as the error;
-//! 3. bring the store in line with the listing: record adoptions, mark
-//!    snapshots the provider no longer lists as gone, mark reappeared ones
-//!    present again;
-//! 4. unless it is a dry run, delete what the plan deletes and record every
-//!    deletion with its reasons.
+//! 2. list the disk at the provider and plan the [`Intent`]
+//!    ([`list_and_plan`]); a failed listing (a listing that stopped
+//!    part-way is one) prunes nothing and is returned as the error;
+//! 3. unless it is a dry run, bring the store in line with the listing:
+//!    record adoptions, mark snapshots the provider no longer lists as gone,
+//!    mark reappeared ones present again;
+//! 4. unless it is a dry run, delete what the plan deletes ([`execute`])
+//!    and record every deletion with its reasons.
 //!
 //! Invariants: a dry run writes nothing, neither to the provider nor to the
 //! store; only snapshots the planner marks owned are ever sent for deletion;
 //! a deletion is recorded only when the provider confirmed it (or said the
 //! snapshot was already gone).
 
+mod delete;
+#[cfg(test)]
+mod tests;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::definition::{DefinitionSpec, Identity};
-use crate::domain::{RecordState, SnapshotRecord};
+use crate::domain::RecordState;
 use crate::domain::{RemoteSnapshot, Target};
-use crate::provider::{Provider, ProviderError};
-use crate::retention::{
-    self, Decision, Deletion, DeletionOutcome, ListedPlan, Policy, StoreRecords,
-};
+use crate::provider::{Provider, ProviderError, ProviderResult};
+use crate::retention::{self, join_reasons, Decision, Intent, ListedPlan, Policy, StoreRecords};
 use crate::store::{Store, StoreError};
+
+pub use delete::{execute, render_deletions_table, Deletion, DeletionOutcome};
 
 /// Why a prune did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +66,7 @@ pub struct PruneReport {
     pub definition: Identity,
     /// True when nothing was deleted or recorded, only planned.
     pub dry_run: bool,
-    /// The plan: one decision per listed snapshot, oldest first. Empty for
-    /// [`delete_all_snapshots`], which does not plan.
+    /// The plan: one decision per listed snapshot, oldest first.
     pub decisions: Vec<Decision>,
     /// The deletions carried out (empty on a dry run).
     pub deletions: Vec<Deletion>,
@@ -98,22 +104,6 @@ impl PruneReport {
         }
     }
 }
-
-/// The text recorded in the store (and shown) for why a snapshot was deleted.
-pub fn reason_text(deletion: &Deletion) -> String {
-    if deletion.reasons.is_empty() {
-        DEFINITION_REMOVED.to_owned()
-    } else {
-        deletion
-            .reasons
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-const DEFINITION_REMOVED: &str = "definition removed with --delete-snapshots";
 
 fn outcome_text(outcome: &DeletionOutcome) -> String {
     match outcome {
@@ -156,60 +146,8 @@ pub async fn prune<P: Provider>(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> anyhow::Result<PruneReport> {
-    Ok(prune_inner(store, provider, spec, target, now, dry_run).await?)
-}
-
-async fn prune_inner<P: Provider>(
-    store: &Store,
-    provider: &P,
-    spec: &DefinitionSpec,
-    target: &Target,
-    now: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<PruneReport, PruneError> {
-    let id = &spec.identity;
-    let records = store_records(store, id).await?;
-    let ListedPlan {
-        classification,
-        decisions,
-    } = retention::list_and_plan(
-        provider,
-        target,
-        id.disk_id,
-        &records,
-        &id.name,
-        &policy(spec),
-        now,
-    )
-    .await
-    .map_err(|source| {
-        tracing::warn!(definition = %id, error = %source, "listing failed; nothing pruned");
-        PruneError::Listing {
-            target: target.to_string(),
-            disk_id: id.disk_id,
-            source,
-        }
-    })?;
-
-    let adopted: Vec<RemoteSnapshot> = classification.adopted().cloned().collect();
-    let mut report = PruneReport {
-        definition: id.clone(),
-        dry_run,
-        decisions,
-        deletions: Vec::new(),
-        adopted,
-        gone: classification.missing,
-        reappeared: classification.reappeared,
-    };
-    if dry_run {
-        return Ok(report);
-    }
-
-    sync_store(store, id, &report, now).await?;
-    report.deletions = retention::execute(provider, target, id.disk_id, &report.decisions).await;
-    record_deletions(store, id, &report.deletions, now).await?;
-    publish_owned_count(store, id).await;
-    Ok(report)
+    let intent = Intent::Retention(policy(spec));
+    Ok(run(store, provider, spec, target, &intent, now, dry_run).await?)
 }
 
 /// Delete every snapshot of the definition's disk that the definition owns
@@ -223,43 +161,84 @@ pub async fn delete_all_snapshots<P: Provider>(
     target: &Target,
     now: DateTime<Utc>,
 ) -> anyhow::Result<PruneReport> {
+    Ok(run(
+        store,
+        provider,
+        spec,
+        target,
+        &Intent::RemoveAll,
+        now,
+        false,
+    )
+    .await?)
+}
+
+/// The pipeline: list and plan, then (unless `dry_run`) sync the store,
+/// delete and record.
+async fn run<P: Provider>(
+    store: &Store,
+    provider: &P,
+    spec: &DefinitionSpec,
+    target: &Target,
+    intent: &Intent,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport, PruneError> {
     let id = &spec.identity;
     let records = store_records(store, id).await?;
-    let listing = provider
-        .list_snapshots(target, id.disk_id)
-        .await
-        .map_err(|source| PruneError::Listing {
+    let ListedPlan {
+        classification,
+        decisions,
+    } = list_and_plan(
+        provider, target, id.disk_id, &records, &id.name, intent, now,
+    )
+    .await
+    .map_err(|source| {
+        tracing::warn!(definition = %id, error = %source, "listing failed; nothing pruned");
+        PruneError::Listing {
             target: target.to_string(),
             disk_id: id.disk_id,
             source,
-        })?;
-    let classification = retention::classify(&listing, &records, &id.name);
-    let doomed: Vec<Decision> = classification
-        .candidates
-        .iter()
-        .filter(|c| c.ownership.is_owned())
-        .map(|c| Decision {
-            snapshot: c.snapshot.clone(),
-            ownership: c.ownership,
-            keep: false,
-            // No retention rule applies; `reason_text` names the cause.
-            reasons: Vec::new(),
-        })
-        .collect();
+        }
+    })?;
+
     let mut report = PruneReport {
         definition: id.clone(),
-        dry_run: false,
-        decisions: Vec::new(),
+        dry_run,
+        decisions,
         deletions: Vec::new(),
         adopted: classification.adopted().cloned().collect(),
         gone: classification.missing,
         reappeared: classification.reappeared,
     };
+    if dry_run {
+        return Ok(report);
+    }
+
     sync_store(store, id, &report, now).await?;
-    report.deletions = retention::execute(provider, target, id.disk_id, &doomed).await;
+    report.deletions = execute(provider, target, id.disk_id, &report.decisions).await;
     record_deletions(store, id, &report.deletions, now).await?;
     publish_owned_count(store, id).await;
     Ok(report)
+}
+
+/// List (`target`, `disk_id`) and plan `intent` for `definition` from the
+/// listing. A listing error is returned as is and yields no plan at all:
+/// the provider contract makes a listing that stopped part-way an error, so
+/// nothing is ever planned from an incomplete view.
+pub async fn list_and_plan<P: Provider>(
+    provider: &P,
+    target: &Target,
+    disk_id: u32,
+    store: &StoreRecords,
+    definition: &str,
+    intent: &Intent,
+    now: DateTime<Utc>,
+) -> ProviderResult<ListedPlan> {
+    let listing = provider.list_snapshots(target, disk_id).await?;
+    Ok(retention::plan_listing(
+        &listing, store, definition, intent, now,
+    ))
 }
 
 /// Set the definition's snapshot gauge from the store, which the listing
@@ -278,24 +257,7 @@ pub async fn store_records(store: &Store, id: &Identity) -> Result<StoreRecords,
     let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
         .await?;
-    Ok(records_for(id, &records))
-}
-
-/// Split the records of one (provider, target, disk) into `id`'s own (live
-/// or gone) and everyone else's.
-pub fn records_for(id: &Identity, records: &[SnapshotRecord]) -> StoreRecords {
-    let mut out = StoreRecords::default();
-    for r in records {
-        let set = if r.identity != *id {
-            &mut out.others
-        } else if r.state == RecordState::Present {
-            &mut out.live
-        } else {
-            &mut out.gone
-        };
-        set.insert(r.snapshot.clone());
-    }
-    out
+    Ok(StoreRecords::of(id, &records))
 }
 
 /// Record adoptions, snapshots gone and snapshots back, before deleting, so
@@ -348,7 +310,7 @@ async fn record_deletions(
         .iter()
         .filter(|d| d.outcome == DeletionOutcome::Done)
     {
-        let reason = reason_text(d);
+        let reason = join_reasons(&d.reasons);
         store
             .mark_snapshot(
                 id,

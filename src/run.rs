@@ -13,6 +13,9 @@
 //! Transient provider errors are retried with exponential backoff and jitter
 //! until `run_timeout`; permanent errors fail the run at once with the
 //! provider's message.
+//!
+//! A prune run (`snapsched prune`) has a shorter life of its own: see
+//! [`prune_run`].
 
 use std::time::Duration;
 
@@ -29,6 +32,10 @@ use crate::provider::{
 };
 use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
+
+mod prune;
+
+pub use prune::{prune_run, PruneRunEnd, PruneRunError};
 
 /// Settings that shape every run.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,9 @@
 use chrono::Utc;
 use clap::Subcommand;
 
-use super::{print_json, CliResult, Context};
+use super::context::Context;
+use super::output::print_json;
+use super::CliResult;
 use crate::config;
 
 #[derive(Debug, Subcommand)]

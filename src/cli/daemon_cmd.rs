@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::{CliError, CliResult, Context};
+use super::context::Context;
+use super::{CliError, CliResult};
 use crate::daemon;
 use crate::scheduler::Status;
 

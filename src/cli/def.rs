@@ -1,14 +1,13 @@
 //! `snapsched def add|set|rm|enable|disable|list|show`.
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use clap::{Args, Subcommand};
-use serde::Serialize;
 
-use super::{print_json, Address, CliError, CliResult, Context};
+use super::context::{Address, Context};
+use super::output::{print_json, print_table, prune_report, view, DefinitionView};
+use super::{CliError, CliResult};
 use crate::config::Config;
 use crate::domain::definition::{self, Definition, DefinitionSpec, RawDefinition, Source};
-use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum DefCommand {
@@ -98,33 +97,6 @@ pub struct AddArgs {
     pub json: bool,
 }
 
-/// A definition with its next fire time, as printed by `list` and `show`.
-#[derive(Debug, Serialize)]
-pub struct DefinitionView {
-    #[serde(flatten)]
-    pub definition: Definition,
-    /// Effective zone (the definition's or the daemon default).
-    pub zone: String,
-    pub next_fire: Option<String>,
-}
-
-pub fn view(def: Definition, default_tz: Tz, now: DateTime<Utc>) -> DefinitionView {
-    let zone = def.spec.zone(default_tz);
-    let next_fire = if def.spec.active {
-        def.spec
-            .schedule
-            .next_after(now, zone)
-            .map(|t| t.with_timezone(&zone).to_rfc3339())
-    } else {
-        None
-    };
-    DefinitionView {
-        definition: def,
-        zone: zone.to_string(),
-        next_fire,
-    }
-}
-
 fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::domain::ProviderKind> {
     cfg.provider(provider).map(|p| p.kind).ok_or_else(|| {
         let known: Vec<&str> = cfg.providers.keys().map(String::as_str).collect();
@@ -148,35 +120,6 @@ fn field_errors(errors: Vec<definition::FieldError>) -> CliError {
             .collect::<Vec<_>>()
             .join("\n"),
     )
-}
-
-/// Resolve an address to exactly one definition.
-pub async fn resolve(store: &Store, address: &Address) -> CliResult<Definition> {
-    let mut found = store
-        .find_definitions(&address.name, &address.filter())
-        .await?;
-    match found.len() {
-        0 => Err(CliError::usage(format!(
-            "no definition named '{}'{}; see `snapsched def list`",
-            address.name,
-            if address.filters.any() {
-                " matches the filters"
-            } else {
-                ""
-            }
-        ))),
-        1 => Ok(found.remove(0)),
-        _ => Err(CliError::usage(format!(
-            "{} definitions are named '{}'; narrow it with --provider, --target or --disk:\n{}",
-            found.len(),
-            address.name,
-            found
-                .iter()
-                .map(|d| format!("  {}", d.spec.identity))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))),
-    }
 }
 
 /// Refuse to edit a definition the config file manages.
@@ -369,7 +312,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
         }
         DefCommand::Set { address, changes } => {
             let store = ctx.open_store(&cfg).await?;
-            let def = resolve(&store, &address).await?;
+            let def = ctx.resolve(&store, &address).await?;
             ensure_cli_managed(&def)?;
             let mut spec = def.spec.clone();
             apply_changes(&mut spec, &changes)?;
@@ -391,16 +334,16 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             yes,
         } => {
             let store = ctx.open_store(&cfg).await?;
-            let def = resolve(&store, &address).await?;
+            let def = ctx.resolve(&store, &address).await?;
             ensure_cli_managed(&def)?;
             if delete_snapshots {
                 confirm_delete(&def, yes)?;
-                let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+                let (provider, target) = ctx.provider_for(&cfg, &def)?;
                 let report =
                     crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
                         .await
                         .map_err(CliError::Runtime)?;
-                print!("{}", super::prune::render(&report));
+                print!("{}", prune_report(&report));
                 let failed = report.failures().count();
                 if failed > 0 {
                     return Err(CliError::Runtime(anyhow::anyhow!(
@@ -450,29 +393,26 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                crate::table::render(
-                    &[
-                        "Name",
-                        "Provider",
-                        "Target",
-                        "Disk",
-                        "Schedule",
-                        "Zone",
-                        "Retention",
-                        "Active",
-                        "Source",
-                        "Next fire"
-                    ],
-                    &rows
-                )
+            print_table(
+                &[
+                    "Name",
+                    "Provider",
+                    "Target",
+                    "Disk",
+                    "Schedule",
+                    "Zone",
+                    "Retention",
+                    "Active",
+                    "Source",
+                    "Next fire",
+                ],
+                &rows,
             );
             Ok(())
         }
         DefCommand::Show { address, json } => {
             let store = ctx.open_store(&cfg).await?;
-            let v = view(resolve(&store, &address).await?, default_tz, now);
+            let v = view(ctx.resolve(&store, &address).await?, default_tz, now);
             if json {
                 return print_json(&v);
             }
@@ -490,7 +430,7 @@ async fn set_active(
     now: DateTime<Utc>,
 ) -> CliResult {
     let store = ctx.open_store(cfg).await?;
-    let def = resolve(&store, address).await?;
+    let def = ctx.resolve(&store, address).await?;
     ensure_cli_managed(&def)?;
     let mut spec = def.spec.clone();
     spec.active = active;

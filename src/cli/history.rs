@@ -2,8 +2,9 @@
 
 use clap::Args;
 
-use super::{print_json, CliResult, Context};
-use crate::domain::Run;
+use super::context::Context;
+use super::output::{print_json, print_table, run_duration};
+use super::CliResult;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -14,16 +15,6 @@ pub struct HistoryArgs {
     pub limit: u32,
     #[arg(long)]
     pub json: bool,
-}
-
-pub fn format_duration(run: &Run) -> String {
-    run.duration()
-        .and_then(|d| d.to_std().ok())
-        .map(|d| {
-            humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64))
-                .to_string()
-        })
-        .unwrap_or_else(|| "-".into())
 }
 
 pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
@@ -44,7 +35,7 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
                 r.slot.to_rfc3339(),
                 r.state.as_str().into(),
                 r.snapshot_name.clone().unwrap_or_else(|| "-".into()),
-                format_duration(r),
+                run_duration(r),
                 match (r.missed_count, &r.error) {
                     (Some(n), _) => format!("{n} missed"),
                     (None, Some(e)) => e.clone(),
@@ -53,22 +44,19 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        crate::table::render(
-            &[
-                "Run",
-                "Definition",
-                "Target",
-                "Trigger",
-                "Slot",
-                "State",
-                "Snapshot",
-                "Duration",
-                "Error"
-            ],
-            &rows
-        )
+    print_table(
+        &[
+            "Run",
+            "Definition",
+            "Target",
+            "Trigger",
+            "Slot",
+            "State",
+            "Snapshot",
+            "Duration",
+            "Error",
+        ],
+        &rows,
     );
     Ok(())
 }

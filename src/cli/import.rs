@@ -16,7 +16,9 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{print_json, CliError, CliResult, Context};
+use super::context::Context;
+use super::output::{self, print_json};
+use super::{CliError, CliResult};
 use crate::config::Config;
 use crate::domain::definition::{self, DefinitionSpec, Identity, RawDefinition, Source};
 use crate::domain::ProviderKind;
@@ -241,21 +243,18 @@ fn print_table(r: &Report) {
                 ]
             })
             .collect();
-        print!(
-            "{}",
-            crate::table::render(
-                &[
-                    "Action",
-                    "Name",
-                    "Target",
-                    "Disk",
-                    "Schedule (UTC)",
-                    "Retention",
-                    "Active",
-                    "Reason"
-                ],
-                &rows
-            )
+        output::print_table(
+            &[
+                "Action",
+                "Name",
+                "Target",
+                "Disk",
+                "Schedule (UTC)",
+                "Retention",
+                "Active",
+                "Reason",
+            ],
+            &rows,
         );
     }
     let scope = match &r.vm {

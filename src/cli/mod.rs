@@ -1,14 +1,22 @@
 //! The admin CLI: argument definitions and dispatch. One file per command
 //! group; each turns its arguments into domain types, calls the library and
 //! prints. Exit codes: 0 ok, 1 runtime failure, 2 usage or validation error.
+//!
+//! What commands share has one home each: [`context`] (configuration, store,
+//! finding a definition by its address) and [`output`] (JSON, tables and
+//! the renderings several commands print). A command module never imports
+//! another command module.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config, ConfigError, Overrides};
-use crate::store::{Store, StoreError};
+use crate::config::ConfigError;
+use crate::store::StoreError;
+
+pub mod context;
+pub mod output;
 
 pub mod config_cmd;
 pub mod daemon_cmd;
@@ -84,51 +92,6 @@ pub enum Command {
     Man,
 }
 
-/// `--provider/--target/--disk`: narrowing definitions that share a name.
-#[derive(Debug, Clone, Default, Args)]
-pub struct Filters {
-    /// Only definitions on this provider
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// Only definitions on this target
-    #[arg(long)]
-    pub target: Option<String>,
-    /// Only definitions on this disk
-    #[arg(long)]
-    pub disk: Option<u32>,
-}
-
-impl Filters {
-    pub fn filter(&self) -> crate::store::Filter {
-        crate::store::Filter {
-            provider: self.provider.clone(),
-            target: self.target.clone(),
-            disk_id: self.disk,
-        }
-    }
-
-    /// True when any filter is given.
-    pub fn any(&self) -> bool {
-        self.provider.is_some() || self.target.is_some() || self.disk.is_some()
-    }
-}
-
-/// Addressing a definition: its name plus optional filters, needed when
-/// several definitions share a name.
-#[derive(Debug, Clone, Args)]
-pub struct Address {
-    /// Definition name
-    pub name: String,
-    #[command(flatten)]
-    pub filters: Filters,
-}
-
-impl Address {
-    pub fn filter(&self) -> crate::store::Filter {
-        self.filters.filter()
-    }
-}
-
 /// A failed command. `Usage` exits 2, `Runtime` exits 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -164,49 +127,10 @@ impl CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// What every command may need: where the config is and the overrides.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub config_path: PathBuf,
-    pub overrides: Overrides,
-}
-
-impl Context {
-    pub fn new(cli: &Cli) -> Self {
-        Context {
-            config_path: config::resolve_path(cli.config.as_deref()),
-            overrides: Overrides {
-                database: cli.database.clone(),
-                log_level: cli.log_level.clone(),
-            },
-        }
-    }
-
-    pub fn config(&self) -> CliResult<Config> {
-        Ok(config::load(&self.config_path, &self.overrides)?)
-    }
-
-    pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
-        Ok(Store::open(&cfg.daemon.database).await?)
-    }
-
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
-    }
-}
-
-/// Print `value` as pretty JSON.
-pub fn print_json<T: serde::Serialize>(value: &T) -> CliResult {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot encode JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
-}
-
 impl Cli {
     /// Run the command.
     pub async fn run(self) -> CliResult {
-        let ctx = Context::new(&self);
+        let ctx = context::Context::new(&self);
         match self.command {
             Command::Def(cmd) => def::run(cmd, &ctx).await,
             Command::Config(cmd) => config_cmd::run(cmd, &ctx).await,

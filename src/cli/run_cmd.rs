@@ -11,7 +11,9 @@ use chrono::Utc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::{print_json, Address, CliError, CliResult, Context};
+use super::context::{Address, Context};
+use super::output::print_json;
+use super::{CliError, CliResult};
 use crate::clock::Clock;
 use crate::domain::{Claim, RunState, Trigger};
 use crate::run::{Ended, Runner};
@@ -31,9 +33,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     crate::logging::init("warn", cfg.daemon.log_format);
     let store = ctx.open_store(&cfg).await?;
-    let def = super::def::resolve(&store, &args.address).await?;
+    let def = ctx.resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();
-    let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+    let (provider, target) = ctx.provider_for(&cfg, &def)?;
     // A manual run's slot is the current second, which also names the
     // snapshot; a second manual run within the same second waits for the
     // next one rather than failing.

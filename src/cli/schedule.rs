@@ -154,7 +154,7 @@ pub enum ScheduleCommand {
     },
 }
 
-pub fn run(cmd: ScheduleCommand, ctx: &super::Context) -> super::CliResult {
+pub fn run(cmd: ScheduleCommand, ctx: &super::context::Context) -> super::CliResult {
     use super::CliError;
     let ScheduleCommand::Next {
         expr,

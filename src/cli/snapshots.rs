@@ -12,11 +12,13 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, Address, CliError, CliResult, Context};
+use super::context::{Address, Context, Filters};
+use super::output::print_json;
+use super::{CliError, CliResult};
 use crate::domain::definition::Identity;
 use crate::domain::{RecordState, SnapshotRecord};
 use crate::provider::Provider;
-use crate::retention::{self, Ownership};
+use crate::retention::{self, Ownership, StoreRecords};
 use crate::table;
 
 #[derive(Debug, Args)]
@@ -24,7 +26,7 @@ pub struct SnapshotsArgs {
     /// Definition name (all definitions when omitted)
     pub name: Option<String>,
     #[command(flatten)]
-    pub filters: super::Filters,
+    pub filters: Filters,
     /// Also list the target's other snapshots at the provider, marked not
     /// managed (needs exactly one matching definition)
     #[arg(long, conflicts_with = "orphaned")]
@@ -103,8 +105,8 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
             name,
             filters: args.filters.clone(),
         };
-        let def = super::def::resolve(&store, &address).await?;
-        let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+        let def = ctx.resolve(&store, &address).await?;
+        let (provider, target) = ctx.provider_for(&cfg, &def)?;
         let id = &def.spec.identity;
         let listing = provider
             .list_snapshots(&target, id.disk_id)
@@ -167,7 +169,7 @@ pub fn all_rows(
     listing: &[crate::domain::RemoteSnapshot],
     records: Vec<SnapshotRecord>,
 ) -> Vec<SnapshotRow> {
-    let own = crate::prune::records_for(id, &records);
+    let own = StoreRecords::of(id, &records);
     let classification = retention::classify(listing, &own, &id.name);
     let listed: HashSet<&str> = listing.iter().map(|s| s.name.as_str()).collect();
     let mut rows: Vec<SnapshotRow> = classification

@@ -4,7 +4,9 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, CliResult, Context};
+use super::context::Context;
+use super::output::{print_json, print_table, run_duration, view};
+use super::CliResult;
 use crate::domain::Run;
 
 #[derive(Debug, Args)]
@@ -34,7 +36,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let now = Utc::now();
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
-        let view = super::def::view(def, cfg.daemon.timezone, now);
+        let view = view(def, cfg.daemon.timezone, now);
         let id = view.definition.spec.identity.clone();
         let (last_run, last_success) = store.last_runs(&id).await?;
         let last_error = last_run
@@ -70,14 +72,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
                 s.next_fire.clone().unwrap_or_else(|| "-".into()),
                 s.last_run
                     .as_ref()
-                    .map(|r| {
-                        format!(
-                            "{} {} ({})",
-                            r.state,
-                            r.slot.to_rfc3339(),
-                            super::history::format_duration(r)
-                        )
-                    })
+                    .map(|r| format!("{} {} ({})", r.state, r.slot.to_rfc3339(), run_duration(r)))
                     .unwrap_or_else(|| "-".into()),
                 s.last_success
                     .as_ref()
@@ -88,22 +83,19 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        crate::table::render(
-            &[
-                "Definition",
-                "Where",
-                "Active",
-                "Schedule",
-                "Next fire",
-                "Last run",
-                "Last success",
-                "Snapshots",
-                "Last error"
-            ],
-            &rows
-        )
+    print_table(
+        &[
+            "Definition",
+            "Where",
+            "Active",
+            "Schedule",
+            "Next fire",
+            "Last run",
+            "Last success",
+            "Snapshots",
+            "Last error",
+        ],
+        &rows,
     );
     Ok(())
 }

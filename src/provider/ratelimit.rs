@@ -15,17 +15,17 @@
 //! - When the server reports few remaining requests, permits are spaced at
 //!   the sustainable hourly rate, so the remaining budget stops shrinking.
 //!
-//! Time comes from a [`Clock`], so tests can drive a minute of traffic
-//! without waiting a minute.
+//! Time comes from a [`Timer`] (the crate's [`Clock`] in production), so
+//! tests can drive a minute of traffic without waiting a minute.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use crate::clock::{Clock, Timer};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -47,82 +47,6 @@ impl Default for RateLimits {
     }
 }
 
-/// A source of time for the limiter.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> Instant;
-    /// Resolve once `now() >= deadline`.
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// tokio's clock (honours `tokio::time::pause`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
-
-impl Clock for TokioClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(tokio::time::sleep_until(deadline))
-    }
-}
-
-/// A clock that only moves when told to; for tests that pair the limiter
-/// with a fake server whose clock they also advance.
-#[derive(Debug)]
-pub struct ManualClock {
-    base: Instant,
-    offset: StdMutex<Duration>,
-    moved: Notify,
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        ManualClock {
-            base: Instant::now(),
-            offset: StdMutex::new(Duration::ZERO),
-            moved: Notify::new(),
-        }
-    }
-}
-
-impl ManualClock {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Move time forward and wake every sleeper whose deadline passed.
-    pub fn advance(&self, by: Duration) {
-        let mut offset = self.offset.lock().unwrap_or_else(|e| e.into_inner());
-        *offset += by;
-        drop(offset);
-        self.moved.notify_waiters();
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        self.base + *self.offset.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            loop {
-                // Register interest before checking, so an advance between
-                // the check and the await is not missed.
-                let moved = self.moved.notified();
-                tokio::pin!(moved);
-                moved.as_mut().enable();
-                if self.now() >= deadline {
-                    return;
-                }
-                moved.await;
-            }
-        })
-    }
-}
-
 #[derive(Debug, Default)]
 struct Window {
     /// Grant times within the last hour, oldest first.
@@ -136,7 +60,7 @@ struct Window {
 /// A FIFO limiter over per-minute and per-hour sliding windows.
 pub struct RateLimiter {
     limits: RateLimits,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timer>,
     window: Mutex<Window>,
     /// Server hints are recorded without waiting for the queue.
     hints: StdMutex<Hints>,
@@ -157,13 +81,13 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter on tokio's clock. Zero limits are raised to one so the
-    /// limiter cannot deadlock.
+    /// A limiter on the system clock (its waits run on tokio's clock).
+    /// Zero limits are raised to one so the limiter cannot deadlock.
     pub fn new(limits: RateLimits) -> Self {
-        Self::with_clock(limits, Arc::new(TokioClock))
+        Self::with_clock(limits, Arc::new(Clock::System))
     }
 
-    pub fn with_clock(limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(limits: RateLimits, clock: Arc<dyn Timer>) -> Self {
         RateLimiter {
             limits: RateLimits {
                 per_minute: limits.per_minute.max(1),
@@ -185,7 +109,7 @@ impl RateLimiter {
         let mut w = self.window.lock().await;
         loop {
             self.absorb_hints(&mut w);
-            let now = self.clock.now();
+            let now = self.clock.instant();
             while w
                 .granted
                 .front()
@@ -229,7 +153,7 @@ impl RateLimiter {
 
     /// The server asked us to wait (`retry-after`, or the budget is spent).
     pub fn pause_for(&self, wait: Duration) {
-        let until = self.clock.now() + wait;
+        let until = self.clock.instant() + wait;
         let mut h = self.hints.lock().unwrap_or_else(|e| e.into_inner());
         h.pause_until = Some(h.pause_until.map_or(until, |p| p.max(until)));
     }
@@ -261,6 +185,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     async fn settle() {

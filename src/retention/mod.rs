@@ -1,36 +1,39 @@
-//! Retention: prune each definition's own snapshots beyond its retention.
+//! Retention: which of a definition's own snapshots to prune, and why.
 //!
-//! The pipeline, each step separately testable:
+//! Pure: no provider calls, no store. The I/O around it (listing the disk,
+//! deleting, recording) is the prune executor's ([`crate::prune`]).
+//!
+//! The steps, each separately testable:
 //! 1. [`classify`] the provider's complete listing of one (target, disk)
-//!    against the store's records: which snapshots the definition owns.
-//! 2. [`plan`] (pure, explicit `now`): a [`Decision`] with reasons for every
-//!    snapshot.
-//! 3. [`execute`] the plan: one `delete_snapshots` call for exactly the
-//!    snapshots the plan deletes.
-//! 4. [`render_table`] / [`render_json`] for the CLI's `prune` and
+//!    against the store's records ([`StoreRecords::of`]): which snapshots
+//!    the definition owns.
+//! 2. [`plan`] (explicit `now`): a [`Decision`] with reasons for every
+//!    snapshot; or [`plan_removal`] when the definition is removed with its
+//!    snapshots.
+//! 3. [`render_table`] / [`render_json`] for the CLI's `prune` and
 //!    `--dry-run`.
 //!
-//! [`list_and_plan`] does steps 1 and 2 from a fresh listing, and returns
-//! the listing error instead of a plan when the listing fails.
+//! [`plan_listing`] does steps 1 and 2 for an [`Intent`].
 //!
-//! What the caller (run engine, CLI) must do around it: prune only after a
-//! successful create; skip pruning entirely when the listing failed (the
-//! provider contract turns a partial listing into an error); log and record
-//! adoptions and snapshots marked gone; record every deletion with its
-//! reasons ([`execute`] already logs each outcome).
+//! What the caller must do around it: prune only after a successful create;
+//! plan only from a complete listing, and skip pruning entirely when the
+//! listing failed (the provider contract turns a partial listing into an
+//! error); log and record adoptions and snapshots marked gone; delete
+//! exactly what the plan deletes, never a snapshot it does not own; record
+//! every deletion with its reasons.
 
-mod execute;
+mod listing;
 mod ownership;
 mod plan;
 mod render;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use execute::{execute, list_and_plan, Deletion, DeletionOutcome, ListedPlan};
+pub use listing::{plan_listing, Intent, ListedPlan};
 pub use ownership::{
     classify, matches_definition_pattern, Candidate, Classification, Ownership, StoreRecords,
     NAME_TIME_FORMAT,
 };
-pub use plan::{format_duration, plan, Decision, PlanSummary, Policy, Reason};
-pub use render::{render_deletions_table, render_json, render_table};
+pub use plan::{format_duration, plan, plan_removal, Decision, PlanSummary, Policy, Reason};
+pub use render::{join_reasons, render_json, render_table, CREATED_FORMAT};

@@ -35,7 +35,8 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use crate::domain::RemoteSnapshot;
+use crate::domain::definition::Identity;
+use crate::domain::{RecordState, RemoteSnapshot, SnapshotRecord};
 
 /// Why a listed snapshot does or does not belong to the definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -87,6 +88,25 @@ pub struct StoreRecords {
     /// Names recorded for any other definition identity on this target and
     /// disk, whatever their state.
     pub others: HashSet<String>,
+}
+
+impl StoreRecords {
+    /// Split the store's records of one (provider, target, disk) into
+    /// `id`'s own (live, or deleted and gone) and everyone else's.
+    pub fn of(id: &Identity, records: &[SnapshotRecord]) -> StoreRecords {
+        let mut out = StoreRecords::default();
+        for r in records {
+            let set = if r.identity != *id {
+                &mut out.others
+            } else if r.state == RecordState::Present {
+                &mut out.live
+            } else {
+                &mut out.gone
+            };
+            set.insert(r.snapshot.clone());
+        }
+        out
+    }
 }
 
 /// The result of [`classify`].

@@ -55,6 +55,9 @@ pub enum Reason {
     BeyondRetention(u32),
     /// Older than `max_age`: delete.
     OlderThanMaxAge(Duration),
+    /// Owned by a definition being removed with its snapshots: delete,
+    /// whatever the retention or the snapshot's status.
+    DefinitionRemoved,
 }
 
 impl Reason {
@@ -69,6 +72,7 @@ impl Reason {
             Reason::WithinMaxAge(_) => "within_max_age",
             Reason::BeyondRetention(_) => "beyond_retention",
             Reason::OlderThanMaxAge(_) => "older_than_max_age",
+            Reason::DefinitionRemoved => "definition_removed",
         }
     }
 }
@@ -87,6 +91,7 @@ impl fmt::Display for Reason {
             Reason::WithinMaxAge(d) => write!(f, "within max_age {}", format_duration(*d)),
             Reason::BeyondRetention(n) => write!(f, "beyond retention {n}"),
             Reason::OlderThanMaxAge(d) => write!(f, "older than max_age {}", format_duration(*d)),
+            Reason::DefinitionRemoved => f.write_str("definition removed with --delete-snapshots"),
         }
     }
 }
@@ -107,7 +112,7 @@ impl Serialize for Reason {
                 map.serialize_entry("max_age", &format_duration(*d))?;
                 map.serialize_entry("max_age_secs", &d.as_secs())?;
             }
-            Reason::Newest | Reason::NoCountLimit => {}
+            Reason::Newest | Reason::NoCountLimit | Reason::DefinitionRemoved => {}
         }
         map.end()
     }
@@ -244,6 +249,30 @@ pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec
                 ownership: c.ownership,
                 keep,
                 reasons,
+            }
+        })
+        .collect()
+}
+
+/// Plan the removal of a definition with its snapshots (`def rm
+/// --delete-snapshots`): every owned snapshot is deleted, ready or not;
+/// nothing else is touched. Same order as [`plan`].
+pub fn plan_removal(snapshots: &[Candidate]) -> Vec<Decision> {
+    let mut sorted: Vec<&Candidate> = snapshots.iter().collect();
+    sorted.sort_by(|a, b| total_order(a, b));
+    sorted
+        .into_iter()
+        .map(|c| {
+            let owned = c.ownership.is_owned();
+            Decision {
+                snapshot: c.snapshot.clone(),
+                ownership: c.ownership,
+                keep: !owned,
+                reasons: vec![if owned {
+                    Reason::DefinitionRemoved
+                } else {
+                    Reason::NotManaged(c.ownership)
+                }],
             }
         })
         .collect()

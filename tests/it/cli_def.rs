@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::support::{assert_no_panic, outcome, TestEnv};
+use crate::support::process::{assert_no_panic, outcome};
+use crate::support::TestEnv;
 
 /// The JSON field names `def list/show/add --json` promise to keep.
 const STABLE_FIELDS: &[&str] = &[

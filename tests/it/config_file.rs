@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{assert_no_panic, TestEnv, BASE_CONFIG};
+use crate::support::process::{assert_no_panic, bin, outcome};
+use crate::support::{TestEnv, BASE_CONFIG};
 
 fn def_toml(name: &str, target: &str, schedule: &str, retention: u32) -> String {
     format!(
@@ -259,8 +260,8 @@ fn database_flag_beats_environment_and_file() {
 #[test]
 fn config_path_comes_from_snapsched_config_when_no_flag() {
     let env = TestEnv::base();
-    let (code, out, err) = crate::support::outcome(
-        std::process::Command::new(crate::support::bin())
+    let (code, out, err) = outcome(
+        std::process::Command::new(bin())
             .env("SNAPSCHED_CONFIG", &env.config)
             .env("HOME", env.path())
             .args(["config", "check"])
@@ -328,8 +329,8 @@ fn unknown_key_from_the_environment_is_refused_naming_the_variable() {
 fn missing_config_file_is_refused() {
     let env = TestEnv::base();
     let missing = env.path().join("nope.toml");
-    let (code, _, err) = crate::support::outcome(
-        std::process::Command::new(crate::support::bin())
+    let (code, _, err) = outcome(
+        std::process::Command::new(bin())
             .arg("--config")
             .arg(&missing)
             .args(["def", "list"])

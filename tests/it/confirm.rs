@@ -4,10 +4,9 @@
 
 use std::process::Command;
 
-use crate::run_cli::volume_web;
-use crate::support::{bin, outcome, TestEnv};
-
-const TOKEN: (&str, &str) = ("SNAPSCHED_TEST_DO_TOKEN", "fake-do-token");
+use crate::support::fake::{volume_web, DO_TOKEN as TOKEN};
+use crate::support::process::{bin, outcome};
+use crate::support::TestEnv;
 
 /// `def rm web --delete-snapshots` on a terminal, answering `answer`.
 fn rm_answering(env: &TestEnv, answer: &str) -> (i32, String) {

@@ -235,7 +235,7 @@ fn stop_daemon(mut child: Child, env: &TestEnv, round: usize) {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let status = crate::notify::wait_exit(&mut child, Duration::from_secs(20));
+    let status = crate::support::process::wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.success(), "SIGTERM: exit {status}\n{}", logs(env));
 }
 

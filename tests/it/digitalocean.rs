@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use snapsched::clock::ManualClock;
 use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
-use snapsched::provider::ratelimit::{ManualClock, RateLimiter, RateLimits};
+use snapsched::provider::ratelimit::{RateLimiter, RateLimits};
 use snapsched::provider::{
     CreateOutcome, CreateRequest, ErrorClass, PollOutcome, Provider, ProviderError,
 };

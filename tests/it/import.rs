@@ -7,7 +7,8 @@ use snapsched_fake_api::erigones::{
     self as fake, route, FakeDefinition, FakeErigonesConfig, FakeHandle,
 };
 
-use crate::support::{assert_no_panic, TestEnv, BASE_CONFIG};
+use crate::support::process::assert_no_panic;
+use crate::support::{TestEnv, BASE_CONFIG};
 
 const KEY: &str = "es-key-import-5b1d-do-not-print";
 const WEB: &str = "web01.example.com";
@@ -409,23 +410,18 @@ fn nothing_listed_is_a_quiet_success() {
 /// The store half of the import: one transaction, existing rows untouched.
 mod store_batch {
     use chrono::Utc;
-    use snapsched::domain::definition::{DefinitionSpec, RawDefinition, Source};
-    use snapsched::domain::ProviderKind;
+    use snapsched::domain::definition::{DefinitionSpec, Source};
     use snapsched::store::Store;
 
+    use crate::support::fixtures;
+
     fn spec(name: &str, retention: u32) -> DefinitionSpec {
-        RawDefinition {
-            name: name.to_owned(),
-            provider: "dc1".to_owned(),
-            target: super::WEB.to_owned(),
-            schedule: Some("30 5 * * *".to_owned()),
-            timezone: Some("UTC".to_owned()),
-            retention: Some(i64::from(retention)),
-            active: Some(false),
-            ..RawDefinition::default()
-        }
-        .validate(ProviderKind::Erigones)
-        .expect("definition is valid")
+        fixtures::spec("dc1", super::WEB, name)
+            .schedule("30 5 * * *")
+            .timezone("UTC")
+            .retention(retention)
+            .active(false)
+            .build()
     }
 
     async fn store_with_daily() -> (tempfile::TempDir, Store) {

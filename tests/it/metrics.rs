@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::notify::wait_exit;
+use crate::support::fixtures::write_daemon_config;
+use crate::support::process::{signal, wait_exit};
 
 #[derive(Debug)]
 struct Sample {
@@ -151,11 +152,7 @@ impl Daemon {
     }
 
     fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        signal(&self.child, "-TERM");
         let exit = wait_exit(&mut self.child, Duration::from_secs(20));
         assert!(exit.success(), "daemon exited with {exit}");
     }
@@ -195,7 +192,7 @@ fn owned_in_store(db: &std::path::Path) -> i64 {
 #[test]
 fn metrics_scrape_and_healthz() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = crate::notify::write_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let config = write_daemon_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let daily = std::fs::read_to_string(&config).expect("config");
     // Fire every second so runs (and provider requests) happen during the test.
     std::fs::write(&config, daily.replace("0 3 * * *", "* * * * * *")).expect("config");
@@ -325,26 +322,21 @@ fn parser_rejects_garbage() {
 mod gauges_from_store {
     use chrono::{TimeDelta, TimeZone, Utc};
     use snapsched::definition_gauges::{DefinitionGauges, DefinitionValues};
-    use snapsched::domain::definition::{DefinitionSpec, Identity, RawDefinition, Source};
-    use snapsched::domain::ProviderKind;
+    use snapsched::domain::definition::{DefinitionSpec, Identity, Source};
     use snapsched::domain::RecordState;
     use snapsched::domain::{Claim, RunState, Trigger};
     use snapsched::domain::{RemoteSnapshot, SnapshotStatus};
     use snapsched::store::runs::Update;
     use snapsched::store::Store;
 
+    use crate::support::fixtures;
+
     fn spec(target: &str, schedule: &str, active: bool) -> DefinitionSpec {
-        RawDefinition {
-            name: "daily".into(),
-            provider: "fake".into(),
-            target: target.into(),
-            schedule: Some(schedule.into()),
-            retention: Some(7),
-            active: Some(active),
-            ..RawDefinition::default()
-        }
-        .validate(ProviderKind::Fake)
-        .expect("definition is valid")
+        fixtures::spec("fake", target, "daily")
+            .schedule(schedule)
+            .retention(7)
+            .active(active)
+            .build()
     }
 
     async fn finish(store: &Store, id: &Identity, at: chrono::DateTime<Utc>, state: RunState) {

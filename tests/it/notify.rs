@@ -4,35 +4,13 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::fixtures::write_daemon_config;
+use crate::support::process::{signal, wait_exit};
+
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
-
-pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let path = dir.join("config.toml");
-    let text = format!(
-        r#"{extra}
-[daemon]
-database = "{db}"
-log_level = "info"
-shutdown_grace = "2s"
-
-[providers.lab]
-kind = "fake"
-
-[[definitions]]
-name = "web"
-provider = "lab"
-target = "web01"
-schedule = "0 3 * * *"
-retention = 3
-"#,
-        db = dir.join("snapsched.db").display()
-    );
-    std::fs::write(&path, text).expect("config written");
-    path
-}
 
 /// Read datagrams until one satisfies `want`; everything read so far is
 /// returned. Fails with the messages seen when the deadline passes.
@@ -69,33 +47,10 @@ fn has_line(msg: &str, line: &str) -> bool {
     msg.lines().any(|l| l == line)
 }
 
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {sig} failed");
-}
-
-/// Wait for exit with a deadline; kill the child if it overstays.
-pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("the daemon did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn ready_status_watchdog_reload_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "");
+    let config = write_daemon_config(dir.path(), "");
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("notify socket binds");
     let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
@@ -188,7 +143,7 @@ fn definitions(dir: &Path) -> Vec<(String, i64)> {
 #[test]
 fn an_invalid_config_on_sighup_is_logged_and_the_old_one_stays_in_force() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "");
+    let config = write_daemon_config(dir.path(), "");
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("notify socket binds");
     let log_path = dir.path().join("daemon.log");
@@ -247,7 +202,7 @@ fn an_invalid_config_on_sighup_is_logged_and_the_old_one_stays_in_force() {
 #[test]
 fn daemon_survives_a_closed_log_pipe() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "");
+    let config = write_daemon_config(dir.path(), "");
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace("0 3 * * *", "* * * * * *")).expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))

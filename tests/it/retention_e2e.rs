@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use snapsched::domain::definition::{DefinitionSpec, RawDefinition};
-use snapsched::domain::ProviderKind;
+use snapsched::domain::definition::DefinitionSpec;
 use snapsched::domain::RecordState;
 use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::fake::{Call, FakeProvider};
@@ -17,6 +16,8 @@ use snapsched::prune;
 use snapsched::run::snapshot_name;
 use snapsched::store::Store;
 use tempfile::TempDir;
+
+use crate::support::fixtures;
 
 const VM: &str = "vm1.example.com";
 
@@ -39,21 +40,9 @@ async fn env() -> Env {
 }
 
 fn spec_on(provider: &str, target: &str, name: &str, retention: u32) -> DefinitionSpec {
-    let kind = if target.contains(':') {
-        ProviderKind::DigitalOcean
-    } else {
-        ProviderKind::Fake
-    };
-    RawDefinition {
-        name: name.to_owned(),
-        provider: provider.to_owned(),
-        target: target.to_owned(),
-        schedule: Some("0 0 * * *".to_owned()),
-        retention: Some(i64::from(retention)),
-        ..RawDefinition::default()
-    }
-    .validate(kind)
-    .expect("definition is valid")
+    fixtures::spec(provider, target, name)
+        .retention(retention)
+        .build()
 }
 
 fn spec(name: &str, retention: u32) -> DefinitionSpec {
@@ -447,8 +436,9 @@ async fn deleting_all_of_a_definitions_snapshots_spares_everything_else() {
 
 mod digitalocean_e2e {
     use super::*;
+    use snapsched::clock::ManualClock;
     use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
-    use snapsched::provider::ratelimit::{ManualClock, RateLimiter};
+    use snapsched::provider::ratelimit::RateLimiter;
     use snapsched::secret::Secret;
     use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle, Resource};
 

@@ -8,54 +8,17 @@ use serde_json::Value;
 use snapsched::domain::definition::Identity;
 use snapsched::domain::{Claim, Trigger};
 use snapsched::store::Store;
-use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle};
+use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
 
-use crate::support::{assert_no_panic, TestEnv};
+use crate::support::fake::{add_web, volume_web};
+use crate::support::fixtures::config_with_do_api;
+use crate::support::process::assert_no_panic;
+use crate::support::TestEnv;
 
 fn with_web() -> TestEnv {
     let env = TestEnv::base();
     add_web(&env, "fake", "vm1");
     env
-}
-
-fn add_web(env: &TestEnv, provider: &str, target: &str) {
-    env.ok(&[
-        "def",
-        "add",
-        "web",
-        "--provider",
-        provider,
-        "--target",
-        target,
-        "--schedule",
-        "0 3 * * *",
-        "--retention",
-        "2",
-    ]);
-}
-
-const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
-
-/// The base configuration with the DigitalOcean provider pointed at `url`.
-fn config_for(url: &str) -> String {
-    let config = crate::support::BASE_CONFIG.replace(
-        "api_url = \"http://127.0.0.1:9\"\n",
-        &format!("api_url = \"{url}\"\n"),
-    );
-    assert!(config.contains(url), "api_url not replaced");
-    config
-}
-
-/// The fake DigitalOcean API with one volume, and an environment whose `web`
-/// definition snapshots it (retention 2).
-pub(crate) async fn volume_web() -> (FakeHandle, TestEnv) {
-    let fake = FakeDigitalOcean::start(FakeConfig::default())
-        .await
-        .expect("fake DigitalOcean");
-    fake.add_volume(VOLUME.parse().expect("uuid"), "data");
-    let env = TestEnv::new(&config_for(fake.url()));
-    add_web(&env, "do", &format!("volume:{VOLUME}"));
-    (fake, env)
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -183,10 +146,7 @@ async fn a_failed_run_exits_1_with_the_provider_message_and_is_recorded() {
         .await
         .expect("fake DigitalOcean");
     fake.add_droplet(3164444, "web-01");
-    let config = crate::support::BASE_CONFIG
-        .replace("http://127.0.0.1:9\"\n", &format!("{}\"\n", fake.url()));
-    assert!(config.contains(fake.url()), "api_url not replaced");
-    let env = TestEnv::new(&config);
+    let env = TestEnv::new(&config_with_do_api(fake.url()));
     env.add_droplet("web", 3164444);
     let env_ref = &env;
     let (code, _out, err) = tokio::task::block_in_place(|| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use snapsched::clock::Clock;
-use snapsched::domain::definition::{DefinitionSpec, RawDefinition, Source};
+use snapsched::domain::definition::{DefinitionSpec, Source};
 use snapsched::domain::ProviderKind;
 use snapsched::domain::{Run, RunState, Trigger};
 use snapsched::provider::fake::{Call, FakeProvider};
@@ -19,6 +19,8 @@ use snapsched::store::Store;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::fixtures;
 
 struct Env {
     _dir: TempDir,
@@ -74,18 +76,16 @@ fn spec_with(
     timezone: Option<&str>,
     catch_up: Option<&str>,
 ) -> DefinitionSpec {
-    RawDefinition {
-        name: name.to_owned(),
-        provider: "fake".to_owned(),
-        target: target.to_owned(),
-        schedule: Some(schedule.to_owned()),
-        timezone: timezone.map(str::to_owned),
-        retention: Some(100),
-        catch_up_deadline: catch_up.map(str::to_owned),
-        ..RawDefinition::default()
+    let mut spec = fixtures::spec("fake", target, name)
+        .schedule(schedule)
+        .retention(100);
+    if let Some(zone) = timezone {
+        spec = spec.timezone(zone);
     }
-    .validate(ProviderKind::Fake)
-    .expect("definition is valid")
+    if let Some(deadline) = catch_up {
+        spec = spec.catch_up_deadline(deadline);
+    }
+    spec.build()
 }
 
 fn settings() -> Settings {

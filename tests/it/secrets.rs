@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, Fault, FaultRule};
 use snapsched_fake_api::erigones::{self as fake_es, FakeErigonesConfig, FaultKind};
 
-use crate::notify::wait_exit;
+use crate::support::process::{signal, wait_exit};
 use crate::support::TestEnv;
 
 /// The credentials. Distinctive, and each also searched for in part (a
@@ -448,11 +448,7 @@ fn no_secret_in_any_output() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
+    signal(&child, "-TERM");
     let exit = wait_exit(&mut child, Duration::from_secs(30));
     let out = String::from_utf8_lossy(&out_reader.join().expect("stdout reader")).into_owned();
     let err = String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned();

@@ -1,8 +1,7 @@
 //! Table tests for every retention rule; property tests for the planner's
-//! invariants and execution against a small in-memory provider live in the
-//! submodules.
+//! invariants live in the submodule. The fixtures here are shared with the
+//! prune executor's tests.
 
-mod execute;
 mod properties;
 
 use std::time::Duration;
@@ -12,13 +11,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::*;
 use crate::domain::{RemoteSnapshot, SnapshotStatus};
 
-const DAY: i64 = 86_400;
+pub(crate) const DAY: i64 = 86_400;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn at_secs(secs: i64) -> DateTime<Utc> {
+pub(crate) fn at_secs(secs: i64) -> DateTime<Utc> {
     t0() + chrono::TimeDelta::seconds(secs)
 }
 
@@ -33,7 +32,7 @@ fn snapshot(name: &str, created_at: DateTime<Utc>, status: SnapshotStatus) -> Re
     }
 }
 
-fn candidate(name: &str, day: i64, ownership: Ownership) -> Candidate {
+pub(crate) fn candidate(name: &str, day: i64, ownership: Ownership) -> Candidate {
     Candidate {
         snapshot: snapshot(name, at_secs(day * DAY), SnapshotStatus::Ok),
         ownership,
@@ -42,7 +41,7 @@ fn candidate(name: &str, day: i64, ownership: Ownership) -> Candidate {
 
 /// `count` recorded, ready daily snapshots of definition `daily`, one a day
 /// from day 0.
-fn daily(count: i64) -> Vec<Candidate> {
+pub(crate) fn daily(count: i64) -> Vec<Candidate> {
     (0..count)
         .map(|day| {
             let created = at_secs(day * DAY);
@@ -55,7 +54,7 @@ fn daily(count: i64) -> Vec<Candidate> {
         .collect()
 }
 
-fn policy(retention: u32, max_age_days: Option<u64>) -> Policy {
+pub(crate) fn policy(retention: u32, max_age_days: Option<u64>) -> Policy {
     Policy {
         retention,
         max_age: max_age_days.map(|d| Duration::from_secs(d * DAY as u64)),
@@ -324,6 +323,36 @@ fn prune_never_touches_manual_snapshots() {
     assert_eq!(
         reasons_of(&plan, "before upgrade"),
         vec!["not managed by this definition"]
+    );
+}
+
+#[test]
+fn removal_deletes_every_owned_snapshot_ready_or_not_and_nothing_else() {
+    let mut snaps = daily(3);
+    snaps.push(candidate("manual", -10, Ownership::Unmanaged));
+    snaps.push(candidate("weekly-x", -5, Ownership::OtherDefinition));
+    snaps.push(Candidate {
+        snapshot: snapshot("daily-pending", at_secs(5 * DAY), SnapshotStatus::Pending),
+        ownership: Ownership::Adopted,
+    });
+    let plan = plan_removal(&snaps);
+    assert_eq!(
+        deleted(&plan),
+        vec![
+            "daily-20260101_000000",
+            "daily-20260102_000000",
+            "daily-20260103_000000",
+            "daily-pending"
+        ]
+    );
+    assert_eq!(kept(&plan), vec!["manual", "weekly-x"]);
+    assert_eq!(
+        reasons_of(&plan, "daily-pending"),
+        vec!["definition removed with --delete-snapshots"]
+    );
+    assert_eq!(
+        reasons_of(&plan, "weekly-x"),
+        vec!["not managed by this definition (another definition's)"]
     );
 }
 

@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: a throw-away directory with a
 //! config file and a database, and a way to run the real `snapsched` binary
-//! against it.
+//! against it ([`TestEnv`], here); running and stopping the binary
+//! ([`process`]); definitions and configuration files ([`fixtures`]); the
+//! fake provider APIs set up for the CLI ([`fake`]). Test files import
+//! helpers from here, never from each other.
 //!
 //! Invariants: every `TestEnv` owns its own directory (removed on drop) and
 //! every run of the binary sees a scrubbed environment, so the developer's
@@ -8,25 +11,19 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+pub mod fixtures;
+pub mod process;
+pub mod proxy;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use tempfile::TempDir;
 
-pub mod proxy;
-
-/// The binary under test: `$SNAPSCHED_TEST_BIN` when set (to test an
-/// installed or release build, or when several checkouts share one target
-/// directory and overwrite each other's `target/debug/snapsched`), else the
-/// one Cargo built for this test run.
-pub fn bin() -> PathBuf {
-    std::env::var_os("SNAPSCHED_TEST_BIN")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_snapsched")))
-}
+use process::{assert_no_panic, bin, outcome};
 
 /// A configuration with one DigitalOcean provider (`do`), one Erigones
 /// provider (`dc1`) and a fake provider (`fake`), no definitions, and the
@@ -198,23 +195,6 @@ impl TestEnv {
             "7",
         ]);
     }
-}
-
-/// Split a finished process into (exit code, stdout, stderr).
-pub fn outcome(o: Output) -> (i32, String, String) {
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Fail if the process panicked.
-pub fn assert_no_panic(stderr: &str) {
-    assert!(
-        !stderr.contains("panicked"),
-        "the binary panicked:\n{stderr}"
-    );
 }
 
 /// Create or replace a file with `mode`.

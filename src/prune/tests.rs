@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;
-use crate::domain::Target;
+use crate::domain::{RemoteSnapshot, Target};
 use crate::provider::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
     ProviderResult,
 };
+use crate::retention::tests::{at_secs, candidate, daily, policy, DAY};
+use crate::retention::{plan, Candidate, Ownership, Reason, StoreRecords};
 
 /// A minimal in-memory provider: holds snapshots, deletes them, can be told
 /// to fail for some names or to drop results (a broken provider).
@@ -263,7 +265,7 @@ async fn list_and_plan_classifies_and_plans_a_fresh_listing() {
         0,
         &store,
         "daily",
-        &policy(1, None),
+        &Intent::Retention(policy(1, None)),
         at_secs(10 * DAY),
     )
     .await
@@ -294,7 +296,7 @@ async fn a_failed_listing_yields_no_plan_and_deletes_nothing() {
         0,
         &StoreRecords::default(),
         "daily",
-        &policy(1, None),
+        &Intent::Retention(policy(1, None)),
         at_secs(10 * DAY),
     )
     .await;

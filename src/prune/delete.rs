@@ -1,4 +1,4 @@
-//! Carrying out a retention plan: the only part of retention with I/O.
+//! Carrying out a plan's deletions at the provider.
 //!
 //! Invariants: exactly the decisions with `keep == false` are sent to the
 //! provider, in one `delete_snapshots` call; a decision to delete a snapshot
@@ -9,43 +9,10 @@
 
 use serde::{Serialize, Serializer};
 
-use chrono::{DateTime, Utc};
-
-use super::ownership::{classify, Classification, StoreRecords};
-use super::plan::{plan, Decision, Policy, Reason};
 use crate::domain::{RemoteSnapshot, Target};
-use crate::provider::{Provider, ProviderError, ProviderResult};
-
-/// A plan made from a fresh, complete listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedPlan {
-    /// Ownership of every listed snapshot, plus what the store must mark
-    /// gone or live again and the adoptions to log.
-    pub classification: Classification,
-    pub decisions: Vec<Decision>,
-}
-
-/// List (`target`, `disk_id`), classify the listing for `definition` and
-/// plan. A listing error is returned as is and yields no plan at all: the
-/// provider contract makes a listing that stopped part-way an error, so
-/// nothing is ever planned from an incomplete view.
-pub async fn list_and_plan<P: Provider>(
-    provider: &P,
-    target: &Target,
-    disk_id: u32,
-    store: &StoreRecords,
-    definition: &str,
-    policy: &Policy,
-    now: DateTime<Utc>,
-) -> ProviderResult<ListedPlan> {
-    let listing = provider.list_snapshots(target, disk_id).await?;
-    let classification = classify(&listing, store, definition);
-    let decisions = plan(&classification.candidates, policy, now);
-    Ok(ListedPlan {
-        classification,
-        decisions,
-    })
-}
+use crate::provider::{Provider, ProviderError};
+use crate::retention::{join_reasons, Decision, Reason, CREATED_FORMAT};
+use crate::table;
 
 /// What happened to one snapshot the plan deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,12 +115,7 @@ pub async fn execute<P: Provider>(
 }
 
 fn log_outcome(target: &Target, disk_id: u32, d: &Decision, outcome: &DeletionOutcome) {
-    let reasons = d
-        .reasons
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let reasons = join_reasons(&d.reasons);
     let (name, id) = (&d.snapshot.name, &d.snapshot.id);
     match outcome {
         DeletionOutcome::Done => tracing::info!(
@@ -170,4 +132,25 @@ fn log_outcome(target: &Target, disk_id: u32, d: &Decision, outcome: &DeletionOu
             "refused to delete a snapshot this definition does not own"
         ),
     }
+}
+
+/// Executed deletions as a table: Snapshot, Created (UTC), Result, Reason.
+pub fn render_deletions_table(deletions: &[Deletion]) -> String {
+    let rows: Vec<Vec<String>> = deletions
+        .iter()
+        .map(|d| {
+            let result = match &d.outcome {
+                DeletionOutcome::Done => "deleted".to_string(),
+                DeletionOutcome::Failed(e) => format!("failed: {e}"),
+                DeletionOutcome::Refused => "refused: not owned".to_string(),
+            };
+            vec![
+                d.snapshot.name.clone(),
+                d.snapshot.created_at.format(CREATED_FORMAT).to_string(),
+                result,
+                join_reasons(&d.reasons),
+            ]
+        })
+        .collect();
+    table::render(&["Snapshot", "Created", "Result", "Reason"], &rows)
 }

@@ -1,0 +1,140 @@
+//! What every command shares: where the configuration is, the store, and
+//! finding a definition by its address.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{Cli, CliError, CliResult};
+use crate::config::{self, Config, Overrides};
+use crate::domain::definition::{self, Definition};
+use crate::domain::Target;
+use crate::provider::registry::{self, AnyProvider};
+use crate::store::{self, Store};
+
+/// `--provider/--target/--disk`: narrowing definitions that share a name.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Filters {
+    /// Only definitions on this provider
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only definitions on this target
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only definitions on this disk
+    #[arg(long)]
+    pub disk: Option<u32>,
+}
+
+impl Filters {
+    pub fn filter(&self) -> store::Filter {
+        store::Filter {
+            provider: self.provider.clone(),
+            target: self.target.clone(),
+            disk_id: self.disk,
+        }
+    }
+
+    /// True when any filter is given.
+    pub fn any(&self) -> bool {
+        self.provider.is_some() || self.target.is_some() || self.disk.is_some()
+    }
+}
+
+/// Addressing a definition: its name plus optional filters, needed when
+/// several definitions share a name.
+#[derive(Debug, Clone, Args)]
+pub struct Address {
+    /// Definition name
+    pub name: String,
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+impl Address {
+    pub fn filter(&self) -> store::Filter {
+        self.filters.filter()
+    }
+}
+
+/// What every command may need: where the config is and the overrides.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config_path: PathBuf,
+    pub overrides: Overrides,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> Self {
+        Context {
+            config_path: config::resolve_path(cli.config.as_deref()),
+            overrides: Overrides {
+                database: cli.database.clone(),
+                log_level: cli.log_level.clone(),
+            },
+        }
+    }
+
+    pub fn config(&self) -> CliResult<Config> {
+        Ok(config::load(&self.config_path, &self.overrides)?)
+    }
+
+    pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
+        Ok(Store::open(&cfg.daemon.database).await?)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Resolve an address to exactly one definition.
+    pub async fn resolve(&self, store: &Store, address: &Address) -> CliResult<Definition> {
+        let mut found = store
+            .find_definitions(&address.name, &address.filter())
+            .await?;
+        match found.len() {
+            0 => Err(CliError::usage(format!(
+                "no definition named '{}'{}; see `snapsched def list`",
+                address.name,
+                if address.filters.any() {
+                    " matches the filters"
+                } else {
+                    ""
+                }
+            ))),
+            1 => Ok(found.remove(0)),
+            _ => Err(CliError::usage(format!(
+                "{} definitions are named '{}'; narrow it with --provider, --target or --disk:\n{}",
+                found.len(),
+                address.name,
+                found
+                    .iter()
+                    .map(|d| format!("  {}", d.spec.identity))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))),
+        }
+    }
+
+    /// The provider and parsed target of a definition, from `cfg`.
+    pub fn provider_for(&self, cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, Target)> {
+        provider_for(cfg, def)
+    }
+}
+
+/// The provider and parsed target of a definition, from the configuration.
+pub fn provider_for(cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, Target)> {
+    let id = &def.spec.identity;
+    let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
+        CliError::usage(format!(
+            "definition {id} uses provider '{}', which is not configured in {}",
+            id.provider,
+            cfg.path.display()
+        ))
+    })?;
+    let target = definition::parse_target(&id.target, pcfg.kind)
+        .map_err(|e| CliError::usage(format!("definition {id}: {e}")))?;
+    let provider = registry::build(pcfg)
+        .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;
+    Ok((provider, target))
+}
