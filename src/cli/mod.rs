@@ -37,9 +37,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Database file, overriding [daemon] database
-    #[arg(long, global = true, value_name = "PATH")]
-    pub database: Option<PathBuf>,
+    /// Database: a SQLite file or a postgres:// URL, overriding [daemon] database
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub database: Option<String>,
 
     /// Log level or tracing filter, overriding [daemon] log_level
     #[arg(long, global = true, value_name = "LEVEL")]
@@ -149,6 +149,15 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::wiring::WiringError> for CliError {
+    fn from(e: crate::wiring::WiringError) -> Self {
+        match e {
+            crate::wiring::WiringError::Config(m) => CliError::Usage(m),
+            crate::wiring::WiringError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl CliError {
     pub fn usage(msg: impl Into<String>) -> Self {
         CliError::Usage(msg.into())
@@ -187,7 +196,7 @@ impl Context {
     }
 
     pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
-        Ok(Store::open(&cfg.daemon.database).await?)
+        Ok(crate::wiring::open_store(cfg).await?)
     }
 
     pub fn config_path(&self) -> &Path {

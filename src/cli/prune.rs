@@ -10,11 +10,8 @@ use chrono_tz::Tz;
 use clap::Args;
 
 use super::{print_json, Address, CliError, CliResult, Context};
-use crate::config::Config;
-use crate::domain::definition::{self, Definition, DefinitionSpec};
-use crate::domain::Target;
+use crate::domain::definition::DefinitionSpec;
 use crate::domain::{Claim, Run, RunState, Trigger};
-use crate::provider::registry::{self, AnyProvider};
 use crate::prune::{self, PruneReport};
 use crate::retention;
 use crate::store::runs::Update;
@@ -32,28 +29,11 @@ pub struct PruneArgs {
     pub json: bool,
 }
 
-/// The provider and parsed target of a definition, from the configuration.
-pub fn provider_for(cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, Target)> {
-    let id = &def.spec.identity;
-    let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
-        CliError::usage(format!(
-            "definition {id} uses provider '{}', which is not configured in {}",
-            id.provider,
-            cfg.path.display()
-        ))
-    })?;
-    let target = definition::parse_target(&id.target, pcfg.kind)
-        .map_err(|e| CliError::usage(format!("definition {id}: {e}")))?;
-    let provider = registry::build(pcfg)
-        .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;
-    Ok((provider, target))
-}
-
 pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     let store = ctx.open_store(&cfg).await?;
     let def = super::def::resolve(&store, &args.address).await?;
-    let (provider, target) = provider_for(&cfg, &def)?;
+    let (provider, target) = crate::wiring::provider_for(&cfg, &def)?;
     let spec = &def.spec;
     let id = &spec.identity;
 

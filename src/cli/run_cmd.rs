@@ -33,7 +33,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let store = ctx.open_store(&cfg).await?;
     let def = super::def::resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();
-    let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+    let (provider, target) = crate::wiring::provider_for(&cfg, &def)?;
     // A manual run's slot is the current second, which also names the
     // snapshot; a second manual run within the same second waits for the
     // next one rather than failing.
@@ -76,7 +76,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         spec: &def.spec,
         target,
         clock: Clock::System,
-        options: crate::daemon::settings_of(&cfg).run,
+        options: crate::wiring::run_options(&cfg),
         shutdown,
     };
     let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {

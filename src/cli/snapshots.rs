@@ -104,7 +104,7 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
             filters: args.filters.clone(),
         };
         let def = super::def::resolve(&store, &address).await?;
-        let (provider, target) = super::prune::provider_for(&cfg, &def)?;
+        let (provider, target) = crate::wiring::provider_for(&cfg, &def)?;
         let id = &def.spec.identity;
         let listing = provider
             .list_snapshots(&target, id.disk_id)
