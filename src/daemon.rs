@@ -3,7 +3,6 @@
 //! SIGTERM/SIGINT. SIGHUP re-reads the configuration; an invalid new
 //! configuration is logged and the old one stays in force.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -12,11 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
-use crate::domain::ProviderKind;
-use crate::provider::registry::{self, AnyProvider};
-use crate::run::RunOptions;
-use crate::scheduler::{Providers, Scheduler, Settings, Tick};
+use crate::provider::AnyProvider;
+use crate::scheduler::{Providers, Scheduler, Tick};
 use crate::store::Store;
+use crate::wiring::{self, ProviderMap};
 
 /// Hooks the daemon calls so the service manager can follow it.
 #[derive(Clone, Default)]
@@ -31,33 +29,6 @@ pub struct Hooks {
     pub stopping: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
-type ProviderMap = HashMap<String, (AnyProvider, ProviderKind)>;
-
-fn build_providers(cfg: &Config) -> anyhow::Result<ProviderMap> {
-    let built = registry::build_all(cfg).map_err(|errors| anyhow::anyhow!(errors.join("\n")))?;
-    Ok(built
-        .into_iter()
-        .map(|(name, p)| {
-            let kind = cfg.providers[&name].kind;
-            (name, (p, kind))
-        })
-        .collect())
-}
-
-pub fn settings_of(cfg: &Config) -> Settings {
-    Settings {
-        max_concurrent_runs: cfg.daemon.max_concurrent_runs,
-        catch_up_deadline: cfg.daemon.catch_up_deadline,
-        default_tz: cfg.daemon.timezone,
-        run: RunOptions {
-            run_timeout: cfg.daemon.run_timeout,
-            history_keep: cfg.daemon.history_keep,
-            ..RunOptions::default()
-        },
-        ..Settings::default()
-    }
-}
-
 /// Run the daemon until `shutdown` is cancelled (the caller wires signals).
 pub async fn run(
     config_path: PathBuf,
@@ -67,16 +38,17 @@ pub async fn run(
     hooks: Hooks,
 ) -> anyhow::Result<()> {
     let cfg = config::load(&config_path, &overrides)?;
-    let store = Store::open(&cfg.daemon.database)
+    let store = wiring::open_store(&cfg)
         .await
         .context("opening the store")?;
     reconcile(&store, &cfg).await?;
-    let providers: Providers<AnyProvider> = Arc::new(RwLock::new(Arc::new(build_providers(&cfg)?)));
+    let providers: Providers<AnyProvider> =
+        Arc::new(RwLock::new(Arc::new(wiring::build_providers(&cfg)?)));
     let mut scheduler = Scheduler::new(
         store.clone(),
         providers.clone(),
         Clock::System,
-        settings_of(&cfg),
+        wiring::settings(&cfg),
         shutdown.clone(),
     );
     if let Some(tick) = hooks.tick.clone() {
@@ -89,7 +61,7 @@ pub async fn run(
             .context("reading the per-definition gauges from the store")?;
     }
     let status = scheduler.status();
-    tracing::info!(database = %store.path().display(), "scheduler started: {}", status.line());
+    tracing::info!(database = %cfg.daemon.database, "scheduler started: {}", status.line());
     if let Some(ready) = &hooks.ready {
         ready();
     }
@@ -140,7 +112,7 @@ async fn reload_once(
     store: &Store,
 ) -> anyhow::Result<ProviderMap> {
     let cfg = config::load(path, overrides)?;
-    let map = build_providers(&cfg)?;
+    let map = wiring::build_providers(&cfg)?;
     reconcile(store, &cfg).await?;
     Ok(map)
 }

@@ -21,3 +21,4 @@ pub mod scheduler;
 pub mod secret;
 pub mod store;
 pub mod table;
+pub mod wiring;

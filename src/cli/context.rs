@@ -7,9 +7,9 @@ use clap::Args;
 
 use super::{Cli, CliError, CliResult};
 use crate::config::{self, Config, Overrides};
-use crate::domain::definition::{self, Definition};
+use crate::domain::definition::Definition;
 use crate::domain::Target;
-use crate::provider::registry::{self, AnyProvider};
+use crate::provider::AnyProvider;
 use crate::store::{self, Store};
 
 /// `--provider/--target/--disk`: narrowing definitions that share a name.
@@ -80,7 +80,7 @@ impl Context {
     }
 
     pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
-        Ok(Store::open(&cfg.daemon.database).await?)
+        Ok(crate::wiring::open_store(cfg).await?)
     }
 
     pub fn config_path(&self) -> &Path {
@@ -118,23 +118,6 @@ impl Context {
 
     /// The provider and parsed target of a definition, from `cfg`.
     pub fn provider_for(&self, cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, Target)> {
-        provider_for(cfg, def)
+        Ok(crate::wiring::provider_for(cfg, def)?)
     }
-}
-
-/// The provider and parsed target of a definition, from the configuration.
-pub fn provider_for(cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, Target)> {
-    let id = &def.spec.identity;
-    let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
-        CliError::usage(format!(
-            "definition {id} uses provider '{}', which is not configured in {}",
-            id.provider,
-            cfg.path.display()
-        ))
-    })?;
-    let target = definition::parse_target(&id.target, pcfg.kind)
-        .map_err(|e| CliError::usage(format!("definition {id}: {e}")))?;
-    let provider = registry::build(pcfg)
-        .map_err(|e| CliError::usage(format!("providers.{}: {e}", id.provider)))?;
-    Ok((provider, target))
 }

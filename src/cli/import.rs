@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::domain::definition::{self, DefinitionSpec, Identity, RawDefinition, Source};
 use crate::domain::ProviderKind;
 use crate::provider::erigones::{Erigones, ErigonesDefinition};
-use crate::provider::registry::{self, AnyProvider};
+use crate::provider::AnyProvider;
 
 /// Erigones evaluates its schedules in UTC; imported definitions keep that.
 pub const ERIGONES_TIMEZONE: &str = "UTC";
@@ -318,7 +318,9 @@ fn erigones_provider(cfg: &Config, name: &str) -> CliResult<Erigones> {
             pcfg.kind
         )));
     }
-    match registry::build(pcfg).map_err(|e| CliError::usage(format!("providers.{name}: {e}")))? {
+    match crate::wiring::build_provider(pcfg)
+        .map_err(|e| CliError::usage(format!("providers.{name}: {e}")))?
+    {
         AnyProvider::Erigones(p) => Ok(p),
         // The kind was checked above; another variant would be a bug in the registry.
         _ => Err(CliError::Runtime(anyhow::anyhow!(
@@ -372,7 +374,7 @@ async fn run_erigones(args: ErigonesImportArgs, ctx: &Context) -> CliResult {
         })?;
 
     // A dry run must not create the database just to find it empty.
-    let store = if args.dry_run && !cfg.daemon.database.exists() {
+    let store = if args.dry_run && !crate::wiring::store_exists(&cfg) {
         None
     } else {
         Some(ctx.open_store(&cfg).await?)

@@ -45,9 +45,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Database file, overriding [daemon] database
-    #[arg(long, global = true, value_name = "PATH")]
-    pub database: Option<PathBuf>,
+    /// Database: a SQLite file or a postgres:// URL, overriding [daemon] database
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub database: Option<String>,
 
     /// Log level or tracing filter, overriding [daemon] log_level
     #[arg(long, global = true, value_name = "LEVEL")]
@@ -108,6 +108,15 @@ impl From<StoreError> for CliError {
         match e {
             StoreError::Duplicate(_) | StoreError::Foreign { .. } => CliError::Usage(e.to_string()),
             other => CliError::Runtime(other.into()),
+        }
+    }
+}
+
+impl From<crate::wiring::WiringError> for CliError {
+    fn from(e: crate::wiring::WiringError) -> Self {
+        match e {
+            crate::wiring::WiringError::Config(m) => CliError::Usage(m),
+            crate::wiring::WiringError::Store(e) => e.into(),
         }
     }
 }

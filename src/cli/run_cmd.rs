@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         spec: &def.spec,
         target,
         clock: Clock::System,
-        options: crate::daemon::settings_of(&cfg).run,
+        options: crate::wiring::run_options(&cfg),
         shutdown,
     };
     let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {

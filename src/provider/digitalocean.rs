@@ -42,6 +42,13 @@ use crate::secret::Secret;
 /// The public API endpoint.
 pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
 
+/// The configuration shape of `kind = "digitalocean"`.
+pub const KIND: super::KindSpec = super::KindSpec {
+    kind: crate::domain::ProviderKind::DigitalOcean,
+    api_url: super::ApiUrl::Default(DEFAULT_API_URL),
+    settings: &[],
+};
+
 /// Largest page the API serves.
 const PER_PAGE: u32 = 200;
 

@@ -1,4 +1,6 @@
-//! In-memory fake provider, for engine tests and benchmarks.
+//! In-memory fake provider, for engine tests and benchmarks: built only with
+//! the cargo feature `fake-provider`, which the tests and the bench enable and
+//! an installed binary leaves out.
 //!
 //! It behaves like a small cloud: snapshots per (target, disk), operations
 //! that finish after `operation_time` (measured on tokio's clock, so paused-
@@ -18,6 +20,17 @@ use super::{
     ProviderResult,
 };
 use crate::domain::{RemoteSnapshot, SnapshotStatus, Target};
+
+/// The configuration shape of `kind = "fake"`: no API, no secret; `latency`
+/// (added to every call) and `operation_time` (until an operation is done).
+pub const KIND: super::KindSpec = super::KindSpec {
+    kind: crate::domain::ProviderKind::Fake,
+    api_url: super::ApiUrl::Unused,
+    settings: &[
+        ("latency", Duration::ZERO),
+        ("operation_time", Duration::ZERO),
+    ],
+};
 
 /// Which call a scripted failure applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -20,11 +20,16 @@ use serde::Serialize;
 
 use crate::domain::{RemoteSnapshot, Target};
 
+mod any;
 pub mod digitalocean;
 pub mod erigones;
+#[cfg(feature = "fake-provider")]
 pub mod fake;
+pub mod kinds;
 pub mod ratelimit;
-pub mod registry;
+
+pub use any::AnyProvider;
+pub use kinds::{ApiUrl, KindSpec};
 
 /// What to create.
 #[derive(Debug, Clone)]

@@ -527,6 +527,121 @@ fn inline_secret_in_a_readable_file_is_refused_with_the_chmod_hint() {
     assert!(!err.contains("SECRETVALUE"), "the secret leaked: {err}");
 }
 
+// ------------------------------------------------------ credential order
+
+/// A systemd credentials directory holding `files` (name, contents, mode).
+fn credentials_dir(env: &TestEnv, files: &[(&str, &str, u32)]) -> String {
+    let dir = env.path().join("credentials");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (name, text, mode) in files {
+        crate::support::write_file(&dir.join(name), text, *mode);
+    }
+    dir.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+fn a_systemd_credential_beats_an_unset_token_env_so_the_example_checks_ok() {
+    // The shipped example names DIGITALOCEAN_TOKEN and ERIGONES_API_KEY,
+    // which a service does not have; its credentials are used instead.
+    let env = TestEnv::new(
+        &crate::support::BASE_CONFIG.replace("[providers.fake]\nkind = \"fake\"\n", ""),
+    );
+    let creds = credentials_dir(&env, &[("do", "dop_v1_x\n", 0o400), ("dc1", "k\n", 0o400)]);
+    let (code, out, err) = env.run_env(&["config", "check"], &[("CREDENTIALS_DIRECTORY", &creds)]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let example = TestEnv::new(snapsched::config::EXAMPLE);
+    let creds = credentials_dir(
+        &example,
+        &[("do", "dop_v1_x\n", 0o400), ("dc1", "k\n", 0o400)],
+    );
+    let (code, out, err) =
+        example.run_env(&["config", "check"], &[("CREDENTIALS_DIRECTORY", &creds)]);
+    assert_eq!(code, 0, "the example fails under systemd: {out}{err}");
+}
+
+#[test]
+fn a_token_file_beats_the_systemd_credential() {
+    let env = TestEnv::new(&secret_config(
+        "kind = \"digitalocean\"",
+        "token_file = \"do.token\"",
+    ));
+    // The named file is broken; the (good) credential must not hide that.
+    env.write("do.token", "dop_v1_x\n", 0o644);
+    let creds = credentials_dir(&env, &[("do", "dop_v1_y\n", 0o400)]);
+    let err = env.usage_error_env(&["config", "check"], &[("CREDENTIALS_DIRECTORY", &creds)]);
+    assert!(err.contains("providers.do.token_file"), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+// ------------------------------------------------------------ database URL
+
+const PG_URL: &str = "postgres://snapsched@db.example.com/backups";
+
+#[test]
+fn config_show_prints_a_postgres_database_without_its_password() {
+    let env = TestEnv::base();
+    let envs = [
+        ("SNAPSCHED__DAEMON__DATABASE", PG_URL),
+        ("PGPASSWORD", "hunter2SECRET"),
+    ];
+    for args in [&["config", "show"][..], &["config", "show", "--json"]] {
+        let (code, out, err) = env.run_env(args, &envs);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            out.contains("postgres://snapsched@db.example.com:5432/backups"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            !out.contains("hunter2") && !err.contains("hunter2"),
+            "{out}{err}"
+        );
+    }
+}
+
+#[test]
+fn a_password_in_the_database_url_is_refused_naming_the_key_and_the_fix() {
+    let env = TestEnv::base();
+    let url = "postgresql://snapsched:hunter2SECRET@db.example.com/backups";
+    for args in [
+        &["--database", url, "config", "check"][..],
+        &["--database", url, "def", "list"],
+    ] {
+        let err = env.usage_error(args);
+        assert!(err.contains("daemon.database:"), "{err}");
+        assert!(err.contains("holds a password"), "{err}");
+        assert!(err.contains("database_password_file"), "{err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+    }
+    assert!(!env.db().exists());
+}
+
+#[test]
+fn the_database_password_comes_from_a_private_file_or_the_systemd_credential() {
+    let env = TestEnv::new(&format!(
+        "[daemon]\ndatabase = \"{PG_URL}\"\ndatabase_password_file = \"db.password\"\n"
+    ));
+    env.write("db.password", "hunter2SECRET\n", 0o640);
+    let err = env.usage_error(&["config", "check"]);
+    assert!(err.contains("daemon.database_password_file"), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    env.write("db.password", "hunter2SECRET\n", 0o600);
+    env.ok(&["config", "check"]);
+
+    // No file configured: the systemd credential `database`, when present.
+    env.write_config(&format!("[daemon]\ndatabase = \"{PG_URL}\"\n"));
+    env.ok(&["config", "check"]);
+    let creds = credentials_dir(&env, &[("database", "hunter2SECRET\n", 0o644)]);
+    let err = env.usage_error_env(&["config", "check"], &[("CREDENTIALS_DIRECTORY", &creds)]);
+    assert!(err.contains("daemon.database"), "{err}");
+    assert!(err.contains("credentials/database"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    credentials_dir(&env, &[("database", "hunter2SECRET\n", 0o400)]);
+    let (code, out, err) = env.run_env(&["config", "check"], &[("CREDENTIALS_DIRECTORY", &creds)]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 // --------------------------------------------------------------- examples
 
 /// Every file under `config/` is a valid configuration as shipped.

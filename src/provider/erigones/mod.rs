@@ -29,6 +29,15 @@ use crate::secret::Secret;
 
 use http::{render_message, Http, Reply};
 
+/// The configuration shape of `kind = "erigones"`.
+pub const KIND: super::KindSpec = super::KindSpec {
+    kind: crate::domain::ProviderKind::Erigones,
+    api_url: super::ApiUrl::Required {
+        example: "https://my.erigones.com/api",
+    },
+    settings: &[],
+};
+
 /// Erigones snapshot names: `^[A-Za-z0-9][A-Za-z0-9._-]*$`, at most 24 characters.
 const MAX_SNAPNAME_LEN: usize = 24;
 

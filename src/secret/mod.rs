@@ -3,8 +3,15 @@
 //! [`Secret`] redacts itself in `Debug` and `Display`; the only way to the
 //! value is [`Secret::expose`], which call sites use at the moment they build
 //! an HTTP header, nowhere else.
+//!
+//! [`credentials`] says where a secret comes from (a private file, a systemd
+//! credential, an environment variable, inline) and reads it.
 
 use std::fmt;
+
+pub mod credentials;
+
+pub use credentials::Credential;
 
 /// A credential. `Debug` and `Display` print `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]

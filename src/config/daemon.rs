@@ -1,0 +1,188 @@
+//! `[daemon]`: the store, the default zone, concurrency, timeouts, history
+//! and logging.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::problems::Collector;
+use super::{database, ser};
+use crate::domain::definition;
+use crate::secret::Credential;
+use crate::store::Location;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[daemon]`, parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonConfig {
+    /// A SQLite file or a PostgreSQL server; shown without its password.
+    #[serde(serialize_with = "ser::display")]
+    pub database: Location,
+    /// Where the PostgreSQL password comes from when neither `$PGPASSWORD`
+    /// nor `~/.pgpass` should: `database_password_file` or the systemd
+    /// credential `database`. Shown as `database_password_file` when it is
+    /// that file.
+    #[serde(
+        rename = "database_password_file",
+        serialize_with = "ser_password_file",
+        skip_serializing_if = "no_password_file"
+    )]
+    pub database_password: Option<Credential>,
+    #[serde(serialize_with = "ser::display")]
+    pub timezone: Tz,
+    pub max_concurrent_runs: usize,
+    #[serde(serialize_with = "ser::duration")]
+    pub catch_up_deadline: Duration,
+    #[serde(serialize_with = "ser::duration")]
+    pub shutdown_grace: Duration,
+    #[serde(serialize_with = "ser::duration")]
+    pub run_timeout: Duration,
+    pub history_keep: u32,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+fn password_file(c: &Option<Credential>) -> Option<&PathBuf> {
+    match c {
+        Some(Credential::File(p)) => Some(p),
+        _ => None,
+    }
+}
+
+fn no_password_file(c: &Option<Credential>) -> bool {
+    password_file(c).is_none()
+}
+
+fn ser_password_file<S: serde::Serializer>(
+    c: &Option<Credential>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match password_file(c) {
+        Some(p) => s.collect_str(&p.display()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawDaemon {
+    database: Option<String>,
+    database_password_file: Option<PathBuf>,
+    timezone: Option<String>,
+    max_concurrent_runs: Option<i64>,
+    catch_up_deadline: Option<String>,
+    shutdown_grace: Option<String>,
+    run_timeout: Option<String>,
+    history_keep: Option<i64>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+}
+
+/// Parse `[daemon]`; problems go to `c`, and a bad value stands in as its
+/// default so the other keys are still checked.
+pub(super) fn parse(
+    value: Option<config::Value>,
+    base_dir: &Path,
+    c: &mut Collector,
+) -> DaemonConfig {
+    let d: RawDaemon = c.section(value, "daemon").unwrap_or_default();
+    let (database, database_password) =
+        database::parse(d.database.as_deref(), d.database_password_file, base_dir, c);
+    DaemonConfig {
+        database,
+        database_password,
+        timezone: timezone(d.timezone.as_deref(), c),
+        max_concurrent_runs: max_concurrent_runs(d.max_concurrent_runs, c),
+        catch_up_deadline: c.dur(
+            "daemon.catch_up_deadline",
+            d.catch_up_deadline.as_deref(),
+            Duration::from_secs(3600),
+        ),
+        shutdown_grace: c.dur(
+            "daemon.shutdown_grace",
+            d.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        ),
+        run_timeout: c.dur(
+            "daemon.run_timeout",
+            d.run_timeout.as_deref(),
+            Duration::from_secs(6 * 3600),
+        ),
+        history_keep: history_keep(d.history_keep, c),
+        log_level: log_level(d.log_level, c),
+        log_format: log_format(d.log_format.as_deref(), c),
+    }
+}
+
+fn timezone(text: Option<&str>, c: &mut Collector) -> Tz {
+    match text {
+        None => Tz::UTC,
+        Some(z) => definition::parse_timezone(z).unwrap_or_else(|e| {
+            c.push("daemon.timezone", e.message);
+            Tz::UTC
+        }),
+    }
+}
+
+fn max_concurrent_runs(n: Option<i64>, c: &mut Collector) -> usize {
+    match n {
+        None => 8,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(n) => {
+            c.push(
+                "daemon.max_concurrent_runs",
+                format!("{n} is out of range 1-10000"),
+            );
+            8
+        }
+    }
+}
+
+fn history_keep(n: Option<i64>, c: &mut Collector) -> u32 {
+    match n {
+        None => 1000,
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => n as u32,
+        Some(n) => {
+            c.push(
+                "daemon.history_keep",
+                format!("{n} must be at least 1 (runs kept per definition)"),
+            );
+            1000
+        }
+    }
+}
+
+fn log_level(level: Option<String>, c: &mut Collector) -> String {
+    let level = level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        c.push(
+            "daemon.log_level",
+            format!(
+                "'{level}' is not a log level or filter: use error, warn, info, debug or trace"
+            ),
+        );
+    }
+    level
+}
+
+fn log_format(text: Option<&str>, c: &mut Collector) -> LogFormat {
+    match text {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            c.push(
+                "daemon.log_format",
+                format!("'{other}' is not a log format: use \"text\" or \"json\""),
+            );
+            LogFormat::Text
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! `[providers.NAME]`: one section per provider account.
+//!
+//! Parsing is generic over the kinds this build has
+//! ([`crate::provider::kinds`]): a kind says how `api_url` is treated and
+//! which settings only it takes; its secret's name comes from
+//! [`crate::secret::credentials::secret_name`]. No kind is special-cased
+//! here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::problems::Collector;
+use super::{database, ser};
+use crate::domain::ProviderKind;
+use crate::provider::kinds::{self, ApiUrl, KindSpec};
+use crate::provider::PollPolicy;
+use crate::secret::credentials::{self, Credential, Given, SECRET_NAMES};
+use crate::secret::Secret;
+
+/// `[providers.NAME]`, parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    #[serde(serialize_with = "ser::opt_display")]
+    pub api_url: Option<url::Url>,
+    /// Where the kind's secret comes from; `None` for a kind that takes none.
+    pub credential: Option<Credential>,
+    #[serde(skip)]
+    pub poll: PollPolicy,
+    #[serde(serialize_with = "ser::duration")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "ser::duration")]
+    pub request_timeout: Duration,
+    pub tags: Vec<String>,
+    pub requests_per_minute: u32,
+    pub requests_per_hour: u32,
+    /// The settings only this kind takes ([`KindSpec::settings`]).
+    #[serde(flatten)]
+    pub settings: KindSettings,
+}
+
+/// A kind's own settings by key, each given or defaulted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindSettings(BTreeMap<&'static str, Duration>);
+
+impl KindSettings {
+    /// The setting `key`; zero for a key the kind does not have.
+    pub fn get(&self, key: &str) -> Duration {
+        self.0.get(key).copied().unwrap_or_default()
+    }
+}
+
+impl Serialize for KindSettings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .map(|(k, v)| (k, humantime::format_duration(*v).to_string())),
+        )
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawProvider {
+    kind: Option<String>,
+    api_url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    api_key: Option<String>,
+    api_key_file: Option<PathBuf>,
+    api_key_env: Option<String>,
+    poll_interval: Option<String>,
+    poll_max_interval: Option<String>,
+    action_timeout: Option<String>,
+    connect_timeout: Option<String>,
+    request_timeout: Option<String>,
+    tags: Option<Vec<String>>,
+    requests_per_minute: Option<i64>,
+    requests_per_hour: Option<i64>,
+}
+
+/// The keys of one secret family (`token`, `token_file`, `token_env`).
+struct SecretKeys<'a> {
+    inline: Option<&'a String>,
+    file: Option<&'a PathBuf>,
+    env: Option<&'a String>,
+}
+
+impl RawProvider {
+    fn secret_keys(&self, name: &str) -> SecretKeys<'_> {
+        match name {
+            "token" => SecretKeys {
+                inline: self.token.as_ref(),
+                file: self.token_file.as_ref(),
+                env: self.token_env.as_ref(),
+            },
+            _ => SecretKeys {
+                inline: self.api_key.as_ref(),
+                file: self.api_key_file.as_ref(),
+                env: self.api_key_env.as_ref(),
+            },
+        }
+    }
+}
+
+impl SecretKeys<'_> {
+    /// The keys given, as written (`token_file`).
+    fn given(&self, name: &str) -> Vec<String> {
+        [
+            (name.to_owned(), self.inline.is_some()),
+            (format!("{name}_file"), self.file.is_some()),
+            (format!("{name}_env"), self.env.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect()
+    }
+}
+
+/// What every provider section is read against.
+struct File<'a> {
+    path: &'a Path,
+    base_dir: &'a Path,
+    /// The config file is private, so an inline secret is acceptable.
+    private: bool,
+}
+
+/// Parse every `[providers.NAME]`; a section whose kind is unknown is left
+/// out (its definitions then name an unknown provider).
+pub(super) fn parse(
+    sections: BTreeMap<String, config::Value>,
+    path: &Path,
+    base_dir: &Path,
+    c: &mut Collector,
+) -> BTreeMap<String, ProviderConfig> {
+    let file = File {
+        path,
+        base_dir,
+        private: credentials::check_private(path).is_ok(),
+    };
+    sections
+        .into_iter()
+        .filter_map(|(name, value)| parse_one(&name, value, &file, c).map(|p| (name, p)))
+        .collect()
+}
+
+fn parse_one(
+    name: &str,
+    value: config::Value,
+    file: &File<'_>,
+    c: &mut Collector,
+) -> Option<ProviderConfig> {
+    let prefix = format!("providers.{name}");
+    let key = |k: &str| format!("{prefix}.{k}");
+    let (raw, unknown): (RawProvider, Vec<String>) = c.deserialize(value.clone(), &prefix)?;
+    let Some(spec) = kind(raw.kind.as_deref(), &key("kind"), c) else {
+        c.unknown_in(&prefix, unknown);
+        return None;
+    };
+    let settings = kind_settings(spec, unknown, value, &prefix, c);
+    let credential = credential(&raw, name, spec.kind, file, c);
+    let api_url = api_url(raw.api_url.as_deref(), spec, &key("api_url"), c);
+    let defaults = PollPolicy::default();
+    let poll = PollPolicy {
+        initial: c.dur(
+            &key("poll_interval"),
+            raw.poll_interval.as_deref(),
+            defaults.initial,
+        ),
+        max: c.dur(
+            &key("poll_max_interval"),
+            raw.poll_max_interval.as_deref(),
+            defaults.max,
+        ),
+        timeout: c.dur(
+            &key("action_timeout"),
+            raw.action_timeout.as_deref(),
+            defaults.timeout,
+        ),
+    };
+    Some(ProviderConfig {
+        name: name.to_owned(),
+        kind: spec.kind,
+        api_url,
+        credential,
+        poll,
+        connect_timeout: c.dur(
+            &key("connect_timeout"),
+            raw.connect_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        request_timeout: c.dur(
+            &key("request_timeout"),
+            raw.request_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        tags: raw.tags.unwrap_or_default(),
+        requests_per_minute: rate(&key("requests_per_minute"), raw.requests_per_minute, 250, c),
+        requests_per_hour: rate(&key("requests_per_hour"), raw.requests_per_hour, 5000, c),
+        settings,
+    })
+}
+
+fn kind(text: Option<&str>, key: &str, c: &mut Collector) -> Option<&'static KindSpec> {
+    match text {
+        Some(k) => kinds::kind_named(k).or_else(|| {
+            c.push(
+                key,
+                format!("'{k}' is not a provider kind: use {}", kinds::kind_list()),
+            );
+            None
+        }),
+        None => {
+            c.push(key, format!("is required: {}", kinds::kind_list()));
+            None
+        }
+    }
+}
+
+/// Take the kind's own settings out of the keys the common section did not
+/// know; the rest are unknown keys.
+fn kind_settings(
+    spec: &KindSpec,
+    unknown: Vec<String>,
+    value: config::Value,
+    prefix: &str,
+    c: &mut Collector,
+) -> KindSettings {
+    let table = value.into_table().unwrap_or_default();
+    let mut settings: BTreeMap<&'static str, Duration> = spec.settings.iter().copied().collect();
+    for k in unknown {
+        let Some((name, default)) = spec.settings.iter().find(|(n, _)| *n == k) else {
+            c.unknown_in(prefix, vec![k]);
+            continue;
+        };
+        let key = format!("{prefix}.{k}");
+        let text = match table
+            .get(k.as_str())
+            .cloned()
+            .map(config::Value::into_string)
+        {
+            Some(Ok(t)) => t,
+            _ => {
+                c.push(key, "must be a duration such as \"90s\"");
+                continue;
+            }
+        };
+        settings.insert(name, c.dur(&key, Some(&text), *default));
+    }
+    KindSettings(settings)
+}
+
+/// Where the secret comes from (see [`crate::secret::credentials`] for the
+/// order); the other families' keys and more than one key of the own family
+/// are problems.
+fn credential(
+    raw: &RawProvider,
+    name: &str,
+    kind: ProviderKind,
+    file: &File<'_>,
+    c: &mut Collector,
+) -> Option<Credential> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let own = credentials::secret_name(kind);
+    let fix = match own {
+        Some(w) => format!("use {w}, {w}_file or {w}_env"),
+        None => "this kind takes no secret".to_owned(),
+    };
+    for other in SECRET_NAMES.iter().filter(|w| Some(**w) != own) {
+        for k in raw.secret_keys(other).given(other) {
+            c.push(key(&k), format!("is not a {kind} setting; {fix}"));
+        }
+    }
+    let word = own?;
+    let keys = raw.secret_keys(word);
+    if keys.given(word).len() > 1 {
+        c.push(
+            key(word),
+            format!("give only one of {word}, {word}_file and {word}_env"),
+        );
+    }
+    if keys.inline.is_some() && !file.private {
+        c.push(
+            key(word),
+            format!(
+                "an inline secret is only accepted in a file that group and others cannot read; run: chmod 600 {} (or use {word}_file)",
+                file.path.display()
+            ),
+        );
+    }
+    let given = (keys.file.map(|f| Given::File(file.base_dir.join(f))))
+        .or_else(|| keys.env.map(|v| Given::Env(v.clone())))
+        .or_else(|| keys.inline.map(|v| Given::Inline(Secret::new(v.clone()))));
+    let credential = Credential::resolve(given, name);
+    if credential.is_none() {
+        c.push(
+            key(word),
+            format!("no credential: set {word}_file, {word}_env, or load a systemd credential named '{name}'"),
+        );
+    }
+    credential
+}
+
+fn api_url(text: Option<&str>, spec: &KindSpec, key: &str, c: &mut Collector) -> Option<url::Url> {
+    match (text, spec.api_url) {
+        (Some(_), ApiUrl::Unused) => {
+            c.push(
+                key,
+                format!("is not used by providers of kind {}", spec.kind),
+            );
+            None
+        }
+        (Some(u), _) => match url::Url::parse(u) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            _ => {
+                let shown = database::redact(u);
+                c.push(key, format!("'{shown}' is not an http(s) URL"));
+                None
+            }
+        },
+        (None, ApiUrl::Default(d)) => url::Url::parse(d).ok(),
+        (None, ApiUrl::Required { example }) => {
+            c.push(
+                key,
+                format!("is required for kind {}, e.g. \"{example}\"", spec.kind),
+            );
+            None
+        }
+        (None, ApiUrl::Unused) => None,
+    }
+}
+
+fn rate(key: &str, v: Option<i64>, default: u32, c: &mut Collector) -> u32 {
+    match v {
+        None => default,
+        Some(n) if n >= 1 && n <= i64::from(u32::MAX) => n as u32,
+        Some(n) => {
+            c.push(key, format!("{n} must be a positive number"));
+            default
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! How parsed values print in `snapsched config show`: as they are written
+//! in the file (zones and URLs as text, durations as humantime), secrets
+//! redacted.
+
+use std::fmt;
+use std::time::Duration;
+
+pub(super) fn display<T: fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+pub(super) fn opt_display<T: fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+pub(super) fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}

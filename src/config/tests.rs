@@ -1,0 +1,228 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+use crate::store::Location;
+
+/// Write `text` as a private config file in a fresh directory and load it.
+fn load_text(text: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let result = load(&path, &Overrides::default());
+    (dir, result)
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match load_text(text).1 {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.problems,
+    }
+}
+
+fn problem_at(text: &str, key: &str) -> Problem {
+    let all = problems(text);
+    all.iter()
+        .find(|p| p.key == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no problem at {key}: {all:#?}"))
+}
+
+#[test]
+fn unknown_key_in_the_file_names_the_file() {
+    let p = problem_at(
+        "[daemon]\nbogus_key_in_file = 1\n",
+        "daemon.bogus_key_in_file",
+    );
+    assert!(p.message.contains("unknown key in"), "{p}");
+    assert!(p.message.contains("c.toml"), "{p}");
+}
+
+#[test]
+fn a_wrongly_typed_value_is_a_problem_at_its_dotted_key() {
+    let p = problem_at(
+        "[daemon]\nmax_concurrent_runs = \"many\"\n",
+        "daemon.max_concurrent_runs",
+    );
+    assert!(p.message.contains("\"many\""), "{p}");
+    let text = "[providers.lab]\nkind = \"digitalocean\"\ntoken_env = \"X\"\n\
+        [[definitions]]\nname = \"a\"\nprovider = \"lab\"\ntarget = \"droplet:1\"\n\
+        schedule = \"@daily\"\nretention = \"seven\"\n";
+    let p = problem_at(text, "definitions[0].retention");
+    assert!(p.message.contains("\"seven\""), "{p}");
+}
+
+#[test]
+fn every_section_reports_its_problems_in_one_go() {
+    let text = "[daemon]\ntimezone = \"Mars/Olympus\"\nmax_concurrent_runs = \"many\"\n\
+        [metrics]\nlisten = \"nowhere\"\n\
+        [providers.do]\nkind = \"digitalocean\"\ntoken_env = \"X\"\npoll_interval = \"soon\"\n\
+        [[definitions]]\nprovider = \"do\"\ntarget = \"droplet:1\"\nschedule = \"@daily\"\nretention = 1\n";
+    let keys: Vec<String> = problems(text).into_iter().map(|p| p.key).collect();
+    for key in [
+        "daemon.max_concurrent_runs",
+        "metrics.listen",
+        "providers.do.poll_interval",
+        "definitions[0].name",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn a_definition_without_name_provider_or_target_names_each_field() {
+    let all = problems("[[definitions]]\nschedule = \"@daily\"\nretention = 1\n");
+    let p = all.iter().find(|p| p.key == "definitions[0].provider");
+    assert!(
+        p.is_some_and(|p| p.message.contains("is required")),
+        "{all:#?}"
+    );
+    let text = "[providers.do]\nkind = \"digitalocean\"\ntoken_env = \"X\"\n\
+        [[definitions]]\nprovider = \"do\"\nschedule = \"@daily\"\nretention = 1\n";
+    let keys: Vec<String> = problems(text).into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"definitions[0].name".to_owned()), "{keys:?}");
+    assert!(
+        keys.contains(&"definitions[0].target".to_owned()),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn a_secret_key_of_another_kind_is_refused_with_the_right_family() {
+    let p = problem_at(
+        "[providers.do]\nkind = \"digitalocean\"\napi_key_env = \"X\"\ntoken_env = \"Y\"\n",
+        "providers.do.api_key_env",
+    );
+    assert!(
+        p.message.contains("use token, token_file or token_env"),
+        "{p}"
+    );
+    let p = problem_at(
+        "[providers.dc1]\nkind = \"erigones\"\napi_url = \"https://e/api\"\ntoken_env = \"X\"\napi_key_env = \"Y\"\n",
+        "providers.dc1.token_env",
+    );
+    assert!(
+        p.message
+            .contains("use api_key, api_key_file or api_key_env"),
+        "{p}"
+    );
+}
+
+#[test]
+fn an_unknown_kind_lists_the_kinds_of_this_build() {
+    let p = problem_at("[providers.x]\nkind = \"aws\"\n", "providers.x.kind");
+    assert!(p.message.contains("\"digitalocean\""), "{p}");
+    assert!(p.message.contains("\"erigones\""), "{p}");
+}
+
+#[cfg(feature = "fake-provider")]
+#[test]
+fn the_fake_kind_takes_its_own_settings_and_no_secret() {
+    let (_dir, cfg) =
+        load_text("[providers.lab]\nkind = \"fake\"\nlatency = \"5ms\"\npoll_interval = \"1s\"\n");
+    let cfg = cfg.unwrap();
+    let lab = &cfg.providers["lab"];
+    assert_eq!(lab.kind, crate::domain::ProviderKind::Fake);
+    assert_eq!(lab.credential, None);
+    assert_eq!(
+        lab.settings.get("latency"),
+        std::time::Duration::from_millis(5)
+    );
+    assert_eq!(
+        lab.settings.get("operation_time"),
+        std::time::Duration::ZERO
+    );
+
+    let p = problem_at(
+        "[providers.lab]\nkind = \"fake\"\noperation_time = \"later\"\n",
+        "providers.lab.operation_time",
+    );
+    assert!(p.message.contains("'later'"), "{p}");
+    let p = problem_at(
+        "[providers.lab]\nkind = \"fake\"\ntoken_env = \"X\"\n",
+        "providers.lab.token_env",
+    );
+    assert!(p.message.contains("takes no secret"), "{p}");
+    problem_at(
+        "[providers.lab]\nkind = \"fake\"\nbogus = 1\n",
+        "providers.lab.bogus",
+    );
+}
+
+#[test]
+fn a_kind_setting_of_another_kind_is_an_unknown_key() {
+    let p = problem_at(
+        "[providers.do]\nkind = \"digitalocean\"\ntoken_env = \"X\"\nlatency = \"1s\"\n",
+        "providers.do.latency",
+    );
+    assert!(p.message.contains("unknown key"), "{p}");
+}
+
+#[cfg(not(feature = "fake-provider"))]
+#[test]
+fn without_its_feature_the_fake_kind_is_unknown() {
+    let p = problem_at("[providers.lab]\nkind = \"fake\"\n", "providers.lab.kind");
+    assert!(p.message.contains("is not a provider kind"), "{p}");
+}
+
+#[test]
+fn a_postgres_url_is_a_postgres_location_shown_without_a_password() {
+    let (dir, cfg) = load_text(
+        "[daemon]\ndatabase = \"postgresql://snapsched@db.example.com/backups?sslmode=disable\"\n\
+         database_password_file = \"db.password\"\n",
+    );
+    let cfg = cfg.unwrap();
+    assert!(matches!(cfg.daemon.database, Location::Postgres(_)));
+    assert_eq!(
+        cfg.daemon.database_password,
+        Some(Credential::File(
+            std::fs::canonicalize(dir.path())
+                .unwrap()
+                .join("db.password")
+        ))
+    );
+    let shown = toml::to_string_pretty(&cfg).unwrap();
+    assert!(
+        shown.contains("database = \"postgres://snapsched@db.example.com:5432/backups\""),
+        "{shown}"
+    );
+    assert!(shown.contains("database_password_file = "), "{shown}");
+}
+
+#[test]
+fn a_password_in_the_database_url_is_refused_also_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "").unwrap();
+    let overrides = Overrides {
+        database: Some("postgres://snapsched:hunter2@db/backups".into()),
+        ..Overrides::default()
+    };
+    let err = load(&path, &overrides).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("daemon.database: "), "{text}");
+    assert!(text.contains("holds a password"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn config_check_reads_the_database_password_file() {
+    let text = "[daemon]\ndatabase = \"postgres://snapsched@db/backups\"\n\
+                database_password_file = \"db.password\"\n";
+    let (dir, cfg) = load_text(text);
+    cfg.unwrap();
+    let path = dir.path().join("c.toml");
+    let err = check(&path, &Overrides::default()).unwrap_err();
+    assert_eq!(err.problems[0].key, "daemon.database_password_file");
+    assert!(err.problems[0].message.contains("db.password"), "{err}");
+
+    let pw = dir.path().join("db.password");
+    std::fs::write(&pw, "hunter2\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = check(&path, &Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    check(&path, &Overrides::default()).unwrap();
+}

@@ -1,0 +1,63 @@
+//! Static dispatch over the provider kinds. Building one from the
+//! configuration is the wiring module's job (`crate::wiring`).
+
+use super::digitalocean::DigitalOcean;
+use super::erigones::Erigones;
+#[cfg(feature = "fake-provider")]
+use super::fake::FakeProvider;
+use super::{
+    CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderResult,
+};
+use crate::domain::{RemoteSnapshot, Target};
+
+/// Any configured provider.
+#[derive(Debug, Clone)]
+pub enum AnyProvider {
+    DigitalOcean(DigitalOcean),
+    Erigones(Erigones),
+    /// The in-memory fake (cargo feature `fake-provider`: tests and the bench).
+    #[cfg(feature = "fake-provider")]
+    Fake(FakeProvider),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            AnyProvider::DigitalOcean($p) => $e,
+            AnyProvider::Erigones($p) => $e,
+            #[cfg(feature = "fake-provider")]
+            AnyProvider::Fake($p) => $e,
+        }
+    };
+}
+
+impl Provider for AnyProvider {
+    async fn create_snapshot(&self, req: &CreateRequest) -> ProviderResult<CreateOutcome> {
+        dispatch!(self, p => p.create_snapshot(req).await)
+    }
+
+    async fn poll(&self, req: &CreateRequest, op: &Operation) -> ProviderResult<PollOutcome> {
+        dispatch!(self, p => p.poll(req, op).await)
+    }
+
+    async fn list_snapshots(
+        &self,
+        target: &Target,
+        disk_id: u32,
+    ) -> ProviderResult<Vec<RemoteSnapshot>> {
+        dispatch!(self, p => p.list_snapshots(target, disk_id).await)
+    }
+
+    async fn delete_snapshots(
+        &self,
+        target: &Target,
+        disk_id: u32,
+        snapshots: &[RemoteSnapshot],
+    ) -> Vec<ProviderResult<()>> {
+        dispatch!(self, p => p.delete_snapshots(target, disk_id, snapshots).await)
+    }
+
+    fn poll_policy(&self) -> PollPolicy {
+        dispatch!(self, p => p.poll_policy())
+    }
+}

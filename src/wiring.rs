@@ -1,0 +1,321 @@
+//! Wiring: everything built from a [`Config`] — the providers (one client
+//! per `[providers.NAME]`, by kind), the scheduler's and runs' settings, and
+//! the store at `[daemon] database`. The daemon and the CLI build these
+//! here and nowhere else; the provider layer never sees the configuration.
+
+use std::collections::HashMap;
+
+use crate::config::{Config, ProviderConfig};
+use crate::domain::definition::{self, Definition};
+use crate::domain::{ProviderKind, Target};
+use crate::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
+use crate::provider::erigones::{Erigones, ErigonesSettings};
+use crate::provider::ratelimit::RateLimits;
+use crate::provider::{AnyProvider, ProviderError};
+use crate::run::RunOptions;
+use crate::scheduler::Settings;
+use crate::secret::Credential;
+use crate::store::{Location, Store, StoreError};
+
+/// Every configured provider by name, with its kind (what the scheduler
+/// takes).
+pub type ProviderMap = HashMap<String, (AnyProvider, ProviderKind)>;
+
+/// Why the configuration could not be wired.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// The configuration asks for something that cannot be built as
+    /// written (a provider without its secret, an unknown provider, a
+    /// backend not in this build): the message names the key and the fix.
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+// ---------------------------------------------------------------- providers
+
+/// Build one provider by its kind; reads its secret.
+pub fn build_provider(cfg: &ProviderConfig) -> Result<AnyProvider, String> {
+    match cfg.kind {
+        ProviderKind::DigitalOcean => digitalocean(cfg).map(AnyProvider::DigitalOcean),
+        ProviderKind::Erigones => erigones(cfg).map(AnyProvider::Erigones),
+        ProviderKind::Fake => fake(cfg),
+    }
+}
+
+fn secret(cfg: &ProviderConfig) -> Result<crate::secret::Secret, String> {
+    match &cfg.credential {
+        Some(c) => c.load(),
+        None => Err("no credential configured".into()),
+    }
+}
+
+fn digitalocean(cfg: &ProviderConfig) -> Result<DigitalOcean, String> {
+    let mut settings = DigitalOceanSettings::new(cfg.name.clone(), secret(cfg)?);
+    if let Some(url) = &cfg.api_url {
+        settings.api_url = url.clone();
+    }
+    settings.poll = cfg.poll;
+    settings.tags = cfg.tags.clone();
+    settings.connect_timeout = cfg.connect_timeout;
+    settings.request_timeout = cfg.request_timeout;
+    settings.limits = RateLimits {
+        per_minute: cfg.requests_per_minute,
+        per_hour: cfg.requests_per_hour,
+    };
+    DigitalOcean::new(settings).map_err(|e: ProviderError| e.message)
+}
+
+fn erigones(cfg: &ProviderConfig) -> Result<Erigones, String> {
+    let api_key = secret(cfg)?;
+    let api_url = cfg
+        .api_url
+        .clone()
+        .ok_or_else(|| format!("providers.{}.api_url is required", cfg.name))?;
+    Erigones::new(ErigonesSettings {
+        provider_name: cfg.name.clone(),
+        api_url,
+        api_key,
+        poll: cfg.poll,
+        connect_timeout: cfg.connect_timeout,
+        request_timeout: cfg.request_timeout,
+    })
+    .map_err(|e: ProviderError| e.message)
+}
+
+#[cfg(feature = "fake-provider")]
+fn fake(cfg: &ProviderConfig) -> Result<AnyProvider, String> {
+    use crate::provider::fake::FakeProvider;
+    let fake = FakeProvider::new(
+        cfg.settings.get("latency"),
+        cfg.settings.get("operation_time"),
+    );
+    Ok(AnyProvider::Fake(fake.with_poll_policy(cfg.poll)))
+}
+
+#[cfg(not(feature = "fake-provider"))]
+fn fake(_: &ProviderConfig) -> Result<AnyProvider, String> {
+    // The loader refuses kind "fake" in such a build; this is for a
+    // hand-made `ProviderConfig`.
+    Err("the fake provider is not in this build (cargo feature fake-provider)".into())
+}
+
+/// Build every configured provider; errors name the provider.
+pub fn build_providers(cfg: &Config) -> Result<ProviderMap, WiringError> {
+    let mut out = HashMap::new();
+    let mut errors = Vec::new();
+    for (name, p) in &cfg.providers {
+        match build_provider(p) {
+            Ok(provider) => {
+                out.insert(name.clone(), (provider, p.kind));
+            }
+            Err(e) => errors.push(format!("providers.{name}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(WiringError::Config(errors.join("\n")))
+    }
+}
+
+/// The provider and parsed target of a stored definition.
+pub fn provider_for(cfg: &Config, def: &Definition) -> Result<(AnyProvider, Target), WiringError> {
+    let id = &def.spec.identity;
+    let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
+        WiringError::Config(format!(
+            "definition {id} uses provider '{}', which is not configured in {}",
+            id.provider,
+            cfg.path.display()
+        ))
+    })?;
+    let target = definition::parse_target(&id.target, pcfg.kind)
+        .map_err(|e| WiringError::Config(format!("definition {id}: {e}")))?;
+    let provider = build_provider(pcfg)
+        .map_err(|e| WiringError::Config(format!("providers.{}: {e}", id.provider)))?;
+    Ok((provider, target))
+}
+
+// ---------------------------------------------------------------- settings
+
+/// The scheduler's settings from `[daemon]`.
+pub fn settings(cfg: &Config) -> Settings {
+    Settings {
+        max_concurrent_runs: cfg.daemon.max_concurrent_runs,
+        catch_up_deadline: cfg.daemon.catch_up_deadline,
+        default_tz: cfg.daemon.timezone,
+        run: run_options(cfg),
+        ..Settings::default()
+    }
+}
+
+/// How one run behaves, from `[daemon]` (the daemon's and `snapsched run`'s).
+pub fn run_options(cfg: &Config) -> RunOptions {
+    RunOptions {
+        run_timeout: cfg.daemon.run_timeout,
+        history_keep: cfg.daemon.history_keep,
+        ..RunOptions::default()
+    }
+}
+
+// ---------------------------------------------------------------- store
+
+/// The store's location with its password applied: from
+/// `database_password_file` or the systemd credential `database` when one
+/// is configured (else the driver's own `$PGPASSWORD` / `~/.pgpass`).
+pub fn store_location(cfg: &Config) -> Result<Location, WiringError> {
+    match (&cfg.daemon.database, &cfg.daemon.database_password) {
+        (Location::Postgres(options), Some(credential)) => {
+            let password = credential.load().map_err(|e| {
+                WiringError::Config(match credential {
+                    Credential::File(_) => format!("daemon.database_password_file: {e}"),
+                    _ => format!(
+                        "daemon.database: the password for {}: {e}",
+                        cfg.daemon.database
+                    ),
+                })
+            })?;
+            let options = options.as_ref().clone().password(password.expose());
+            Ok(Location::Postgres(Box::new(options)))
+        }
+        (location, _) => Ok(location.clone()),
+    }
+}
+
+/// Whether the store already exists (a SQLite file that is there; a
+/// server is assumed to be), for commands that must not create one.
+pub fn store_exists(cfg: &Config) -> bool {
+    match &cfg.daemon.database {
+        Location::Sqlite(path) => path.exists(),
+        Location::Postgres(_) => true,
+    }
+}
+
+/// Open (and migrate) the store at `[daemon] database`.
+pub async fn open_store(cfg: &Config) -> Result<Store, WiringError> {
+    match store_location(cfg)? {
+        Location::Sqlite(path) => Ok(Store::open(&path).await?),
+        location @ Location::Postgres(_) => Err(WiringError::Config(format!(
+            "daemon.database: {location}: the PostgreSQL backend is not available in this build; use a SQLite file path"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    fn load(dir: &Path, text: &str) -> Config {
+        let path = write(dir, "config.toml", text, 0o600);
+        crate::config::load(&path, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The password the options carry (they have no getter; their `Debug`
+    /// shows it, which is why `Location` has its own).
+    fn carries_password(location: &Location, password: &str) -> bool {
+        match location {
+            Location::Postgres(options) => format!("{options:?}").contains(password),
+            Location::Sqlite(_) => false,
+        }
+    }
+
+    #[test]
+    fn the_database_password_file_is_applied_to_the_location() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "db.password", "hunter2\n", 0o600);
+        let cfg = load(
+            dir.path(),
+            "[daemon]\ndatabase = \"postgres://snapsched@db.example.com/backups\"\n\
+             database_password_file = \"db.password\"\n",
+        );
+        let location = store_location(&cfg).unwrap();
+        assert!(carries_password(&location, "hunter2"));
+        assert!(!location.to_string().contains("hunter2"), "{location}");
+        assert!(!format!("{location:?}").contains("hunter2"), "{location:?}");
+    }
+
+    #[test]
+    fn an_unreadable_database_password_is_an_error_naming_the_key_without_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "db.password", "hunter2\n", 0o644);
+        let cfg = load(
+            dir.path(),
+            "[daemon]\ndatabase = \"postgres://snapsched@db.example.com/backups\"\n\
+             database_password_file = \"db.password\"\n",
+        );
+        let e = store_location(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("daemon.database") && e.contains("chmod 600"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_postgres_store_is_refused_until_the_backend_lands_and_sqlite_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load(
+            dir.path(),
+            "[daemon]\ndatabase = \"postgres://snapsched@db.example.com/backups\"\n",
+        );
+        assert!(store_exists(&cfg));
+        let e = match open_store(&cfg).await {
+            Ok(_) => panic!("a postgres location opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("daemon.database"), "{e}");
+        assert!(e.contains("PostgreSQL backend is not available"), "{e}");
+
+        let cfg = load(dir.path(), "[daemon]\ndatabase = \"s.db\"\n");
+        assert!(!store_exists(&cfg));
+        let store = open_store(&cfg).await.unwrap();
+        store.close().await;
+        assert!(store_exists(&cfg));
+    }
+
+    #[test]
+    fn settings_come_from_the_daemon_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load(
+            dir.path(),
+            "[daemon]\nmax_concurrent_runs = 3\nrun_timeout = \"1h\"\nhistory_keep = 7\n\
+             timezone = \"Europe/Bratislava\"\n",
+        );
+        let s = settings(&cfg);
+        assert_eq!(s.max_concurrent_runs, 3);
+        assert_eq!(s.default_tz, chrono_tz::Europe::Bratislava);
+        assert_eq!(s.run.run_timeout, std::time::Duration::from_secs(3600));
+        assert_eq!(s.run.history_keep, 7);
+    }
+
+    #[test]
+    fn providers_build_by_kind_and_a_missing_secret_names_the_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "do.token", "dop_v1_x\n", 0o600);
+        let cfg = load(
+            dir.path(),
+            "[providers.do]\nkind = \"digitalocean\"\ntoken_file = \"do.token\"\n\
+             [providers.dc1]\nkind = \"erigones\"\napi_url = \"https://e.example/api\"\n\
+             api_key_env = \"SNAPSCHED_WIRING_TEST_UNSET\"\n",
+        );
+        assert!(matches!(
+            build_provider(&cfg.providers["do"]),
+            Ok(AnyProvider::DigitalOcean(_))
+        ));
+        let e = build_providers(&cfg).unwrap_err().to_string();
+        assert!(e.contains("providers.dc1:"), "{e}");
+        assert!(e.contains("SNAPSCHED_WIRING_TEST_UNSET"), "{e}");
+    }
+}
