@@ -89,7 +89,7 @@ pub async fn run(
             .context("reading the per-definition gauges from the store")?;
     }
     let status = scheduler.status();
-    tracing::info!(database = %store.path().display(), "scheduler started: {}", status.line());
+    tracing::info!(database = %store.location(), "scheduler started: {}", status.line());
     if let Some(ready) = &hooks.ready {
         ready();
     }

@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod db;
 pub mod proxy;
 
 /// The binary under test: `$SNAPSCHED_TEST_BIN` when set (to test an
