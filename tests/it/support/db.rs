@@ -148,17 +148,31 @@ async fn drop_stale_schemas(admin: &mut sqlx::PgConnection) {
 
 /// The `[daemon] database` value of a config file naming the store for
 /// `path` on this run's backend: the path, or the server's URL with the
-/// test's schema as `search_path`. For the tests that run the binary, once
-/// the configuration accepts a PostgreSQL URL.
-pub async fn database_setting(path: &Path) -> String {
+/// test's schema (created here) as `search_path`. For the tests that run the
+/// binary, once the configuration accepts a PostgreSQL URL. Synchronous, so
+/// that fixtures building a config file can call it from plain and async
+/// tests alike.
+pub fn database_setting(path: &Path) -> String {
     match backend() {
         Backend::Sqlite => path.display().to_string(),
         Backend::Postgres => {
-            let schema = schema_for(path);
-            let _ = self::schema(&schema).await;
+            let name = schema_for(path);
+            // A runtime of its own on a thread of its own: the caller may be
+            // inside one already.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                        .block_on(schema(&name))
+                })
+                .join()
+                .expect("schema created")
+            });
             let url = postgres_url().expect("checked by schema()");
             let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}options=-c%20search_path%3D{schema}")
+            format!("{url}{sep}options=-c%20search_path%3D{name}")
         }
     }
 }
@@ -188,7 +202,7 @@ async fn the_database_setting_names_the_tests_store() {
         .await
         .expect("insert");
     store.close().await;
-    let setting = database_setting(&path).await;
+    let setting = database_setting(&path);
     let location = match backend() {
         Backend::Sqlite => Location::Sqlite(setting.into()),
         Backend::Postgres => Location::Postgres(Box::new(
