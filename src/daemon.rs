@@ -61,7 +61,7 @@ pub async fn run(
             .context("reading the per-definition gauges from the store")?;
     }
     let status = scheduler.status();
-    tracing::info!(database = %cfg.daemon.database, "scheduler started: {}", status.line());
+    tracing::info!(database = %store.location(), "scheduler started: {}", status.line());
     if let Some(ready) = &hooks.ready {
         ready();
     }

@@ -194,12 +194,7 @@ pub fn store_exists(cfg: &Config) -> bool {
 
 /// Open (and migrate) the store at `[daemon] database`.
 pub async fn open_store(cfg: &Config) -> Result<Store, WiringError> {
-    match store_location(cfg)? {
-        Location::Sqlite(path) => Ok(Store::open(&path).await?),
-        location @ Location::Postgres(_) => Err(WiringError::Config(format!(
-            "daemon.database: {location}: the PostgreSQL backend is not available in this build; use a SQLite file path"
-        ))),
-    }
+    Ok(Store::connect(&store_location(cfg)?).await?)
 }
 
 #[cfg(test)]

@@ -31,7 +31,11 @@ const FINAL_STATES: &str = "('succeeded', 'failed', 'skipped', 'missed', 'interr
 async fn fill(db: &Path, n: usize, schedule: &dyn Fn(usize) -> String) -> anyhow::Result<()> {
     let store = Store::open(db).await?;
     let now = ts_ms(Utc::now());
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store
+        .sqlite_pool()
+        .expect("the benchmark store is SQLite")
+        .begin()
+        .await?;
     for i in 0..n {
         let id = scenario::identity(i);
         sqlx::query(
@@ -126,7 +130,7 @@ async fn runs_between(
     )
     .bind(snapsched::store::ts(from))
     .bind(snapsched::store::ts(to))
-    .fetch_all(store.pool())
+    .fetch_all(store.sqlite_pool().expect("the benchmark store is SQLite"))
     .await?;
     rows.into_iter()
         .map(|(s, c, f)| {
@@ -149,7 +153,7 @@ async fn final_count(
     ))
     .bind(snapsched::store::ts(from))
     .bind(snapsched::store::ts(to))
-    .fetch_one(store.pool())
+    .fetch_one(store.sqlite_pool().expect("the benchmark store is SQLite"))
     .await?;
     Ok(n as usize)
 }

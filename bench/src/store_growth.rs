@@ -39,7 +39,7 @@ pub struct StoreResult {
 
 async fn size(store: &Store, db: &Path) -> anyhow::Result<u64> {
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
+        .execute(store.sqlite_pool().expect("the benchmark store is SQLite"))
         .await?;
     let wal = db.with_extension("db-wal");
     Ok(std::fs::metadata(db)?.len() + std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0))
@@ -122,7 +122,7 @@ pub async fn measure(total: u64) -> anyhow::Result<StoreResult> {
     }
     let runs_per_s = done as f64 / started.elapsed().as_secs_f64();
     let rows_at_end: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
-        .fetch_one(store.pool())
+        .fetch_one(store.sqlite_pool().expect("the benchmark store is SQLite"))
         .await?;
     store.close().await;
     Ok(StoreResult {

@@ -5,14 +5,20 @@
 //! is the per-definition lock. Every state change is its own committed
 //! statement so that a crash leaves a row that says exactly how far the run
 //! got.
+//!
+//! The table is meant to grow ownership columns (owner node, lease epoch):
+//! reads name their columns ([`COLS`]) and decode into [`RunRow`], so a new
+//! column changes nothing here until the code uses it.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
-use super::{identity_from_row, parse_ts, ts, ts_ms, Store, StoreResult};
+use super::backend::{placeholders, Args, Conn};
+use super::{
+    active_states, parse_opt_ts, parse_ts, ts, ts_ms, IdentityRow, Store, StoreError, StoreResult,
+    OF_IDENTITY,
+};
 use crate::domain::{Claim, Identity, Run, RunState, Trigger};
 
 /// A change to apply to a run row in one statement.
@@ -32,48 +38,67 @@ const COLS: &str = "id, provider, target, disk_id, def_name, slot, trigger, stat
     snapshot_id, operation_id, attempts, missed_count, error_class, error, owner_pid, created_at,
     started_at, updated_at, finished_at";
 
-fn run_from_row(row: &SqliteRow) -> StoreResult<Run> {
-    let opt_ts = |col: &str| -> StoreResult<Option<DateTime<Utc>>> {
-        row.try_get::<Option<String>, _>(col)?
-            .map(|s| parse_ts(&s))
-            .transpose()
-    };
-    let trigger: String = row.try_get("trigger")?;
-    let state: String = row.try_get("state")?;
-    Ok(Run {
-        id: row.try_get("id")?,
-        identity: identity_from_row(row)?,
-        slot: parse_ts(&row.try_get::<String, _>("slot")?)?,
-        trigger: Trigger::parse(&trigger)
-            .ok_or_else(|| super::StoreError::Corrupt(format!("trigger '{trigger}'")))?,
-        state: RunState::parse(&state)
-            .ok_or_else(|| super::StoreError::Corrupt(format!("state '{state}'")))?,
-        snapshot_name: row.try_get("snapshot_name")?,
-        snapshot_id: row.try_get("snapshot_id")?,
-        operation_id: row.try_get("operation_id")?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        missed_count: row
-            .try_get::<Option<i64>, _>("missed_count")?
-            .map(|n| n as u32),
-        error_class: row.try_get("error_class")?,
-        error: row.try_get("error")?,
-        owner_pid: row
-            .try_get::<Option<i64>, _>("owner_pid")?
-            .map(|n| n as u32),
-        created_at: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-        started_at: opt_ts("started_at")?,
-        updated_at: parse_ts(&row.try_get::<String, _>("updated_at")?)?,
-        finished_at: opt_ts("finished_at")?,
-    })
+/// A `runs` row as read through [`COLS`].
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: i64,
+    #[sqlx(flatten)]
+    identity: IdentityRow,
+    slot: String,
+    trigger: String,
+    state: String,
+    snapshot_name: Option<String>,
+    snapshot_id: Option<String>,
+    operation_id: Option<String>,
+    attempts: i64,
+    missed_count: Option<i64>,
+    error_class: Option<String>,
+    error: Option<String>,
+    owner_pid: Option<i64>,
+    created_at: String,
+    started_at: Option<String>,
+    updated_at: String,
+    finished_at: Option<String>,
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+impl RunRow {
+    fn into_run(self) -> StoreResult<Run> {
+        Ok(Run {
+            id: self.id,
+            identity: self.identity.into_identity()?,
+            slot: parse_ts(&self.slot)?,
+            trigger: Trigger::parse(&self.trigger)
+                .ok_or_else(|| StoreError::Corrupt(format!("trigger '{}'", self.trigger)))?,
+            state: RunState::parse(&self.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("state '{}'", self.state)))?,
+            snapshot_name: self.snapshot_name,
+            snapshot_id: self.snapshot_id,
+            operation_id: self.operation_id,
+            attempts: self.attempts as u32,
+            missed_count: self.missed_count.map(|n| n as u32),
+            error_class: self.error_class,
+            error: self.error,
+            owner_pid: self.owner_pid.map(|n| n as u32),
+            created_at: parse_ts(&self.created_at)?,
+            started_at: parse_opt_ts(self.started_at.as_deref())?,
+            updated_at: parse_ts(&self.updated_at)?,
+            finished_at: parse_opt_ts(self.finished_at.as_deref())?,
+        })
+    }
 }
+
+fn into_runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
+    rows.into_iter().map(RunRow::into_run).collect()
+}
+
+/// Slots claimed per statement: at 100,000 definitions due at one instant,
+/// a statement per row spends most of its time in the round trip to the
+/// database (sqlite's worker thread, or the server), not in the database.
+const ROWS_PER_STATEMENT: usize = 256;
 
 impl Store {
     /// Claim `slot` of a definition for a new pending run owned by this
-    /// process.
+    /// process: [`Store::claim_runs`] of one slot.
     pub async fn claim_run(
         &self,
         id: &Identity,
@@ -81,34 +106,10 @@ impl Store {
         trigger: Trigger,
         now: DateTime<Utc>,
     ) -> StoreResult<Claim> {
-        let result = sqlx::query(&format!(
-            "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
-                 owner_pid, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING {COLS}"
-        ))
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .bind(ts(slot))
-        .bind(trigger.as_str())
-        .bind(std::process::id())
-        .bind(ts_ms(now))
-        .bind(ts_ms(now))
-        .fetch_one(self.pool())
-        .await;
-        match result {
-            Ok(row) => Ok(Claim::Claimed(run_from_row(&row)?)),
-            Err(e) if is_unique_violation(&e) => {
-                if let Some(active) = self.active_run(id).await? {
-                    if active.slot != slot {
-                        return Ok(Claim::Busy(active));
-                    }
-                }
-                Ok(Claim::AlreadyRan)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.claim_runs(&[(id, slot, trigger)], now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a claim of one slot answered nothing".into()))
     }
 
     /// Claim many slots in one transaction, in order; the result has one
@@ -120,42 +121,31 @@ impl Store {
         slots: &[(&Identity, DateTime<Utc>, Trigger)],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Claim>> {
-        // Rows go in many to a statement: at 100,000 definitions due at one
-        // instant, a statement per row spends most of its time in the round
-        // trip to sqlite's worker thread, not in sqlite.
-        const ROWS_PER_STATEMENT: usize = 256;
-        let active = format!(
-            "SELECT {COLS} FROM runs WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ?
-               AND state IN ('pending', 'creating', 'waiting', 'pruning')"
-        );
         let at = ts_ms(now);
-        let pid = std::process::id();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_write().await?;
         // Keyed by the slot as stored, so a sub-second slot still finds its row.
         let mut claimed: HashMap<(Identity, String), Run> = HashMap::with_capacity(slots.len());
         for chunk in slots.chunks(ROWS_PER_STATEMENT) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"; chunk.len()].join(", ");
+            // $1 time and $2 owner are shared by every row; each row then
+            // binds identity, slot and trigger.
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({}, 'pending', $2, $1, $1)", placeholders(3 + 6 * i, 6)))
+                .collect();
             let insert = format!(
                 "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
                      owner_pid, created_at, updated_at)
-                 VALUES {values}
-                 ON CONFLICT DO NOTHING RETURNING {COLS}"
+                 VALUES {}
+                 ON CONFLICT DO NOTHING RETURNING {COLS}",
+                values.join(", ")
             );
-            let mut q = sqlx::query(&insert);
+            let mut args = Args::with_capacity(2 + 6 * chunk.len())
+                .text(at.as_str())
+                .int(std::process::id());
             for (id, slot, trigger) in chunk {
-                q = q
-                    .bind(&id.provider)
-                    .bind(&id.target)
-                    .bind(id.disk_id)
-                    .bind(&id.name)
-                    .bind(ts(*slot))
-                    .bind(trigger.as_str())
-                    .bind(pid)
-                    .bind(&at)
-                    .bind(&at);
+                args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
             }
-            for row in q.fetch_all(&mut *tx).await? {
-                let run = run_from_row(&row)?;
+            for row in tx.conn().fetch_all::<RunRow>(&insert, &args).await? {
+                let run = row.into_run()?;
                 claimed.insert((run.identity.clone(), ts(run.slot)), run);
             }
         }
@@ -165,14 +155,7 @@ impl Store {
                 out.push(Claim::Claimed(run));
                 continue;
             }
-            let busy = sqlx::query(&active)
-                .bind(&id.provider)
-                .bind(&id.target)
-                .bind(id.disk_id)
-                .bind(&id.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            out.push(match busy.as_ref().map(run_from_row).transpose()? {
+            out.push(match active_run_in(&mut tx.conn(), id).await? {
                 Some(run) if run.slot != *slot => Claim::Busy(run),
                 _ => Claim::AlreadyRan,
             });
@@ -192,26 +175,23 @@ impl Store {
         missed_count: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
-                 missed_count, error, created_at, updated_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, 'schedule', ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (provider, target, disk_id, def_name, slot) DO NOTHING",
-        )
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .bind(ts(slot))
-        .bind(state.as_str())
-        .bind(missed_count)
-        .bind(reason)
-        .bind(ts_ms(now))
-        .bind(ts_ms(now))
-        .bind(ts_ms(now))
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let inserted = self
+            .pool
+            .execute(
+                "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
+                     missed_count, error, created_at, updated_at, finished_at)
+                 VALUES ($1, $2, $3, $4, $5, 'schedule', $6, $7, $8, $9, $9, $9)
+                 ON CONFLICT (provider, target, disk_id, def_name, slot) DO NOTHING",
+                &Args::new()
+                    .identity(id)
+                    .text(ts(slot))
+                    .text(state.as_str())
+                    .int(missed_count)
+                    .text(reason)
+                    .text(ts_ms(now)),
+            )
+            .await?;
+        Ok(inserted > 0)
     }
 
     /// Apply `u` to run `run_id`; returns the updated row.
@@ -226,134 +206,141 @@ impl Store {
             Some((c, m)) => (Some(c), Some(m)),
             None => (None, None),
         };
-        let row = sqlx::query(&format!(
-            "UPDATE runs SET
-                 state = COALESCE(?, state),
-                 snapshot_name = COALESCE(?, snapshot_name),
-                 snapshot_id = COALESCE(?, snapshot_id),
-                 operation_id = COALESCE(?, operation_id),
-                 attempts = attempts + ?,
-                 error_class = CASE WHEN ? THEN NULL ELSE COALESCE(?, error_class) END,
-                 error = CASE WHEN ? THEN NULL ELSE COALESCE(?, error) END,
-                 started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE started_at END,
-                 finished_at = COALESCE(?, finished_at),
-                 owner_pid = CASE WHEN ? IS NOT NULL THEN NULL ELSE owner_pid END,
-                 updated_at = ?
-             WHERE id = ? RETURNING {COLS}"
-        ))
-        .bind(u.state.map(RunState::as_str))
-        .bind(u.snapshot_name)
-        .bind(u.snapshot_id)
-        .bind(u.operation_id)
-        .bind(i64::from(u.add_attempt))
-        .bind(u.clear_error)
-        .bind(class)
-        .bind(u.clear_error)
-        .bind(message)
-        .bind(u.started)
-        .bind(ts_ms(now))
-        .bind(&finished)
-        .bind(&finished)
-        .bind(ts_ms(now))
-        .bind(run_id)
-        .fetch_one(self.pool())
-        .await?;
-        run_from_row(&row)
+        self.pool
+            .fetch_one::<RunRow>(
+                &format!(
+                    "UPDATE runs SET
+                         state = COALESCE($2, state),
+                         snapshot_name = COALESCE($3, snapshot_name),
+                         snapshot_id = COALESCE($4, snapshot_id),
+                         operation_id = COALESCE($5, operation_id),
+                         attempts = attempts + $6,
+                         error_class = CASE WHEN $7 THEN NULL ELSE COALESCE($8, error_class) END,
+                         error = CASE WHEN $7 THEN NULL ELSE COALESCE($9, error) END,
+                         started_at = CASE WHEN $10 AND started_at IS NULL THEN $11
+                                      ELSE started_at END,
+                         finished_at = COALESCE($12, finished_at),
+                         owner_pid = CASE WHEN $12 IS NOT NULL THEN NULL ELSE owner_pid END,
+                         updated_at = $11
+                     WHERE id = $1 RETURNING {COLS}"
+                ),
+                &Args::new()
+                    .int(run_id)
+                    .text(u.state.map(RunState::as_str))
+                    .text(u.snapshot_name)
+                    .text(u.snapshot_id)
+                    .text(u.operation_id)
+                    .int(i64::from(u.add_attempt))
+                    .bool(u.clear_error)
+                    .text(class)
+                    .text(message)
+                    .bool(u.started)
+                    .text(ts_ms(now))
+                    .text(finished),
+            )
+            .await?
+            .into_run()
     }
 
     /// Take over a run whose owner process is gone.
     pub async fn adopt_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE runs SET owner_pid = ?, updated_at = ? WHERE id = ?")
-            .bind(std::process::id())
-            .bind(ts_ms(now))
-            .bind(run_id)
-            .execute(self.pool())
+        self.pool
+            .execute(
+                "UPDATE runs SET owner_pid = $2, updated_at = $3 WHERE id = $1",
+                &Args::new()
+                    .int(run_id)
+                    .int(std::process::id())
+                    .text(ts_ms(now)),
+            )
             .await?;
         Ok(())
     }
 
     /// The in-flight run of a definition, if any.
     pub async fn active_run(&self, id: &Identity) -> StoreResult<Option<Run>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLS} FROM runs WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ?
-               AND state IN ('pending', 'creating', 'waiting', 'pruning')"
-        ))
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(run_from_row).transpose()
+        active_run_in(&mut self.pool.acquire().await?.conn(), id).await
     }
 
     /// Every run not in a final state (for crash recovery).
     pub async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM runs WHERE state IN ('pending', 'creating', 'waiting', 'pruning') ORDER BY slot"
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        into_runs(
+            self.pool
+                .fetch_all(
+                    &format!(
+                        "SELECT {COLS} FROM runs WHERE state IN ({}) ORDER BY slot",
+                        active_states()
+                    ),
+                    &Args::new(),
+                )
+                .await?,
+        )
     }
 
     pub async fn get_run(&self, run_id: i64) -> StoreResult<Option<Run>> {
-        let row = sqlx::query(&format!("SELECT {COLS} FROM runs WHERE id = ?"))
-            .bind(run_id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(run_from_row).transpose()
+        self.pool
+            .fetch_optional::<RunRow>(
+                &format!("SELECT {COLS} FROM runs WHERE id = $1"),
+                &Args::new().int(run_id),
+            )
+            .await?
+            .map(RunRow::into_run)
+            .transpose()
     }
 
     /// Runs newest first, optionally of one definition name.
     pub async fn history(&self, name: Option<&str>, limit: u32) -> StoreResult<Vec<Run>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM runs WHERE (?1 IS NULL OR def_name = ?1) ORDER BY id DESC LIMIT ?2"
-        ))
-        .bind(name)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        into_runs(
+            self.pool
+                .fetch_all(
+                    &format!(
+                        "SELECT {COLS} FROM runs WHERE ($1 IS NULL OR def_name = $1)
+                         ORDER BY id DESC LIMIT $2"
+                    ),
+                    &Args::new().text(name).int(limit),
+                )
+                .await?,
+        )
     }
 
     /// The latest scheduled slot each definition has a row for, so that the
     /// scheduler resumes after the last slot it handled.
     pub async fn last_slots(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
-        let rows = sqlx::query(
-            "SELECT provider, target, disk_id, def_name, MAX(slot) AS slot FROM runs
-             WHERE trigger IN ('schedule', 'catchup') GROUP BY provider, target, disk_id, def_name",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    identity_from_row(r)?,
-                    parse_ts(&r.try_get::<String, _>("slot")?)?,
-                ))
-            })
+        #[derive(sqlx::FromRow)]
+        struct LastSlot {
+            #[sqlx(flatten)]
+            identity: IdentityRow,
+            slot: String,
+        }
+        self.pool
+            .fetch_all::<LastSlot>(
+                "SELECT provider, target, disk_id, def_name, MAX(slot) AS slot FROM runs
+                 WHERE trigger IN ('schedule', 'catchup')
+                 GROUP BY provider, target, disk_id, def_name",
+                &Args::new(),
+            )
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.identity.into_identity()?, parse_ts(&r.slot)?)))
             .collect()
     }
 
     /// The most recent run of each definition and the most recent success.
     pub async fn last_runs(&self, id: &Identity) -> StoreResult<(Option<Run>, Option<Run>)> {
-        let q = |extra: &str| {
-            format!(
-                "SELECT {COLS} FROM runs WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ?
-                 AND state NOT IN ('missed', 'skipped') {extra} ORDER BY id DESC LIMIT 1"
-            )
-        };
-        let mut out = Vec::new();
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::with_capacity(2);
         for extra in ["", "AND state = 'succeeded'"] {
-            let row = sqlx::query(&q(extra))
-                .bind(&id.provider)
-                .bind(&id.target)
-                .bind(id.disk_id)
-                .bind(&id.name)
-                .fetch_optional(self.pool())
+            let row = conn
+                .conn()
+                .fetch_optional::<RunRow>(
+                    &format!(
+                        "SELECT {COLS} FROM runs WHERE {OF_IDENTITY}
+                           AND state NOT IN ('missed', 'skipped') {extra}
+                         ORDER BY id DESC LIMIT 1"
+                    ),
+                    &Args::new().identity(id),
+                )
                 .await?;
-            out.push(row.as_ref().map(run_from_row).transpose()?);
+            out.push(row.map(RunRow::into_run).transpose()?);
         }
         let success = out.pop().flatten();
         Ok((out.pop().flatten(), success))
@@ -363,44 +350,60 @@ impl Store {
     /// with the highest id, as in [`Store::last_runs`]), for the last-success
     /// gauge. Definitions with no success in their kept history are absent.
     pub async fn last_successes(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
-        let rows = sqlx::query(
-            "SELECT provider, target, disk_id, def_name, finished_at, updated_at FROM runs
-             WHERE id IN (SELECT MAX(id) FROM runs WHERE state = 'succeeded'
-                          GROUP BY provider, target, disk_id, def_name)",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
+        #[derive(sqlx::FromRow)]
+        struct Success {
+            #[sqlx(flatten)]
+            identity: IdentityRow,
+            finished_at: Option<String>,
+            updated_at: String,
+        }
+        self.pool
+            .fetch_all::<Success>(
+                "SELECT provider, target, disk_id, def_name, finished_at, updated_at FROM runs
+                 WHERE id IN (SELECT MAX(id) FROM runs WHERE state = 'succeeded'
+                              GROUP BY provider, target, disk_id, def_name)",
+                &Args::new(),
+            )
+            .await?
+            .into_iter()
             .map(|r| {
                 // A success always has finished_at; updated_at is the same
                 // instant and keeps a hand-edited row from failing the query.
-                let at = match r.try_get::<Option<String>, _>("finished_at")? {
-                    Some(t) => t,
-                    None => r.try_get("updated_at")?,
-                };
-                Ok((identity_from_row(r)?, parse_ts(&at)?))
+                let at = r.finished_at.unwrap_or(r.updated_at);
+                Ok((r.identity.into_identity()?, parse_ts(&at)?))
             })
             .collect()
     }
 
     /// Delete all but the newest `keep` final runs of a definition.
     pub async fn trim_history(&self, id: &Identity, keep: u32) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM runs WHERE provider = ?1 AND target = ?2 AND disk_id = ?3 AND def_name = ?4
-               AND state NOT IN ('pending', 'creating', 'waiting', 'pruning')
-               AND id < (SELECT MIN(id) FROM (SELECT id FROM runs
-                   WHERE provider = ?1 AND target = ?2 AND disk_id = ?3 AND def_name = ?4
-                   ORDER BY id DESC LIMIT ?5))",
-        )
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .bind(keep)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected())
+        self.pool
+            .execute(
+                &format!(
+                    "DELETE FROM runs WHERE {OF_IDENTITY} AND state NOT IN ({})
+                       AND id < (SELECT MIN(id) FROM (SELECT id FROM runs WHERE {OF_IDENTITY}
+                                                      ORDER BY id DESC LIMIT $5) AS newest)",
+                    active_states()
+                ),
+                &Args::new().identity(id).int(keep),
+            )
+            .await
     }
+}
+
+/// The in-flight run of a definition, on a pooled connection or in a
+/// transaction.
+async fn active_run_in(conn: &mut Conn<'_>, id: &Identity) -> StoreResult<Option<Run>> {
+    conn.fetch_optional::<RunRow>(
+        &format!(
+            "SELECT {COLS} FROM runs WHERE {OF_IDENTITY} AND state IN ({})",
+            active_states()
+        ),
+        &Args::new().identity(id),
+    )
+    .await?
+    .map(RunRow::into_run)
+    .transpose()
 }
 
 /// The RFC 3339 form used for slots.

@@ -3,33 +3,51 @@
 //! a snapshot with no row is never ours unless adopted by the strict name rule.
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
-use super::{identity_from_row, parse_ts, ts_ms, Store, StoreResult};
+use super::backend::Args;
+use super::{
+    parse_opt_ts, parse_ts, ts_ms, IdentityRow, Store, StoreError, StoreResult, OF_IDENTITY,
+};
 use crate::domain::{Identity, RecordState, RemoteSnapshot, SnapshotRecord};
 
-fn record_from_row(row: &SqliteRow) -> StoreResult<SnapshotRecord> {
-    let state: String = row.try_get("state")?;
-    let opt_ts = |col: &str| -> StoreResult<Option<DateTime<Utc>>> {
-        row.try_get::<Option<String>, _>(col)?
-            .map(|s| parse_ts(&s))
-            .transpose()
-    };
-    Ok(SnapshotRecord {
-        identity: identity_from_row(row)?,
-        snapshot: row.try_get("name")?,
-        remote_id: row.try_get("remote_id")?,
-        run_id: row.try_get("run_id")?,
-        created_at: opt_ts("created_at")?,
-        size_bytes: row.try_get("size_bytes")?,
-        state: RecordState::parse(&state)
-            .ok_or_else(|| super::StoreError::Corrupt(format!("snapshot state '{state}'")))?,
-        adopted: row.try_get("adopted")?,
-        recorded_at: parse_ts(&row.try_get::<String, _>("recorded_at")?)?,
-        deleted_at: opt_ts("deleted_at")?,
-        delete_reason: row.try_get("delete_reason")?,
-    })
+/// A `snapshots` row as stored.
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    #[sqlx(flatten)]
+    identity: IdentityRow,
+    name: String,
+    remote_id: Option<String>,
+    run_id: Option<i64>,
+    created_at: Option<String>,
+    size_bytes: Option<i64>,
+    state: String,
+    adopted: bool,
+    recorded_at: String,
+    deleted_at: Option<String>,
+    delete_reason: Option<String>,
+}
+
+impl SnapshotRow {
+    fn into_record(self) -> StoreResult<SnapshotRecord> {
+        Ok(SnapshotRecord {
+            identity: self.identity.into_identity()?,
+            snapshot: self.name,
+            remote_id: self.remote_id,
+            run_id: self.run_id,
+            created_at: parse_opt_ts(self.created_at.as_deref())?,
+            size_bytes: self.size_bytes,
+            state: RecordState::parse(&self.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("snapshot state '{}'", self.state)))?,
+            adopted: self.adopted,
+            recorded_at: parse_ts(&self.recorded_at)?,
+            deleted_at: parse_opt_ts(self.deleted_at.as_deref())?,
+            delete_reason: self.delete_reason,
+        })
+    }
+}
+
+fn into_records(rows: Vec<SnapshotRow>) -> StoreResult<Vec<SnapshotRecord>> {
+    rows.into_iter().map(SnapshotRow::into_record).collect()
 }
 
 impl Store {
@@ -43,29 +61,27 @@ impl Store {
         adopted: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO snapshots (provider, target, disk_id, def_name, name, remote_id, run_id,
-                 created_at, size_bytes, state, adopted, recorded_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'present', ?, ?)
-             ON CONFLICT (provider, target, disk_id, name) DO UPDATE SET
-                 remote_id = excluded.remote_id,
-                 created_at = excluded.created_at,
-                 run_id = COALESCE(excluded.run_id, run_id),
-                 size_bytes = excluded.size_bytes",
-        )
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .bind(&snap.name)
-        .bind(&snap.id)
-        .bind(run_id)
-        .bind(ts_ms(snap.created_at))
-        .bind(snap.size_bytes.map(|b| b as i64))
-        .bind(adopted)
-        .bind(ts_ms(now))
-        .execute(self.pool())
-        .await?;
+        self.pool
+            .execute(
+                "INSERT INTO snapshots (provider, target, disk_id, def_name, name, remote_id,
+                     run_id, created_at, size_bytes, state, adopted, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'present', $10, $11)
+                 ON CONFLICT (provider, target, disk_id, name) DO UPDATE SET
+                     remote_id = excluded.remote_id,
+                     created_at = excluded.created_at,
+                     run_id = COALESCE(excluded.run_id, snapshots.run_id),
+                     size_bytes = excluded.size_bytes",
+                &Args::new()
+                    .identity(id)
+                    .text(&snap.name)
+                    .text(&snap.id)
+                    .int(run_id)
+                    .text(ts_ms(snap.created_at))
+                    .int(snap.size_bytes.map(|b| b as i64))
+                    .bool(adopted)
+                    .text(ts_ms(now)),
+            )
+            .await?;
         Ok(())
     }
 
@@ -76,27 +92,28 @@ impl Store {
         target: &str,
         disk_id: u32,
     ) -> StoreResult<Vec<SnapshotRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM snapshots WHERE provider = ? AND target = ? AND disk_id = ? ORDER BY created_at, name",
+        into_records(
+            self.pool
+                .fetch_all(
+                    "SELECT * FROM snapshots WHERE provider = $1 AND target = $2 AND disk_id = $3
+                     ORDER BY created_at NULLS FIRST, name",
+                    &Args::new().text(provider).text(target).int(disk_id),
+                )
+                .await?,
         )
-        .bind(provider)
-        .bind(target)
-        .bind(disk_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(record_from_row).collect()
     }
 
     /// Snapshot records, optionally of one definition name, any state.
     pub async fn snapshot_records(&self, name: Option<&str>) -> StoreResult<Vec<SnapshotRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM snapshots WHERE (?1 IS NULL OR def_name = ?1)
-             ORDER BY provider, target, disk_id, def_name, created_at, name",
+        into_records(
+            self.pool
+                .fetch_all(
+                    "SELECT * FROM snapshots WHERE ($1 IS NULL OR def_name = $1)
+                     ORDER BY provider, target, disk_id, def_name, created_at NULLS FIRST, name",
+                    &Args::new().text(name),
+                )
+                .await?,
         )
-        .bind(name)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(record_from_row).collect()
     }
 
     /// Mark a recorded snapshot deleted (by us, with a reason) or gone.
@@ -108,19 +125,22 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE snapshots SET state = ?, deleted_at = ?, delete_reason = ?
-             WHERE provider = ? AND target = ? AND disk_id = ? AND name = ?",
-        )
-        .bind(state.as_str())
-        .bind(ts_ms(now))
-        .bind(reason)
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(snapshot)
-        .execute(self.pool())
-        .await?;
+        // A snapshot is keyed by its disk and name, whichever definition
+        // recorded it.
+        self.pool
+            .execute(
+                "UPDATE snapshots SET state = $5, deleted_at = $6, delete_reason = $7
+                 WHERE provider = $1 AND target = $2 AND disk_id = $3 AND name = $4",
+                &Args::new()
+                    .text(&id.provider)
+                    .text(&id.target)
+                    .int(id.disk_id)
+                    .text(snapshot)
+                    .text(state.as_str())
+                    .text(ts_ms(now))
+                    .text(reason),
+            )
+            .await?;
         Ok(())
     }
 
@@ -128,45 +148,51 @@ impl Store {
     /// provider lists it again (a deletion still in progress, a lagging
     /// listing). Its deletion time and reason are cleared.
     pub async fn mark_snapshot_present(&self, id: &Identity, snapshot: &str) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE snapshots SET state = 'present', deleted_at = NULL, delete_reason = NULL
-             WHERE provider = ? AND target = ? AND disk_id = ? AND def_name = ? AND name = ?",
-        )
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .bind(snapshot)
-        .execute(self.pool())
-        .await?;
+        self.pool
+            .execute(
+                &format!(
+                    "UPDATE snapshots SET state = 'present', deleted_at = NULL,
+                         delete_reason = NULL
+                     WHERE {OF_IDENTITY} AND name = $5"
+                ),
+                &Args::new().identity(id).text(snapshot),
+            )
+            .await?;
         Ok(())
     }
 
     /// [`Store::owned_count`] of every definition that owns any present
     /// snapshot, in one query (definitions owning none are absent).
     pub async fn owned_counts(&self) -> StoreResult<Vec<(Identity, i64)>> {
-        let rows = sqlx::query(
-            "SELECT provider, target, disk_id, def_name, COUNT(*) AS n FROM snapshots
-             WHERE state = 'present' GROUP BY provider, target, disk_id, def_name",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| Ok((identity_from_row(r)?, r.try_get("n")?)))
+        #[derive(sqlx::FromRow)]
+        struct Owned {
+            #[sqlx(flatten)]
+            identity: IdentityRow,
+            n: i64,
+        }
+        self.pool
+            .fetch_all::<Owned>(
+                "SELECT provider, target, disk_id, def_name, COUNT(*) AS n FROM snapshots
+                 WHERE state = 'present' GROUP BY provider, target, disk_id, def_name",
+                &Args::new(),
+            )
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.identity.into_identity()?, r.n)))
             .collect()
     }
 
     /// How many present snapshots a definition owns.
     pub async fn owned_count(&self, id: &Identity) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM snapshots WHERE provider = ? AND target = ? AND disk_id = ?
-               AND def_name = ? AND state = 'present'",
-        )
-        .bind(&id.provider)
-        .bind(&id.target)
-        .bind(id.disk_id)
-        .bind(&id.name)
-        .fetch_one(self.pool())
-        .await?)
+        let (n,): (i64,) = self
+            .pool
+            .fetch_one(
+                &format!(
+                    "SELECT COUNT(*) FROM snapshots WHERE {OF_IDENTITY} AND state = 'present'"
+                ),
+                &Args::new().identity(id),
+            )
+            .await?;
+        Ok(n)
     }
 }

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use snapsched::domain::Trigger;
+use snapsched::store::runs::slot_text;
+use snapsched::store::Store;
 use snapsched_fake_api::digitalocean::{
     FakeConfig, FakeDigitalOcean, FakeHandle, Fault, FaultRule, Resource,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::support::TestEnv;
@@ -112,16 +113,9 @@ fn logs(env: &TestEnv) -> String {
     out
 }
 
-async fn open_db(env: &TestEnv) -> SqlitePool {
-    let opts = SqliteConnectOptions::new()
-        .filename(env.db())
-        .read_only(true)
-        .busy_timeout(Duration::from_secs(10));
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(opts)
-        .await
-        .expect("open the daemon's database")
+/// The daemon's store, on the suite's backend.
+async fn open_db(env: &TestEnv) -> Store {
+    crate::support::db::open(&env.db()).await
 }
 
 #[derive(Debug)]
@@ -133,33 +127,28 @@ struct RunRow {
     snapshot_id: Option<String>,
 }
 
-async fn runs(db: &SqlitePool) -> Vec<RunRow> {
-    sqlx::query(
-        "SELECT def_name, slot, state, snapshot_name, snapshot_id FROM runs
-          WHERE trigger IN ('schedule', 'catchup', 'manual') ORDER BY id",
-    )
-    .fetch_all(db)
-    .await
-    .expect("read runs")
-    .into_iter()
-    .map(|r| RunRow {
-        def_name: r.get(0),
-        slot: r.get(1),
-        state: r.get(2),
-        snapshot_name: r.get(3),
-        snapshot_id: r.get(4),
-    })
-    .collect()
+async fn runs(db: &Store) -> Vec<RunRow> {
+    let mut all = db.history(None, u32::MAX).await.expect("read runs");
+    all.reverse();
+    all.into_iter()
+        .filter(|r| r.trigger != Trigger::Prune)
+        .map(|r| RunRow {
+            def_name: r.identity.name,
+            slot: slot_text(r.slot),
+            state: r.state.as_str().to_owned(),
+            snapshot_name: r.snapshot_name,
+            snapshot_id: r.snapshot_id,
+        })
+        .collect()
 }
 
 /// Snapshot records by name: (remote id, state).
-async fn recorded(db: &SqlitePool) -> BTreeMap<String, (Option<String>, String)> {
-    sqlx::query("SELECT name, remote_id, state FROM snapshots")
-        .fetch_all(db)
+async fn recorded(db: &Store) -> BTreeMap<String, (Option<String>, String)> {
+    db.snapshot_records(None)
         .await
         .expect("read snapshots")
         .into_iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .map(|r| (r.snapshot, (r.remote_id, r.state.as_str().to_owned())))
         .collect()
 }
 
@@ -199,7 +188,7 @@ fn is_final(r: &RunRow) -> bool {
 /// Poll the runs table until `done` holds; fail with `what` and the logs
 /// after `within`.
 async fn wait_for_runs(
-    db: &SqlitePool,
+    db: &Store,
     env: &TestEnv,
     within: Duration,
     what: &str,

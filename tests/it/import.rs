@@ -426,9 +426,7 @@ mod store_batch {
 
     async fn store_with_daily() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db"))
-            .await
-            .expect("open store");
+        let store = crate::support::db::open(&dir.path().join("s.db")).await;
         store
             .insert_definition(&spec("daily", 5), Source::Cli, None, Utc::now())
             .await

@@ -381,7 +381,7 @@ mod gauges_from_store {
     #[tokio::test]
     async fn each_identity_gets_its_own_values() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("store");
+        let store = crate::support::db::open(&dir.path().join("s.db")).await;
         let t0 = Utc
             .with_ymd_and_hms(2026, 3, 25, 3, 0, 0)
             .single()

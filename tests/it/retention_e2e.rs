@@ -29,9 +29,7 @@ struct Env {
 
 async fn env() -> Env {
     let dir = TempDir::new().expect("temp dir");
-    let store = Store::open(&dir.path().join("snapsched.db"))
-        .await
-        .expect("store opens");
+    let store = crate::support::db::open(&dir.path().join("snapsched.db")).await;
     Env {
         _dir: dir,
         store,
@@ -490,7 +488,7 @@ mod digitalocean_e2e {
         let p = DigitalOcean::with_limiter(settings, limiter).expect("provider builds");
 
         let dir = TempDir::new().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("store");
+        let store = crate::support::db::open(&dir.path().join("s.db")).await;
         let target = Target::Droplet(DROPLET);
         let daily = spec_on("do", &target.to_string(), "daily", 2);
 
@@ -586,7 +584,7 @@ mod erigones_e2e {
         .expect("provider builds");
 
         let dir = TempDir::new().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("store");
+        let store = crate::support::db::open(&dir.path().join("s.db")).await;
         let target = Target::Vm(HOST.to_owned());
         let daily = spec_on("dc1", HOST, "daily", 2);
 

@@ -7,7 +7,6 @@ use chrono::{DateTime, Timelike, Utc};
 use serde_json::Value;
 use snapsched::domain::definition::Identity;
 use snapsched::domain::{Claim, Trigger};
-use snapsched::store::Store;
 use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean};
 
 use crate::support::fake::{add_web, volume_web};
@@ -110,7 +109,7 @@ fn manual_runs_then_reports(env: &TestEnv) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_refused_while_another_run_of_the_definition_is_in_flight() {
     let env = with_web();
-    let store = Store::open(&env.db()).await.expect("store opens");
+    let store = crate::support::db::open(&env.db()).await;
     let id = Identity {
         provider: "fake".to_owned(),
         target: "vm1".to_owned(),

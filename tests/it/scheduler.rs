@@ -1,6 +1,7 @@
 //! The scheduler and run engine against the in-memory fake provider, on
 //! tokio's paused clock: every wait is virtual, so days of schedule take
-//! milliseconds. The store is a real sqlite file in a temporary directory.
+//! milliseconds. The store is a real database: a sqlite file in a temporary
+//! directory, or a schema of its own on PostgreSQL (`support::db`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -44,9 +45,7 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
 
 async fn env(operation_time: Duration) -> Env {
     let dir = TempDir::new().expect("temp dir");
-    let store = Store::open(&dir.path().join("snapsched.db"))
-        .await
-        .expect("store opens");
+    let store = crate::support::db::open(&dir.path().join("snapsched.db")).await;
     // The pool connects on a worker thread; with the clock already paused,
     // tokio would skip ahead to the pool's acquire timeout meanwhile.
     tokio::time::pause();

@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod db;
 pub mod fake;
 pub mod fixtures;
 pub mod process;
@@ -86,8 +87,17 @@ impl TestEnv {
     }
 
     /// Replace the config file's contents, keeping it private (mode 0600).
+    /// On PostgreSQL runs of the suite, `database = "snapsched.db"` becomes
+    /// the URL of this test's own schema (see [`db::database_setting`]).
     pub fn write_config(&self, text: &str) {
-        write_file(&self.config, text, 0o600);
+        let text = match db::backend() {
+            snapsched::store::Backend::Sqlite => text.to_owned(),
+            snapsched::store::Backend::Postgres => text.replace(
+                "database = \"snapsched.db\"",
+                &format!("database = \"{}\"", db::database_setting(&self.db())),
+            ),
+        };
+        write_file(&self.config, &text, 0o600);
     }
 
     /// Write `text` to `name` inside the directory with `mode`; returns the

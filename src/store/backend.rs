@@ -1,0 +1,381 @@
+//! The two database engines behind one set of store operations.
+//!
+//! Every query is written once, with `$1, $2, …` placeholders, which both
+//! sqlx's SQLite driver and PostgreSQL accept; its arguments are collected in
+//! [`Args`] and bound on whichever engine the store runs on. Rows are read
+//! into `#[derive(sqlx::FromRow)]` structs, which decode from either
+//! engine's rows. Where the dialects differ (how a writer takes the lock,
+//! where the catalogue lives), the caller asks [`Backend`] and picks the SQL.
+//!
+//! Adding an engine means a variant in each enum here and a `match` arm in
+//! each method below, not a copy of every query.
+
+use std::borrow::Cow;
+
+use futures_util::TryStreamExt;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{FromRow, Transaction};
+
+use super::StoreResult;
+use crate::domain::Identity;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A row type that decodes from either engine.
+pub(crate) trait Record:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> Record for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// One bound value. The three kinds cover every column: integers are
+/// 64-bit on both engines (BIGINT on PostgreSQL), times are RFC 3339 text.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg<'a> {
+    Int(Option<i64>),
+    Text(Option<Cow<'a, str>>),
+    Bool(bool),
+}
+
+/// The arguments of one statement, in placeholder order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Args<'a>(Vec<Arg<'a>>);
+
+/// Values bound as integers.
+pub(crate) trait IntoInt {
+    fn into_int(self) -> Option<i64>;
+}
+
+impl IntoInt for i64 {
+    fn into_int(self) -> Option<i64> {
+        Some(self)
+    }
+}
+
+impl IntoInt for u32 {
+    fn into_int(self) -> Option<i64> {
+        Some(i64::from(self))
+    }
+}
+
+impl<T: IntoInt> IntoInt for Option<T> {
+    fn into_int(self) -> Option<i64> {
+        self.and_then(IntoInt::into_int)
+    }
+}
+
+/// Values bound as text.
+pub(crate) trait IntoText<'a> {
+    fn into_text(self) -> Option<Cow<'a, str>>;
+}
+
+impl<'a> IntoText<'a> for &'a str {
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        Some(Cow::Borrowed(self))
+    }
+}
+
+impl<'a> IntoText<'a> for &'a String {
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        Some(Cow::Borrowed(self))
+    }
+}
+
+impl<'a> IntoText<'a> for String {
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        Some(Cow::Owned(self))
+    }
+}
+
+impl<'a> IntoText<'a> for Option<&'a str> {
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        self.map(Cow::Borrowed)
+    }
+}
+
+impl<'a> IntoText<'a> for &'a Option<String> {
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        self.as_deref().map(Cow::Borrowed)
+    }
+}
+
+impl<'a> IntoText<'a> for Option<String> {
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        self.map(Cow::Owned)
+    }
+}
+
+impl<'a> Args<'a> {
+    pub fn new() -> Self {
+        Args(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Args(Vec::with_capacity(n))
+    }
+
+    pub fn int(mut self, v: impl IntoInt) -> Self {
+        self.0.push(Arg::Int(v.into_int()));
+        self
+    }
+
+    pub fn text(mut self, v: impl IntoText<'a>) -> Self {
+        self.0.push(Arg::Text(v.into_text()));
+        self
+    }
+
+    pub fn bool(mut self, v: bool) -> Self {
+        self.0.push(Arg::Bool(v));
+        self
+    }
+
+    /// The definition identity as four arguments, in the order every table
+    /// keys it: provider, target, disk id, name (`def_name` in `runs` and
+    /// `snapshots`).
+    pub fn identity(self, id: &'a Identity) -> Self {
+        self.text(&id.provider)
+            .text(&id.target)
+            .int(id.disk_id)
+            .text(&id.name)
+    }
+}
+
+/// `$first, $first+1, …` for `n` placeholders, comma-separated.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bind every argument of `$args` to the query `$q`, on whichever engine
+/// its type names.
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in &$args.0 {
+            q = match a {
+                Arg::Int(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.as_deref()),
+                Arg::Bool(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+/// A connection of either engine, borrowed from a pool or a transaction.
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+impl Conn<'_> {
+    pub async fn fetch_all<T: Record>(
+        &mut self,
+        sql: &str,
+        args: &Args<'_>,
+    ) -> StoreResult<Vec<T>> {
+        Ok(match self {
+            Conn::Sqlite(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+            Conn::Postgres(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+        })
+    }
+
+    pub async fn fetch_optional<T: Record>(
+        &mut self,
+        sql: &str,
+        args: &Args<'_>,
+    ) -> StoreResult<Option<T>> {
+        Ok(match self {
+            Conn::Sqlite(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_optional(&mut **c)
+                    .await?
+            }
+            Conn::Postgres(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_optional(&mut **c)
+                    .await?
+            }
+        })
+    }
+
+    pub async fn fetch_one<T: Record>(&mut self, sql: &str, args: &Args<'_>) -> StoreResult<T> {
+        Ok(match self {
+            Conn::Sqlite(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_one(&mut **c)
+                    .await?
+            }
+            Conn::Postgres(c) => {
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_one(&mut **c)
+                    .await?
+            }
+        })
+    }
+
+    /// Run a statement; returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: &Args<'_>) -> StoreResult<u64> {
+        Ok(match self {
+            Conn::Sqlite(c) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected(),
+            Conn::Postgres(c) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut **c)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Hand each row to `f` as it arrives, without holding them all.
+    pub async fn for_each<T, F>(&mut self, sql: &str, args: &Args<'_>, mut f: F) -> StoreResult<()>
+    where
+        T: Record,
+        F: FnMut(T) -> StoreResult<()> + Send,
+    {
+        match self {
+            Conn::Sqlite(c) => {
+                let mut rows = bind_all!(sqlx::query_as::<_, T>(sql), args).fetch(&mut **c);
+                while let Some(row) = rows.try_next().await? {
+                    f(row)?;
+                }
+            }
+            Conn::Postgres(c) => {
+                let mut rows = bind_all!(sqlx::query_as::<_, T>(sql), args).fetch(&mut **c);
+                while let Some(row) = rows.try_next().await? {
+                    f(row)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pool of either engine; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A connection taken from a [`Pool`], returned to it on drop.
+pub(crate) enum Pooled {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Pooled {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+            Pooled::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// A transaction of either engine; rolled back on drop unless committed.
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Pool {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn acquire(&self) -> StoreResult<Pooled> {
+        Ok(match self {
+            Pool::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => Pooled::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// A transaction that reads before it writes.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up
+    /// front (`BEGIN IMMEDIATE`), so a concurrent writer waits on the busy
+    /// timeout instead of failing our commit; PostgreSQL locks rows as it
+    /// writes them.
+    pub async fn begin_write(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    pub async fn fetch_all<T: Record>(&self, sql: &str, args: &Args<'_>) -> StoreResult<Vec<T>> {
+        self.acquire().await?.conn().fetch_all(sql, args).await
+    }
+
+    pub async fn fetch_optional<T: Record>(
+        &self,
+        sql: &str,
+        args: &Args<'_>,
+    ) -> StoreResult<Option<T>> {
+        self.acquire().await?.conn().fetch_optional(sql, args).await
+    }
+
+    pub async fn fetch_one<T: Record>(&self, sql: &str, args: &Args<'_>) -> StoreResult<T> {
+        self.acquire().await?.conn().fetch_one(sql, args).await
+    }
+
+    pub async fn execute(&self, sql: &str, args: &Args<'_>) -> StoreResult<u64> {
+        self.acquire().await?.conn().execute(sql, args).await
+    }
+}

@@ -1,0 +1,136 @@
+//! The `meta` table and the schema's life: the mark that says a database is
+//! snapsched's, the definitions change counter, and migrations.
+//!
+//! Migrations live in `migrations/sqlite/` and `migrations/postgres/`, one
+//! file per version with the same numbers on both, embedded at build time.
+//! Opening a store checks ownership and migrates under one lock, so that
+//! several processes opening a new database at once neither see it
+//! half-migrated (which would look foreign) nor apply a migration twice.
+
+use super::backend::{Args, Conn, Pool, Tx};
+use super::{Store, StoreError, StoreResult};
+
+impl Store {
+    /// Refuse a foreign database, then bring the schema up to date, in one
+    /// transaction under a lock.
+    pub(super) async fn prepare(&self) -> StoreResult<()> {
+        let migrate_err = |e: &dyn std::fmt::Display| StoreError::Migrate {
+            location: self.location.to_string(),
+            message: e.to_string(),
+        };
+        // SQLite: BEGIN IMMEDIATE takes the file's write lock; the others
+        // wait on the busy timeout. PostgreSQL: a transaction-scoped advisory
+        // lock named after the schema; DDL is transactional, so the others
+        // see either nothing or every migration.
+        let mut tx = self
+            .pool
+            .begin_write()
+            .await
+            .map_err(|e| self.store_open_error(e))?;
+        if let Tx::Postgres(_) = tx {
+            tx.conn()
+                .execute(
+                    "SELECT pg_advisory_xact_lock(
+                         hashtextextended('snapsched.migrate:' || current_schema(), 0))",
+                    &Args::new(),
+                )
+                .await
+                .map_err(|e| self.store_open_error(e))?;
+        }
+        self.ensure_ours(&mut tx.conn()).await?;
+        match &mut tx {
+            Tx::Sqlite(t) => sqlx::migrate!("./migrations/sqlite")
+                .run(&mut **t)
+                .await
+                .map_err(|e| migrate_err(&e))?,
+            Tx::Postgres(t) => {
+                // The migrator's own lock is one per database, session-wide;
+                // ours above is per schema and ends with the transaction.
+                let mut migrator = sqlx::migrate!("./migrations/postgres");
+                migrator.set_locking(false);
+                migrator.run(&mut **t).await.map_err(|e| migrate_err(&e))?
+            }
+        }
+        tx.commit().await.map_err(|e| migrate_err(&e))
+    }
+
+    fn store_open_error(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Sqlx(e) => self.open_error(&e),
+            other => other,
+        }
+    }
+
+    /// Refuse a database (on PostgreSQL: a schema) that holds tables but is
+    /// not ours.
+    async fn ensure_ours(&self, conn: &mut Conn<'_>) -> StoreResult<()> {
+        let tables: Vec<(String,)> = match conn {
+            Conn::Sqlite(_) => {
+                conn.fetch_all(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'",
+                    &Args::new(),
+                )
+                .await
+            }
+            Conn::Postgres(_) => {
+                let (schema,): (Option<String>,) = conn
+                    .fetch_one("SELECT current_schema()::TEXT", &Args::new())
+                    .await
+                    .map_err(|e| self.store_open_error(e))?;
+                if schema.is_none() {
+                    return Err(StoreError::Open {
+                        location: self.location.to_string(),
+                        message: "no schema to create the tables in: none of the search_path's \
+                                  schemas exists"
+                            .into(),
+                    });
+                }
+                conn.fetch_all(
+                    "SELECT tablename::TEXT FROM pg_catalog.pg_tables
+                     WHERE schemaname = current_schema()",
+                    &Args::new(),
+                )
+                .await
+            }
+        }
+        .map_err(|e| self.store_open_error(e))?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let foreign = || StoreError::Foreign {
+            location: self.location.to_string(),
+            what: match self.pool {
+                Pool::Sqlite(_) => "file",
+                Pool::Postgres(_) => "database or schema",
+            },
+        };
+        if !tables.iter().any(|(t,)| t == "meta") {
+            return Err(foreign());
+        }
+        let app: Option<(String,)> = conn
+            .fetch_optional(
+                "SELECT value FROM meta WHERE key = 'application'",
+                &Args::new(),
+            )
+            .await
+            .map_err(|_| foreign())?;
+        if app.as_ref().map(|(a,)| a.as_str()) != Some("snapsched") {
+            return Err(foreign());
+        }
+        Ok(())
+    }
+
+    /// A counter bumped by every change to the definitions table (on
+    /// PostgreSQL, once per transaction that changes it).
+    pub async fn definitions_generation(&self) -> StoreResult<i64> {
+        let (v,): (String,) = self
+            .pool
+            .fetch_one(
+                "SELECT value FROM meta WHERE key = 'definitions_generation'",
+                &Args::new(),
+            )
+            .await?;
+        v.parse()
+            .map_err(|_| StoreError::Corrupt(format!("definitions_generation '{v}'")))
+    }
+}

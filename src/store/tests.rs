@@ -1,0 +1,604 @@
+//! The store on both backends: every test runs on a fresh SQLite file and,
+//! when `SNAPSCHED_TEST_POSTGRES_URL` names a server, on a fresh schema of
+//! it too. A URL whose server does not answer fails the tests.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tempfile::TempDir;
+
+use super::runs::Update;
+use super::*;
+use crate::domain::definition::{DefinitionSpec, RawDefinition, Source};
+use crate::domain::ProviderKind;
+use crate::domain::{Claim, Trigger};
+
+const URL_VAR: &str = "SNAPSCHED_TEST_POSTGRES_URL";
+
+fn server() -> Option<PgConnectOptions> {
+    let url = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty())?;
+    Some(PgConnectOptions::from_str(&url).expect("SNAPSCHED_TEST_POSTGRES_URL parses"))
+}
+
+/// Run `sql` on the test server outside any store.
+async fn admin(server: &PgConnectOptions, sql: &str) {
+    let mut conn = server
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the PostgreSQL server of {URL_VAR}: {e}"));
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.ok();
+}
+
+/// A new, empty schema on the test server (named so that the integration
+/// suite's sweep drops it once this process has exited).
+async fn fresh_schema(server: &PgConnectOptions) -> (String, PgConnectOptions) {
+    let name = format!("t_{}_{:016x}", std::process::id(), rand::random::<u64>());
+    admin(server, &format!("CREATE SCHEMA \"{name}\"")).await;
+    let options = server.clone().options([("search_path", name.as_str())]);
+    (name, options)
+}
+
+/// A fresh location on each configured backend, with what keeps it alive.
+async fn locations() -> Vec<(Location, Option<TempDir>)> {
+    let dir = TempDir::new().expect("temp dir");
+    let mut out = vec![(Location::Sqlite(dir.path().join("s.db")), Some(dir))];
+    if let Some(server) = server() {
+        let (_, options) = fresh_schema(&server).await;
+        out.push((Location::Postgres(Box::new(options)), None));
+    }
+    out
+}
+
+/// A fresh store on each configured backend.
+async fn stores() -> Vec<(Store, Option<TempDir>)> {
+    let mut out = Vec::new();
+    for (location, dir) in locations().await {
+        let store = Store::connect(&location)
+            .await
+            .unwrap_or_else(|e| panic!("{location}: {e}"));
+        out.push((store, dir));
+    }
+    out
+}
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, h, m, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn spec(name: &str, target: &str) -> DefinitionSpec {
+    RawDefinition {
+        name: name.into(),
+        provider: "fake".into(),
+        target: target.into(),
+        schedule: Some("*/5 * * * *".into()),
+        timezone: Some("Europe/Bratislava".into()),
+        retention: Some(3),
+        desc: Some("a \"quoted\" description".into()),
+        fsfreeze: Some(true),
+        max_age: Some("1d".into()),
+        tags: Some(vec!["db".into(), "prod".into()]),
+        ..RawDefinition::default()
+    }
+    .validate(ProviderKind::Fake)
+    .expect("valid definition")
+}
+
+fn claimed(c: &Claim) -> &Run {
+    match c {
+        Claim::Claimed(run) => run,
+        other => panic!("not claimed: {other:?}"),
+    }
+}
+
+use crate::domain::Run;
+
+#[tokio::test]
+async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        // More than one statement's worth of rows.
+        let ids: Vec<Identity> = (0..300)
+            .map(|i| spec("daily", &format!("vm{i:03}")).identity)
+            .collect();
+        let first: Vec<_> = ids
+            .iter()
+            .map(|id| (id, at(5, 0), Trigger::Schedule))
+            .collect();
+        let claims = store.claim_runs(&first, at(5, 0)).await.expect("claims");
+        assert_eq!(claims.len(), 300, "{b:?}");
+        for (claim, id) in claims.iter().zip(&ids) {
+            let run = claimed(claim);
+            assert_eq!(&run.identity, id, "{b:?}: claims answer in order");
+            assert_eq!(run.slot, at(5, 0));
+            assert_eq!(run.state, RunState::Pending);
+            assert_eq!(run.owner_pid, Some(std::process::id()));
+        }
+        // The same slots again: taken. A later slot: busy with the first.
+        let again: Vec<_> = ids[..2]
+            .iter()
+            .map(|id| (id, at(5, 0), Trigger::Schedule))
+            .chain([(&ids[2], at(5, 5), Trigger::Schedule)])
+            .collect();
+        let claims = store.claim_runs(&again, at(5, 5)).await.expect("claims");
+        assert!(matches!(claims[0], Claim::AlreadyRan), "{b:?}: {claims:?}");
+        assert!(matches!(claims[1], Claim::AlreadyRan), "{b:?}: {claims:?}");
+        match &claims[2] {
+            Claim::Busy(run) => assert_eq!(run.slot, at(5, 0), "{b:?}"),
+            other => panic!("{b:?}: not busy: {other:?}"),
+        }
+        // Two slots of one definition in one batch: the second finds the
+        // first in flight.
+        let fresh = spec("hourly", "vm-x").identity;
+        let claims = store
+            .claim_runs(
+                &[
+                    (&fresh, at(6, 0), Trigger::Schedule),
+                    (&fresh, at(7, 0), Trigger::Catchup),
+                ],
+                at(7, 0),
+            )
+            .await
+            .expect("claims");
+        claimed(&claims[0]);
+        assert!(
+            matches!(&claims[1], Claim::Busy(r) if r.slot == at(6, 0)),
+            "{b:?}"
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_single_claim_is_a_batch_of_one() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let id = spec("daily", "vm1").identity;
+        let run = match store
+            .claim_run(&id, at(5, 0), Trigger::Manual, at(5, 0))
+            .await
+            .expect("claim")
+        {
+            Claim::Claimed(run) => run,
+            other => panic!("{b:?}: {other:?}"),
+        };
+        assert_eq!(run.trigger, Trigger::Manual);
+        let busy = store
+            .claim_run(&id, at(5, 1), Trigger::Manual, at(5, 1))
+            .await
+            .expect("claim");
+        assert!(matches!(&busy, Claim::Busy(r) if r.id == run.id), "{b:?}");
+        store
+            .update_run(
+                run.id,
+                Update {
+                    state: Some(RunState::Succeeded),
+                    ..Default::default()
+                },
+                at(5, 2),
+            )
+            .await
+            .expect("finish");
+        let taken = store
+            .claim_run(&id, at(5, 0), Trigger::Manual, at(5, 3))
+            .await
+            .expect("claim");
+        assert!(matches!(taken, Claim::AlreadyRan), "{b:?}: {taken:?}");
+        claimed(
+            &store
+                .claim_run(&id, at(5, 4), Trigger::Manual, at(5, 4))
+                .await
+                .expect("claim"),
+        );
+        store.close().await;
+    }
+}
+
+/// The schema's per-definition lock (`runs_one_active`, spelled out in the
+/// migrations) and the store's queries (from `RunState::ACTIVE`) agree on
+/// which states are in flight.
+#[tokio::test]
+async fn the_in_flight_index_and_active_states_agree() {
+    let all = [
+        RunState::Pending,
+        RunState::Creating,
+        RunState::Waiting,
+        RunState::Pruning,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Skipped,
+        RunState::Missed,
+        RunState::Interrupted,
+    ];
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        for (i, state) in all.into_iter().enumerate() {
+            let id = spec(state.as_str(), &format!("vm{i}")).identity;
+            let run = claimed(
+                &store
+                    .claim_run(&id, at(1, 0), Trigger::Schedule, at(1, 0))
+                    .await
+                    .expect("claim"),
+            )
+            .clone();
+            store
+                .update_run(
+                    run.id,
+                    Update {
+                        state: Some(state),
+                        ..Default::default()
+                    },
+                    at(1, 1),
+                )
+                .await
+                .expect("update");
+            let next = store
+                .claim_run(&id, at(2, 0), Trigger::Schedule, at(2, 0))
+                .await
+                .expect("claim");
+            let active = store.active_run(&id).await.expect("active run");
+            if RunState::ACTIVE.contains(&state) {
+                assert!(matches!(next, Claim::Busy(_)), "{b:?} {state}: {next:?}");
+                assert_eq!(active.map(|r| r.id), Some(run.id), "{b:?} {state}");
+            } else {
+                assert!(matches!(next, Claim::Claimed(_)), "{b:?} {state}: {next:?}");
+            }
+        }
+        let unfinished: Vec<RunState> = store
+            .unfinished_runs()
+            .await
+            .expect("unfinished")
+            .iter()
+            .map(|r| r.state)
+            .filter(|s| *s != RunState::Pending)
+            .collect();
+        assert_eq!(
+            unfinished,
+            [RunState::Creating, RunState::Waiting, RunState::Pruning],
+            "{b:?}"
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn definitions_round_trip_and_sort_bytewise() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let g0 = store.definitions_generation().await.expect("generation");
+        for name in ["b", "B", "a", "9x", "A"] {
+            store
+                .insert_definition(&spec(name, "vm1"), Source::Cli, None, at(1, 0))
+                .await
+                .expect("insert");
+        }
+        let g1 = store.definitions_generation().await.expect("generation");
+        assert!(g1 > g0, "{b:?}: inserts bump the generation");
+        let names: Vec<String> = store
+            .list_definitions()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|d| d.spec.identity.name)
+            .collect();
+        assert_eq!(names, ["9x", "A", "B", "a", "b"], "{b:?}");
+        let d = store
+            .get_definition(&spec("a", "vm1").identity)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(d.spec, spec("a", "vm1"), "{b:?}");
+        assert_eq!(d.created_at, at(1, 0));
+
+        let dup = store
+            .insert_definition(&spec("a", "vm1"), Source::Cli, None, at(1, 0))
+            .await;
+        assert!(
+            matches!(dup, Err(StoreError::Duplicate(_))),
+            "{b:?}: {dup:?}"
+        );
+        // A duplicate in a batch leaves the batch (and its transaction) going.
+        let inserted = store
+            .insert_new_definitions(
+                &[spec("c", "vm1"), spec("a", "vm1"), spec("d", "vm1")],
+                Source::Cli,
+                at(2, 0),
+            )
+            .await
+            .expect("batch");
+        assert_eq!(inserted, [true, false, true], "{b:?}");
+
+        let mut changed = spec("a", "vm1");
+        changed.retention = 9;
+        changed.timezone = None;
+        changed.tags.clear();
+        assert!(store
+            .update_definition(&changed, at(3, 0))
+            .await
+            .expect("update"));
+        let g2 = store.definitions_generation().await.expect("generation");
+        assert!(g2 > g1, "{b:?}: an update bumps the generation");
+        let d = store
+            .get_definition(&changed.identity)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(d.spec, changed, "{b:?}");
+        assert_eq!(d.updated_at, at(3, 0));
+        assert!(store
+            .delete_definition(&changed.identity)
+            .await
+            .expect("delete"));
+        assert!(!store
+            .delete_definition(&changed.identity)
+            .await
+            .expect("delete"));
+        assert!(store.definitions_generation().await.expect("generation") > g2);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn reconciling_the_config_file_adds_updates_and_removes() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        store
+            .insert_definition(&spec("cli", "vm1"), Source::Cli, None, at(1, 0))
+            .await
+            .expect("insert");
+        let file = [spec("cli", "vm1"), spec("one", "vm1"), spec("two", "vm1")];
+        let r = store
+            .reconcile_config(&file, "/etc/snapsched/config.toml", at(2, 0))
+            .await
+            .expect("reconcile");
+        assert_eq!(r.added.len(), 2, "{b:?}: {r:?}");
+        assert_eq!(
+            r.updated,
+            [spec("cli", "vm1").identity],
+            "{b:?}: taken over"
+        );
+        let r = store
+            .reconcile_config(&file[1..2], "/etc/snapsched/config.toml", at(3, 0))
+            .await
+            .expect("reconcile");
+        assert_eq!(r.unchanged, 1, "{b:?}: {r:?}");
+        assert_eq!(r.removed.len(), 2, "{b:?}: {r:?}");
+        let left: Vec<_> = store
+            .list_definitions()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|d| (d.spec.identity.name, d.source))
+            .collect();
+        assert_eq!(left, [("one".to_owned(), Source::Config)], "{b:?}");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn history_snapshots_and_trimming_agree_on_both_backends() {
+    use crate::domain::{RecordState, RemoteSnapshot, SnapshotStatus};
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let id = spec("daily", "vm1").identity;
+        for h in 1..=5 {
+            let run = claimed(
+                &store
+                    .claim_run(&id, at(h, 0), Trigger::Schedule, at(h, 0))
+                    .await
+                    .expect("claim"),
+            )
+            .clone();
+            let snap = RemoteSnapshot {
+                id: format!("r{h}"),
+                name: format!("s{h}"),
+                created_at: at(h, 1),
+                status: SnapshotStatus::Ok,
+                size_bytes: Some(1 << 40),
+                note: None,
+            };
+            store
+                .record_snapshot(&id, &snap, Some(run.id), false, at(h, 1))
+                .await
+                .expect("record");
+            let done = store
+                .update_run(
+                    run.id,
+                    Update {
+                        state: Some(RunState::Succeeded),
+                        snapshot_name: Some(&snap.name),
+                        add_attempt: true,
+                        started: true,
+                        ..Default::default()
+                    },
+                    at(h, 2),
+                )
+                .await
+                .expect("finish");
+            assert_eq!(done.attempts, 1);
+            assert_eq!(done.finished_at, Some(at(h, 2)), "{b:?}");
+            assert_eq!(done.owner_pid, None, "{b:?}: a final run has no owner");
+        }
+        assert!(store
+            .record_not_run(&id, at(6, 0), RunState::Missed, "down", Some(2), at(7, 0))
+            .await
+            .expect("missed"));
+        assert!(!store
+            .record_not_run(&id, at(6, 0), RunState::Missed, "down", Some(2), at(7, 0))
+            .await
+            .expect("missed again"));
+        let (last, success) = store.last_runs(&id).await.expect("last runs");
+        assert_eq!(last.map(|r| r.slot), Some(at(5, 0)), "{b:?}");
+        assert_eq!(success.map(|r| r.slot), Some(at(5, 0)), "{b:?}");
+        assert_eq!(
+            store.last_slots().await.expect("last slots"),
+            [(id.clone(), at(6, 0))],
+            "{b:?}"
+        );
+        assert_eq!(
+            store.last_successes().await.expect("successes"),
+            [(id.clone(), at(5, 2))],
+            "{b:?}"
+        );
+        assert_eq!(
+            store
+                .history(Some("daily"), 3)
+                .await
+                .expect("history")
+                .len(),
+            3
+        );
+        assert_eq!(store.trim_history(&id, 2).await.expect("trim"), 4, "{b:?}");
+        assert_eq!(store.history(None, 100).await.expect("history").len(), 2);
+
+        store
+            .mark_snapshot(&id, "s1", RecordState::Deleted, Some("retention"), at(8, 0))
+            .await
+            .expect("mark");
+        assert_eq!(store.owned_count(&id).await.expect("count"), 4, "{b:?}");
+        assert_eq!(
+            store.owned_counts().await.expect("counts"),
+            [(id.clone(), 4)],
+            "{b:?}"
+        );
+        store
+            .mark_snapshot_present(&id, "s1")
+            .await
+            .expect("present");
+        let records = store
+            .snapshot_records(Some("daily"))
+            .await
+            .expect("records");
+        let names: Vec<_> = records.iter().map(|r| r.snapshot.as_str()).collect();
+        assert_eq!(names, ["s1", "s2", "s3", "s4", "s5"], "{b:?}");
+        assert_eq!(records[0].state, RecordState::Present);
+        assert_eq!(records[0].size_bytes, Some(1 << 40));
+        assert_eq!(
+            store
+                .snapshot_records_on("fake", "vm1", 1)
+                .await
+                .expect("on disk")
+                .len(),
+            5
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn reopening_migrates_once_and_concurrent_opens_all_succeed() {
+    for (location, _dir) in locations().await {
+        let opens = (0..4).map(|_| Store::connect(&location));
+        for result in futures_util::future::join_all(opens).await {
+            result
+                .unwrap_or_else(|e| panic!("{location}: {e}"))
+                .close()
+                .await;
+        }
+        let store = Store::connect(&location).await.expect("reopen");
+        store
+            .insert_definition(&spec("a", "vm1"), Source::Cli, None, at(1, 0))
+            .await
+            .expect("insert");
+        store.close().await;
+        let store = Store::connect(&location).await.expect("reopen");
+        assert_eq!(store.list_definitions().await.expect("list").len(), 1);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_schema_holding_other_tables_is_refused() {
+    let Some(server) = server() else {
+        eprintln!("{URL_VAR} unset: PostgreSQL not tested");
+        return;
+    };
+    let (name, options) = fresh_schema(&server).await;
+    admin(
+        &server,
+        &format!("CREATE TABLE \"{name}\".customers (id BIGINT PRIMARY KEY, name TEXT)"),
+    )
+    .await;
+    let location = Location::Postgres(Box::new(options.clone().password("s3cr3t-pw")));
+    let err = Store::connect(&location).await.expect_err("foreign schema");
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("not a snapsched database"), "{text}");
+    assert!(text.contains("database or schema"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+
+    // A meta table that is not ours is foreign too.
+    let (name, options) = fresh_schema(&server).await;
+    admin(
+        &server,
+        &format!(
+            "CREATE TABLE \"{name}\".meta (key TEXT PRIMARY KEY, value TEXT);
+             INSERT INTO \"{name}\".meta VALUES ('application', 'other')"
+        ),
+    )
+    .await;
+    let err = Store::connect(&Location::Postgres(Box::new(options)))
+        .await
+        .expect_err("foreign meta");
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err:?}");
+
+    // No table was created in either.
+    let (_, options) = fresh_schema(&server).await;
+    let store = Store::connect(&Location::Postgres(Box::new(options)))
+        .await
+        .expect("a fresh schema is ours");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_errors_never_show_the_password() {
+    let Some(server) = server() else {
+        eprintln!("{URL_VAR} unset: PostgreSQL not tested");
+        return;
+    };
+    // Nothing listens on port 1.
+    let location = Location::Postgres(Box::new(server.clone().port(1).password("s3cr3t-pw")));
+    let err = Store::connect_with(
+        &location,
+        &PoolSettings {
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .expect_err("nothing listens on port 1");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cannot open database postgres://"),
+        "{text}"
+    );
+    assert!(text.contains(":1/"), "{text}");
+    assert!(text.contains("refused"), "the server's answer: {text}");
+    for text in [text, format!("{err:?}")] {
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+    // A schema that does not exist: a clear message, no password.
+    let location = Location::Postgres(Box::new(
+        server
+            .clone()
+            .password("s3cr3t-pw")
+            .options([("search_path", "t_no_such_schema")]),
+    ));
+    let err = Store::connect(&location).await.expect_err("no schema");
+    let text = err.to_string();
+    assert!(text.contains("search_path"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+    // A store that opened keeps it out of its debug output too.
+    let (_, options) = fresh_schema(&server).await;
+    let store = Store::connect(&Location::Postgres(Box::new(options.password("s3cr3t-pw"))))
+        .await
+        .expect("opens (trust authentication ignores the password)");
+    assert!(!format!("{store:?}").contains("s3cr3t"));
+    store.close().await;
+}
