@@ -216,7 +216,7 @@ impl<P: Provider> Runner<'_, P> {
         let run = self
             .store
             .update_run(
-                run.id,
+                &run,
                 Update {
                     state: Some(state),
                     error: Some((class, &e.message)),
@@ -283,7 +283,7 @@ impl<P: Provider> Runner<'_, P> {
             run = self
                 .store
                 .update_run(
-                    run.id,
+                    &run,
                     Update {
                         state: Some(RunState::Creating),
                         snapshot_name: Some(&req.name),
@@ -300,7 +300,7 @@ impl<P: Provider> Runner<'_, P> {
                     let run = self
                         .store
                         .update_run(
-                            run.id,
+                            &run,
                             Update {
                                 state: Some(RunState::Waiting),
                                 operation_id: Some(&op.id),
@@ -325,7 +325,7 @@ impl<P: Provider> Runner<'_, P> {
                     run = self
                         .store
                         .update_run(
-                            run.id,
+                            &run,
                             Update {
                                 error: Some(("transient", &e.message)),
                                 ..Default::default()
@@ -391,7 +391,7 @@ impl<P: Provider> Runner<'_, P> {
         let run = self
             .store
             .update_run(
-                run.id,
+                &run,
                 Update {
                     state: Some(RunState::Pruning),
                     snapshot_id: Some(&snap.id),
@@ -423,7 +423,7 @@ impl<P: Provider> Runner<'_, P> {
         let run = self
             .store
             .update_run(
-                run.id,
+                &run,
                 Update {
                     state: Some(RunState::Succeeded),
                     error: error.as_deref().map(|m| ("prune", m)),

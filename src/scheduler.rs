@@ -247,7 +247,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 // Definition removed: nothing to resume with.
                 self.store
                     .update_run(
-                        run.id,
+                        &run,
                         crate::store::runs::Update {
                             state: Some(RunState::Interrupted),
                             error: Some((
@@ -262,7 +262,9 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 continue;
             };
             tracing::info!(definition = %run.identity, state = run.state.as_str(), "resuming run");
-            self.store.adopt_run(run.id, self.clock.now()).await?;
+            let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {
+                continue;
+            };
             self.spawn(run, def, target);
         }
         Ok(())

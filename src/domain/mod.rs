@@ -3,12 +3,14 @@
 //! (store, providers, engine, CLI) speaks in these types.
 
 pub mod definition;
+pub mod node;
 pub mod run;
 pub mod schedule;
 pub mod snapshot;
 pub mod target;
 
 pub use definition::{Definition, DefinitionSpec, FieldError, Identity, RawDefinition, Source};
+pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;
 pub use snapshot::{RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus};

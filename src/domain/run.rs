@@ -123,6 +123,11 @@ pub struct Run {
     pub error_class: Option<String>,
     pub error: Option<String>,
     pub owner_pid: Option<u32>,
+    /// The node driving the run while it is not final.
+    pub owner_node: Option<String>,
+    /// Incremented by every takeover; with `owner_node`, the fencing token
+    /// every state change of the run is conditional on.
+    pub lease_epoch: i64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,

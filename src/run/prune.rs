@@ -68,7 +68,7 @@ pub async fn prune_run<P: Provider>(
     let run = claim(store, spec, tz, clock).await?;
     store
         .update_run(
-            run.id,
+            &run,
             Update {
                 state: Some(RunState::Pruning),
                 started: true,
@@ -85,7 +85,7 @@ pub async fn prune_run<P: Provider>(
     };
     let run = store
         .update_run(
-            run.id,
+            &run,
             Update {
                 state: Some(if error.is_some() {
                     RunState::Failed

@@ -31,6 +31,7 @@ pub mod backend;
 pub mod definitions;
 pub mod location;
 pub mod meta;
+pub mod nodes;
 pub mod runs;
 pub mod snapshots;
 
@@ -60,6 +61,10 @@ pub enum StoreError {
     Sqlx(#[from] sqlx::Error),
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+    /// The run was taken over by another node (this node's lease lapsed):
+    /// the change was not applied, and this node must drop the run.
+    #[error("run {run_id} was taken over by another node")]
+    Fenced { run_id: i64 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -69,6 +74,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: Pool,
     location: Arc<Location>,
+    /// The node this process acts as (shared by every clone of the store):
+    /// claims and takeovers name it as the owner of their runs.
+    node: Arc<std::sync::RwLock<Option<Arc<str>>>>,
 }
 
 /// RFC 3339 UTC with seconds, the one timestamp format in the database: it
@@ -183,9 +191,21 @@ impl Store {
         let store = Store {
             pool,
             location: Arc::new(location.clone()),
+            node: Arc::default(),
         };
         store.prepare().await?;
         Ok(store)
+    }
+
+    /// The node this process acts as, once it has joined (see
+    /// [`crate::cluster`]).
+    pub fn node_id(&self) -> Option<Arc<str>> {
+        self.node.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Act as `node` from now on (every clone of this store).
+    pub fn set_node_id(&self, node: Option<Arc<str>>) {
+        *self.node.write().unwrap_or_else(|e| e.into_inner()) = node;
     }
 
     /// Where the store lives (shown without a password).

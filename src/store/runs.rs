@@ -36,7 +36,7 @@ pub struct Update<'a> {
 
 const COLS: &str = "id, provider, target, disk_id, def_name, slot, trigger, state, snapshot_name,
     snapshot_id, operation_id, attempts, missed_count, error_class, error, owner_pid, created_at,
-    started_at, updated_at, finished_at";
+    started_at, updated_at, finished_at, owner_node, lease_epoch";
 
 /// A `runs` row as read through [`COLS`].
 #[derive(sqlx::FromRow)]
@@ -59,6 +59,8 @@ struct RunRow {
     started_at: Option<String>,
     updated_at: String,
     finished_at: Option<String>,
+    owner_node: Option<String>,
+    lease_epoch: i64,
 }
 
 impl RunRow {
@@ -83,6 +85,8 @@ impl RunRow {
             started_at: parse_opt_ts(self.started_at.as_deref())?,
             updated_at: parse_ts(&self.updated_at)?,
             finished_at: parse_opt_ts(self.finished_at.as_deref())?,
+            owner_node: self.owner_node,
+            lease_epoch: self.lease_epoch,
         })
     }
 }
@@ -126,21 +130,28 @@ impl Store {
         // Keyed by the slot as stored, so a sub-second slot still finds its row.
         let mut claimed: HashMap<(Identity, String), Run> = HashMap::with_capacity(slots.len());
         for chunk in slots.chunks(ROWS_PER_STATEMENT) {
-            // $1 time and $2 owner are shared by every row; each row then
-            // binds identity, slot and trigger.
+            // $1 time, $2 owner pid and $3 owner node are shared by every
+            // row; each row then binds identity, slot and trigger.
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({}, 'pending', $2, $1, $1)", placeholders(3 + 6 * i, 6)))
+                .map(|i| {
+                    format!(
+                        "({}, 'pending', $2, $3, 1, $1, $1)",
+                        placeholders(4 + 6 * i, 6)
+                    )
+                })
                 .collect();
             let insert = format!(
                 "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
-                     owner_pid, created_at, updated_at)
+                     owner_pid, owner_node, lease_epoch, created_at, updated_at)
                  VALUES {}
                  ON CONFLICT DO NOTHING RETURNING {COLS}",
                 values.join(", ")
             );
-            let mut args = Args::with_capacity(2 + 6 * chunk.len())
+            let node = self.node_id();
+            let mut args = Args::with_capacity(3 + 6 * chunk.len())
                 .text(at.as_str())
-                .int(std::process::id());
+                .int(std::process::id())
+                .text(node.as_deref().map(str::to_owned));
             for (id, slot, trigger) in chunk {
                 args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
             }
@@ -194,20 +205,23 @@ impl Store {
         Ok(inserted > 0)
     }
 
-    /// Apply `u` to run `run_id`; returns the updated row.
+    /// Apply `u` to `run`, provided its owner and lease epoch are still
+    /// those of `run` (fencing); returns the updated row, or
+    /// [`StoreError::Fenced`] when another node took the run over.
     pub async fn update_run(
         &self,
-        run_id: i64,
+        run: &Run,
         u: Update<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Run> {
+        let run_id = run.id;
         let finished = u.state.filter(|s| s.is_final()).map(|_| ts_ms(now));
         let (class, message) = match u.error {
             Some((c, m)) => (Some(c), Some(m)),
             None => (None, None),
         };
         self.pool
-            .fetch_one::<RunRow>(
+            .fetch_optional::<RunRow>(
                 &format!(
                     "UPDATE runs SET
                          state = COALESCE($2, state),
@@ -222,7 +236,8 @@ impl Store {
                          finished_at = COALESCE($12, finished_at),
                          owner_pid = CASE WHEN $12 IS NOT NULL THEN NULL ELSE owner_pid END,
                          updated_at = $11
-                     WHERE id = $1 RETURNING {COLS}"
+                     WHERE id = $1 AND owner_node IS NOT DISTINCT FROM $13 AND lease_epoch = $14
+                     RETURNING {COLS}"
                 ),
                 &Args::new()
                     .int(run_id)
@@ -236,24 +251,41 @@ impl Store {
                     .text(message)
                     .bool(u.started)
                     .text(ts_ms(now))
-                    .text(finished),
+                    .text(finished)
+                    .text(run.owner_node.as_deref())
+                    .int(run.lease_epoch),
             )
             .await?
+            .ok_or(StoreError::Fenced { run_id })?
             .into_run()
     }
 
-    /// Take over a run whose owner process is gone.
-    pub async fn adopt_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    /// Take `run` over for this store's node: it becomes the owner under
+    /// the next lease epoch, provided nobody took it since `run` was read.
+    /// `None` when another node was faster or the run ended meanwhile.
+    pub async fn take_over_run(&self, run: &Run, now: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        let node = self.node_id();
         self.pool
-            .execute(
-                "UPDATE runs SET owner_pid = $2, updated_at = $3 WHERE id = $1",
+            .fetch_optional::<RunRow>(
+                &format!(
+                    "UPDATE runs SET owner_node = $2, owner_pid = $3, lease_epoch = lease_epoch + 1,
+                         updated_at = $4
+                     WHERE id = $1 AND owner_node IS NOT DISTINCT FROM $5 AND lease_epoch = $6
+                       AND state IN ({})
+                     RETURNING {COLS}",
+                    active_states()
+                ),
                 &Args::new()
-                    .int(run_id)
+                    .int(run.id)
+                    .text(node.as_deref().map(str::to_owned))
                     .int(std::process::id())
-                    .text(ts_ms(now)),
+                    .text(ts_ms(now))
+                    .text(run.owner_node.as_deref())
+                    .int(run.lease_epoch),
             )
-            .await?;
-        Ok(())
+            .await?
+            .map(RunRow::into_run)
+            .transpose()
     }
 
     /// The in-flight run of a definition, if any.
@@ -271,6 +303,34 @@ impl Store {
                         active_states()
                     ),
                     &Args::new(),
+                )
+                .await?,
+        )
+    }
+
+    /// Runs matching a fixed condition (no arguments), oldest slot first.
+    pub(super) async fn runs_where(&self, condition: &str) -> StoreResult<Vec<Run>> {
+        into_runs(
+            self.pool
+                .fetch_all(
+                    &format!("SELECT {COLS} FROM runs WHERE {condition} ORDER BY slot, id"),
+                    &Args::new(),
+                )
+                .await?,
+        )
+    }
+
+    /// Runs in flight owned by `node`, oldest slot first.
+    pub(super) async fn runs_where_owner(&self, node: &str) -> StoreResult<Vec<Run>> {
+        into_runs(
+            self.pool
+                .fetch_all(
+                    &format!(
+                        "SELECT {COLS} FROM runs WHERE owner_node = $1 AND state IN ({})
+                         ORDER BY slot, id",
+                        active_states()
+                    ),
+                    &Args::new().text(node),
                 )
                 .await?,
         )

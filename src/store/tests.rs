@@ -177,7 +177,7 @@ async fn a_single_claim_is_a_batch_of_one() {
         assert!(matches!(&busy, Claim::Busy(r) if r.id == run.id), "{b:?}");
         store
             .update_run(
-                run.id,
+                &run,
                 Update {
                     state: Some(RunState::Succeeded),
                     ..Default::default()
@@ -230,7 +230,7 @@ async fn the_in_flight_index_and_active_states_agree() {
             .clone();
             store
                 .update_run(
-                    run.id,
+                    &run,
                     Update {
                         state: Some(state),
                         ..Default::default()
@@ -410,7 +410,7 @@ async fn history_snapshots_and_trimming_agree_on_both_backends() {
                 .expect("record");
             let done = store
                 .update_run(
-                    run.id,
+                    &run,
                     Update {
                         state: Some(RunState::Succeeded),
                         snapshot_name: Some(&snap.name),
@@ -601,4 +601,174 @@ async fn postgres_errors_never_show_the_password() {
         .expect("opens (trust authentication ignores the password)");
     assert!(!format!("{store:?}").contains("s3cr3t"));
     store.close().await;
+}
+
+fn node(id: &str) -> crate::domain::NodeInfo {
+    crate::domain::NodeInfo {
+        id: id.to_owned(),
+        hostname: "host-a".to_owned(),
+        pid: 4242,
+        version: "test".to_owned(),
+        role: crate::domain::NodeRole::Daemon,
+    }
+}
+
+/// Two nodes on one store: a run claimed by node A and taken over by node B
+/// after A expired can no longer be changed by A (fencing), A learns that
+/// it lost its lease, and a second takeover from the same stale view fails.
+#[tokio::test]
+async fn a_run_taken_over_from_an_expired_node_is_fenced_against_it() {
+    for (location, _dir) in locations().await {
+        let a = Store::connect(&location).await.expect("node a opens");
+        let b = Store::connect(&location).await.expect("node b opens");
+        let bk = a.backend();
+        a.register_node(&node("a"), at(5, 0))
+            .await
+            .expect("register a");
+        a.set_node_id(Some("a".into()));
+        b.register_node(&node("b"), at(5, 0))
+            .await
+            .expect("register b");
+        b.set_node_id(Some("b".into()));
+        let id = spec("daily", "vm1").identity;
+        let Claim::Claimed(run) = a
+            .claim_run(&id, at(5, 0), Trigger::Schedule, at(5, 0))
+            .await
+            .expect("claim")
+        else {
+            panic!("{bk:?}: not claimed");
+        };
+        assert_eq!((run.owner_node.as_deref(), run.lease_epoch), (Some("a"), 1));
+        assert!(
+            b.orphaned_runs().await.expect("orphans").is_empty(),
+            "{bk:?}"
+        );
+        assert_eq!(
+            b.live_daemons(Duration::from_secs(60)).await.expect("live"),
+            ["a", "b"]
+        );
+
+        assert!(b.expire_node("a").await.expect("expire"), "{bk:?}");
+        let orphans = b.orphaned_runs().await.expect("orphans");
+        assert_eq!(orphans.len(), 1, "{bk:?}");
+        let taken = b
+            .take_over_run(&orphans[0], at(5, 1))
+            .await
+            .expect("take over")
+            .expect("b takes the run");
+        assert_eq!(
+            (taken.owner_node.as_deref(), taken.lease_epoch),
+            (Some("b"), 2)
+        );
+        assert!(
+            b.take_over_run(&orphans[0], at(5, 1))
+                .await
+                .expect("second take over")
+                .is_none(),
+            "{bk:?}: a stale view took the run twice"
+        );
+
+        let stale = a
+            .update_run(
+                &run,
+                Update {
+                    state: Some(RunState::Creating),
+                    ..Default::default()
+                },
+                at(5, 2),
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Fenced { run_id }) if run_id == run.id),
+            "{bk:?}: {stale:?}"
+        );
+        assert!(!a.renew_node("a").await.expect("renew"), "{bk:?}");
+        assert!(b.renew_node("b").await.expect("renew"), "{bk:?}");
+        let done = b
+            .update_run(
+                &taken,
+                Update {
+                    state: Some(RunState::Succeeded),
+                    ..Default::default()
+                },
+                at(5, 3),
+            )
+            .await
+            .expect("the new owner finishes the run");
+        assert_eq!(done.state, RunState::Succeeded);
+        let nodes = b.nodes().await.expect("nodes");
+        let states: Vec<_> = nodes.iter().map(|n| (n.id.as_str(), n.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("a", crate::domain::NodeState::Expired),
+                ("b", crate::domain::NodeState::Live)
+            ],
+            "{bk:?}"
+        );
+        a.close().await;
+        b.close().await;
+    }
+}
+
+/// A node whose heartbeat is older than the lease by the database's clock
+/// is expired by the sweep; a fresh one is not; a node that left cleanly is
+/// not live and its runs are orphans at once.
+#[tokio::test]
+async fn stale_heartbeats_expire_and_a_clean_leave_frees_runs_at_once() {
+    for (store, _dir) in stores().await {
+        let bk = store.backend();
+        store
+            .register_node(&node("old"), at(5, 0))
+            .await
+            .expect("register");
+        assert!(store
+            .expire_stale_nodes(Duration::from_secs(3600))
+            .await
+            .expect("sweep")
+            .is_empty());
+        // The database's clock moves on in real time: poll (bounded) until
+        // the heartbeat is older than a zero lease.
+        let mut expired = Vec::new();
+        for _ in 0..1000 {
+            expired = store
+                .expire_stale_nodes(Duration::ZERO)
+                .await
+                .expect("sweep");
+            if !expired.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(expired, ["old"], "{bk:?}");
+
+        store
+            .register_node(&node("leaver"), at(5, 0))
+            .await
+            .expect("register");
+        store.set_node_id(Some("leaver".into()));
+        let id = spec("daily", "vm2").identity;
+        claimed(
+            &store
+                .claim_run(&id, at(6, 0), Trigger::Schedule, at(6, 0))
+                .await
+                .expect("claim"),
+        );
+        let nodes = store.nodes().await.expect("nodes");
+        let leaver = nodes.iter().find(|n| n.id == "leaver").expect("listed");
+        assert_eq!(leaver.runs_held, 1, "{bk:?}");
+        assert!(store.orphaned_runs().await.expect("orphans").is_empty());
+        store.leave_node("leaver").await.expect("leave");
+        assert_eq!(
+            store.orphaned_runs().await.expect("orphans").len(),
+            1,
+            "{bk:?}"
+        );
+        assert!(store
+            .live_daemons(Duration::from_secs(60))
+            .await
+            .expect("live")
+            .is_empty());
+        store.close().await;
+    }
 }

@@ -349,7 +349,7 @@ mod gauges_from_store {
         };
         store
             .update_run(
-                run.id,
+                &run,
                 Update {
                     state: Some(state),
                     ..Default::default()

@@ -626,7 +626,7 @@ async fn left_creating(env: &Env, def: &DefinitionSpec, slot: DateTime<Utc>) -> 
     let snap = snapshot_name(&def.identity.name, slot);
     env.store
         .update_run(
-            run.id,
+            &run,
             Update {
                 state: Some(RunState::Creating),
                 snapshot_name: Some(&snap),
