@@ -216,7 +216,7 @@ impl<P: Provider> Runner<'_, P> {
         let run = self
             .store
             .update_run(
-                &run,
+                run,
                 Update {
                     state: Some(state),
                     error: Some((class, &e.message)),

@@ -65,7 +65,7 @@ async fn record_runs(
         let snap_id = format!("fake-{k}");
         store
             .update_run(
-                run.id,
+                &run,
                 Update {
                     state: Some(RunState::Succeeded),
                     snapshot_name: Some(&name),
