@@ -82,13 +82,8 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+/// Log output format (owned by the logging setup).
+pub use crate::telemetry::logging::LogFormat;
 
 /// `[daemon]`, parsed.
 #[derive(Debug, Clone, Serialize)]

@@ -15,21 +15,10 @@ use crate::config::{self, Config, Overrides};
 use crate::domain::ProviderKind;
 use crate::provider::registry::{self, AnyProvider};
 use crate::run::RunOptions;
-use crate::scheduler::{Providers, Scheduler, Settings, Tick};
+use crate::scheduler::{Providers, Scheduler, Settings};
 use crate::store::Store;
 
-/// Hooks the daemon calls so the service manager can follow it.
-#[derive(Clone, Default)]
-pub struct Hooks {
-    /// Called once the store is open, the config valid and the scheduler started.
-    pub ready: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Called from the scheduler loop on every iteration.
-    pub tick: Option<Tick>,
-    /// Called around a reload (`true` before, `false` after).
-    pub reloading: Option<Arc<dyn Fn(bool) + Send + Sync>>,
-    /// Called when shutdown begins.
-    pub stopping: Option<Arc<dyn Fn() + Send + Sync>>,
-}
+pub use crate::telemetry::Hooks;
 
 type ProviderMap = HashMap<String, (AnyProvider, ProviderKind)>;
 
@@ -84,9 +73,13 @@ pub async fn run(
     }
     scheduler.start().await?;
     if cfg.metrics.listen.is_some() {
-        crate::definition_gauges::start(store.clone(), cfg.daemon.timezone, shutdown.clone())
-            .await
-            .context("reading the per-definition gauges from the store")?;
+        crate::telemetry::definition_gauges::start(
+            store.clone(),
+            cfg.daemon.timezone,
+            shutdown.clone(),
+        )
+        .await
+        .context("reading the per-definition gauges from the store")?;
     }
     let status = scheduler.status();
     tracing::info!(database = %store.path().display(), "scheduler started: {}", status.line());

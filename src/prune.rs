@@ -28,6 +28,7 @@ use crate::retention::{
     self, Decision, Deletion, DeletionOutcome, ListedPlan, Policy, StoreRecords,
 };
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics;
 
 /// Why a prune did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +268,7 @@ pub async fn delete_all_snapshots<P: Provider>(
 /// only leaves the gauge stale until the next refresh, so it is logged.
 async fn publish_owned_count(store: &Store, id: &Identity) {
     match store.owned_count(id).await {
-        Ok(n) => crate::definition_gauges::record_snapshot_count(id, n),
+        Ok(n) => metrics::snapshot_count(id, n),
         Err(e) => tracing::warn!(definition = %id, "cannot count owned snapshots: {e}"),
     }
 }
@@ -362,8 +363,7 @@ async fn record_deletions(
             definition = %id, snapshot = %d.snapshot.name, reason = %reason,
             "pruned snapshot recorded"
         );
-        metrics::counter!("snapsched_snapshots_pruned_total", "definition" => id.name.clone())
-            .increment(1);
+        metrics::snapshot_pruned(id);
     }
     Ok(())
 }

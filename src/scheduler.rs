@@ -33,6 +33,8 @@ use crate::provider::Provider;
 use crate::run::{Ended, RunOptions, Runner};
 use crate::store::{Store, StoreResult};
 
+pub use crate::telemetry::{Status, Tick};
+
 /// Providers by name; replaced as a whole on reload.
 #[allow(clippy::type_complexity)]
 pub type Providers<P> = Arc<RwLock<Arc<HashMap<String, (P, crate::domain::ProviderKind)>>>>;
@@ -63,34 +65,6 @@ impl Default for Settings {
     }
 }
 
-/// A summary for sd_notify STATUS=, metrics and health.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Status {
-    pub definitions: usize,
-    pub in_flight: usize,
-    pub next_fire: Option<(DateTime<Utc>, Identity)>,
-    /// Every scheduled definition's next fire (for per-definition gauges).
-    pub next_fires: Vec<(Identity, DateTime<Utc>)>,
-}
-
-impl Status {
-    pub fn line(&self) -> String {
-        match &self.next_fire {
-            Some((at, id)) => format!(
-                "{} definitions, {} runs in flight, next {} at {}",
-                self.definitions,
-                self.in_flight,
-                id.name,
-                at.to_rfc3339()
-            ),
-            None => format!(
-                "{} definitions, {} runs in flight, nothing scheduled",
-                self.definitions, self.in_flight
-            ),
-        }
-    }
-}
-
 /// A timer-queue item: fire instant, entry version (stale when it differs
 /// from the entry's), identity.
 type QueueItem = (DateTime<Utc>, u64, Arc<Identity>);
@@ -103,9 +77,6 @@ struct Entry {
     version: u64,
     next: Option<DateTime<Utc>>,
 }
-
-/// Observers called from the loop itself (watchdog, status line, metrics).
-pub type Tick = Arc<dyn Fn(&Status) + Send + Sync>;
 
 pub struct Scheduler<P> {
     store: Store,
@@ -130,6 +101,8 @@ pub struct Scheduler<P> {
     status_cache: Option<Status>,
     status_dirty: bool,
     status_built: Option<tokio::time::Instant>,
+    /// Bumped on every rebuild of `status_cache`.
+    status_revision: u64,
     /// When the definitions change counter was last read.
     generation_checked: Option<tokio::time::Instant>,
     /// Claimed runs waiting for a concurrency permit.
@@ -179,6 +152,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             status_cache: None,
             status_dirty: true,
             status_built: None,
+            status_revision: 0,
             generation_checked: None,
             queued: VecDeque::new(),
         }
@@ -209,17 +183,18 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             .iter()
             .filter(|Reverse((_, v, id))| self.entries.get(id).is_some_and(|e| e.version == *v))
             .min_by_key(|Reverse((at, _, _))| *at)
-            .map(|Reverse((at, _, id))| (*at, (**id).clone()));
+            .map(|Reverse((at, _, id))| (*at, id.clone()));
         let next_fires = self
             .entries
             .iter()
-            .filter_map(|(id, e)| e.next.map(|at| ((**id).clone(), at)))
+            .filter_map(|(id, e)| e.next.map(|at| (id.clone(), at)))
             .collect();
         Status {
             definitions: self.entries.len(),
             in_flight,
             next_fire,
             next_fires,
+            revision: 0,
         }
     }
 
@@ -443,7 +418,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             .status_built
             .is_some_and(|t| t.elapsed() < STATUS_REFRESH);
         if self.status_cache.is_none() || (self.status_dirty && !fresh) {
-            self.status_cache = Some(self.status());
+            self.status_revision += 1;
+            self.status_cache = Some(Status {
+                revision: self.status_revision,
+                ..self.status()
+            });
             self.status_dirty = false;
             self.status_built = Some(tokio::time::Instant::now());
         }

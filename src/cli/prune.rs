@@ -95,12 +95,14 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
             Utc::now(),
         )
         .await?;
-    metrics::counter!(
-        "snapsched_runs_total",
-        "definition" => id.name.clone(),
-        "result" => if error.is_some() { "failed" } else { "succeeded" }
-    )
-    .increment(1);
+    crate::telemetry::metrics::run_finished(
+        id,
+        if error.is_some() {
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        },
+    );
 
     let report = outcome?;
     print_report(&report, args.json)?;
