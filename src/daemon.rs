@@ -3,16 +3,13 @@
 //! SIGTERM/SIGINT. SIGHUP re-reads the configuration; an invalid new
 //! configuration is logged and the old one stays in force.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
-use crate::domain::ProviderKind;
 use crate::provider::registry::{self, AnyProvider};
 use crate::run::RunOptions;
 use crate::scheduler::{Providers, Scheduler, Settings};
@@ -20,7 +17,7 @@ use crate::store::Store;
 
 pub use crate::telemetry::Hooks;
 
-type ProviderMap = HashMap<String, (AnyProvider, ProviderKind)>;
+type ProviderMap = crate::scheduler::ProviderMap<AnyProvider>;
 
 fn build_providers(cfg: &Config) -> anyhow::Result<ProviderMap> {
     let built = registry::build_all(cfg).map_err(|errors| anyhow::anyhow!(errors.join("\n")))?;
@@ -60,7 +57,7 @@ pub async fn run(
         .await
         .context("opening the store")?;
     reconcile(&store, &cfg).await?;
-    let providers: Providers<AnyProvider> = Arc::new(RwLock::new(Arc::new(build_providers(&cfg)?)));
+    let providers = Providers::new(build_providers(&cfg)?);
     let mut scheduler = Scheduler::new(
         store.clone(),
         providers.clone(),
@@ -100,9 +97,7 @@ pub async fn run(
                 }
                 match reload_once(&config_path, &overrides, &store).await {
                     Ok(map) => {
-                        if let Ok(mut p) = providers.write() {
-                            *p = Arc::new(map);
-                        }
+                        providers.replace(map);
                         tracing::info!("configuration reloaded");
                     }
                     Err(e) => {

@@ -3,7 +3,7 @@
 //! milliseconds. The store is a real sqlite file in a temporary directory.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -59,7 +59,7 @@ async fn env(operation_time: Duration) -> Env {
         spinner: hold_clock(),
         store,
         fake,
-        providers: Arc::new(RwLock::new(Arc::new(map))),
+        providers: Providers::new(map),
     }
 }
 
