@@ -4,7 +4,6 @@
 //! configuration is logged and the old one stays in force.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -12,22 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
 use crate::provider::AnyProvider;
-use crate::scheduler::{Providers, Scheduler, Tick};
+use crate::scheduler::{Providers, Scheduler};
 use crate::store::Store;
 use crate::wiring::{self, ProviderMap};
 
-/// Hooks the daemon calls so the service manager can follow it.
-#[derive(Clone, Default)]
-pub struct Hooks {
-    /// Called once the store is open, the config valid and the scheduler started.
-    pub ready: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Called from the scheduler loop on every iteration.
-    pub tick: Option<Tick>,
-    /// Called around a reload (`true` before, `false` after).
-    pub reloading: Option<Arc<dyn Fn(bool) + Send + Sync>>,
-    /// Called when shutdown begins.
-    pub stopping: Option<Arc<dyn Fn() + Send + Sync>>,
-}
+pub use crate::telemetry::Hooks;
 
 /// Run the daemon until `shutdown` is cancelled (the caller wires signals).
 pub async fn run(
@@ -42,8 +30,7 @@ pub async fn run(
         .await
         .context("opening the store")?;
     reconcile(&store, &cfg).await?;
-    let providers: Providers<AnyProvider> =
-        Arc::new(RwLock::new(Arc::new(wiring::build_providers(&cfg)?)));
+    let providers: Providers<AnyProvider> = Providers::new(wiring::build_providers(&cfg)?);
     let mut scheduler = Scheduler::new(
         store.clone(),
         providers.clone(),
@@ -56,9 +43,13 @@ pub async fn run(
     }
     scheduler.start().await?;
     if cfg.metrics.listen.is_some() {
-        crate::definition_gauges::start(store.clone(), cfg.daemon.timezone, shutdown.clone())
-            .await
-            .context("reading the per-definition gauges from the store")?;
+        crate::telemetry::definition_gauges::start(
+            store.clone(),
+            cfg.daemon.timezone,
+            shutdown.clone(),
+        )
+        .await
+        .context("reading the per-definition gauges from the store")?;
     }
     let status = scheduler.status();
     tracing::info!(database = %store.location(), "scheduler started: {}", status.line());
@@ -79,9 +70,7 @@ pub async fn run(
                 }
                 match reload_once(&config_path, &overrides, &store).await {
                     Ok(map) => {
-                        if let Ok(mut p) = providers.write() {
-                            *p = Arc::new(map);
-                        }
+                        providers.replace(map);
                         tracing::info!("configuration reloaded");
                     }
                     Err(e) => {

@@ -33,6 +33,7 @@ use crate::domain::{RemoteSnapshot, Target};
 use crate::provider::{Provider, ProviderError, ProviderResult};
 use crate::retention::{self, join_reasons, Decision, Intent, ListedPlan, Policy, StoreRecords};
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics;
 
 pub use delete::{execute, render_deletions_table, Deletion, DeletionOutcome};
 
@@ -246,7 +247,7 @@ pub async fn list_and_plan<P: Provider>(
 /// only leaves the gauge stale until the next refresh, so it is logged.
 async fn publish_owned_count(store: &Store, id: &Identity) {
     match store.owned_count(id).await {
-        Ok(n) => crate::definition_gauges::record_snapshot_count(id, n),
+        Ok(n) => metrics::snapshot_count(id, n),
         Err(e) => tracing::warn!(definition = %id, "cannot count owned snapshots: {e}"),
     }
 }
@@ -324,8 +325,7 @@ async fn record_deletions(
             definition = %id, snapshot = %d.snapshot.name, reason = %reason,
             "pruned snapshot recorded"
         );
-        metrics::counter!("snapsched_snapshots_pruned_total", "definition" => id.name.clone())
-            .increment(1);
+        metrics::snapshot_pruned(id);
     }
     Ok(())
 }

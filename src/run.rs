@@ -32,6 +32,7 @@ use crate::provider::{
 };
 use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics;
 
 mod prune;
 
@@ -142,15 +143,10 @@ impl<P: Provider> Runner<'_, P> {
                     "run ended"
                 ),
             }
-            metrics::counter!(
-                "snapsched_runs_total",
-                "definition" => self.spec.identity.name.clone(),
-                "result" => run.state.as_str()
-            )
-            .increment(1);
+            metrics::run_finished(&self.spec.identity, run.state);
             if run.state == RunState::Succeeded {
                 let at = run.finished_at.unwrap_or_else(|| self.clock.now());
-                crate::definition_gauges::record_success(&self.spec.identity, at);
+                metrics::last_success(&self.spec.identity, at);
             }
             if let Err(e) = self
                 .store

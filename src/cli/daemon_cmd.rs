@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Context;
 use super::{CliError, CliResult};
 use crate::daemon;
-use crate::scheduler::Status;
+use crate::telemetry::{self, Status};
 
 pub async fn run(ctx: &Context) -> CliResult {
     // Handlers first: a SIGTERM that arrives while the configuration and the
@@ -18,7 +18,7 @@ pub async fn run(ctx: &Context) -> CliResult {
     let mut hup = signal(SignalKind::hangup()).map_err(|e| CliError::Runtime(e.into()))?;
     // Validate before logging is set up so config errors print plainly.
     let cfg = ctx.config()?;
-    crate::logging::init(&cfg.daemon.log_level, cfg.daemon.log_format);
+    crate::telemetry::logging::init(&cfg.daemon.log_level, cfg.daemon.log_format);
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let stop = shutdown.clone();
@@ -31,9 +31,9 @@ pub async fn run(ctx: &Context) -> CliResult {
             }
         }
     });
-    let mut hooks = crate::notify::hooks();
+    let mut hooks = telemetry::notify::hooks();
     if let Some(addr) = cfg.metrics.listen {
-        let (_, metrics_tick) = crate::metrics_server::start(addr, shutdown.clone())
+        let (_, metrics_tick) = telemetry::metrics_server::start(addr, shutdown.clone())
             .await
             .map_err(|e| CliError::Runtime(e.into()))?;
         hooks.tick = Some(match hooks.tick.take() {

@@ -31,7 +31,7 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    crate::logging::init("warn", cfg.daemon.log_format);
+    crate::telemetry::logging::init("warn", cfg.daemon.log_format);
     let store = ctx.open_store(&cfg).await?;
     let def = ctx.resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();

@@ -13,13 +13,7 @@ use crate::domain::definition;
 use crate::secret::Credential;
 use crate::store::Location;
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::telemetry::logging::LogFormat;
 
 /// `[daemon]`, parsed.
 #[derive(Debug, Clone, Serialize)]

@@ -321,13 +321,13 @@ fn parser_rejects_garbage() {
 
 mod gauges_from_store {
     use chrono::{TimeDelta, TimeZone, Utc};
-    use snapsched::definition_gauges::{DefinitionGauges, DefinitionValues};
     use snapsched::domain::definition::{DefinitionSpec, Identity, Source};
     use snapsched::domain::RecordState;
     use snapsched::domain::{Claim, RunState, Trigger};
     use snapsched::domain::{RemoteSnapshot, SnapshotStatus};
     use snapsched::store::runs::Update;
     use snapsched::store::Store;
+    use snapsched::telemetry::definition_gauges::{DefinitionGauges, DefinitionValues};
 
     use crate::support::fixtures;
 

@@ -4,7 +4,7 @@
 //! directory, or a schema of its own on PostgreSQL (`support::db`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -60,7 +60,7 @@ async fn env(operation_time: Duration) -> Env {
         spinner: hold_clock(),
         store,
         fake,
-        providers: Arc::new(RwLock::new(Arc::new(map))),
+        providers: Providers::new(map),
     }
 }
 

@@ -19,6 +19,7 @@ use super::model::ApiError;
 use crate::provider::ratelimit::RateLimiter;
 use crate::provider::ProviderError;
 use crate::secret::Secret;
+use crate::telemetry::metrics::{self, RequestOutcome};
 
 /// A received answer, body read in full.
 pub(crate) struct Reply {
@@ -100,13 +101,16 @@ impl Http {
             Ok::<_, reqwest::Error>((status, headers, body))
         }
         .await;
-        metrics::histogram!("snapsched_provider_request_duration_seconds", "provider" => self.provider.clone())
-            .record(started.elapsed().as_secs_f64());
+        // Every transport failure counts as `error` here (the message says
+        // which), unlike Erigones' `timeout`/`connect`.
+        let outcome = match &result {
+            Ok((status, ..)) => RequestOutcome::Status(status.as_u16()),
+            Err(_) => RequestOutcome::Error,
+        };
+        metrics::provider_request(&self.provider, outcome, started.elapsed());
         let (status, headers, body) = match result {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!("snapsched_provider_requests_total", "provider" => self.provider.clone(), "status" => "error")
-                    .increment(1);
                 let kind = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
@@ -121,8 +125,6 @@ impl Http {
                 )));
             }
         };
-        metrics::counter!("snapsched_provider_requests_total", "provider" => self.provider.clone(), "status" => status.as_u16().to_string())
-            .increment(1);
         let retry_after = self.absorb_rate_headers(status, &headers);
         tracing::debug!(provider = %self.provider, request = %what, status = status.as_u16(), "DigitalOcean answered");
         Ok(Reply {

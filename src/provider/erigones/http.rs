@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::provider::{ProviderError, ProviderResult};
 use crate::secret::Secret;
+use crate::telemetry::metrics::{self, RequestOutcome};
 
 pub(super) struct Http {
     pub name: String,
@@ -138,16 +139,13 @@ impl Http {
             Ok::<_, reqwest::Error>((status, retry_after, bytes))
         }
         .await;
-        metrics::histogram!("snapsched_provider_request_duration_seconds", "provider" => self.name.clone())
-            .record(started.elapsed().as_secs_f64());
-        let label = match &result {
-            Ok((status, ..)) => status.as_u16().to_string(),
-            Err(e) if e.is_timeout() => "timeout".to_owned(),
-            Err(e) if e.is_connect() => "connect".to_owned(),
-            Err(_) => "error".to_owned(),
+        let outcome = match &result {
+            Ok((status, ..)) => RequestOutcome::Status(status.as_u16()),
+            Err(e) if e.is_timeout() => RequestOutcome::Timeout,
+            Err(e) if e.is_connect() => RequestOutcome::Connect,
+            Err(_) => RequestOutcome::Error,
         };
-        metrics::counter!("snapsched_provider_requests_total", "provider" => self.name.clone(), "status" => label)
-            .increment(1);
+        metrics::provider_request(&self.name, outcome, started.elapsed());
         match result {
             Ok((status, retry_after, bytes)) => {
                 let body = if bytes.is_empty() {

@@ -3,12 +3,23 @@
 //! colours and no timestamps of our own (journald adds both); elsewhere they
 //! are human-readable with timestamps; `log_format = "json"` gives one JSON
 //! object per line.
+//!
+//! Owns [`LogFormat`] (the config's `log_format` parses into it). Installing
+//! the subscriber never fails the caller: a second call, or a log line that
+//! cannot be written, is silently dropped.
 
 use std::io::IsTerminal;
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// True when stderr is connected to the systemd journal.
 pub fn stderr_is_journal() -> bool {

@@ -22,7 +22,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use tokio_util::sync::CancellationToken;
 
-use crate::scheduler::{Status, Tick};
+use super::metrics;
+use super::{Status, Tick};
+use crate::domain::Identity;
 
 /// How recently the scheduler loop must have ticked for `/healthz` to be 200.
 /// The loop wakes at least every second, so this allows for long stalls
@@ -31,15 +33,14 @@ pub const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
 
 /// A gauge series not set for this long is dropped from `/metrics`: the
 /// recorder has no other way to forget a removed definition's series (see
-/// [`crate::definition_gauges`]). Live gauges are set at least every
-/// [`crate::definition_gauges::REFRESH_EVERY`], most every loop tick.
+/// [`super::definition_gauges`]). Live gauges are set at least every
+/// [`super::definition_gauges::REFRESH_EVERY`] or [`REPUBLISH_EVERY`]; the
+/// scheduler's own gauges on every loop tick.
 pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// Buckets for `snapsched_provider_request_duration_seconds`: cloud API calls
-/// take from tens of milliseconds to the request timeout (a minute).
-const DURATION_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+/// The next-run gauges are set again at least this often even when the
+/// schedule did not change, well inside [`GAUGE_IDLE_TIMEOUT`].
+pub const REPUBLISH_EVERY: Duration = Duration::from_secs(60);
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,69 +88,60 @@ struct AppState {
 pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
-            Matcher::Full("snapsched_provider_request_duration_seconds".to_owned()),
-            DURATION_BUCKETS,
+            Matcher::Full(metrics::PROVIDER_REQUEST_DURATION.to_owned()),
+            metrics::PROVIDER_REQUEST_BUCKETS,
         )
         .map_err(|e| MetricsError::Recorder(e.to_string()))?
         .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
         .install_recorder()
         .map_err(|e| MetricsError::Recorder(e.to_string()))?;
-    metrics::describe_gauge!("snapsched_definitions", "Definitions the scheduler knows");
-    metrics::describe_gauge!(
-        "snapsched_next_run_timestamp_seconds",
-        "Unix time of a definition's next scheduled run"
-    );
-    metrics::describe_gauge!(
-        "snapsched_runs_in_flight",
-        "Runs currently creating, waiting for or pruning snapshots"
-    );
-    metrics::describe_gauge!(
-        crate::definition_gauges::LAST_SUCCESS,
-        "Unix time a definition's latest successful run finished"
-    );
-    metrics::describe_gauge!(
-        crate::definition_gauges::SNAPSHOTS,
-        "Snapshots a definition owns at the provider, per the store"
-    );
-    metrics::describe_gauge!(
-        crate::definition_gauges::INTERVAL,
-        metrics::Unit::Seconds,
-        "A definition's nominal interval: the longest gap between its fires over the coming week"
-    );
-    metrics::describe_counter!("snapsched_runs_total", "Finished runs by result");
-    metrics::describe_counter!(
-        "snapsched_provider_requests_total",
-        "Provider API requests by HTTP status class"
-    );
-    metrics::describe_histogram!(
-        "snapsched_provider_request_duration_seconds",
-        metrics::Unit::Seconds,
-        "Provider API request duration"
-    );
+    metrics::describe();
     Ok(handle)
+}
+
+/// The per-definition next-run gauges as last published.
+#[derive(Default)]
+struct NextRuns {
+    /// The [`Status::revision`] published, and when.
+    published: Option<(u64, Instant)>,
+    known: HashSet<Arc<Identity>>,
+}
+
+impl NextRuns {
+    /// Publish every definition's next run when the summary changed (or
+    /// [`REPUBLISH_EVERY`] passed, so live series never idle out), and zero
+    /// the series of definitions gone since. An unchanged summary costs
+    /// nothing per definition, however often the loop ticks.
+    fn publish(&mut self, status: &Status, now: Instant) {
+        let current = self.published.is_some_and(|(revision, at)| {
+            revision == status.revision && now.saturating_duration_since(at) < REPUBLISH_EVERY
+        });
+        if current {
+            return;
+        }
+        let mut now_known = HashSet::with_capacity(status.next_fires.len());
+        for (id, at) in &status.next_fires {
+            metrics::next_run(id, Some(*at));
+            now_known.insert(id.clone());
+        }
+        for gone in self.known.difference(&now_known) {
+            metrics::next_run(gone, None);
+        }
+        self.known = now_known;
+        self.published = Some((status.revision, now));
+    }
 }
 
 /// A tick hook that stamps `liveness` and sets the schedule gauges.
 pub fn tick_hook(liveness: Arc<Liveness>) -> Tick {
-    // Definitions seen on the previous tick: a removed definition's
+    // Definitions seen on the previous publish: a removed definition's
     // next-run gauge is zeroed, because the recorder cannot drop a series.
-    let known: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let next_runs = Mutex::new(NextRuns::default());
     Arc::new(move |status: &Status| {
         liveness.beat();
-        metrics::gauge!("snapsched_definitions").set(status.definitions as f64);
-        metrics::gauge!("snapsched_runs_in_flight").set(status.in_flight as f64);
-        let mut now_known = HashSet::with_capacity(status.next_fires.len());
-        for (id, at) in &status.next_fires {
-            metrics::gauge!("snapsched_next_run_timestamp_seconds", "definition" => id.name.clone())
-                .set(at.timestamp() as f64);
-            now_known.insert(id.name.clone());
-        }
-        if let Ok(mut prev) = known.lock() {
-            for gone in prev.difference(&now_known) {
-                metrics::gauge!("snapsched_next_run_timestamp_seconds", "definition" => gone.clone())
-                    .set(0.0);
-            }
-            *prev = now_known;
+        metrics::scheduler_status(status.definitions, status.in_flight);
+        if let Ok(mut n) = next_runs.lock() {
+            n.publish(status, Instant::now());
         }
     })
 }
@@ -229,5 +221,43 @@ mod tests {
             now + HEALTHY_WITHIN + Duration::from_secs(1),
             HEALTHY_WITHIN
         ));
+    }
+
+    fn id(name: &str) -> Arc<Identity> {
+        Arc::new(Identity {
+            provider: "lab".into(),
+            target: "web01".into(),
+            disk_id: 1,
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn next_runs_are_published_per_revision_and_gone_ones_forgotten() {
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let (a, b) = (id("a"), id("b"));
+        let mut status = Status {
+            next_fires: vec![(a.clone(), at), (b.clone(), at)],
+            revision: 1,
+            ..Status::default()
+        };
+        let mut n = NextRuns::default();
+        let t0 = Instant::now();
+        n.publish(&status, t0);
+        assert_eq!(n.known.len(), 2);
+        // Same revision: nothing to do, even though the list changed.
+        status.next_fires.pop();
+        n.publish(&status, t0 + Duration::from_secs(1));
+        assert_eq!((n.known.len(), n.published), (2, Some((1, t0))));
+        // Same revision, but long enough for a keep-alive publish.
+        let later = t0 + REPUBLISH_EVERY;
+        n.publish(&status, later);
+        assert_eq!((n.known.len(), n.published), (1, Some((1, later))));
+        // A new revision publishes at once.
+        status.next_fires.clear();
+        status.revision = 2;
+        n.publish(&status, later);
+        assert!(n.known.is_empty());
+        assert_eq!(n.published, Some((2, later)));
     }
 }

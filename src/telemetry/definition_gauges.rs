@@ -13,14 +13,15 @@
 //!   gap keeps `time() - last_success > 2 * interval` quiet over a
 //!   weekdays-only schedule's weekend and a DST night.
 //!
-//! Every series carries the definition's whole identity (`definition`,
-//! `provider`, `target`, `disk`): two definitions may share a name on
-//! different VMs, and one must not hide the other's staleness.
+//! Every series carries the definition's whole identity (see
+//! [`super::metrics`], which names and records them): two definitions may
+//! share a name on different VMs, and one must not hide the other's
+//! staleness.
 //!
 //! Only active definitions are published. The recorder cannot drop a
 //! series, so a removed or disabled definition's gauges simply stop being
 //! refreshed and the exporter's idle timeout (see
-//! [`crate::metrics_server::GAUGE_IDLE_TIMEOUT`]) removes them; without
+//! [`super::metrics_server::GAUGE_IDLE_TIMEOUT`]) removes them; without
 //! the recorder installed (no `[metrics] listen`) every call here is a no-op.
 
 use std::collections::{HashMap, HashSet};
@@ -30,14 +31,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics;
 use crate::domain::definition::Identity;
 use crate::domain::schedule::Schedule;
 use crate::store::{Store, StoreResult};
-
-/// Gauge names.
-pub const LAST_SUCCESS: &str = "snapsched_last_success_timestamp_seconds";
-pub const SNAPSHOTS: &str = "snapsched_snapshots";
-pub const INTERVAL: &str = "snapsched_interval_seconds";
 
 /// How often [`start`]'s task re-reads the store. Well inside the idle
 /// timeout, so a live definition's series never expires.
@@ -49,29 +46,6 @@ const WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(8);
 /// Bounds the work for a schedule that fires every second (the result is
 /// cached per schedule anyway).
 const MAX_FIRES: usize = 4096;
-
-fn labels(id: &Identity) -> [(&'static str, String); 4] {
-    [
-        ("definition", id.name.clone()),
-        ("provider", id.provider.clone()),
-        ("target", id.target.clone()),
-        ("disk", id.disk_id.to_string()),
-    ]
-}
-
-/// A run of `id` succeeded at `at`.
-pub fn record_success(id: &Identity, at: DateTime<Utc>) {
-    metrics::gauge!(LAST_SUCCESS, &labels(id)).set(at.timestamp() as f64);
-}
-
-/// `id` now owns `count` present snapshots.
-pub fn record_snapshot_count(id: &Identity, count: i64) {
-    metrics::gauge!(SNAPSHOTS, &labels(id)).set(count as f64);
-}
-
-fn record_interval(id: &Identity, interval: Duration) {
-    metrics::gauge!(INTERVAL, &labels(id)).set(interval.as_secs_f64());
-}
 
 /// The longest gap between consecutive fires of `schedule` in `zone` after
 /// `from`, over at least [`WINDOW`] and at least two gaps (a monthly
@@ -170,11 +144,11 @@ impl DefinitionGauges {
         let values = self.read(store, now).await?;
         for v in &values {
             if let Some(at) = v.last_success {
-                record_success(&v.identity, at);
+                metrics::last_success(&v.identity, at);
             }
-            record_snapshot_count(&v.identity, v.snapshots);
+            metrics::snapshot_count(&v.identity, v.snapshots);
             if let Some(i) = v.interval {
-                record_interval(&v.identity, i);
+                metrics::definition_interval(&v.identity, i);
             }
         }
         Ok(values.len())

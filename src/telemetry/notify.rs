@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
-use crate::daemon::Hooks;
-use crate::scheduler::Status;
+use super::{Hooks, Status};
 
 fn send(states: &[NotifyState<'_>]) {
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {

@@ -1,0 +1,153 @@
+//! Firing: pop every due definition off the timer queue, decide each
+//! slot's fate ([`super::catch_up`]), record missed and overlapping slots,
+//! and claim the rest in the store in batches, handing the claimed runs to
+//! the pool.
+//!
+//! Invariants:
+//! - A slot runs at most once across restarts and processes: a run exists
+//!   only once its row is inserted, and the row's unique key (identity,
+//!   slot) refuses a second claim.
+//! - Every popped definition is rescheduled (or left unscheduled when its
+//!   schedule ends) and its slot remembered as handled, whether it ran,
+//!   was missed or was skipped.
+//! - A slot whose definition still has a run queued or executing is
+//!   recorded `skipped`, never queued behind it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::catch_up::{self, Lateness};
+use super::launch::RunJob;
+use super::Scheduler;
+use crate::domain::{Claim, Definition, Identity, RunState, Target, Trigger};
+use crate::provider::Provider;
+use crate::store::StoreResult;
+
+/// Slots claimed per transaction when many are due at once: large enough
+/// that commits do not dominate, small enough that the first runs of a
+/// burst start without waiting for the whole burst to be written.
+const CLAIM_BATCH: usize = 512;
+
+/// A slot about to be claimed.
+struct Due {
+    id: Arc<Identity>,
+    slot: DateTime<Utc>,
+    trigger: Trigger,
+    def: Arc<Definition>,
+    target: Target,
+}
+
+impl<P: Provider + Clone + 'static> Scheduler<P> {
+    /// Fire every definition that is due now; returns how many slots were
+    /// handed on to be claimed.
+    pub async fn fire_due(&mut self) -> StoreResult<usize> {
+        let now = self.clock.now();
+        let mut due: Vec<Due> = Vec::new();
+        while let Some((id, at)) = self.timers.pop_due(now) {
+            let Some(entry) = self.timers.get(&id) else {
+                continue;
+            };
+            let policy = Lateness {
+                catch_up_deadline: entry
+                    .def
+                    .spec
+                    .catch_up_deadline
+                    .unwrap_or(self.settings.catch_up_deadline),
+                on_time: self.settings.on_time,
+                jump_back: self.settings.catch_up_deadline,
+            };
+            let firing = catch_up::decide(&entry.schedule, entry.zone, at, now, &policy);
+            let (def, target) = (entry.def.clone(), entry.target.clone());
+            if let Some((count, last_missed)) = firing.missed {
+                self.record_missed(&id, count, last_missed, now).await?;
+            }
+            self.timers.reschedule(&id, firing.next);
+            self.last_slot.insert((*id).clone(), firing.latest);
+            if let Some(trigger) = firing.run {
+                due.push(Due {
+                    id,
+                    slot: firing.latest,
+                    trigger,
+                    def,
+                    target,
+                });
+            }
+        }
+        for batch in due.chunks(CLAIM_BATCH) {
+            self.dispatch(batch).await?;
+        }
+        Ok(due.len())
+    }
+
+    /// Record `count` slots of `id` up to `last` as one `missed` row.
+    async fn record_missed(
+        &self,
+        id: &Identity,
+        count: u32,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        tracing::warn!(definition = %id, missed = count, "missed slots (not running at the time); latest missed {}", last.to_rfc3339());
+        let reason = format!("{count} slots missed while snapsched was not running");
+        self.store
+            .record_not_run(id, last, RunState::Missed, &reason, Some(count), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Claim a batch of due slots in one transaction and queue their runs.
+    /// Each claim records its own instant: with many slots due at once,
+    /// later batches are claimed measurably after the loop woke.
+    async fn dispatch(&mut self, batch: &[Due]) -> StoreResult<()> {
+        let mut claim = Vec::with_capacity(batch.len());
+        for d in batch {
+            if self.pool.is_running(&d.id) {
+                tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
+                let reason = "overlap: the previous run is still active";
+                self.record_skipped(d, reason, self.clock.now()).await?;
+            } else {
+                claim.push(d);
+            }
+        }
+        if claim.is_empty() {
+            return Ok(());
+        }
+        let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
+            .iter()
+            .map(|d| (d.id.as_ref(), d.slot, d.trigger))
+            .collect();
+        let now = self.clock.now();
+        let claims = self.store.claim_runs(&slots, now).await?;
+        for (d, outcome) in claim.into_iter().zip(claims) {
+            match outcome {
+                Claim::Claimed(run) => self.pool.submit(RunJob {
+                    run,
+                    def: d.def.clone(),
+                    target: d.target.clone(),
+                }),
+                Claim::AlreadyRan => {
+                    tracing::debug!(definition = %d.id, slot = %d.slot.to_rfc3339(), "slot already has a run");
+                }
+                Claim::Busy(other) => {
+                    tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
+                    let reason = format!(
+                        "overlap: run {} ({}) is still active",
+                        other.id,
+                        other.trigger.as_str()
+                    );
+                    self.record_skipped(d, &reason, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Record the slot `d` as `skipped` for `reason`.
+    async fn record_skipped(&self, d: &Due, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.store
+            .record_not_run(&d.id, d.slot, RunState::Skipped, reason, None, now)
+            .await?;
+        Ok(())
+    }
+}

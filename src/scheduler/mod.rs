@@ -1,0 +1,224 @@
+//! The scheduler: fires each active definition at its slots and runs the
+//! claimed slots with bounded concurrency.
+//!
+//! [`Scheduler::run`] is the loop, and it only delegates. Each turn it
+//! fires what is due (`fire`), ticks its observers (`status`), sleeps
+//! until the next fire instant, a run ending or `change_poll` (whichever
+//! comes first), reaps ended runs (`pool`) and, when the store's
+//! definitions changed, resyncs (`reload`). [`Scheduler::start`] loads
+//! the definitions and resumes what a previous process left unfinished
+//! (`recovery`).
+//!
+//! The parts, each owning its state and invariants:
+//! - `timer`: a pure timer queue (next fire instant per definition, pop
+//!   due, reschedule), the only per-definition state in memory.
+//! - `catch_up`: the pure decision for a due slot: on time, catch-up, or
+//!   missed.
+//! - `pool` (with `launch`): claimed runs waiting for a permit and the
+//!   tasks of running ones; `max_concurrent_runs` is never exceeded.
+//! - `reload`: the change counter poll and the rebuild of the timer
+//!   queue from the store.
+//! - `recovery`: adopting and resuming unfinished runs at start.
+//! - `providers`: the swappable provider map ([`Providers`]).
+//!
+//! A slot is claimed by inserting its run row; the row's unique key
+//! (identity, slot) makes a slot run at most once across restarts and
+//! processes. Late wake-ups (daemon stopped, machine suspended, clock
+//! jumped): only the most recent due slot runs, and only within the
+//! catch-up deadline; the slots before it are recorded as one `missed` row
+//! with their count.
+
+mod catch_up;
+mod fire;
+mod launch;
+mod pool;
+mod providers;
+mod recovery;
+mod reload;
+mod status;
+pub mod timer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio_util::sync::CancellationToken;
+
+use self::launch::RunLauncher;
+use self::pool::RunPool;
+use self::reload::ChangeWatch;
+use self::status::StatusCache;
+use self::timer::TimerQueue;
+use crate::clock::Clock;
+use crate::domain::{Definition, Identity, Schedule, Target};
+use crate::provider::Provider;
+use crate::run::RunOptions;
+use crate::store::{Store, StoreResult};
+
+pub use self::providers::{ProviderMap, Providers};
+pub use crate::telemetry::{Status, Tick};
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub max_concurrent_runs: usize,
+    pub catch_up_deadline: Duration,
+    pub default_tz: Tz,
+    pub run: RunOptions,
+    /// How often the store's definition change counter is checked.
+    pub change_poll: Duration,
+    /// A slot fired later than this is a catch-up, not an on-time run.
+    pub on_time: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_concurrent_runs: 8,
+            catch_up_deadline: Duration::from_secs(3600),
+            default_tz: Tz::UTC,
+            run: RunOptions::default(),
+            change_poll: Duration::from_secs(1),
+            on_time: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a scheduled definition fires with: its row, parsed schedule, zone
+/// and target.
+struct Entry {
+    def: Arc<Definition>,
+    schedule: Schedule,
+    zone: Tz,
+    target: Target,
+}
+
+pub struct Scheduler<P: Provider + Clone + 'static> {
+    store: Store,
+    providers: Providers<P>,
+    clock: Clock,
+    settings: Settings,
+    /// Scheduled definitions by next fire instant.
+    timers: TimerQueue<Arc<Identity>, Entry>,
+    /// Slots already handled per identity (kept across definition edits).
+    last_slot: HashMap<Identity, DateTime<Utc>>,
+    changes: ChangeWatch,
+    pool: RunPool<RunLauncher<P>>,
+    status: StatusCache,
+    shutdown: CancellationToken,
+}
+
+impl<P: Provider + Clone + 'static> Scheduler<P> {
+    pub fn new(
+        store: Store,
+        providers: Providers<P>,
+        clock: Clock,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let launcher = RunLauncher {
+            store: store.clone(),
+            providers: providers.clone(),
+            clock,
+            options: settings.run,
+            shutdown: shutdown.clone(),
+        };
+        Scheduler {
+            store,
+            providers,
+            clock,
+            settings,
+            timers: TimerQueue::new(),
+            last_slot: HashMap::new(),
+            changes: ChangeWatch::new(settings.change_poll),
+            pool: RunPool::new(launcher, settings.max_concurrent_runs),
+            status: StatusCache::default(),
+            shutdown,
+        }
+    }
+
+    /// Call `tick` from the loop on every turn.
+    pub fn on_tick(&mut self, tick: Tick) {
+        self.status.set_hook(tick);
+    }
+
+    pub fn set_catch_up_deadline(&mut self, d: Duration) {
+        self.settings.catch_up_deadline = d;
+    }
+
+    /// Load definitions, then resume unfinished runs whose owner is gone.
+    pub async fn start(&mut self) -> StoreResult<()> {
+        for (id, slot) in self.store.last_slots().await? {
+            self.last_slot.insert(id, slot);
+        }
+        self.sync_definitions().await?;
+        self.recover().await?;
+        Ok(())
+    }
+
+    /// The summary as of now.
+    pub fn status(&self) -> Status {
+        status::summary(&self.timers, self.pool.in_flight())
+    }
+
+    /// The next fire instant of a definition, if scheduled.
+    pub fn next_fire(&self, id: &Identity) -> Option<DateTime<Utc>> {
+        self.timers.next_of(id)
+    }
+
+    /// Run the loop until shutdown; then wait for in-flight runs up to
+    /// `grace` and leave the rest resumable.
+    pub async fn run(&mut self, grace: Duration) -> StoreResult<()> {
+        loop {
+            if self.fire_due().await? > 0 {
+                self.status.mark_dirty();
+            }
+            self.tick();
+            let wake = self.wake_in();
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wake) => {}
+                Some(()) = self.pool.next_finished(), if self.pool.has_tasks() => {
+                    self.pool.reap();
+                    self.status.mark_dirty();
+                }
+            }
+            if self.changes.changed(&self.store).await? {
+                self.sync_definitions().await?;
+            }
+        }
+        let left = self.pool.shut_down(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                "{left} runs still in flight after the shutdown grace; they resume at next start"
+            );
+        }
+        Ok(())
+    }
+
+    /// Wait until no run is in flight (for tests and `--once`).
+    pub async fn drain(&mut self) {
+        self.pool.drain().await;
+    }
+
+    /// How long the loop may sleep: until the next fire instant, at most
+    /// `change_poll`.
+    fn wake_in(&mut self) -> Duration {
+        let now = self.clock.now();
+        self.timers
+            .next_instant()
+            .map(|at| (at - now).to_std().unwrap_or_default())
+            .unwrap_or(self.settings.change_poll)
+            .min(self.settings.change_poll)
+    }
+
+    /// Hand the observers the (cached) status.
+    fn tick(&mut self) {
+        let in_flight = self.pool.in_flight();
+        let timers = &self.timers;
+        self.status
+            .tick(|| status::summary(timers, in_flight), in_flight);
+    }
+}

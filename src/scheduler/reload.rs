@@ -1,0 +1,132 @@
+//! Definition changes: the store's definitions change counter is polled,
+//! and when it moved the scheduled set is rebuilt from the store.
+//!
+//! The CLI (`def add`, `def edit`, ...) and the daemon's own reload write
+//! definitions to the store and bump its change counter; the loop notices
+//! within one `change_poll` and calls [`Scheduler::sync_definitions`].
+//!
+//! Invariants:
+//! - The counter is read at most once per `change_poll`, however often the
+//!   loop wakes (runs ending wake it too).
+//! - Only active definitions whose provider is configured and whose
+//!   schedule and target parse are scheduled; others are logged and left
+//!   out (never a default in their place).
+//! - An unchanged definition keeps its timer untouched; a changed one is
+//!   rescheduled from the later of its last handled slot and its edit, so
+//!   an edit never re-runs a slot already handled nor fires a slot from
+//!   before the edit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Entry, Scheduler};
+use crate::domain::definition::parse_target;
+use crate::domain::{Definition, ProviderKind};
+use crate::provider::Provider;
+use crate::store::{Store, StoreResult};
+
+/// When the definitions change counter was last read, and what it said
+/// at the last sync.
+pub(crate) struct ChangeWatch {
+    every: Duration,
+    generation: i64,
+    checked: Option<tokio::time::Instant>,
+}
+
+impl ChangeWatch {
+    pub fn new(every: Duration) -> Self {
+        ChangeWatch {
+            every,
+            generation: -1,
+            checked: None,
+        }
+    }
+
+    /// A sync saw `generation`.
+    pub fn synced(&mut self, generation: i64) {
+        self.generation = generation;
+    }
+
+    /// True when the counter moved since the last sync; reads it only when
+    /// `every` has passed since the last read.
+    pub async fn changed(&mut self, store: &Store) -> StoreResult<bool> {
+        let due = self.checked.is_none_or(|t| t.elapsed() >= self.every);
+        if !due {
+            return Ok(false);
+        }
+        self.checked = Some(tokio::time::Instant::now());
+        Ok(store.definitions_generation().await? != self.generation)
+    }
+}
+
+impl<P: Provider + Clone + 'static> Scheduler<P> {
+    /// Re-read definitions from the store and rebuild changed entries.
+    pub async fn sync_definitions(&mut self) -> StoreResult<()> {
+        self.status.mark_dirty();
+        self.changes
+            .synced(self.store.definitions_generation().await?);
+        let defs = self.store.list_definitions().await?;
+        let providers = self.providers.current();
+        let now = self.clock.now();
+        let mut seen = HashSet::with_capacity(defs.len());
+        for def in defs {
+            let id = def.spec.identity.clone();
+            if !def.spec.active {
+                continue;
+            }
+            let Some((_, kind)) = providers.get(&id.provider) else {
+                tracing::warn!(definition = %id, "provider '{}' is not configured; definition not scheduled", id.provider);
+                continue;
+            };
+            seen.insert(id.clone());
+            if self.timers.get(&id).is_some_and(|e| e.def.spec == def.spec) {
+                continue;
+            }
+            if let Some((entry, next)) = self.entry_for(def, *kind, now) {
+                self.timers.insert(Arc::new(id), entry, next);
+            }
+        }
+        self.timers.retain(|id| seen.contains(id.as_ref()));
+        Ok(())
+    }
+
+    /// The timer entry of a new or changed definition and its next fire,
+    /// or `None` (logged) when its schedule or target does not parse.
+    fn entry_for(
+        &self,
+        def: Definition,
+        kind: ProviderKind,
+        now: DateTime<Utc>,
+    ) -> Option<(Entry, Option<DateTime<Utc>>)> {
+        let id = &def.spec.identity;
+        // The target was parsed when the definition was made; this checks
+        // it against the provider's kind, which the config may have changed.
+        let (schedule, target) = match parse_target(&id.target, kind) {
+            Ok(target) => (def.spec.schedule.clone(), target),
+            Err(e) => {
+                tracing::error!(definition = %id, "{e}; definition not scheduled");
+                return None;
+            }
+        };
+        let zone = def.spec.zone(self.settings.default_tz);
+        let from = self
+            .last_slot
+            .get(id)
+            .copied()
+            .into_iter()
+            .chain([def.updated_at.min(now)])
+            .max()
+            .unwrap_or(now);
+        let next = schedule.next_after(from, zone);
+        let entry = Entry {
+            def: Arc::new(def),
+            schedule,
+            zone,
+            target,
+        };
+        Some((entry, next))
+    }
+}

@@ -1,0 +1,201 @@
+//! Every metric snapsched exports: its name, its label set, its help text,
+//! and one typed function per thing that happened. Other modules record
+//! through these functions and never spell a metric name or a label key.
+//!
+//! Invariants:
+//! - A metric name appears in this file only (`describe` gives each its
+//!   help text, so a new metric is one constant, one `describe_*` line and
+//!   one recording function).
+//! - A series about a definition carries its whole identity, always:
+//!   `definition`, `provider`, `target`, `disk` ([`identity_labels`]). Two
+//!   definitions may share a name on different VMs; a series labelled by
+//!   the name alone would add them together or let one hide the other.
+//! - Recording never fails and never blocks: without the Prometheus
+//!   recorder installed (no `[metrics] listen`), every call is a no-op.
+//!
+//! Depends on the domain only, so every layer (providers, the run engine,
+//! pruning, the scheduler) may record.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Identity, RunState};
+
+/// Definitions the scheduler knows.
+pub const DEFINITIONS: &str = "snapsched_definitions";
+/// Runs creating, waiting for or pruning snapshots.
+pub const RUNS_IN_FLIGHT: &str = "snapsched_runs_in_flight";
+/// Unix time of a definition's next scheduled run (0 once it is gone).
+pub const NEXT_RUN: &str = "snapsched_next_run_timestamp_seconds";
+/// Finished runs by result.
+pub const RUNS: &str = "snapsched_runs_total";
+/// Unix time a definition's latest successful run finished.
+pub const LAST_SUCCESS: &str = "snapsched_last_success_timestamp_seconds";
+/// Present snapshots a definition owns, per the store.
+pub const SNAPSHOTS: &str = "snapsched_snapshots";
+/// A definition's nominal interval.
+pub const INTERVAL: &str = "snapsched_interval_seconds";
+/// Snapshots deleted by retention.
+pub const SNAPSHOTS_PRUNED: &str = "snapsched_snapshots_pruned_total";
+/// Provider API requests by HTTP status (or transport failure).
+pub const PROVIDER_REQUESTS: &str = "snapsched_provider_requests_total";
+/// Provider API request duration (histogram).
+pub const PROVIDER_REQUEST_DURATION: &str = "snapsched_provider_request_duration_seconds";
+
+/// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
+/// tens of milliseconds to the request timeout (a minute).
+pub(crate) const PROVIDER_REQUEST_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Give every metric its help text (and unit). Called once, after the
+/// recorder is installed.
+pub(crate) fn describe() {
+    metrics::describe_gauge!(DEFINITIONS, "Definitions the scheduler knows");
+    metrics::describe_gauge!(NEXT_RUN, "Unix time of a definition's next scheduled run");
+    metrics::describe_gauge!(
+        RUNS_IN_FLIGHT,
+        "Runs currently creating, waiting for or pruning snapshots"
+    );
+    metrics::describe_gauge!(
+        LAST_SUCCESS,
+        "Unix time a definition's latest successful run finished"
+    );
+    metrics::describe_gauge!(
+        SNAPSHOTS,
+        "Snapshots a definition owns at the provider, per the store"
+    );
+    metrics::describe_gauge!(
+        INTERVAL,
+        metrics::Unit::Seconds,
+        "A definition's nominal interval: the longest gap between its fires over the coming week"
+    );
+    metrics::describe_counter!(RUNS, "Finished runs by result");
+    metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
+    metrics::describe_counter!(
+        PROVIDER_REQUESTS,
+        "Provider API requests by HTTP status class"
+    );
+    metrics::describe_histogram!(
+        PROVIDER_REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Provider API request duration"
+    );
+}
+
+/// The label set of every per-definition series: the whole identity.
+pub fn identity_labels(id: &Identity) -> [(&'static str, String); 4] {
+    [
+        ("definition", id.name.clone()),
+        ("provider", id.provider.clone()),
+        ("target", id.target.clone()),
+        ("disk", id.disk_id.to_string()),
+    ]
+}
+
+/// The identity's labels plus one more.
+fn identity_and(id: &Identity, key: &'static str, value: String) -> [(&'static str, String); 5] {
+    let [a, b, c, d] = identity_labels(id);
+    [a, b, c, d, (key, value)]
+}
+
+/// Scheduler summary: how many definitions are scheduled and how many runs
+/// are in flight.
+pub fn scheduler_status(definitions: usize, in_flight: usize) {
+    metrics::gauge!(DEFINITIONS).set(definitions as f64);
+    metrics::gauge!(RUNS_IN_FLIGHT).set(in_flight as f64);
+}
+
+/// `id` next fires at `at`; `None` once it is no longer scheduled (the
+/// recorder cannot drop a series, so it reads 0 until it idles out).
+pub fn next_run(id: &Identity, at: Option<DateTime<Utc>>) {
+    let value = at.map_or(0.0, |at| at.timestamp() as f64);
+    metrics::gauge!(NEXT_RUN, &identity_labels(id)).set(value);
+}
+
+/// A run of `id` (scheduled, catch-up, manual or prune) ended in `state`.
+pub fn run_finished(id: &Identity, state: RunState) {
+    metrics::counter!(RUNS, &identity_and(id, "result", state.as_str().to_owned())).increment(1);
+}
+
+/// A run of `id` that made a snapshot succeeded, finishing at `at`.
+pub fn last_success(id: &Identity, at: DateTime<Utc>) {
+    metrics::gauge!(LAST_SUCCESS, &identity_labels(id)).set(at.timestamp() as f64);
+}
+
+/// `id` now owns `count` present snapshots.
+pub fn snapshot_count(id: &Identity, count: i64) {
+    metrics::gauge!(SNAPSHOTS, &identity_labels(id)).set(count as f64);
+}
+
+/// The nominal interval of `id`'s schedule.
+pub fn definition_interval(id: &Identity, interval: Duration) {
+    metrics::gauge!(INTERVAL, &identity_labels(id)).set(interval.as_secs_f64());
+}
+
+/// Retention deleted one of `id`'s snapshots.
+pub fn snapshot_pruned(id: &Identity) {
+    metrics::counter!(SNAPSHOTS_PRUNED, &identity_labels(id)).increment(1);
+}
+
+/// How a provider API request ended, as its `status` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// An HTTP response with this status code.
+    Status(u16),
+    /// No response within the request timeout.
+    Timeout,
+    /// No connection.
+    Connect,
+    /// Any other transport failure.
+    Error,
+}
+
+impl RequestOutcome {
+    fn label(self) -> String {
+        match self {
+            RequestOutcome::Status(code) => code.to_string(),
+            RequestOutcome::Timeout => "timeout".to_owned(),
+            RequestOutcome::Connect => "connect".to_owned(),
+            RequestOutcome::Error => "error".to_owned(),
+        }
+    }
+}
+
+/// One request to the API of provider `provider` took `took` and ended
+/// with `outcome`.
+pub fn provider_request(provider: &str, outcome: RequestOutcome, took: Duration) {
+    metrics::histogram!(PROVIDER_REQUEST_DURATION, "provider" => provider.to_owned())
+        .record(took.as_secs_f64());
+    metrics::counter!(PROVIDER_REQUESTS, "provider" => provider.to_owned(), "status" => outcome.label())
+        .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_per_definition_label_set_is_the_whole_identity() {
+        let id = Identity {
+            provider: "lab".into(),
+            target: "web01".into(),
+            disk_id: 2,
+            name: "daily".into(),
+        };
+        let keys: Vec<_> = identity_labels(&id).iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["definition", "provider", "target", "disk"]);
+        let with = identity_and(&id, "result", "failed".into());
+        assert_eq!(with[3], ("disk", "2".to_owned()));
+        assert_eq!(with[4], ("result", "failed".to_owned()));
+    }
+
+    #[test]
+    fn request_outcomes_label_as_before() {
+        assert_eq!(RequestOutcome::Status(429).label(), "429");
+        assert_eq!(RequestOutcome::Timeout.label(), "timeout");
+        assert_eq!(RequestOutcome::Connect.label(), "connect");
+        assert_eq!(RequestOutcome::Error.label(), "error");
+    }
+}
