@@ -24,6 +24,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::cluster::LeaseHandle;
 use crate::domain::definition::DefinitionSpec;
 use crate::domain::{RemoteSnapshot, Target};
 use crate::domain::{Run, RunState};
@@ -95,6 +96,10 @@ pub struct Runner<'a, P> {
     pub clock: Clock,
     pub options: RunOptions,
     pub shutdown: CancellationToken,
+    /// This node's lease: no provider call is made while it does not hold
+    /// (the run is dropped; its new owner, or this node once it renews,
+    /// resumes it). `None`: a single process with no other node to fear.
+    pub lease: Option<LeaseHandle>,
 }
 
 enum Step {
@@ -224,6 +229,15 @@ impl<P: Provider> Runner<'_, P> {
         Ok(Step::Stop(Ended::Final(run)))
     }
 
+    /// Refuse to act on `run` once this node's lease has lapsed: another
+    /// node may own the run by now.
+    fn check_lease(&self, run: &Run) -> Result<(), StoreError> {
+        match &self.lease {
+            Some(lease) if !lease.holds() => Err(StoreError::Fenced { run_id: run.id }),
+            _ => Ok(()),
+        }
+    }
+
     /// Sleep `wait` unless shutdown comes first; false on shutdown.
     async fn pause(&self, wait: Duration) -> bool {
         tokio::select! {
@@ -290,6 +304,7 @@ impl<P: Provider> Runner<'_, P> {
                     self.clock.now(),
                 )
                 .await?;
+            self.check_lease(&run)?;
             match self.provider.create_snapshot(&req).await {
                 Ok(CreateOutcome::Done(snap)) => return self.created(run, snap).await,
                 Ok(CreateOutcome::Pending(op)) => {
@@ -401,6 +416,7 @@ impl<P: Provider> Runner<'_, P> {
     }
 
     async fn prune(&self, run: Run) -> Result<Step, StoreError> {
+        self.check_lease(&run)?;
         let outcome = crate::prune::after_success(
             self.store,
             self.provider,

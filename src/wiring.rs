@@ -146,6 +146,14 @@ pub fn settings(cfg: &Config) -> Settings {
         catch_up_deadline: cfg.daemon.catch_up_deadline,
         default_tz: cfg.daemon.timezone,
         run: run_options(cfg),
+        lease_ttl: cfg.daemon.lease_ttl,
+        // A preferred node that is alive claims within a loop turn; the
+        // others wait this long, bounded by the lease so that a dead
+        // preferred node delays a slot by little.
+        claim_grace: (cfg.daemon.lease_ttl / 10).clamp(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(3),
+        ),
         ..Settings::default()
     }
 }

@@ -83,6 +83,23 @@ impl Context {
         Ok(crate::wiring::open_store(cfg).await?)
     }
 
+    /// Join the store as a CLI node for a command that drives a run, so
+    /// that daemons see the run's owner alive (and take the run over if
+    /// this process dies). Leave with [`crate::cluster::KeepAlive::leave`].
+    pub async fn join_as_cli(
+        &self,
+        store: &Store,
+        cfg: &Config,
+    ) -> CliResult<crate::cluster::KeepAlive> {
+        let m = crate::cluster::Membership::join(
+            store,
+            crate::domain::NodeRole::Cli,
+            cfg.daemon.lease_ttl,
+        )
+        .await?;
+        Ok(m.keep_alive())
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }

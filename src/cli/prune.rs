@@ -41,9 +41,10 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     }
 
     let tz = spec.zone(cfg.daemon.timezone);
-    let end = run::prune_run(&store, &provider, spec, &target, tz, Clock::System)
-        .await
-        .map_err(|e| match e {
+    let node = ctx.join_as_cli(&store, &cfg).await?;
+    let end = run::prune_run(&store, &provider, spec, &target, tz, Clock::System).await;
+    node.leave().await;
+    let end = end.map_err(|e| match e {
             PruneRunError::Busy { .. } => CliError::usage(e.to_string()),
             PruneRunError::NoFreeSlot(_) => CliError::Runtime(anyhow::anyhow!(e.to_string())),
             PruneRunError::Store(e) => e.into(),

@@ -36,6 +36,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let def = ctx.resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();
     let (provider, target) = ctx.provider_for(&cfg, &def)?;
+    let node = ctx.join_as_cli(&store, &cfg).await?;
     // A manual run's slot is the current second, which also names the
     // snapshot; a second manual run within the same second waits for the
     // next one rather than failing.
@@ -80,6 +81,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         clock: Clock::System,
         options: crate::wiring::run_options(&cfg),
         shutdown,
+        lease: Some(node.lease()),
     };
     let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -109,6 +111,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         .drive(run)
         .await
         .map_err(|e| CliError::Runtime(e.into()));
+    node.leave().await;
     if let Some(w) = watcher {
         w.abort();
     }

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// The local view of this node's lease.
 #[derive(Debug, Clone)]
@@ -62,8 +62,8 @@ impl Lease {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_lease_holds_from_the_send_until_the_margin_before_its_end() {
+    #[test]
+    fn a_lease_holds_from_the_send_until_the_margin_before_its_end() {
         let mut lease = Lease::new(Duration::from_secs(30), Duration::from_secs(5));
         let t0 = Instant::now();
         assert!(!lease.valid_at(t0), "no lease before the first renewal");
@@ -76,8 +76,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_older_renewal_answered_late_does_not_shorten_the_lease() {
+    #[test]
+    fn an_older_renewal_answered_late_does_not_shorten_the_lease() {
         let mut lease = Lease::new(Duration::from_secs(30), Duration::from_secs(5));
         let t0 = Instant::now();
         lease.renewed(t0 + Duration::from_secs(10));
@@ -85,8 +85,8 @@ mod tests {
         assert!(lease.valid_at(t0 + Duration::from_secs(34)));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_lost_lease_is_invalid_at_once() {
+    #[test]
+    fn a_lost_lease_is_invalid_at_once() {
         let mut lease = Lease::new(Duration::from_secs(30), Duration::from_secs(5));
         let t0 = Instant::now();
         lease.renewed(t0);

@@ -10,4 +10,7 @@
 //! stopped.
 
 pub mod lease;
+pub mod membership;
 pub mod placement;
+
+pub use membership::{KeepAlive, LeaseHandle, Membership, Renewal};

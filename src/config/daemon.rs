@@ -41,6 +41,10 @@ pub struct DaemonConfig {
     #[serde(serialize_with = "ser::duration")]
     pub run_timeout: Duration,
     pub history_keep: u32,
+    /// How long a node's heartbeat may be silent before other nodes take
+    /// its runs over.
+    #[serde(serialize_with = "ser::duration")]
+    pub lease_ttl: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -76,6 +80,7 @@ pub(super) struct RawDaemon {
     shutdown_grace: Option<String>,
     run_timeout: Option<String>,
     history_keep: Option<i64>,
+    lease_ttl: Option<String>,
     log_level: Option<String>,
     log_format: Option<String>,
 }
@@ -111,9 +116,25 @@ pub(super) fn parse(
             Duration::from_secs(6 * 3600),
         ),
         history_keep: history_keep(d.history_keep, c),
+        lease_ttl: lease_ttl(d.lease_ttl.as_deref(), c),
         log_level: log_level(d.log_level, c),
         log_format: log_format(d.log_format.as_deref(), c),
     }
+}
+
+fn lease_ttl(text: Option<&str>, c: &mut Collector) -> Duration {
+    let ttl = c.dur("daemon.lease_ttl", text, Duration::from_secs(30));
+    if ttl < Duration::from_secs(1) {
+        c.push(
+            "daemon.lease_ttl",
+            format!(
+                "'{}' is too short: a node renews its lease every third of it; use at least \"1s\" (default \"30s\")",
+                humantime::format_duration(ttl)
+            ),
+        );
+        return Duration::from_secs(30);
+    }
+    ttl
 }
 
 fn timezone(text: Option<&str>, c: &mut Collector) -> Tz {

@@ -30,12 +30,12 @@ use crate::store::StoreResult;
 const CLAIM_BATCH: usize = 512;
 
 /// A slot about to be claimed.
-struct Due {
-    id: Arc<Identity>,
-    slot: DateTime<Utc>,
-    trigger: Trigger,
-    def: Arc<Definition>,
-    target: Target,
+pub(super) struct Due {
+    pub id: Arc<Identity>,
+    pub slot: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub def: Arc<Definition>,
+    pub target: Target,
 }
 
 impl<P: Provider + Clone + 'static> Scheduler<P> {
@@ -43,7 +43,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// handed on to be claimed.
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
         let now = self.clock.now();
-        let mut due: Vec<Due> = Vec::new();
+        // Claims a store outage interrupted, then slots whose preferred
+        // node had its grace to claim them.
+        let mut due: Vec<Due> = std::mem::take(&mut self.cluster.unclaimed);
+        due.extend(self.cluster.take_deferred(now));
+        let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
         while let Some((id, at)) = self.timers.pop_due(now) {
             let Some(entry) = self.timers.get(&id) else {
                 continue;
@@ -60,24 +64,36 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             let firing = catch_up::decide(&entry.schedule, entry.zone, at, now, &policy);
             let (def, target) = (entry.def.clone(), entry.target.clone());
             if let Some((count, last_missed)) = firing.missed {
-                self.record_missed(&id, count, last_missed, now).await?;
+                // Not fatal: the latest slot still runs; the record is what
+                // a store outage costs here.
+                if let Err(e) = self.record_missed(&id, count, last_missed, now).await {
+                    tracing::warn!(definition = %id, "cannot record missed slots: {e}");
+                }
             }
             self.timers.reschedule(&id, firing.next);
             self.last_slot.insert((*id).clone(), firing.latest);
             if let Some(trigger) = firing.run {
-                due.push(Due {
+                let d = Due {
                     id,
                     slot: firing.latest,
                     trigger,
                     def,
                     target,
-                });
+                };
+                due.extend(self.cluster.defer(d, now + grace));
             }
         }
-        for batch in due.chunks(CLAIM_BATCH) {
-            self.dispatch(batch).await?;
+        let n = due.len();
+        let mut start = 0;
+        while start < due.len() {
+            let end = (start + CLAIM_BATCH).min(due.len());
+            if let Err(e) = self.dispatch(&due[start..end]).await {
+                self.cluster.unclaimed = due.split_off(start);
+                return Err(e);
+            }
+            start = end;
         }
-        Ok(due.len())
+        Ok(n)
     }
 
     /// Record `count` slots of `id` up to `last` as one `missed` row.

@@ -17,8 +17,9 @@ use super::providers::Providers;
 use crate::clock::Clock;
 use crate::domain::{Definition, Identity, Run, Target};
 use crate::provider::Provider;
-use crate::run::{Ended, RunOptions, Runner};
-use crate::store::Store;
+use crate::cluster::LeaseHandle;
+use crate::run::{Ended, RunError, RunOptions, Runner};
+use crate::store::{Store, StoreError};
 
 /// A claimed run waiting for a permit.
 pub(crate) struct RunJob {
@@ -34,6 +35,8 @@ pub(crate) struct RunLauncher<P> {
     pub clock: Clock,
     pub options: RunOptions,
     pub shutdown: CancellationToken,
+    /// This node's lease, checked before every provider call.
+    pub lease: Option<LeaseHandle>,
 }
 
 impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
@@ -53,6 +56,7 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
         let clock = self.clock;
         let options = self.options;
         let shutdown = self.shutdown.clone();
+        let lease = self.lease.clone();
         Some(async move {
             let RunJob { run, def, target } = job;
             let identity = run.identity.clone();
@@ -64,13 +68,20 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
                 clock,
                 options,
                 shutdown,
+                lease,
             };
             match runner.drive(run).await {
                 Ok(Ended::Final(_)) => {}
                 Ok(Ended::Suspended(r)) => {
                     tracing::info!(definition = %identity, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");
                 }
-                Err(e) => tracing::error!(definition = %identity, "{e}"),
+                Err(RunError {
+                    run_id,
+                    source: StoreError::Fenced { .. },
+                }) => {
+                    tracing::warn!(definition = %identity, run = run_id, "run dropped: another node took it over (this node's lease lapsed)");
+                }
+                Err(e) => tracing::error!(definition = %identity, "{e}; the run resumes when the store answers again"),
             }
         })
     }

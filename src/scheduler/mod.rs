@@ -29,6 +29,7 @@
 //! with their count.
 
 mod catch_up;
+mod cluster;
 mod fire;
 mod launch;
 mod pool;
@@ -71,6 +72,12 @@ pub struct Settings {
     pub change_poll: Duration,
     /// A slot fired later than this is a catch-up, not an on-time run.
     pub on_time: Duration,
+    /// How long a node's heartbeat may be silent before its runs are taken
+    /// over.
+    pub lease_ttl: Duration,
+    /// How long a node that is not a definition's preferred node waits
+    /// after a slot before claiming it itself.
+    pub claim_grace: Duration,
 }
 
 impl Default for Settings {
@@ -82,6 +89,8 @@ impl Default for Settings {
             run: RunOptions::default(),
             change_poll: Duration::from_secs(1),
             on_time: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(30),
+            claim_grace: Duration::from_secs(2),
         }
     }
 }
@@ -107,6 +116,7 @@ pub struct Scheduler<P: Provider + Clone + 'static> {
     changes: ChangeWatch,
     pool: RunPool<RunLauncher<P>>,
     status: StatusCache,
+    cluster: cluster::ClusterState,
     shutdown: CancellationToken,
 }
 
@@ -124,6 +134,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             clock,
             options: settings.run,
             shutdown: shutdown.clone(),
+            lease: None,
         };
         Scheduler {
             store,
@@ -135,6 +146,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             changes: ChangeWatch::new(settings.change_poll),
             pool: RunPool::new(launcher, settings.max_concurrent_runs),
             status: StatusCache::default(),
+            cluster: cluster::ClusterState::default(),
             shutdown,
         }
     }
@@ -148,13 +160,15 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         self.settings.catch_up_deadline = d;
     }
 
-    /// Load definitions, then resume unfinished runs whose owner is gone.
+    /// Join the store as a node, load definitions, then take over
+    /// unfinished runs whose owner is gone.
     pub async fn start(&mut self) -> StoreResult<()> {
+        self.join().await?;
         for (id, slot) in self.store.last_slots().await? {
             self.last_slot.insert(id, slot);
         }
         self.sync_definitions().await?;
-        self.recover().await?;
+        self.maintain_membership().await?;
         Ok(())
     }
 
@@ -170,13 +184,19 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
 
     /// Run the loop until shutdown; then wait for in-flight runs up to
     /// `grace` and leave the rest resumable.
+    ///
+    /// A store that cannot be reached does not stop the loop: the turn is
+    /// logged, retried with backoff, and claims that failed are retried, so
+    /// a slot due during an outage runs (late) once the store is back.
     pub async fn run(&mut self, grace: Duration) -> StoreResult<()> {
+        let mut outage = cluster::Outage::default();
         loop {
-            if self.fire_due().await? > 0 {
-                self.status.mark_dirty();
+            match self.turn().await {
+                Ok(()) => outage.ended(),
+                Err(e) => outage.failed(&e),
             }
             self.tick();
-            let wake = self.wake_in();
+            let wake = self.wake_in().min(outage.backoff());
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wake) => {}
@@ -185,15 +205,27 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     self.status.mark_dirty();
                 }
             }
-            if self.changes.changed(&self.store).await? {
-                self.sync_definitions().await?;
-            }
         }
         let left = self.pool.shut_down(grace).await;
         if left > 0 {
             tracing::warn!(
-                "{left} runs still in flight after the shutdown grace; they resume at next start"
+                "{left} runs still in flight after the shutdown grace; they resume at next start (or on another node now)"
             );
+        }
+        self.leave().await;
+        Ok(())
+    }
+
+    /// One turn of the loop's store work: membership, firing, reloads.
+    async fn turn(&mut self) -> StoreResult<()> {
+        if self.cluster.renewal_due() {
+            self.maintain_membership().await?;
+        }
+        if self.fire_due().await? > 0 {
+            self.status.mark_dirty();
+        }
+        if self.changes.changed(&self.store).await? {
+            self.sync_definitions().await?;
         }
         Ok(())
     }
@@ -209,9 +241,13 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let now = self.clock.now();
         self.timers
             .next_instant()
+            .into_iter()
+            .chain(self.cluster.next_deferred())
+            .min()
             .map(|at| (at - now).to_std().unwrap_or_default())
             .unwrap_or(self.settings.change_poll)
             .min(self.settings.change_poll)
+            .min(self.cluster.renewal_in())
     }
 
     /// Hand the observers the (cached) status.

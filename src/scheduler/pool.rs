@@ -91,6 +91,11 @@ impl<L: Launch> RunPool<L> {
         self.start_queued();
     }
 
+    /// The launcher, to change how later jobs start.
+    pub fn launcher_mut(&mut self) -> &mut L {
+        &mut self.launcher
+    }
+
     /// True while a job of `identity` is queued or executing.
     pub fn is_running(&self, identity: &Identity) -> bool {
         self.running

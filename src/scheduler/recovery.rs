@@ -1,11 +1,14 @@
-//! Recovery at start: runs left unfinished by a process that is gone
-//! (crash, kill, power loss, a shutdown grace that ran out) are adopted and
-//! resumed from the state their row records.
+//! Recovery and takeover: runs in flight whose owner node is gone (it
+//! crashed, was killed, stopped renewing its lease, or left with runs
+//! unfinished after its shutdown grace) are taken over and resumed from the
+//! state their row records; so are this node's own runs that have no task
+//! (its lease lapsed and it joined again, or a store outage ended a task).
 //!
 //! Invariants:
-//! - A run whose owner process is still alive (another snapsched) is left
-//!   alone; only this process's own leftovers and dead owners' runs are
-//!   taken.
+//! - A run whose owner node is live is left alone; a takeover is a
+//!   conditional update of (owner, lease epoch), so of several nodes racing
+//!   for an orphan exactly one gets it, and the old owner's later writes are
+//!   refused (fencing).
 //! - A run of a definition that is no longer scheduled (deactivated) still
 //!   finishes, so a snapshot it made is recorded and pruned like any other.
 //! - A run whose definition is gone, or whose provider is no longer
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use super::launch::RunJob;
 use super::Scheduler;
 use crate::domain::definition::parse_target;
-use crate::domain::{Definition, Identity, RunState, Target};
+use crate::domain::{Definition, Identity, Run, RunState, Target};
 use crate::provider::Provider;
 use crate::store::runs::Update;
 use crate::store::StoreResult;
@@ -27,39 +30,51 @@ const UNRESUMABLE: &str =
     "interrupted; the definition was removed or its provider is no longer configured";
 
 impl<P: Provider + Clone + 'static> Scheduler<P> {
-    /// Adopt and resume every unfinished run whose owner is gone.
-    pub(super) async fn recover(&mut self) -> StoreResult<()> {
-        let me = std::process::id();
-        for run in self.store.unfinished_runs().await? {
-            let owner_alive = run.owner_pid.is_some_and(|pid| {
-                pid != me && std::path::Path::new(&format!("/proc/{pid}")).exists()
-            });
-            if owner_alive {
+    /// Take over and resume every run in flight whose owner is gone, and
+    /// this node's own runs that have no task; returns how many resumed.
+    pub(super) async fn take_over_orphans(&mut self) -> StoreResult<usize> {
+        let mut candidates = self.store.orphaned_runs().await?;
+        if let Some(me) = self.store.node_id() {
+            for run in self.store.runs_owned_by(&me).await? {
+                if !self.pool.is_running(&run.identity) {
+                    candidates.push(run);
+                }
+            }
+        }
+        let mut resumed = 0;
+        for run in candidates {
+            if self.pool.is_running(&run.identity) {
                 continue;
             }
-            let resumable = match self.timers.get(&run.identity) {
-                Some(entry) => Some((entry.def.clone(), entry.target.clone())),
-                None => self.inactive_definition(&run.identity).await?,
-            };
-            let Some((def, target)) = resumable else {
-                let error = Some(("permanent", UNRESUMABLE));
-                let update = Update {
-                    state: Some(RunState::Interrupted),
-                    error,
-                    ..Default::default()
-                };
-                self.store
-                    .update_run(&run, update, self.clock.now())
-                    .await?;
-                continue;
-            };
-            tracing::info!(definition = %run.identity, state = run.state.as_str(), "resuming run");
-            let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {
-                continue;
-            };
-            self.pool.submit(RunJob { run, def, target });
+            if self.resume(run).await? {
+                resumed += 1;
+            }
         }
-        Ok(())
+        Ok(resumed)
+    }
+
+    /// Take `run` over and queue it; false when another node was faster or
+    /// the run cannot be resumed (then it is marked interrupted).
+    async fn resume(&mut self, run: Run) -> StoreResult<bool> {
+        let resumable = match self.timers.get(&run.identity) {
+            Some(entry) => Some((entry.def.clone(), entry.target.clone())),
+            None => self.inactive_definition(&run.identity).await?,
+        };
+        let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {
+            return Ok(false);
+        };
+        let Some((def, target)) = resumable else {
+            let update = Update {
+                state: Some(RunState::Interrupted),
+                error: Some(("permanent", UNRESUMABLE)),
+                ..Default::default()
+            };
+            self.store.update_run(&run, update, self.clock.now()).await?;
+            return Ok(false);
+        };
+        tracing::info!(definition = %run.identity, state = run.state.as_str(), epoch = run.lease_epoch, "resuming run");
+        self.pool.submit(RunJob { run, def, target });
+        Ok(true)
     }
 
     /// A definition that is in the store but not scheduled (inactive), with
