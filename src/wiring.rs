@@ -155,6 +155,7 @@ pub fn run_options(cfg: &Config) -> RunOptions {
     RunOptions {
         run_timeout: cfg.daemon.run_timeout,
         history_keep: cfg.daemon.history_keep,
+        default_zone: cfg.daemon.timezone,
         ..RunOptions::default()
     }
 }

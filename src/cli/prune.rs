@@ -35,12 +35,12 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let (provider, target) = ctx.provider_for(&cfg, &def)?;
     let spec = &def.spec;
 
+    let tz = spec.zone(cfg.daemon.timezone);
     if args.dry_run {
-        let report = prune::prune(&store, &provider, spec, &target, Utc::now(), true).await?;
+        let report = prune::prune(&store, &provider, spec, &target, tz, Utc::now(), true).await?;
         return print_prune_report(&report, args.json);
     }
 
-    let tz = spec.zone(cfg.daemon.timezone);
     let end = run::prune_run(&store, &provider, spec, &target, tz, Clock::System)
         .await
         .map_err(|e| match e {

@@ -40,9 +40,8 @@ fn arb_candidate() -> impl Strategy<Value = Candidate> {
 }
 
 fn arb_policy() -> impl Strategy<Value = Policy> {
-    (0u32..8, proptest::option::of(0u64..50)).prop_map(|(retention, hours)| Policy {
-        retention,
-        max_age: hours.map(|h| Duration::from_secs(h * 3600)),
+    (0u32..8, proptest::option::of(0u64..50)).prop_map(|(retention, hours)| {
+        Policy::count(retention, hours.map(|h| Duration::from_secs(h * 3600)))
     })
 }
 
@@ -91,7 +90,7 @@ proptest! {
         snaps in proptest::collection::vec(arb_candidate(), 0..30),
         retention in 0u32..8,
     ) {
-        let policy = Policy { retention, max_age: None };
+        let policy = Policy::count(retention, None);
         let plan = plan(&snaps, &policy, now());
         let ready: Vec<&Decision> = plan.iter().filter(|d| owned_ready(d)).collect();
         let keep = if retention == 0 { ready.len() } else { ready.len().min(retention as usize) };
@@ -159,13 +158,13 @@ proptest! {
         let plan = plan(&snaps, &policy, now());
         let ready: Vec<&Decision> = plan.iter().filter(|d| owned_ready(d)).collect();
         for (i, d) in ready.iter().enumerate() {
-            let beyond = policy.retention > 0 && ready.len() - i > policy.retention as usize;
+            let beyond = policy.keep.last > 0 && ready.len() - i > policy.keep.last as usize;
             let old = policy.max_age.is_some_and(|m| {
                 (now() - d.snapshot.created_at).to_std().is_ok_and(|age| age > m)
             });
             let newest = i + 1 == ready.len();
             prop_assert_eq!(d.keep, newest || !(beyond || old), "{:?}", d);
-            prop_assert_eq!(d.reasons.contains(&Reason::BeyondRetention(policy.retention)), beyond && !newest);
+            prop_assert_eq!(d.reasons.contains(&Reason::BeyondRetention(policy.keep.last)), beyond && !newest);
         }
     }
 }
