@@ -3,6 +3,7 @@
 //! prune executor's tests.
 
 mod properties;
+mod tiers;
 
 use std::time::Duration;
 
