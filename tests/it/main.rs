@@ -11,6 +11,7 @@ mod import;
 mod metrics;
 mod notify;
 mod retention_e2e;
+mod retention_oracle;
 mod run_cli;
 mod scheduler;
 mod secrets;
