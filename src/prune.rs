@@ -122,7 +122,12 @@ pub fn policy(spec: &DefinitionSpec, zone: Tz) -> Policy {
     Policy {
         keep: Tiers {
             last: spec.retention,
-            ..Tiers::default()
+            hourly: spec.keep.hourly,
+            daily: spec.keep.daily,
+            weekly: spec.keep.weekly,
+            monthly: spec.keep.monthly,
+            yearly: spec.keep.yearly,
+            within: spec.keep.within,
         },
         max_age: spec.max_age,
         zone,

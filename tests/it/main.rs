@@ -1,6 +1,7 @@
 //! snapsched integration tests, in one binary so the crate graph links once.
 
 mod cli_def;
+mod cli_keep;
 mod config_file;
 mod confirm;
 mod crash;

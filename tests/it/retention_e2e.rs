@@ -651,3 +651,39 @@ mod erigones_e2e {
         assert_eq!(fake.state.snapshots(HOST, 2).len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_shows_the_tier_that_keeps_each_snapshot() {
+    let env = env().await;
+    let mut tiered = spec("daily", 0);
+    tiered.keep.daily = 2;
+    for d in 0..4 {
+        made(&env, &tiered, day(d)).await;
+    }
+    let report = prune::prune(
+        &env.store,
+        &env.provider,
+        &tiered,
+        &vm(),
+        Tz::UTC,
+        day(4),
+        true,
+    )
+    .await
+    .expect("dry run succeeds");
+    let reasons: Vec<(bool, String)> = report
+        .decisions
+        .iter()
+        .map(|d| (d.keep, snapsched::retention::join_reasons(&d.reasons)))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (false, "kept by no rule (daily 2)".to_owned()),
+            (false, "kept by no rule (daily 2)".to_owned()),
+            (true, "daily 2/2".to_owned()),
+            (true, "newest ready snapshot, daily 1/2".to_owned()),
+        ]
+    );
+    assert_eq!(env.provider.calls(Call::Delete), 0);
+}
