@@ -187,7 +187,7 @@ fn oracle(cases: &[Case]) -> Vec<Value> {
 
 #[test]
 fn planner_agrees_with_the_python_oracle_on_random_histories() {
-    let mut rng = StdRng::seed_from_u64(0x5eed_16);
+    let mut rng = StdRng::seed_from_u64(0x5EED_0016);
     let cases: Vec<Case> = (0..HISTORIES).map(|_| random_case(&mut rng)).collect();
     let expected = oracle(&cases);
     assert_eq!(expected.len(), cases.len(), "one answer per case");
