@@ -272,7 +272,10 @@ mod tests {
             Ok(_) => panic!("an unreachable postgres location opened"),
             Err(e) => e.to_string(),
         };
-        assert!(e.contains("postgres://snapsched@127.0.0.1:1/backups"), "{e}");
+        assert!(
+            e.contains("postgres://snapsched@127.0.0.1:1/backups"),
+            "{e}"
+        );
 
         let cfg = load(dir.path(), "[daemon]\ndatabase = \"s.db\"\n");
         assert!(!store_exists(&cfg));
