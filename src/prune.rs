@@ -25,13 +25,16 @@ mod delete;
 mod tests;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::domain::definition::{DefinitionSpec, Identity};
 use crate::domain::RecordState;
 use crate::domain::{RemoteSnapshot, Target};
 use crate::provider::{Provider, ProviderError, ProviderResult};
-use crate::retention::{self, join_reasons, Decision, Intent, ListedPlan, Policy, StoreRecords};
+use crate::retention::{
+    self, join_reasons, Decision, Intent, ListedPlan, Policy, StoreRecords, Tiers,
+};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 
@@ -114,11 +117,20 @@ fn outcome_text(outcome: &DeletionOutcome) -> String {
     }
 }
 
-/// The retention policy of a definition.
-pub fn policy(spec: &DefinitionSpec) -> Policy {
+/// The retention policy of a definition whose schedule runs in `zone`.
+pub fn policy(spec: &DefinitionSpec, zone: Tz) -> Policy {
     Policy {
-        retention: spec.retention,
+        keep: Tiers {
+            last: spec.retention,
+            hourly: spec.keep.hourly,
+            daily: spec.keep.daily,
+            weekly: spec.keep.weekly,
+            monthly: spec.keep.monthly,
+            yearly: spec.keep.yearly,
+            within: spec.keep.within,
+        },
         max_age: spec.max_age,
+        zone,
     }
 }
 
@@ -129,25 +141,28 @@ pub async fn after_success<P: Provider>(
     provider: &P,
     spec: &DefinitionSpec,
     target: &Target,
+    zone: Tz,
     now: DateTime<Utc>,
 ) -> anyhow::Result<PruneReport> {
-    let report = prune(store, provider, spec, target, now, false).await?;
+    let report = prune(store, provider, spec, target, zone, now, false).await?;
     report.check()?;
     Ok(report)
 }
 
 /// Plan retention for `spec` on `target` from a fresh listing and, unless
-/// `dry_run`, carry the plan out. Failed deletions are in the report (see
+/// `dry_run`, carry the plan out. `zone` is the definition's zone (its own
+/// or the daemon's default), in which calendar tiers are bucketed. Failed deletions are in the report (see
 /// [`PruneReport::check`]), not an error: the rest of the plan is still done.
 pub async fn prune<P: Provider>(
     store: &Store,
     provider: &P,
     spec: &DefinitionSpec,
     target: &Target,
+    zone: Tz,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> anyhow::Result<PruneReport> {
-    let intent = Intent::Retention(policy(spec));
+    let intent = Intent::Retention(policy(spec, zone));
     Ok(run(store, provider, spec, target, &intent, now, dry_run).await?)
 }
 

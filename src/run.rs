@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,9 @@ pub struct RunOptions {
     pub retry_max: Duration,
     /// Runs kept in history per definition.
     pub history_keep: u32,
+    /// The zone of definitions that name none (`daemon.timezone`): retention
+    /// tiers are bucketed in it.
+    pub default_zone: Tz,
 }
 
 impl Default for RunOptions {
@@ -58,6 +62,7 @@ impl Default for RunOptions {
             retry_initial: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
             history_keep: 1000,
+            default_zone: Tz::UTC,
         }
     }
 }
@@ -422,6 +427,7 @@ impl<P: Provider> Runner<'_, P> {
             self.provider,
             self.spec,
             &self.target,
+            self.spec.zone(self.options.default_zone),
             self.clock.now(),
         )
         .await;

@@ -163,6 +163,7 @@ pub fn run_options(cfg: &Config) -> RunOptions {
     RunOptions {
         run_timeout: cfg.daemon.run_timeout,
         history_keep: cfg.daemon.history_keep,
+        default_zone: cfg.daemon.timezone,
         ..RunOptions::default()
     }
 }
@@ -279,7 +280,10 @@ mod tests {
             Ok(_) => panic!("an unreachable postgres location opened"),
             Err(e) => e.to_string(),
         };
-        assert!(e.contains("postgres://snapsched@127.0.0.1:1/backups"), "{e}");
+        assert!(
+            e.contains("postgres://snapsched@127.0.0.1:1/backups"),
+            "{e}"
+        );
 
         let cfg = load(dir.path(), "[daemon]\ndatabase = \"s.db\"\n");
         assert!(!store_exists(&cfg));

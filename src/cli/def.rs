@@ -14,8 +14,10 @@ pub enum DefCommand {
     /// Add a definition. The names hourly, daily, weekly and monthly without
     /// --schedule and --retention take Erigones' defaults (H H * * * / 30, ...)
     Add(Box<AddArgs>),
-    /// Change a definition: KEY=VALUE pairs for schedule, timezone, retention,
-    /// active, desc, fsfreeze, max_age, catch_up_deadline. Name, target and
+    /// Change a definition: KEY=VALUE pairs for schedule, timezone, retention
+    /// (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly,
+    /// keep_yearly, keep_within, active, desc, fsfreeze, max_age,
+    /// catch_up_deadline. Name, target and
     /// disk identify a definition and cannot change
     Set {
         #[command(flatten)]
@@ -78,9 +80,11 @@ pub struct AddArgs {
     /// IANA time zone of the schedule [default: daemon.timezone]
     #[arg(long = "tz")]
     pub timezone: Option<String>,
-    /// Snapshots to keep, 0-65536 (0 keeps all)
+    /// Snapshots to keep, 0-65536 (0 keeps all); same as --keep-last
     #[arg(long, allow_negative_numbers = true)]
     pub retention: Option<String>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// Description, up to 128 characters
     #[arg(long)]
     pub desc: Option<String>,
@@ -95,6 +99,45 @@ pub struct AddArgs {
     pub max_age: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The keep-tier flags, shared by `def add` and `retention simulate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeepArgs {
+    /// Keep the newest N snapshots (the same setting as --retention)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep every snapshot made within this before the newest, e.g. 2d
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+}
+
+impl KeepArgs {
+    /// Copy the given flags into `raw`.
+    pub fn apply_to(&self, raw: &mut RawDefinition) {
+        raw.keep_last = self.keep_last.or(raw.keep_last);
+        raw.keep_hourly = self.keep_hourly.or(raw.keep_hourly);
+        raw.keep_daily = self.keep_daily.or(raw.keep_daily);
+        raw.keep_weekly = self.keep_weekly.or(raw.keep_weekly);
+        raw.keep_monthly = self.keep_monthly.or(raw.keep_monthly);
+        raw.keep_yearly = self.keep_yearly.or(raw.keep_yearly);
+        raw.keep_within = self.keep_within.clone().or(raw.keep_within.take());
+    }
 }
 
 fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::domain::ProviderKind> {
@@ -181,9 +224,47 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                         .map_err(|e| e.to_string())
                 }
             }
-            "retention" => definition::parse_retention_text(value)
+            "retention" | "keep_last" => definition::parse_retention_text(value)
                 .map(|n| spec.retention = n)
                 .map_err(|e| e.to_string()),
+            "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly" => {
+                let field = match key {
+                    "keep_hourly" => "keep_hourly",
+                    "keep_daily" => "keep_daily",
+                    "keep_weekly" => "keep_weekly",
+                    "keep_monthly" => "keep_monthly",
+                    _ => "keep_yearly",
+                };
+                definition::parse_keep_count_text(field, value)
+                    .map(|n| {
+                        let k = &mut spec.keep;
+                        *match field {
+                            "keep_hourly" => &mut k.hourly,
+                            "keep_daily" => &mut k.daily,
+                            "keep_weekly" => &mut k.weekly,
+                            "keep_monthly" => &mut k.monthly,
+                            _ => &mut k.yearly,
+                        } = n
+                    })
+                    .map_err(|e| e.to_string())
+            }
+            "keep_within" => {
+                if value.is_empty() || value == "none" {
+                    spec.keep.within = None;
+                    Ok(())
+                } else {
+                    match definition::parse_duration("keep_within", value) {
+                        Ok(d) if d.is_zero() => Err(format!(
+                            "keep_within: '{value}' keeps nothing; give a positive duration such as 2d, or keep_within=none to turn it off"
+                        )),
+                        Ok(d) => {
+                            spec.keep.within = Some(d);
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }
             "active" => bool_of(value).map(|b| spec.active = b),
             "desc" => definition::parse_desc(value)
                 .map(|d| spec.desc = d)
@@ -213,7 +294,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                 "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
             )),
             other => Err(format!(
-                "'{other}' is not a definition setting; settable: schedule, timezone, retention, active, desc, fsfreeze, max_age, catch_up_deadline"
+                "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline"
             )),
         };
         if let Err(e) = result {
@@ -224,6 +305,30 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
         Ok(())
     } else {
         Err(CliError::usage(errors.join("\n")))
+    }
+}
+
+/// The keep tiers besides `retention`, as `daily 7, monthly 12`, or `-`.
+fn keep_summary(s: &DefinitionSpec) -> String {
+    let k = &s.keep;
+    let mut parts: Vec<String> = [
+        ("hourly", k.hourly),
+        ("daily", k.daily),
+        ("weekly", k.weekly),
+        ("monthly", k.monthly),
+        ("yearly", k.yearly),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(t, n)| format!("{t} {n}"))
+    .collect();
+    if let Some(d) = k.within {
+        parts.push(format!("within {}", humantime::format_duration(d)));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -238,6 +343,7 @@ fn print_one(v: &DefinitionView) {
         ("schedule", s.schedule.source().to_owned()),
         ("timezone", v.zone.clone()),
         ("retention", s.retention.to_string()),
+        ("keep", keep_summary(s)),
         ("active", s.active.to_string()),
         ("desc", s.desc.clone()),
         ("fsfreeze", s.fsfreeze.to_string()),
@@ -279,7 +385,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
                 })?),
                 None => None,
             };
-            let raw = RawDefinition {
+            let mut raw = RawDefinition {
                 name: args.name.clone(),
                 provider: args.provider.clone(),
                 target: args.target.clone(),
@@ -293,7 +399,9 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
                 max_age: args.max_age.clone(),
                 catch_up_deadline: None,
                 tags: None,
+                ..RawDefinition::default()
             };
+            args.keep.apply_to(&mut raw);
             let spec = raw.validate(kind).map_err(field_errors)?;
             let store = ctx.open_store(&cfg).await?;
             let def = store

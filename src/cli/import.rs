@@ -131,6 +131,7 @@ fn to_spec(
         max_age: None,
         catch_up_deadline: None,
         tags: None,
+        ..RawDefinition::default()
     };
     raw.validate(ProviderKind::Erigones).map_err(|errors| {
         errors

@@ -35,20 +35,20 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let (provider, target) = ctx.provider_for(&cfg, &def)?;
     let spec = &def.spec;
 
+    let tz = spec.zone(cfg.daemon.timezone);
     if args.dry_run {
-        let report = prune::prune(&store, &provider, spec, &target, Utc::now(), true).await?;
+        let report = prune::prune(&store, &provider, spec, &target, tz, Utc::now(), true).await?;
         return print_prune_report(&report, args.json);
     }
 
-    let tz = spec.zone(cfg.daemon.timezone);
     let node = ctx.join_as_cli(&store, &cfg).await?;
     let end = run::prune_run(&store, &provider, spec, &target, tz, Clock::System).await;
     node.leave().await;
     let end = end.map_err(|e| match e {
-            PruneRunError::Busy { .. } => CliError::usage(e.to_string()),
-            PruneRunError::NoFreeSlot(_) => CliError::Runtime(anyhow::anyhow!(e.to_string())),
-            PruneRunError::Store(e) => e.into(),
-        })?;
+        PruneRunError::Busy { .. } => CliError::usage(e.to_string()),
+        PruneRunError::NoFreeSlot(_) => CliError::Runtime(anyhow::anyhow!(e.to_string())),
+        PruneRunError::Store(e) => e.into(),
+    })?;
     let report = end.report?;
     print_prune_report(&report, args.json)?;
     match end.error {

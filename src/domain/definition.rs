@@ -183,6 +183,56 @@ pub fn parse_retention_text(text: &str) -> Result<u32, FieldError> {
     }
 }
 
+/// Validate a keep-tier count (`keep_hourly` and the like; 0 = off).
+pub fn parse_keep_count(field: &'static str, n: i64) -> Result<u32, FieldError> {
+    if (0..=i64::from(RETENTION_MAX)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{n} is out of range 0-{RETENTION_MAX} (0 turns the tier off)"),
+        ))
+    }
+}
+
+/// Parse a keep-tier count given as text (CLI).
+pub fn parse_keep_count_text(field: &'static str, text: &str) -> Result<u32, FieldError> {
+    match text.trim().parse::<i64>() {
+        Ok(n) => parse_keep_count(field, n),
+        Err(_) => Err(FieldError::new(
+            field,
+            format!("'{text}' is not a number: give a count of periods to keep, 0-{RETENTION_MAX} (0 turns the tier off)"),
+        )),
+    }
+}
+
+/// Calendar keep tiers of a definition, besides its `retention` (which is
+/// `keep_last`). Counts of 0 and `within: None` are off. How they keep
+/// snapshots is the retention planner's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct KeepTiers {
+    #[serde(rename = "keep_hourly")]
+    pub hourly: u32,
+    #[serde(rename = "keep_daily")]
+    pub daily: u32,
+    #[serde(rename = "keep_weekly")]
+    pub weekly: u32,
+    #[serde(rename = "keep_monthly")]
+    pub monthly: u32,
+    #[serde(rename = "keep_yearly")]
+    pub yearly: u32,
+    /// Everything created within this before the newest own snapshot.
+    #[serde(rename = "keep_within", with = "opt_humantime")]
+    pub within: Option<Duration>,
+}
+
+impl KeepTiers {
+    /// No tier is on.
+    pub fn is_off(&self) -> bool {
+        *self == KeepTiers::default()
+    }
+}
+
 /// Validate a description.
 pub fn parse_desc(desc: &str) -> Result<String, FieldError> {
     let n = desc.chars().count();
@@ -290,7 +340,11 @@ pub struct DefinitionSpec {
     /// IANA zone; `None` means the daemon's default zone.
     #[serde(serialize_with = "zone_name")]
     pub timezone: Option<Tz>,
+    /// `keep_last`: the newest N own snapshots; 0 = this rule is off.
     pub retention: u32,
+    /// Calendar tiers and `keep_within`.
+    #[serde(flatten)]
+    pub keep: KeepTiers,
     pub active: bool,
     pub desc: String,
     pub fsfreeze: bool,
@@ -342,6 +396,14 @@ pub struct RawDefinition {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub retention: Option<i64>,
+    /// Same as `retention`; both may be given only with one value.
+    pub keep_last: Option<i64>,
+    pub keep_hourly: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub keep_yearly: Option<i64>,
+    pub keep_within: Option<String>,
     pub active: Option<bool>,
     pub desc: Option<String>,
     pub fsfreeze: Option<bool>,
@@ -368,8 +430,20 @@ impl RawDefinition {
                 .map_err(|e| errors.push(e))
                 .ok()
         });
-        let defaults = match (&self.schedule, self.retention) {
-            (None, None) => super::schedule::erigones_default(&self.name),
+        let (keep, keep_last) = self.keep_fields(&mut errors);
+        let count = match (self.retention, keep_last) {
+            (Some(r), Some(k)) if r != k => {
+                errors.push(FieldError::new(
+                    "keep_last",
+                    format!("{k} contradicts retention {r}: they are one setting; give only one of them"),
+                ));
+                None
+            }
+            (r, k) => r.or(k),
+        };
+        let tiered = !keep.is_off();
+        let defaults = match (&self.schedule, count) {
+            (None, None) if !tiered => super::schedule::erigones_default(&self.name),
             _ => None,
         };
         let schedule = match (&self.schedule, defaults) {
@@ -403,13 +477,15 @@ impl RawDefinition {
                 Err(e) => errors.push(FieldError::new("schedule", format!("'{expr}': {e}"))),
             }
         }
-        let retention = match (self.retention, defaults) {
+        let retention = match (count, defaults) {
             (Some(n), _) => parse_retention(n).map_err(|e| errors.push(e)).ok(),
             (None, Some((_, n))) => Some(n),
+            // Tiers alone: no count rule.
+            (None, None) if tiered => Some(0),
             (None, None) => {
                 errors.push(FieldError::new(
                     "retention",
-                    format!("is required: the number of snapshots to keep, 0-{RETENTION_MAX} (0 keeps all)"),
+                    format!("is required: the number of snapshots to keep, 0-{RETENTION_MAX} (0 keeps all), or keep_hourly/daily/weekly/monthly/yearly/within tiers"),
                 ));
                 None
             }
@@ -466,6 +542,7 @@ impl RawDefinition {
             schedule,
             timezone,
             retention,
+            keep,
             active: self.active.unwrap_or(true),
             desc,
             fsfreeze,
@@ -478,6 +555,39 @@ impl RawDefinition {
         } else {
             Err(errors)
         }
+    }
+}
+
+impl RawDefinition {
+    /// The keep tiers (invalid ones reported and left off) and `keep_last`.
+    fn keep_fields(&self, errors: &mut Vec<FieldError>) -> (KeepTiers, Option<i64>) {
+        let mut count = |field: &'static str, n: Option<i64>| -> u32 {
+            n.map(|n| {
+                parse_keep_count(field, n)
+                    .map_err(|e| errors.push(e))
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+        };
+        let mut keep = KeepTiers {
+            hourly: count("keep_hourly", self.keep_hourly),
+            daily: count("keep_daily", self.keep_daily),
+            weekly: count("keep_weekly", self.keep_weekly),
+            monthly: count("keep_monthly", self.keep_monthly),
+            yearly: count("keep_yearly", self.keep_yearly),
+            within: None,
+        };
+        if let Some(text) = &self.keep_within {
+            match parse_duration("keep_within", text) {
+                Ok(d) if d.is_zero() => errors.push(FieldError::new(
+                    "keep_within",
+                    format!("'{text}' keeps nothing; give a positive duration such as \"2d\", or leave it out"),
+                )),
+                Ok(d) => keep.within = Some(d),
+                Err(e) => errors.push(e),
+            }
+        }
+        (keep, self.keep_last)
     }
 }
 

@@ -9,7 +9,9 @@ pub mod schedule;
 pub mod snapshot;
 pub mod target;
 
-pub use definition::{Definition, DefinitionSpec, FieldError, Identity, RawDefinition, Source};
+pub use definition::{
+    Definition, DefinitionSpec, FieldError, Identity, KeepTiers, RawDefinition, Source,
+};
 pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;

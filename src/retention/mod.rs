@@ -26,6 +26,7 @@ mod listing;
 mod ownership;
 mod plan;
 mod render;
+mod tiers;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -37,3 +38,4 @@ pub use ownership::{
 };
 pub use plan::{format_duration, plan, plan_removal, Decision, PlanSummary, Policy, Reason};
 pub use render::{join_reasons, render_json, render_table, CREATED_FORMAT};
+pub use tiers::{keep_reasons, Tier, Tiers};

@@ -3,10 +3,11 @@
 //!
 //! Rules, applied to the definition's own ready snapshots (owned, status
 //! `ok`) ordered by creation time, then name, then id:
-//! - `retention = N > 0`: the oldest beyond the newest N are deleted;
-//!   `retention = 0` sets no count limit.
+//! - The keep rules ([`Tiers`]: `last` = `retention`, hourly, daily,
+//!   weekly, monthly, yearly, within; see [`super::tiers`]): a snapshot no
+//!   rule keeps is deleted. With every rule off everything is kept.
 //! - `max_age`: snapshots strictly older than it (at `now`) are deleted even
-//!   within the count.
+//!   when a rule keeps them.
 //! - The newest owned ready snapshot is never deleted by anything.
 //!
 //! Everything else is kept and never counted: snapshots not owned by the
@@ -21,18 +22,47 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 
 use super::ownership::{Candidate, Ownership};
+use super::tiers::{keep_reasons, Tier, Tiers};
 use crate::domain::{RemoteSnapshot, SnapshotStatus};
 
 /// A definition's retention settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// How many own ready snapshots to keep; 0 keeps all (no count limit).
-    pub retention: u32,
-    /// Own snapshots older than this are deleted even within the count.
+    /// The keep rules; all off keeps everything.
+    pub keep: Tiers,
+    /// Own snapshots older than this are deleted even when a rule keeps
+    /// them.
     pub max_age: Option<Duration>,
+    /// The zone of the calendar buckets: the definition's.
+    pub zone: Tz,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            keep: Tiers::default(),
+            max_age: None,
+            zone: Tz::UTC,
+        }
+    }
+}
+
+impl Policy {
+    /// A plain count (`retention`) in UTC, with an optional `max_age`.
+    pub fn count(retention: u32, max_age: Option<Duration>) -> Self {
+        Policy {
+            keep: Tiers {
+                last: retention,
+                ..Tiers::default()
+            },
+            max_age,
+            zone: Tz::UTC,
+        }
+    }
 }
 
 /// Why a snapshot is kept or deleted. `Display` gives the CLI wording; the
@@ -45,14 +75,18 @@ pub enum Reason {
     NotReady(SnapshotStatus),
     /// The newest own ready snapshot, which nothing deletes.
     Newest,
-    /// Among the newest `retention`.
-    WithinRetention(u32),
-    /// `retention = 0`: no count limit.
+    /// Kept by a counted rule: the `nth` of its `of` buckets (`daily 3/7`).
+    Tier { tier: Tier, nth: u32, of: u32 },
+    /// Created less than this before the newest own ready snapshot.
+    Within(Duration),
+    /// Every keep rule is off (`retention = 0` and no tier): keep all.
     NoCountLimit,
     /// Not older than `max_age`.
     WithinMaxAge(Duration),
-    /// Older than the newest `retention`: delete.
+    /// Older than the newest `retention`, the only rule: delete.
     BeyondRetention(u32),
+    /// No keep rule keeps it (with more rules than a count): delete.
+    NoRuleKeeps(Tiers),
     /// Older than `max_age`: delete.
     OlderThanMaxAge(Duration),
     /// Owned by a definition being removed with its snapshots: delete,
@@ -67,10 +101,12 @@ impl Reason {
             Reason::NotManaged(_) => "not_managed",
             Reason::NotReady(_) => "not_ready",
             Reason::Newest => "newest",
-            Reason::WithinRetention(_) => "within_retention",
+            Reason::Tier { .. } => "tier",
+            Reason::Within(_) => "within",
             Reason::NoCountLimit => "no_count_limit",
             Reason::WithinMaxAge(_) => "within_max_age",
             Reason::BeyondRetention(_) => "beyond_retention",
+            Reason::NoRuleKeeps(_) => "no_rule_keeps",
             Reason::OlderThanMaxAge(_) => "older_than_max_age",
             Reason::DefinitionRemoved => "definition_removed",
         }
@@ -86,10 +122,12 @@ impl fmt::Display for Reason {
             Reason::NotManaged(_) => f.write_str("not managed by this definition"),
             Reason::NotReady(status) => write!(f, "not ready ({})", status_str(*status)),
             Reason::Newest => f.write_str("newest ready snapshot"),
-            Reason::WithinRetention(n) => write!(f, "within retention {n}"),
+            Reason::Tier { tier, nth, of } => write!(f, "{tier} {nth}/{of}"),
+            Reason::Within(d) => write!(f, "within {} of the newest", format_duration(*d)),
             Reason::NoCountLimit => f.write_str("retention 0 keeps all"),
             Reason::WithinMaxAge(d) => write!(f, "within max_age {}", format_duration(*d)),
             Reason::BeyondRetention(n) => write!(f, "beyond retention {n}"),
+            Reason::NoRuleKeeps(tiers) => write!(f, "kept by no rule ({tiers})"),
             Reason::OlderThanMaxAge(d) => write!(f, "older than max_age {}", format_duration(*d)),
             Reason::DefinitionRemoved => f.write_str("definition removed with --delete-snapshots"),
         }
@@ -105,9 +143,17 @@ impl Serialize for Reason {
         match self {
             Reason::NotManaged(o) => map.serialize_entry("ownership", o)?,
             Reason::NotReady(s) => map.serialize_entry("status", s)?,
-            Reason::WithinRetention(n) | Reason::BeyondRetention(n) => {
-                map.serialize_entry("retention", n)?
+            Reason::BeyondRetention(n) => map.serialize_entry("retention", n)?,
+            Reason::Tier { tier, nth, of } => {
+                map.serialize_entry("tier", tier)?;
+                map.serialize_entry("nth", nth)?;
+                map.serialize_entry("of", of)?;
             }
+            Reason::Within(d) => {
+                map.serialize_entry("within", &format_duration(*d))?;
+                map.serialize_entry("within_secs", &d.as_secs())?;
+            }
+            Reason::NoRuleKeeps(tiers) => map.serialize_entry("rules", tiers)?,
             Reason::WithinMaxAge(d) | Reason::OlderThanMaxAge(d) => {
                 map.serialize_entry("max_age", &format_duration(*d))?;
                 map.serialize_entry("max_age_secs", &d.as_secs())?;
@@ -210,14 +256,17 @@ pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec
     sorted.sort_by(|a, b| total_order(a, b));
 
     let ready = |c: &Candidate| c.ownership.is_owned() && c.snapshot.status == SnapshotStatus::Ok;
-    let owned_ready = sorted.iter().filter(|c| ready(c)).count();
-    let retention = policy.retention as usize;
-    // Snapshots at a ready-index below this are beyond the count.
-    let first_within_count = if retention == 0 {
-        0
-    } else {
-        owned_ready.saturating_sub(retention)
-    };
+    let newest_first: Vec<DateTime<Utc>> = sorted
+        .iter()
+        .rev()
+        .filter(|c| ready(c))
+        .map(|c| c.snapshot.created_at)
+        .collect();
+    let owned_ready = newest_first.len();
+    // Indexed oldest first, as the ready snapshots are met below.
+    let mut rule_reasons = keep_reasons(&newest_first, &policy.keep, policy.zone);
+    rule_reasons.reverse();
+    let mut rule_reasons = rule_reasons.into_iter();
     // A max_age too large for chrono cannot be exceeded.
     let max_age = policy
         .max_age
@@ -232,17 +281,13 @@ pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec
             } else if c.snapshot.status != SnapshotStatus::Ok {
                 (true, vec![Reason::NotReady(c.snapshot.status)])
             } else {
-                let index = ready_index;
+                let newest = ready_index + 1 == owned_ready;
                 ready_index += 1;
-                decide_ready(
-                    c,
-                    index,
-                    owned_ready,
-                    first_within_count,
-                    policy,
-                    max_age,
-                    now,
-                )
+                let rules = rule_reasons.next().unwrap_or_default();
+                let too_old = max_age
+                    .filter(|(_, td)| now.signed_duration_since(c.snapshot.created_at) > *td)
+                    .map(|(d, _)| d);
+                decide_ready(newest, rules, too_old, policy)
             };
             Decision {
                 snapshot: c.snapshot.clone(),
@@ -278,48 +323,42 @@ pub fn plan_removal(snapshots: &[Candidate]) -> Vec<Decision> {
         .collect()
 }
 
+/// The verdict on one own ready snapshot, given the keep rules that keep
+/// it (`rules`) and whether it is older than `max_age`.
 fn decide_ready(
-    c: &Candidate,
-    index: usize,
-    owned_ready: usize,
-    first_within_count: usize,
+    newest: bool,
+    rules: Vec<Reason>,
+    too_old: Option<Duration>,
     policy: &Policy,
-    max_age: Option<(Duration, TimeDelta)>,
-    now: DateTime<Utc>,
 ) -> (bool, Vec<Reason>) {
-    let newest = index + 1 == owned_ready;
-    let beyond_count = index < first_within_count;
-    let too_old = max_age.filter(|(_, td)| now.signed_duration_since(c.snapshot.created_at) > *td);
-
     if newest {
         // Why it is kept matters more than the rules it would break, but
         // show both so that an old newest snapshot is not a surprise.
         let mut reasons = vec![Reason::Newest];
-        if let Some((d, _)) = too_old {
-            reasons.push(Reason::OlderThanMaxAge(d));
-        }
+        reasons.extend(rules);
+        reasons.extend(too_old.map(Reason::OlderThanMaxAge));
         return (true, reasons);
     }
 
-    let mut delete = Vec::new();
-    if beyond_count {
-        delete.push(Reason::BeyondRetention(policy.retention));
-    }
-    if let Some((d, _)) = too_old {
-        delete.push(Reason::OlderThanMaxAge(d));
-    }
-    if !delete.is_empty() {
+    let rules = if policy.keep.is_off() {
+        vec![Reason::NoCountLimit]
+    } else {
+        rules
+    };
+    if rules.is_empty() {
+        let mut delete = vec![if policy.keep.is_count_only() {
+            Reason::BeyondRetention(policy.keep.last)
+        } else {
+            Reason::NoRuleKeeps(policy.keep)
+        }];
+        delete.extend(too_old.map(Reason::OlderThanMaxAge));
         return (false, delete);
     }
-
-    let mut keep = vec![if policy.retention == 0 {
-        Reason::NoCountLimit
-    } else {
-        Reason::WithinRetention(policy.retention)
-    }];
-    if let Some((d, _)) = max_age {
-        keep.push(Reason::WithinMaxAge(d));
+    if let Some(d) = too_old {
+        return (false, vec![Reason::OlderThanMaxAge(d)]);
     }
+    let mut keep = rules;
+    keep.extend(policy.max_age.map(Reason::WithinMaxAge));
     (true, keep)
 }
 

@@ -78,7 +78,7 @@ pub async fn prune_run<P: Provider>(
         )
         .await?;
 
-    let report = prune::prune(store, provider, spec, target, clock.now(), false).await;
+    let report = prune::prune(store, provider, spec, target, tz, clock.now(), false).await;
     let error = match &report {
         Ok(report) => report.check().err().map(|e| e.to_string()),
         Err(e) => Some(format!("{e:#}")),

@@ -43,8 +43,9 @@ impl ClusterState {
     }
 
     pub fn renewal_in(&self) -> Duration {
-        self.next_renewal
-            .map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()))
+        self.next_renewal.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        })
     }
 
     pub fn next_deferred(&self) -> Option<DateTime<Utc>> {
@@ -53,8 +54,9 @@ impl ClusterState {
 
     /// The deferred slots whose grace has passed.
     pub fn take_deferred(&mut self, now: DateTime<Utc>) -> Vec<Due> {
-        let (ready, wait): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.deferred).into_iter().partition(|(at, _)| *at <= now);
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
         self.deferred = wait;
         ready.into_iter().map(|(_, d)| d).collect()
     }
@@ -85,7 +87,9 @@ impl Outage {
     pub fn failed(&mut self, e: &StoreError) {
         self.failures = self.failures.saturating_add(1);
         if self.failures == 1 {
-            tracing::error!("store unavailable: {e}; retrying, runs and claims resume when it is back");
+            tracing::error!(
+                "store unavailable: {e}; retrying, runs and claims resume when it is back"
+            );
         } else {
             tracing::warn!(attempt = self.failures, "store still unavailable: {e}");
         }
@@ -112,7 +116,8 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Join the store as a daemon node (once).
     pub(super) async fn join(&mut self) -> StoreResult<()> {
         if self.cluster.membership.is_none() {
-            let m = Membership::join(&self.store, NodeRole::Daemon, self.settings.lease_ttl).await?;
+            let m =
+                Membership::join(&self.store, NodeRole::Daemon, self.settings.lease_ttl).await?;
             self.pool.launcher_mut().lease = Some(m.lease());
             self.cluster.membership = Some(m);
         }

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::pool::Launch;
 use super::providers::Providers;
 use crate::clock::Clock;
+use crate::cluster::LeaseHandle;
 use crate::domain::{Definition, Identity, Run, Target};
 use crate::provider::Provider;
-use crate::cluster::LeaseHandle;
 use crate::run::{Ended, RunError, RunOptions, Runner};
 use crate::store::{Store, StoreError};
 
@@ -81,7 +81,9 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
                 }) => {
                     tracing::warn!(definition = %identity, run = run_id, "run dropped: another node took it over (this node's lease lapsed)");
                 }
-                Err(e) => tracing::error!(definition = %identity, "{e}; the run resumes when the store answers again"),
+                Err(e) => {
+                    tracing::error!(definition = %identity, "{e}; the run resumes when the store answers again")
+                }
             }
         })
     }

@@ -69,7 +69,9 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 error: Some(("permanent", UNRESUMABLE)),
                 ..Default::default()
             };
-            self.store.update_run(&run, update, self.clock.now()).await?;
+            self.store
+                .update_run(&run, update, self.clock.now())
+                .await?;
             return Ok(false);
         };
         tracing::info!(definition = %run.identity, state = run.state.as_str(), epoch = run.lease_epoch, "resuming run");

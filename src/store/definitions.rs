@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::backend::{Args, Conn};
 use super::{disk_id, parse_ts, ts_ms, Store, StoreError, StoreResult};
-use crate::domain::definition::{Definition, DefinitionSpec, Identity, Source};
+use crate::domain::definition::{Definition, DefinitionSpec, Identity, KeepTiers, Source};
 use crate::domain::{Schedule, Target};
 
 /// `WHERE` condition on a definition's identity, for arguments `$1`–`$4`
@@ -32,6 +32,12 @@ struct DefinitionRow {
     fsfreeze: bool,
     max_age_secs: Option<i64>,
     catch_up_deadline_secs: Option<i64>,
+    keep_hourly: i64,
+    keep_daily: i64,
+    keep_weekly: i64,
+    keep_monthly: i64,
+    keep_yearly: i64,
+    keep_within_secs: Option<i64>,
     tags: String,
     source: String,
     source_path: Option<String>,
@@ -64,6 +70,16 @@ impl DefinitionRow {
             .transpose()?;
         let retention = u32::try_from(self.retention)
             .map_err(|_| corrupt(format!("retention {}", self.retention)))?;
+        let count =
+            |what: &str, n: i64| u32::try_from(n).map_err(|_| corrupt(format!("{what} {n}")));
+        let keep = KeepTiers {
+            hourly: count("keep_hourly", self.keep_hourly)?,
+            daily: count("keep_daily", self.keep_daily)?,
+            weekly: count("keep_weekly", self.keep_weekly)?,
+            monthly: count("keep_monthly", self.keep_monthly)?,
+            yearly: count("keep_yearly", self.keep_yearly)?,
+            within: secs(self.keep_within_secs).filter(|d| !d.is_zero()),
+        };
         let tags = serde_json::from_str(&self.tags)
             .map_err(|e| corrupt(format!("tags '{}': {e}", self.tags)))?;
         let source = Source::parse(&self.source)
@@ -76,6 +92,7 @@ impl DefinitionRow {
                 schedule,
                 timezone,
                 retention,
+                keep,
                 active: self.active,
                 desc: self.desc,
                 fsfreeze: self.fsfreeze,
@@ -342,6 +359,36 @@ fn spec_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .text(serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()))
 }
 
+/// The keep-tier columns, bound after everything else (so that the other
+/// placeholders keep their numbers), in the order [`keep_args`] binds them.
+const KEEP_COLUMNS: [&str; 6] = [
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_within_secs",
+];
+
+/// Bind the spec's keep tiers, as [`KEEP_COLUMNS`] names them.
+fn keep_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
+    let k = &spec.keep;
+    args.int(k.hourly)
+        .int(k.daily)
+        .int(k.weekly)
+        .int(k.monthly)
+        .int(k.yearly)
+        .int(k.within.map(|d| d.as_secs() as i64))
+}
+
+/// `$first, $first+1, ...` for the keep-tier columns.
+fn keep_placeholders(first: usize) -> String {
+    (first..first + KEEP_COLUMNS.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Insert a definition; an existing identity is [`StoreError::Duplicate`]
 /// and leaves the row (and the transaction) as they were.
 async fn insert_in(
@@ -351,18 +398,22 @@ async fn insert_in(
     source_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    // $1–$4 identity, $5–$13 spec, then source, path and time.
+    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$22
+    // keep tiers.
     let sql = format!(
         "INSERT INTO definitions (provider, target, disk_id, name, {}, source, source_path,
-             created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+             created_at, updated_at, {})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, {})
          ON CONFLICT (provider, target, disk_id, name) DO NOTHING",
-        SPEC_COLUMNS.join(", ")
+        SPEC_COLUMNS.join(", "),
+        KEEP_COLUMNS.join(", "),
+        keep_placeholders(17)
     );
     let args = spec_args(Args::new().identity(&spec.identity), spec)
         .text(source.as_str())
         .text(source_path)
         .text(ts_ms(now));
+    let args = keep_args(args, spec);
     match conn.execute(&sql, &args).await? {
         0 => Err(StoreError::Duplicate(spec.identity.clone())),
         _ => Ok(()),
@@ -377,11 +428,18 @@ async fn update_in(
     config_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time.
+    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$21 keep
+    // tiers.
     let sets: Vec<String> = SPEC_COLUMNS
         .iter()
         .enumerate()
         .map(|(i, col)| format!("{col} = ${}", i + 5))
+        .chain(
+            KEEP_COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, col)| format!("{col} = ${}", i + 16)),
+        )
         .collect();
     let sql = format!(
         "UPDATE definitions SET {},
@@ -393,5 +451,6 @@ async fn update_in(
     let args = spec_args(Args::new().identity(&spec.identity), spec)
         .text(config_path)
         .text(ts_ms(now));
+    let args = keep_args(args, spec);
     Ok(conn.execute(&sql, &args).await? > 0)
 }

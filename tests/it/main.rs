@@ -1,6 +1,7 @@
 //! snapsched integration tests, in one binary so the crate graph links once.
 
 mod cli_def;
+mod cli_keep;
 mod config_file;
 mod confirm;
 mod crash;
@@ -11,6 +12,7 @@ mod import;
 mod metrics;
 mod notify;
 mod retention_e2e;
+mod retention_oracle;
 mod run_cli;
 mod scheduler;
 mod secrets;

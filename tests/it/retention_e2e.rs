@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
 use snapsched::domain::definition::DefinitionSpec;
 use snapsched::domain::RecordState;
 use snapsched::domain::{RemoteSnapshot, Target};
@@ -132,7 +133,7 @@ async fn prune_never_touches_manual_or_other_definitions_snapshots() {
         own.push(made(&env, &daily, day(d)).await);
     }
 
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(5))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(5))
         .await
         .expect("prune succeeds");
     assert_eq!(deleted_names(&report), own[..3].to_vec());
@@ -178,7 +179,7 @@ async fn a_lost_database_adopts_exact_names_only_and_prunes_them() {
     env.provider
         .insert(&vm(), 1, "daily-20260101_000000-copy", day(-10));
 
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(5))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(5))
         .await
         .expect("prune succeeds");
     let mut adopted: Vec<&str> = report.adopted.iter().map(|s| s.name.as_str()).collect();
@@ -224,14 +225,14 @@ async fn lowering_retention_from_30_to_3_prunes_the_27_oldest_at_the_next_prune(
     for d in 0..30 {
         own.push(made(&env, &daily, day(d)).await);
     }
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(30))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(30))
         .await
         .expect("prune succeeds");
     assert!(report.deletions.is_empty());
     assert_eq!(env.provider.calls(Call::Delete), 0);
 
     daily.retention = 3;
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(30))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(30))
         .await
         .expect("prune succeeds");
     assert_eq!(deleted_names(&report), own[..27].to_vec());
@@ -263,7 +264,7 @@ async fn a_failed_listing_prunes_nothing_and_says_why() {
         Call::List,
         ProviderError::transient("listing stopped at page 2 of 3"),
     );
-    let err = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(4))
+    let err = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(4))
         .await
         .expect_err("prune fails");
     let text = format!("{err:#}");
@@ -290,7 +291,7 @@ async fn a_snapshot_deleted_by_hand_is_marked_gone_and_not_counted() {
     let results = env.provider.delete_snapshots(&vm(), 1, &[by_hand]).await;
     assert!(results.iter().all(Result::is_ok));
 
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(4))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(4))
         .await
         .expect("prune succeeds");
     assert_eq!(report.gone, vec![own[2].clone()]);
@@ -313,7 +314,7 @@ async fn max_age_deletes_within_the_count_but_never_the_newest() {
     for d in [0, 2, 9, 10] {
         own.push(made(&env, &daily, day(d)).await);
     }
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(11))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(11))
         .await
         .expect("prune succeeds");
     assert_eq!(deleted_names(&report), own[..2].to_vec());
@@ -328,7 +329,7 @@ async fn max_age_deletes_within_the_count_but_never_the_newest() {
         .all(|r| r.delete_reason.as_deref() == Some("older than max_age 7d")));
 
     // Long after the last snapshot: all are too old, the newest stays.
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(100))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(100))
         .await
         .expect("prune succeeds");
     assert_eq!(deleted_names(&report), vec![own[2].clone()]);
@@ -342,7 +343,7 @@ async fn retention_zero_keeps_everything() {
     for d in 0..40 {
         made(&env, &daily, day(d)).await;
     }
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(40))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(40))
         .await
         .expect("prune succeeds");
     assert!(report.deletions.is_empty());
@@ -360,9 +361,17 @@ async fn a_dry_run_deletes_and_records_nothing() {
     // One more that only the name rule would adopt.
     env.provider
         .insert(&vm(), 1, &snapshot_name("daily", day(-5)), day(-5));
-    let report = prune::prune(&env.store, &env.provider, &daily, &vm(), day(3), true)
-        .await
-        .expect("dry run succeeds");
+    let report = prune::prune(
+        &env.store,
+        &env.provider,
+        &daily,
+        &vm(),
+        Tz::UTC,
+        day(3),
+        true,
+    )
+    .await
+    .expect("dry run succeeds");
     assert!(report.dry_run);
     assert_eq!(report.planned_deletions(), 2);
     assert_eq!(report.adopted.len(), 1);
@@ -388,7 +397,7 @@ async fn a_failed_deletion_is_an_error_and_leaves_the_snapshot_recorded_present(
     }
     env.provider
         .fail_next(Call::Delete, ProviderError::transient("HTTP 503"));
-    let err = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(3))
+    let err = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(3))
         .await
         .expect_err("deletions failed");
     assert!(
@@ -401,7 +410,7 @@ async fn a_failed_deletion_is_an_error_and_leaves_the_snapshot_recorded_present(
         .all(|s| *s == RecordState::Present));
 
     // The next prune deletes them.
-    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), day(3))
+    let report = prune::after_success(&env.store, &env.provider, &daily, &vm(), Tz::UTC, day(3))
         .await
         .expect("prune succeeds");
     assert_eq!(deleted_names(&report), own[..2].to_vec());
@@ -511,7 +520,7 @@ mod digitalocean_e2e {
                 .await
                 .expect("recorded");
             own.push(snap.name.clone());
-            prune::after_success(&store, &p, &daily, &target, fake.now())
+            prune::after_success(&store, &p, &daily, &target, Tz::UTC, fake.now())
                 .await
                 .expect("prune succeeds");
         }
@@ -623,7 +632,7 @@ mod erigones_e2e {
                 .await
                 .expect("recorded");
             own.push(snap.name.clone());
-            prune::after_success(&store, &p, &daily, &target, fake.state.now())
+            prune::after_success(&store, &p, &daily, &target, Tz::UTC, fake.state.now())
                 .await
                 .expect("prune succeeds");
         }
@@ -641,4 +650,40 @@ mod erigones_e2e {
         assert_eq!(disk1, expected);
         assert_eq!(fake.state.snapshots(HOST, 2).len(), 1);
     }
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_the_tier_that_keeps_each_snapshot() {
+    let env = env().await;
+    let mut tiered = spec("daily", 0);
+    tiered.keep.daily = 2;
+    for d in 0..4 {
+        made(&env, &tiered, day(d)).await;
+    }
+    let report = prune::prune(
+        &env.store,
+        &env.provider,
+        &tiered,
+        &vm(),
+        Tz::UTC,
+        day(4),
+        true,
+    )
+    .await
+    .expect("dry run succeeds");
+    let reasons: Vec<(bool, String)> = report
+        .decisions
+        .iter()
+        .map(|d| (d.keep, snapsched::retention::join_reasons(&d.reasons)))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (false, "kept by no rule (daily 2)".to_owned()),
+            (false, "kept by no rule (daily 2)".to_owned()),
+            (true, "daily 2/2".to_owned()),
+            (true, "newest ready snapshot, daily 1/2".to_owned()),
+        ]
+    );
+    assert_eq!(env.provider.calls(Call::Delete), 0);
 }

@@ -3,6 +3,7 @@
 //! prune executor's tests.
 
 mod properties;
+mod tiers;
 
 use std::time::Duration;
 
@@ -55,10 +56,10 @@ pub(crate) fn daily(count: i64) -> Vec<Candidate> {
 }
 
 pub(crate) fn policy(retention: u32, max_age_days: Option<u64>) -> Policy {
-    Policy {
+    Policy::count(
         retention,
-        max_age: max_age_days.map(|d| Duration::from_secs(d * DAY as u64)),
-    }
+        max_age_days.map(|d| Duration::from_secs(d * DAY as u64)),
+    )
 }
 
 fn deleted(decisions: &[Decision]) -> Vec<&str> {
@@ -117,13 +118,10 @@ fn retention_deletes_the_oldest_beyond_the_count() {
         reasons_of(&plan, "daily-20260101_000000"),
         vec!["beyond retention 3"]
     );
-    assert_eq!(
-        reasons_of(&plan, "daily-20260103_000000"),
-        vec!["within retention 3"]
-    );
+    assert_eq!(reasons_of(&plan, "daily-20260103_000000"), vec!["last 3/3"]);
     assert_eq!(
         reasons_of(&plan, "daily-20260105_000000"),
-        vec!["newest ready snapshot"]
+        vec!["newest ready snapshot", "last 1/3"]
     );
 }
 
@@ -195,7 +193,7 @@ fn max_age_deletes_older_snapshots_even_within_the_count() {
     );
     assert_eq!(
         reasons_of(&plan, "daily-20260108_000000"),
-        vec!["within retention 30", "within max_age 3d"]
+        vec!["last 3/30", "within max_age 3d"]
     );
 }
 
@@ -257,10 +255,7 @@ fn snapshots_dated_in_the_future_are_not_older_than_max_age() {
 
 #[test]
 fn a_max_age_beyond_chrono_range_deletes_nothing_by_age() {
-    let p = Policy {
-        retention: 0,
-        max_age: Some(Duration::from_secs(u64::MAX)),
-    };
+    let p = Policy::count(0, Some(Duration::from_secs(u64::MAX)));
     assert!(deleted(&plan(&daily(3), &p, at_secs(1000 * DAY))).is_empty());
 }
 
@@ -526,9 +521,9 @@ fn render_table_shows_snapshot_created_action_reason() {
     let plan = plan(&snaps, &policy(1, None), at_secs(10 * DAY));
     let expected = "\
 Snapshot               Created              Action  Reason
----------------------  -------------------  ------  ------------------------------
+---------------------  -------------------  ------  -------------------------------
 daily-20260101_000000  2026-01-01 00:00:00  delete  beyond retention 1
-daily-20260102_000000  2026-01-02 00:00:00  keep    newest ready snapshot
+daily-20260102_000000  2026-01-02 00:00:00  keep    newest ready snapshot, last 1/1
 manual                 2026-01-06 00:00:00  keep    not managed by this definition
 ";
     assert_eq!(render_table(&plan), expected);
