@@ -570,6 +570,19 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_bucket_names_the_token_and_api_without_revealing_the_token() {
+        let api = Url::parse("http://127.0.0.1:9").unwrap();
+        let other_api = Url::parse("http://127.0.0.1:10").unwrap();
+        let a = budget_bucket(&api, &Secret::new("tok-a"));
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+        assert!(!a.contains("tok-a"));
+        assert_eq!(a, budget_bucket(&api, &Secret::new("tok-a")));
+        assert_ne!(a, budget_bucket(&api, &Secret::new("tok-b")));
+        assert_ne!(a, budget_bucket(&other_api, &Secret::new("tok-a")));
+    }
+
+    #[test]
     fn bad_settings_are_refused_without_showing_the_token() {
         let e = DigitalOcean::new(settings("", "http://127.0.0.1:9")).unwrap_err();
         assert!(e.message.contains("token is empty"));
