@@ -30,7 +30,7 @@ pub async fn run(
         .await
         .context("opening the store")?;
     reconcile(&store, &cfg).await?;
-    let providers: Providers<AnyProvider> = Providers::new(wiring::build_providers(&cfg)?);
+    let providers: Providers<AnyProvider> = Providers::new(wiring::build_providers(&cfg, &store)?);
     let mut scheduler = Scheduler::new(
         store.clone(),
         providers.clone(),
@@ -101,7 +101,7 @@ async fn reload_once(
     store: &Store,
 ) -> anyhow::Result<ProviderMap> {
     let cfg = config::load(path, overrides)?;
-    let map = wiring::build_providers(&cfg)?;
+    let map = wiring::build_providers(&cfg, store)?;
     reconcile(store, &cfg).await?;
     Ok(map)
 }

@@ -2,20 +2,26 @@
 //! per `[providers.NAME]`, by kind), the scheduler's and runs' settings, and
 //! the store at `[daemon] database`. The daemon and the CLI build these
 //! here and nowhere else; the provider layer never sees the configuration.
+//!
+//! The store is also the providers' shared request budget ([`StoreBudget`]),
+//! plugged into each rate limiter here: the provider layer never sees the
+//! store either.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Config, ProviderConfig};
 use crate::domain::definition::{self, Definition};
 use crate::domain::{ProviderKind, Target};
 use crate::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
 use crate::provider::erigones::{Erigones, ErigonesSettings};
-use crate::provider::ratelimit::RateLimits;
+use crate::provider::ratelimit::{BudgetFuture, RateLimits, SharedBudget, SharedGrant};
 use crate::provider::{AnyProvider, ProviderError};
 use crate::run::RunOptions;
 use crate::scheduler::Settings;
 use crate::secret::Credential;
-use crate::store::{Location, Store, StoreError};
+use crate::store::{BudgetWindow, Grant, Location, Store, StoreError};
 
 /// Every configured provider by name, with its kind (what the scheduler
 /// takes).
@@ -33,12 +39,72 @@ pub enum WiringError {
     Store(#[from] StoreError),
 }
 
+// ---------------------------------------------------------------- budget
+
+/// The store as the providers' shared request budget: one minute and one
+/// hour window per token, counted on the database's clock across every
+/// process on the store.
+#[derive(Debug, Clone)]
+pub struct StoreBudget {
+    store: Store,
+    minute: Duration,
+    hour: Duration,
+}
+
+impl StoreBudget {
+    pub fn new(store: Store) -> Self {
+        StoreBudget::with_windows(store, Duration::from_secs(60), Duration::from_secs(3600))
+    }
+
+    /// Windows other than a minute and an hour (tests that must not wait a
+    /// minute for a window to pass).
+    pub fn with_windows(store: Store, minute: Duration, hour: Duration) -> Self {
+        StoreBudget {
+            store,
+            minute,
+            hour,
+        }
+    }
+}
+
+impl SharedBudget for StoreBudget {
+    fn grant<'a>(&'a self, bucket: &'a str, limits: RateLimits) -> BudgetFuture<'a> {
+        Box::pin(async move {
+            let windows = [
+                BudgetWindow {
+                    limit: limits.per_minute,
+                    length: self.minute,
+                },
+                BudgetWindow {
+                    limit: limits.per_hour,
+                    length: self.hour,
+                },
+            ];
+            match self.store.grant_request(bucket, &windows).await {
+                Ok(Grant::Granted) => Ok(SharedGrant::Granted),
+                Ok(Grant::RetryIn(d)) => Ok(SharedGrant::RetryIn(d)),
+                Err(e) => Err(format!("{}: {e}", self.store.location())),
+            }
+        })
+    }
+}
+
+/// The shared budget of `store`, for [`build_providers`] and friends.
+pub fn shared_budget(store: &Store) -> Arc<dyn SharedBudget> {
+    Arc::new(StoreBudget::new(store.clone()))
+}
+
 // ---------------------------------------------------------------- providers
 
-/// Build one provider by its kind; reads its secret.
-pub fn build_provider(cfg: &ProviderConfig) -> Result<AnyProvider, String> {
+/// Build one provider by its kind; reads its secret. Its requests also
+/// count against `budget` (the store's, shared by every process on it)
+/// when one is given.
+pub fn build_provider(
+    cfg: &ProviderConfig,
+    budget: Option<&Arc<dyn SharedBudget>>,
+) -> Result<AnyProvider, String> {
     match cfg.kind {
-        ProviderKind::DigitalOcean => digitalocean(cfg).map(AnyProvider::DigitalOcean),
+        ProviderKind::DigitalOcean => digitalocean(cfg, budget).map(AnyProvider::DigitalOcean),
         ProviderKind::Erigones => erigones(cfg).map(AnyProvider::Erigones),
         ProviderKind::Fake => fake(cfg),
     }
@@ -51,7 +117,10 @@ fn secret(cfg: &ProviderConfig) -> Result<crate::secret::Secret, String> {
     }
 }
 
-fn digitalocean(cfg: &ProviderConfig) -> Result<DigitalOcean, String> {
+fn digitalocean(
+    cfg: &ProviderConfig,
+    budget: Option<&Arc<dyn SharedBudget>>,
+) -> Result<DigitalOcean, String> {
     let mut settings = DigitalOceanSettings::new(cfg.name.clone(), secret(cfg)?);
     if let Some(url) = &cfg.api_url {
         settings.api_url = url.clone();
@@ -64,6 +133,7 @@ fn digitalocean(cfg: &ProviderConfig) -> Result<DigitalOcean, String> {
         per_minute: cfg.requests_per_minute,
         per_hour: cfg.requests_per_hour,
     };
+    settings.shared_budget = budget.cloned();
     DigitalOcean::new(settings).map_err(|e: ProviderError| e.message)
 }
 
@@ -101,12 +171,14 @@ fn fake(_: &ProviderConfig) -> Result<AnyProvider, String> {
     Err("the fake provider is not in this build (cargo feature fake-provider)".into())
 }
 
-/// Build every configured provider; errors name the provider.
-pub fn build_providers(cfg: &Config) -> Result<ProviderMap, WiringError> {
+/// Build every configured provider, their requests counted against the
+/// shared budget in `store`; errors name the provider.
+pub fn build_providers(cfg: &Config, store: &Store) -> Result<ProviderMap, WiringError> {
+    let budget = shared_budget(store);
     let mut out = HashMap::new();
     let mut errors = Vec::new();
     for (name, p) in &cfg.providers {
-        match build_provider(p) {
+        match build_provider(p, Some(&budget)) {
             Ok(provider) => {
                 out.insert(name.clone(), (provider, p.kind));
             }
@@ -120,8 +192,13 @@ pub fn build_providers(cfg: &Config) -> Result<ProviderMap, WiringError> {
     }
 }
 
-/// The provider and parsed target of a stored definition.
-pub fn provider_for(cfg: &Config, def: &Definition) -> Result<(AnyProvider, Target), WiringError> {
+/// The provider and parsed target of a stored definition, its requests
+/// counted against the shared budget in `store`.
+pub fn provider_for(
+    cfg: &Config,
+    def: &Definition,
+    store: &Store,
+) -> Result<(AnyProvider, Target), WiringError> {
     let id = &def.spec.identity;
     let pcfg = cfg.provider(&id.provider).ok_or_else(|| {
         WiringError::Config(format!(
@@ -132,7 +209,7 @@ pub fn provider_for(cfg: &Config, def: &Definition) -> Result<(AnyProvider, Targ
     })?;
     let target = definition::parse_target(&id.target, pcfg.kind)
         .map_err(|e| WiringError::Config(format!("definition {id}: {e}")))?;
-    let provider = build_provider(pcfg)
+    let provider = build_provider(pcfg, Some(&shared_budget(store)))
         .map_err(|e| WiringError::Config(format!("providers.{}: {e}", id.provider)))?;
     Ok((provider, target))
 }
@@ -307,8 +384,8 @@ mod tests {
         assert_eq!(s.run.history_keep, 7);
     }
 
-    #[test]
-    fn providers_build_by_kind_and_a_missing_secret_names_the_provider() {
+    #[tokio::test]
+    async fn providers_build_by_kind_and_a_missing_secret_names_the_provider() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "do.token", "dop_v1_x\n", 0o600);
         let cfg = load(
@@ -318,10 +395,11 @@ mod tests {
              api_key_env = \"SNAPSCHED_WIRING_TEST_UNSET\"\n",
         );
         assert!(matches!(
-            build_provider(&cfg.providers["do"]),
+            build_provider(&cfg.providers["do"], None),
             Ok(AnyProvider::DigitalOcean(_))
         ));
-        let e = build_providers(&cfg).unwrap_err().to_string();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let e = build_providers(&cfg, &store).unwrap_err().to_string();
         assert!(e.contains("providers.dc1:"), "{e}");
         assert!(e.contains("SNAPSCHED_WIRING_TEST_UNSET"), "{e}");
     }

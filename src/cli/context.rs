@@ -134,7 +134,12 @@ impl Context {
     }
 
     /// The provider and parsed target of a definition, from `cfg`.
-    pub fn provider_for(&self, cfg: &Config, def: &Definition) -> CliResult<(AnyProvider, Target)> {
-        Ok(crate::wiring::provider_for(cfg, def)?)
+    pub fn provider_for(
+        &self,
+        cfg: &Config,
+        def: &Definition,
+        store: &Store,
+    ) -> CliResult<(AnyProvider, Target)> {
+        Ok(crate::wiring::provider_for(cfg, def, store)?)
     }
 }

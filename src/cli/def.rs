@@ -446,7 +446,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             ensure_cli_managed(&def)?;
             if delete_snapshots {
                 confirm_delete(&def, yes)?;
-                let (provider, target) = ctx.provider_for(&cfg, &def)?;
+                let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
                 let report =
                     crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
                         .await

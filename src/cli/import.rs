@@ -319,7 +319,7 @@ fn erigones_provider(cfg: &Config, name: &str) -> CliResult<Erigones> {
             pcfg.kind
         )));
     }
-    match crate::wiring::build_provider(pcfg)
+    match crate::wiring::build_provider(pcfg, None)
         .map_err(|e| CliError::usage(format!("providers.{name}: {e}")))?
     {
         AnyProvider::Erigones(p) => Ok(p),

@@ -32,7 +32,7 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     let store = ctx.open_store(&cfg).await?;
     let def = ctx.resolve(&store, &args.address).await?;
-    let (provider, target) = ctx.provider_for(&cfg, &def)?;
+    let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
     let spec = &def.spec;
 
     let tz = spec.zone(cfg.daemon.timezone);

@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let store = ctx.open_store(&cfg).await?;
     let def = ctx.resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();
-    let (provider, target) = ctx.provider_for(&cfg, &def)?;
+    let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
     let node = ctx.join_as_cli(&store, &cfg).await?;
     // A manual run's slot is the current second, which also names the
     // snapshot; a second manual run within the same second waits for the

@@ -106,7 +106,7 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
             filters: args.filters.clone(),
         };
         let def = ctx.resolve(&store, &address).await?;
-        let (provider, target) = ctx.provider_for(&cfg, &def)?;
+        let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
         let id = &def.spec.identity;
         let listing = provider
             .list_snapshots(&target, id.disk_id)

@@ -30,8 +30,8 @@ use self::model::{
     ActionEnvelope, ApiSnapshot, DropletSnapshotAction, SnapshotEnvelope, SnapshotPage, TagCreate,
     TagResource, TagResources, VolumeSnapshotCreate,
 };
-use super::ratelimit::RateLimiter;
 pub use super::ratelimit::RateLimits;
+use super::ratelimit::{RateLimiter, SharedBudget};
 use super::{
     CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
     ProviderResult,
@@ -66,6 +66,9 @@ pub struct DigitalOceanSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub limits: RateLimits,
+    /// The request budget shared with other processes on the same token
+    /// (the store's), if any.
+    pub shared_budget: Option<Arc<dyn SharedBudget>>,
 }
 
 impl DigitalOceanSettings {
@@ -81,6 +84,7 @@ impl DigitalOceanSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             limits: RateLimits::default(),
+            shared_budget: None,
         }
     }
 }
@@ -130,6 +134,19 @@ fn shared_limiter(api_url: &Url, token: &Secret, limits: RateLimits) -> Arc<Rate
     l
 }
 
+/// The shared budget's name for a token on an API: a SHA-256 of both, in
+/// hex, so the store never holds the token and one cannot be recovered
+/// from it.
+pub fn budget_bucket(api_url: &Url, token: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"snapsched.api-budget.v1\0");
+    h.update(api_url.origin().ascii_serialization().as_bytes());
+    h.update(b"\0");
+    h.update(token.expose().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl DigitalOcean {
     /// Build the HTTP client. Instances with the same token and API share
     /// one rate limiter.
@@ -169,6 +186,9 @@ impl DigitalOcean {
             .map_err(|e| {
                 ProviderError::permanent(format!("provider {name}: cannot build HTTP client: {e}"))
             })?;
+        if let Some(budget) = settings.shared_budget {
+            limiter.share_with(budget, budget_bucket(&settings.api_url, &settings.token));
+        }
         let mut tags = Vec::new();
         for t in settings.tags {
             if !tags.contains(&t) {
@@ -547,6 +567,19 @@ mod tests {
         let c = DigitalOcean::new(settings("tok-c", "http://127.0.0.1:9")).unwrap();
         assert!(Arc::ptr_eq(&a.limiter(), &b.limiter()));
         assert!(!Arc::ptr_eq(&a.limiter(), &c.limiter()));
+    }
+
+    #[test]
+    fn the_budget_bucket_names_the_token_and_api_without_revealing_the_token() {
+        let api = Url::parse("http://127.0.0.1:9").unwrap();
+        let other_api = Url::parse("http://127.0.0.1:10").unwrap();
+        let a = budget_bucket(&api, &Secret::new("tok-a"));
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+        assert!(!a.contains("tok-a"));
+        assert_eq!(a, budget_bucket(&api, &Secret::new("tok-a")));
+        assert_ne!(a, budget_bucket(&api, &Secret::new("tok-b")));
+        assert_ne!(a, budget_bucket(&other_api, &Secret::new("tok-a")));
     }
 
     #[test]

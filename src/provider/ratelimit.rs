@@ -15,10 +15,19 @@
 //! - When the server reports few remaining requests, permits are spaced at
 //!   the sustainable hourly rate, so the remaining budget stops shrinking.
 //!
+//! - With a [`SharedBudget`] (the store, plugged in by the wiring), a permit
+//!   that passes the local checks is also granted by the shared budget, so
+//!   the token's budget holds across every process that uses it. When the
+//!   shared budget does not answer, the limiter warns and counts this
+//!   process's requests only (snapshots go on), asking it again after
+//!   [`SHARED_RETRY`].
+//!
 //! Time comes from a [`Timer`] (the crate's [`Clock`] in production), so
 //! tests can drive a minute of traffic without waiting a minute.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -29,6 +38,42 @@ use crate::clock::{Clock, Timer};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// How long a shared budget may take to answer before this process counts
+/// its requests alone.
+pub const SHARED_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the limiter counts alone after the shared budget failed, before
+/// it asks again.
+pub const SHARED_RETRY: Duration = Duration::from_secs(30);
+
+/// The answer of a [`SharedBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedGrant {
+    /// Recorded: the request may be sent.
+    Granted,
+    /// The budget is spent; ask again after this long.
+    RetryIn(Duration),
+}
+
+/// What [`SharedBudget::grant`] returns.
+pub type BudgetFuture<'a> = Pin<Box<dyn Future<Output = Result<SharedGrant, String>> + Send + 'a>>;
+
+/// A request budget kept outside this process and shared with every other
+/// process using the same token (the store implements it). `bucket` names
+/// the token without revealing it.
+pub trait SharedBudget: Send + Sync + std::fmt::Debug + 'static {
+    /// Grant one request of `bucket` within `limits` (per minute, per hour),
+    /// or say how long until one can be granted. An error means the budget
+    /// could not be consulted.
+    fn grant<'a>(&'a self, bucket: &'a str, limits: RateLimits) -> BudgetFuture<'a>;
+}
+
+/// A shared budget and the bucket of this limiter's token.
+#[derive(Debug, Clone)]
+struct Shared {
+    budget: Arc<dyn SharedBudget>,
+    bucket: String,
+}
 
 /// Request budgets of one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +100,8 @@ struct Window {
     paused_until: Option<Instant>,
     /// Minimum spacing between grants while the server budget is low.
     min_interval: Duration,
+    /// The shared budget failed: count alone until then.
+    shared_down_until: Option<Instant>,
 }
 
 /// A FIFO limiter over per-minute and per-hour sliding windows.
@@ -64,6 +111,7 @@ pub struct RateLimiter {
     window: Mutex<Window>,
     /// Server hints are recorded without waiting for the queue.
     hints: StdMutex<Hints>,
+    shared: StdMutex<Option<Shared>>,
 }
 
 #[derive(Debug, Default)]
@@ -96,7 +144,15 @@ impl RateLimiter {
             clock,
             window: Mutex::new(Window::default()),
             hints: StdMutex::new(Hints::default()),
+            shared: StdMutex::new(None),
         }
+    }
+
+    /// Also take every permit from `budget`, in `bucket` (a name of the
+    /// token that does not reveal it). Replaces an earlier shared budget.
+    pub fn share_with(&self, budget: Arc<dyn SharedBudget>, bucket: String) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        *s = Some(Shared { budget, bucket });
     }
 
     pub fn limits(&self) -> RateLimits {
@@ -144,10 +200,59 @@ impl RateLimiter {
                 ready_at = ready_at.max(w.granted[idx] + HOUR);
             }
             if ready_at <= now {
-                w.granted.push_back(now);
-                return;
+                match self.shared_wait(&mut w).await {
+                    None => {
+                        // Counted from after the shared budget's answer, when
+                        // the request really leaves.
+                        w.granted.push_back(self.clock.instant().max(now));
+                        return;
+                    }
+                    Some(wait) => ready_at = self.clock.instant() + wait,
+                }
             }
             self.clock.sleep_until(ready_at).await;
+        }
+    }
+
+    /// Ask the shared budget, if there is one and it is not known to be
+    /// down: `None` to go ahead, or how long to wait before asking again.
+    async fn shared_wait(&self, w: &mut Window) -> Option<Duration> {
+        let shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let now = self.clock.instant();
+        if w.shared_down_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        let answer = tokio::select! {
+            a = shared.budget.grant(&shared.bucket, self.limits) => a,
+            () = self.clock.sleep_until(now + SHARED_TIMEOUT) => {
+                Err(format!("no answer within {} s", SHARED_TIMEOUT.as_secs()))
+            }
+        };
+        match answer {
+            Ok(grant) => {
+                if w.shared_down_until.take().is_some() {
+                    tracing::info!("the shared API request budget answers again");
+                }
+                match grant {
+                    SharedGrant::Granted => None,
+                    SharedGrant::RetryIn(d) => Some(d.max(Duration::from_millis(1))),
+                }
+            }
+            Err(e) => {
+                if w.shared_down_until.is_none() {
+                    tracing::warn!(
+                        "the shared API request budget cannot be consulted ({e}); this process \
+                         counts only its own requests until it answers again (asked every {} s)",
+                        SHARED_RETRY.as_secs()
+                    );
+                }
+                w.shared_down_until = Some(now + SHARED_RETRY);
+                None
+            }
         }
     }
 
@@ -277,5 +382,131 @@ mod tests {
         limiter.acquire().await;
         limiter.observe_remaining(4000, 5000);
         limiter.acquire().await;
+    }
+
+    /// A shared budget that grants while it has `remaining`, else asks to
+    /// wait ten seconds; or fails; or never answers.
+    #[derive(Debug, Default)]
+    struct FakeBudget {
+        remaining: AtomicUsize,
+        calls: AtomicUsize,
+        fail: bool,
+        hang: bool,
+    }
+
+    impl SharedBudget for FakeBudget {
+        fn grant<'a>(&'a self, bucket: &'a str, _: RateLimits) -> BudgetFuture<'a> {
+            assert_eq!(bucket, "b");
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if self.hang {
+                    std::future::pending::<()>().await;
+                }
+                if self.fail {
+                    return Err("connection refused".into());
+                }
+                let taken = self
+                    .remaining
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1));
+                Ok(match taken {
+                    Ok(_) => SharedGrant::Granted,
+                    Err(_) => SharedGrant::RetryIn(Duration::from_secs(10)),
+                })
+            })
+        }
+    }
+
+    fn spawn_acquires(
+        limiter: &Arc<RateLimiter>,
+        n: usize,
+    ) -> (Arc<AtomicUsize>, Vec<tokio::task::JoinHandle<()>>) {
+        let done = Arc::new(AtomicUsize::new(0));
+        let tasks = (0..n)
+            .map(|_| {
+                let (l, d) = (limiter.clone(), done.clone());
+                tokio::spawn(async move {
+                    l.acquire().await;
+                    d.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        (done, tasks)
+    }
+
+    #[tokio::test]
+    async fn a_spent_shared_budget_holds_requests_the_local_windows_would_allow() {
+        let clock = Arc::new(ManualClock::new());
+        let limiter = Arc::new(RateLimiter::with_clock(
+            RateLimits::default(),
+            clock.clone(),
+        ));
+        let budget = Arc::new(FakeBudget {
+            remaining: AtomicUsize::new(2),
+            ..FakeBudget::default()
+        });
+        limiter.share_with(budget.clone(), "b".into());
+        let (done, tasks) = spawn_acquires(&limiter, 3);
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+        assert_eq!(budget.calls.load(Ordering::SeqCst), 3);
+        // Room again, but the limiter waits the ten seconds it was told.
+        budget.remaining.store(1, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(9));
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+        clock.advance(Duration::from_secs(1));
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(budget.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_shared_budget_leaves_the_local_limiter_in_charge() {
+        let clock = Arc::new(ManualClock::new());
+        let limiter = Arc::new(RateLimiter::with_clock(
+            RateLimits {
+                per_minute: 3,
+                per_hour: 100,
+            },
+            clock.clone(),
+        ));
+        let budget = Arc::new(FakeBudget {
+            fail: true,
+            ..FakeBudget::default()
+        });
+        limiter.share_with(budget.clone(), "b".into());
+        let (done, _tasks) = spawn_acquires(&limiter, 4);
+        settle().await;
+        // The local minute still holds; the failed budget was asked once.
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+        assert_eq!(budget.calls.load(Ordering::SeqCst), 1);
+        clock.advance(MINUTE);
+        settle().await;
+        // After SHARED_RETRY (which a minute exceeds) it is asked again.
+        assert_eq!(done.load(Ordering::SeqCst), 4);
+        assert_eq!(budget.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_shared_budget_that_does_not_answer_times_out_to_the_local_limiter() {
+        let clock = Arc::new(ManualClock::new());
+        let limiter = Arc::new(RateLimiter::with_clock(
+            RateLimits::default(),
+            clock.clone(),
+        ));
+        let budget = Arc::new(FakeBudget {
+            hang: true,
+            ..FakeBudget::default()
+        });
+        limiter.share_with(budget.clone(), "b".into());
+        let (done, tasks) = spawn_acquires(&limiter, 2);
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 0);
+        clock.advance(SHARED_TIMEOUT);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(budget.calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -28,6 +28,7 @@ use sqlx::{ConnectOptions, Connection};
 use crate::domain::{Identity, RunState};
 
 pub mod backend;
+pub mod budget;
 pub mod definitions;
 pub mod location;
 pub mod meta;
@@ -36,6 +37,7 @@ pub mod runs;
 pub mod snapshots;
 
 pub use backend::Backend;
+pub use budget::{BudgetWindow, Grant};
 pub use definitions::{Filter, Reconciled};
 pub use location::Location;
 

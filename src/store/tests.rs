@@ -772,3 +772,86 @@ async fn stale_heartbeats_expire_and_a_clean_leave_frees_runs_at_once() {
         store.close().await;
     }
 }
+
+fn windows(per_short: u32, short: std::time::Duration, per_long: u32) -> [BudgetWindow; 2] {
+    [
+        BudgetWindow {
+            limit: per_short,
+            length: short,
+        },
+        BudgetWindow {
+            limit: per_long,
+            length: std::time::Duration::from_secs(3600),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn the_api_budget_grants_up_to_each_window_and_releases_as_the_database_clock_moves() {
+    let short = std::time::Duration::from_millis(300);
+    let w = windows(2, short, 3);
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        for _ in 0..2 {
+            assert_eq!(
+                store.grant_request("a", &w).await.unwrap(),
+                Grant::Granted,
+                "{b:?}"
+            );
+        }
+        let wait = match store.grant_request("a", &w).await.unwrap() {
+            Grant::RetryIn(d) => d,
+            g => panic!("{b:?}: a third grant within {short:?}: {g:?}"),
+        };
+        assert!(!wait.is_zero() && wait <= short, "{b:?}: {wait:?}");
+        // Another token's bucket has a budget of its own.
+        assert_eq!(
+            store.grant_request("z", &w).await.unwrap(),
+            Grant::Granted,
+            "{b:?}"
+        );
+        // The refusal recorded nothing; once the database's clock has moved
+        // past the wait it named, the short window has room.
+        assert_eq!(store.budget_grants("a").await.unwrap().len(), 2, "{b:?}");
+        tokio::time::sleep(wait).await;
+        assert_eq!(
+            store.grant_request("a", &w).await.unwrap(),
+            Grant::Granted,
+            "{b:?}"
+        );
+        // Three in the hour: the long window holds even when the short has room.
+        tokio::time::sleep(short).await;
+        match store.grant_request("a", &w).await.unwrap() {
+            Grant::RetryIn(d) => assert!(d > std::time::Duration::from_secs(3500), "{b:?}: {d:?}"),
+            g => panic!("{b:?}: a fourth grant within the hour: {g:?}"),
+        }
+        let at = store.budget_grants("a").await.unwrap();
+        assert_eq!(at.len(), 3, "{b:?}");
+        assert!(at[2] - at[0] >= 300, "{b:?}: {at:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_grants_from_separate_handles_never_exceed_the_budget() {
+    let w = windows(10, std::time::Duration::from_secs(60), 1000);
+    for (location, _dir) in locations().await {
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            handles.push(Store::connect(&location).await.expect("opens"));
+        }
+        let attempts = handles.iter().flat_map(|s| {
+            (0..8).map(move |_| {
+                let s = s.clone();
+                async move { s.grant_request("shared", &w).await }
+            })
+        });
+        let answers = futures_util::future::join_all(attempts).await;
+        let granted = answers
+            .iter()
+            .filter(|a| matches!(a, Ok(Grant::Granted)))
+            .count();
+        assert!(answers.iter().all(Result::is_ok), "{location}: {answers:?}");
+        assert_eq!(granted, 10, "{location}: {answers:?}");
+        assert_eq!(handles[0].budget_grants("shared").await.unwrap().len(), 10);
+    }
+}

@@ -1,5 +1,6 @@
 //! snapsched integration tests, in one binary so the crate graph links once.
 
+mod api_budget;
 mod cli_def;
 mod cli_keep;
 mod config_file;
