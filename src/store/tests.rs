@@ -772,3 +772,21 @@ async fn stale_heartbeats_expire_and_a_clean_leave_frees_runs_at_once() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_ping_answers_while_open_and_fails_once_closed() {
+    for (store, _dir) in stores().await {
+        let bk = store.backend();
+        let within = Duration::from_secs(2);
+        store
+            .ping(within)
+            .await
+            .unwrap_or_else(|e| panic!("{bk:?}: {e}"));
+        store.close().await;
+        let err = store.ping(within).await.expect_err("a closed store");
+        assert!(
+            matches!(err, StoreError::Sqlx(sqlx::Error::PoolClosed)),
+            "{bk:?}: {err:?}"
+        );
+    }
+}
