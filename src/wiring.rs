@@ -159,6 +159,13 @@ pub fn run_options(cfg: &Config) -> RunOptions {
     }
 }
 
+/// How long a node's heartbeat holds before other nodes may take its runs
+/// over; `nodes` and the node gauges call an older heartbeat stale. The
+/// default until `[daemon] lease_ttl` makes it configurable.
+pub fn lease_ttl(_cfg: &Config) -> std::time::Duration {
+    crate::domain::node::DEFAULT_LEASE_TTL
+}
+
 // ---------------------------------------------------------------- store
 
 /// The store's location with its password applied: from
@@ -271,7 +278,10 @@ mod tests {
             Ok(_) => panic!("an unreachable postgres location opened"),
             Err(e) => e.to_string(),
         };
-        assert!(e.contains("postgres://snapsched@127.0.0.1:1/backups"), "{e}");
+        assert!(
+            e.contains("postgres://snapsched@127.0.0.1:1/backups"),
+            "{e}"
+        );
 
         let cfg = load(dir.path(), "[daemon]\ndatabase = \"s.db\"\n");
         assert!(!store_exists(&cfg));

@@ -144,7 +144,11 @@ mod tests {
         ];
         for (state, age, stale, up) in cases {
             let n = node(state, age);
-            assert_eq!((n.is_stale(ttl), n.is_up(ttl)), (stale, up), "{state:?} {age}");
+            assert_eq!(
+                (n.is_stale(ttl), n.is_up(ttl)),
+                (stale, up),
+                "{state:?} {age}"
+            );
         }
     }
 

@@ -9,6 +9,7 @@ mod digitalocean;
 mod erigones;
 mod import;
 mod metrics;
+mod nodes;
 mod notify;
 mod retention_e2e;
 mod run_cli;
