@@ -52,6 +52,8 @@ pub type Tick = Arc<dyn Fn(&Status) + Send + Sync>;
 /// endpoint) can follow it.
 #[derive(Clone, Default)]
 pub struct Hooks {
+    /// Called with the store as soon as it is open (health checks ping it).
+    pub store_opened: Option<Arc<dyn Fn(&crate::store::Store) + Send + Sync>>,
     /// Called once the store is open, the config valid and the scheduler started.
     pub ready: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Called from the scheduler loop on every iteration.
