@@ -171,7 +171,11 @@ pub fn node_status(node: &Node, up: bool) {
         ("hostname", node.hostname.clone()),
     ];
     let [id, host] = &labels;
-    let with_role = [id.clone(), host.clone(), ("role", node.role.as_str().to_owned())];
+    let with_role = [
+        id.clone(),
+        host.clone(),
+        ("role", node.role.as_str().to_owned()),
+    ];
     metrics::gauge!(NODE_UP, &with_role).set(if up { 1.0 } else { 0.0 });
     metrics::gauge!(NODE_HEARTBEAT_AGE, &labels).set(node.heartbeat_age_ms.max(0) as f64 / 1000.0);
     metrics::gauge!(NODE_RUNS_HELD, &labels).set(node.runs_held as f64);

@@ -227,7 +227,10 @@ pub struct Endpoint {
 }
 
 /// Bind `addr`, install the recorder and serve until `shutdown`.
-pub async fn start(addr: SocketAddr, shutdown: CancellationToken) -> Result<Endpoint, MetricsError> {
+pub async fn start(
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<Endpoint, MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })?;
