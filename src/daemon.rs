@@ -29,6 +29,9 @@ pub async fn run(
     let store = wiring::open_store(&cfg)
         .await
         .context("opening the store")?;
+    if let Some(opened) = &hooks.store_opened {
+        opened(&store);
+    }
     reconcile(&store, &cfg).await?;
     let providers: Providers<AnyProvider> = Providers::new(wiring::build_providers(&cfg, &store)?);
     let mut scheduler = Scheduler::new(
@@ -50,6 +53,12 @@ pub async fn run(
         )
         .await
         .context("reading the per-definition gauges from the store")?;
+        crate::telemetry::node_gauges::start(
+            store.clone(),
+            wiring::lease_ttl(&cfg),
+            shutdown.clone(),
+        )
+        .await;
     }
     let status = scheduler.status();
     tracing::info!(database = %store.location(), "scheduler started: {}", status.line());

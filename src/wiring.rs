@@ -245,6 +245,13 @@ pub fn run_options(cfg: &Config) -> RunOptions {
     }
 }
 
+/// How long a node's heartbeat holds before other nodes may take its runs
+/// over; `nodes` and the node gauges call an older heartbeat stale. The
+/// default until `[daemon] lease_ttl` makes it configurable.
+pub fn lease_ttl(cfg: &Config) -> std::time::Duration {
+    cfg.daemon.lease_ttl
+}
+
 // ---------------------------------------------------------------- store
 
 /// The store's location with its password applied: from

@@ -33,9 +33,12 @@ pub async fn run(ctx: &Context) -> CliResult {
     });
     let mut hooks = telemetry::notify::hooks();
     if let Some(addr) = cfg.metrics.listen {
-        let (_, metrics_tick) = telemetry::metrics_server::start(addr, shutdown.clone())
+        let endpoint = telemetry::metrics_server::start(addr, shutdown.clone())
             .await
             .map_err(|e| CliError::Runtime(e.into()))?;
+        let health = endpoint.health;
+        hooks.store_opened = Some(Arc::new(move |store| health.set_store(store.clone())));
+        let metrics_tick = endpoint.tick;
         hooks.tick = Some(match hooks.tick.take() {
             Some(notify_tick) => Arc::new(move |s: &Status| {
                 notify_tick(s);

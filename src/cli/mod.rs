@@ -24,6 +24,7 @@ pub mod def;
 pub mod gen;
 pub mod history;
 pub mod import;
+pub mod nodes;
 pub mod prune;
 pub mod run_cmd;
 pub mod schedule;
@@ -73,6 +74,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Runs, newest first
     History(history::HistoryArgs),
+    /// Nodes sharing the store: daemons and CLI runs, their heartbeat age
+    /// and the runs each holds
+    Nodes(nodes::NodesArgs),
     /// Import definitions from a provider (Erigones' own snapshot definitions)
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -147,6 +151,7 @@ impl Cli {
             Command::Run(args) => run_cmd::run(args, &ctx).await,
             Command::Status(args) => status::run(args, &ctx).await,
             Command::History(args) => history::run(args, &ctx).await,
+            Command::Nodes(args) => nodes::run(args, &ctx).await,
             Command::Import(cmd) => import::run(cmd, &ctx).await,
             Command::Schedule(cmd) => schedule::run(cmd, &ctx),
             Command::Prune(args) => prune::run(args, &ctx).await,

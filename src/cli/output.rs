@@ -65,6 +65,20 @@ pub fn run_duration(run: &Run) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// How long ago a heartbeat was, humanly: `3s ago`, `2m 5s ago`.
+pub fn heartbeat_age(age_ms: i64) -> String {
+    let secs = u64::try_from(age_ms / 1000).unwrap_or(0);
+    format!(
+        "{} ago",
+        humantime::format_duration(std::time::Duration::from_secs(secs))
+    )
+}
+
+/// A node as one cell: its hostname and short id, `web01 (0123abcd)`.
+pub fn node_label(hostname: &str, id: &str) -> String {
+    format!("{hostname} ({})", crate::domain::node::short_id(id))
+}
+
 /// Print a prune report as JSON or in its human form.
 pub fn print_prune_report(report: &PruneReport, json: bool) -> CliResult {
     if json {

@@ -1,13 +1,15 @@
 //! `snapsched status`: one line per definition.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 
 use super::context::Context;
-use super::output::{print_json, print_table, run_duration, view};
+use super::output::{node_label, print_json, print_table, run_duration, view};
 use super::CliResult;
-use crate::domain::Run;
+use crate::domain::{Identity, Run};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -28,12 +30,48 @@ pub struct DefinitionStatus {
     pub last_success: Option<Run>,
     pub snapshots: i64,
     pub last_error: Option<String>,
+    /// The node running the definition's run in flight; `None` when nothing
+    /// is in flight (or the run predates nodes).
+    pub node: Option<NodeRef>,
+}
+
+/// The node owning a run in flight.
+#[derive(Debug, Serialize)]
+pub struct NodeRef {
+    pub id: String,
+    /// `None` when the store no longer lists the node.
+    pub hostname: Option<String>,
+}
+
+/// Which node runs each definition's run in flight, from the runs in flight
+/// and the nodes the store lists.
+async fn owners(store: &crate::store::Store) -> CliResult<HashMap<Identity, NodeRef>> {
+    let hostnames: HashMap<String, String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    Ok(store
+        .unfinished_runs()
+        .await?
+        .into_iter()
+        .filter_map(|run| {
+            let id = run.owner_node?;
+            let node = NodeRef {
+                hostname: hostnames.get(&id).cloned(),
+                id,
+            };
+            Some((run.identity, node))
+        })
+        .collect())
 }
 
 pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     let store = ctx.open_store(&cfg).await?;
     let now = Utc::now();
+    let mut owners = owners(&store).await?;
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
@@ -49,6 +87,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             timezone: view.zone.clone(),
             next_fire: view.next_fire.clone(),
             snapshots: store.owned_count(&id).await?,
+            node: owners.remove(&id),
             identity: id,
             last_run,
             last_success,
@@ -58,10 +97,13 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     if args.json {
         return print_json(&out);
     }
+    // The node column only while something runs, so an idle (or one-host)
+    // status reads as it always did.
+    let with_node = out.iter().any(|s| s.node.is_some());
     let rows: Vec<Vec<String>> = out
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 s.identity.name.clone(),
                 format!(
                     "{} {} disk {}",
@@ -80,22 +122,37 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
                     .unwrap_or_else(|| "-".into()),
                 s.snapshots.to_string(),
                 s.last_error.clone().unwrap_or_default(),
-            ]
+            ];
+            if with_node {
+                row.insert(
+                    NODE_COLUMN,
+                    s.node.as_ref().map_or_else(|| "-".into(), label),
+                );
+            }
+            row
         })
         .collect();
-    print_table(
-        &[
-            "Definition",
-            "Where",
-            "Active",
-            "Schedule",
-            "Next fire",
-            "Last run",
-            "Last success",
-            "Snapshots",
-            "Last error",
-        ],
-        &rows,
-    );
+    let mut headers = vec![
+        "Definition",
+        "Where",
+        "Active",
+        "Schedule",
+        "Next fire",
+        "Last run",
+        "Last success",
+        "Snapshots",
+        "Last error",
+    ];
+    if with_node {
+        headers.insert(NODE_COLUMN, "Node");
+    }
+    print_table(&headers, &rows);
     Ok(())
+}
+
+/// The node column sits right after "Last run".
+const NODE_COLUMN: usize = 6;
+
+fn label(node: &NodeRef) -> String {
+    node_label(node.hostname.as_deref().unwrap_or("?"), &node.id)
 }

@@ -85,3 +85,77 @@ pub struct Node {
     /// Runs in flight that this node owns.
     pub runs_held: i64,
 }
+
+/// How long a node's heartbeat holds when `[daemon] lease_ttl` does not say.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Node {
+    /// Live by its record, but its heartbeat is older than `ttl`: it stopped
+    /// renewing, and the next sweep by another node declares it expired.
+    pub fn is_stale(&self, ttl: std::time::Duration) -> bool {
+        self.state == NodeState::Live
+            && u128::try_from(self.heartbeat_age_ms).unwrap_or(0) > ttl.as_millis()
+    }
+
+    /// Live with a fresh heartbeat: the node holds its lease.
+    pub fn is_up(&self, ttl: std::time::Duration) -> bool {
+        self.state == NodeState::Live && !self.is_stale(ttl)
+    }
+
+    /// The first 8 characters of the id, as tables show it.
+    pub fn short_id(&self) -> &str {
+        short_id(&self.id)
+    }
+}
+
+/// The first 8 characters of a node id (the whole id when shorter).
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(8).map_or(id, |(i, _)| &id[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn node(state: NodeState, age_ms: i64) -> Node {
+        Node {
+            id: "0123456789abcdef".into(),
+            hostname: "web01".into(),
+            pid: 1,
+            version: "0".into(),
+            role: NodeRole::Daemon,
+            state,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            heartbeat_age_ms: age_ms,
+            runs_held: 0,
+        }
+    }
+
+    #[test]
+    fn a_live_node_past_its_lease_is_stale_and_not_up() {
+        let ttl = Duration::from_secs(30);
+        let cases = [
+            (NodeState::Live, 0, false, true),
+            (NodeState::Live, 30_000, false, true),
+            (NodeState::Live, 30_001, true, false),
+            (NodeState::Stopped, 60_000, false, false),
+            (NodeState::Expired, 0, false, false),
+        ];
+        for (state, age, stale, up) in cases {
+            let n = node(state, age);
+            assert_eq!(
+                (n.is_stale(ttl), n.is_up(ttl)),
+                (stale, up),
+                "{state:?} {age}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_ids_are_eight_characters_at_most() {
+        assert_eq!(short_id("0123456789abcdef"), "01234567");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id("ééééééééé"), "éééééééé");
+    }
+}

@@ -67,6 +67,9 @@ pub enum StoreError {
     /// the change was not applied, and this node must drop the run.
     #[error("run {run_id} was taken over by another node")]
     Fenced { run_id: i64 },
+    /// The database did not answer a query in time (see [`Store::ping`]).
+    #[error("database {location} did not answer within {} ms", within.as_millis())]
+    NoAnswer { location: String, within: Duration },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -225,6 +228,21 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(p) => Some(p),
             Pool::Postgres(_) => None,
+        }
+    }
+
+    /// One cheap round trip (`SELECT 1`) through the pool, for health
+    /// checks: fails when the database cannot be reached or does not
+    /// answer within `within`, or when the store was closed.
+    pub async fn ping(&self, within: Duration) -> StoreResult<()> {
+        let args = backend::Args::new();
+        let query = self.pool.execute("SELECT 1", &args);
+        match tokio::time::timeout(within, query).await {
+            Ok(answer) => answer.map(drop),
+            Err(_) => Err(StoreError::NoAnswer {
+                location: self.location.to_string(),
+                within,
+            }),
         }
     }
 

@@ -855,3 +855,21 @@ async fn concurrent_grants_from_separate_handles_never_exceed_the_budget() {
         assert_eq!(handles[0].budget_grants("shared").await.unwrap().len(), 10);
     }
 }
+
+#[tokio::test]
+async fn a_ping_answers_while_open_and_fails_once_closed() {
+    for (store, _dir) in stores().await {
+        let bk = store.backend();
+        let within = Duration::from_secs(2);
+        store
+            .ping(within)
+            .await
+            .unwrap_or_else(|e| panic!("{bk:?}: {e}"));
+        store.close().await;
+        let err = store.ping(within).await.expect_err("a closed store");
+        assert!(
+            matches!(err, StoreError::Sqlx(sqlx::Error::PoolClosed)),
+            "{bk:?}: {err:?}"
+        );
+    }
+}

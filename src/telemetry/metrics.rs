@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Identity, RunState};
+use crate::domain::{Identity, Node, RunState};
 
 /// Definitions the scheduler knows.
 pub const DEFINITIONS: &str = "snapsched_definitions";
@@ -42,6 +42,16 @@ pub const SNAPSHOTS_PRUNED: &str = "snapsched_snapshots_pruned_total";
 pub const PROVIDER_REQUESTS: &str = "snapsched_provider_requests_total";
 /// Provider API request duration (histogram).
 pub const PROVIDER_REQUEST_DURATION: &str = "snapsched_provider_request_duration_seconds";
+
+/// 1 for a node holding its lease (live, fresh heartbeat), 0 for one still
+/// listed that is stale, expired or stopped.
+pub const NODE_UP: &str = "snapsched_node_up";
+/// Seconds since a node's last heartbeat, by the store's clock.
+pub const NODE_HEARTBEAT_AGE: &str = "snapsched_node_heartbeat_age_seconds";
+/// Runs in flight a node owns.
+pub const NODE_RUNS_HELD: &str = "snapsched_node_runs_held";
+/// 1 when the daemon's latest store read succeeded, else 0.
+pub const STORE_UP: &str = "snapsched_store_up";
 
 /// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
 /// tens of milliseconds to the request timeout (a minute).
@@ -70,6 +80,20 @@ pub(crate) fn describe() {
         INTERVAL,
         metrics::Unit::Seconds,
         "A definition's nominal interval: the longest gap between its fires over the coming week"
+    );
+    metrics::describe_gauge!(
+        NODE_UP,
+        "1 for a node holding its lease (live, fresh heartbeat), 0 for a stale, expired or stopped one"
+    );
+    metrics::describe_gauge!(
+        NODE_HEARTBEAT_AGE,
+        metrics::Unit::Seconds,
+        "Time since a node's last heartbeat, by the store's clock"
+    );
+    metrics::describe_gauge!(NODE_RUNS_HELD, "Runs in flight a node owns");
+    metrics::describe_gauge!(
+        STORE_UP,
+        "1 when the daemon's latest read of the store succeeded, else 0"
     );
     metrics::describe_counter!(RUNS, "Finished runs by result");
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
@@ -137,6 +161,29 @@ pub fn definition_interval(id: &Identity, interval: Duration) {
 /// Retention deleted one of `id`'s snapshots.
 pub fn snapshot_pruned(id: &Identity) {
     metrics::counter!(SNAPSHOTS_PRUNED, &identity_labels(id)).increment(1);
+}
+
+/// `node` as the store lists it; `up` when it holds its lease. Labelled by
+/// the node's full id (unique per process start) and its hostname.
+pub fn node_status(node: &Node, up: bool) {
+    let labels = [
+        ("node", node.id.clone()),
+        ("hostname", node.hostname.clone()),
+    ];
+    let [id, host] = &labels;
+    let with_role = [
+        id.clone(),
+        host.clone(),
+        ("role", node.role.as_str().to_owned()),
+    ];
+    metrics::gauge!(NODE_UP, &with_role).set(if up { 1.0 } else { 0.0 });
+    metrics::gauge!(NODE_HEARTBEAT_AGE, &labels).set(node.heartbeat_age_ms.max(0) as f64 / 1000.0);
+    metrics::gauge!(NODE_RUNS_HELD, &labels).set(node.runs_held as f64);
+}
+
+/// Whether the daemon's latest read of the store succeeded.
+pub fn store_up(up: bool) {
+    metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// How a provider API request ended, as its `status` label.

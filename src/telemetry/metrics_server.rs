@@ -5,12 +5,15 @@
 //! histograms recorded anywhere through the `metrics` crate (runs, provider
 //! requests) show up here. Gauges that describe the schedule are set from the
 //! scheduler loop's tick, which also stamps the liveness clock `/healthz`
-//! reads: 200 while the loop ticked within [`HEALTHY_WITHIN`], 503 otherwise
-//! (a hung loop, or one that never started). Both endpoints are read-only.
+//! reads. `/healthz` ([`Health`]) is 200 while the store answers a ping
+//! within [`STORE_ANSWERS_WITHIN`] and the loop ticked within
+//! [`HEALTHY_WITHIN`], else 503 with a one-line reason (the store
+//! unreachable or not open yet, a hung loop or one that never started).
+//! Both endpoints are read-only.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -25,11 +28,17 @@ use tokio_util::sync::CancellationToken;
 use super::metrics;
 use super::{Status, Tick};
 use crate::domain::Identity;
+use crate::store::Store;
 
 /// How recently the scheduler loop must have ticked for `/healthz` to be 200.
 /// The loop wakes at least every second, so this allows for long stalls
 /// (a slow database write) without flapping.
 pub const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long `/healthz` waits for the store to answer its ping. Short: a
+/// load balancer or service manager polling it wants an answer, and a
+/// store slower than this cannot keep runs on schedule anyway.
+pub const STORE_ANSWERS_WITHIN: Duration = Duration::from_secs(2);
 
 /// A gauge series not set for this long is dropped from `/metrics`: the
 /// recorder has no other way to forget a removed definition's series (see
@@ -78,10 +87,45 @@ impl Liveness {
     }
 }
 
+/// What `/healthz` checks: the store this node uses (once the daemon has
+/// opened it) and the scheduler loop's liveness.
+#[derive(Debug, Default)]
+pub struct Health {
+    liveness: Arc<Liveness>,
+    store: OnceLock<Store>,
+}
+
+impl Health {
+    /// The liveness clock the scheduler's tick stamps (see [`tick_hook`]).
+    pub fn liveness(&self) -> Arc<Liveness> {
+        self.liveness.clone()
+    }
+
+    /// Ping `store` on every check from now on (the first store set stays).
+    pub fn set_store(&self, store: Store) {
+        let _ = self.store.set(store);
+    }
+
+    /// `Ok` when healthy, else why not, in one line.
+    pub async fn check(&self, now: Instant) -> Result<(), String> {
+        let Some(store) = self.store.get() else {
+            return Err("store not open yet".into());
+        };
+        if let Err(e) = store.ping(STORE_ANSWERS_WITHIN).await {
+            let reason = format!("store unreachable: {e}");
+            return Err(reason.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        if !self.liveness.alive(now, HEALTHY_WITHIN) {
+            return Err("scheduler loop not ticking".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     handle: PrometheusHandle,
-    liveness: Arc<Liveness>,
+    health: Arc<Health>,
 }
 
 /// Install the global Prometheus recorder and return its handle.
@@ -147,11 +191,11 @@ pub fn tick_hook(liveness: Arc<Liveness>) -> Tick {
 }
 
 /// The router: `GET /metrics` and `GET /healthz`.
-pub fn router(handle: PrometheusHandle, liveness: Arc<Liveness>) -> Router {
+pub fn router(handle: PrometheusHandle, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
-        .with_state(AppState { handle, liveness })
+        .with_state(AppState { handle, health })
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
@@ -168,31 +212,50 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.liveness.alive(Instant::now(), HEALTHY_WITHIN) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "scheduler loop not ticking\n",
-        )
+    match state.health.check(Instant::now()).await {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
 }
 
-/// Bind `addr`, install the recorder and serve until `shutdown`. Returns the
-/// bound address (useful with port 0) and the tick hook to give the scheduler.
+/// The running endpoint: where it listens, the tick hook to give the
+/// scheduler, and the health state to hand the store once it is open.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub tick: Tick,
+    pub health: Arc<Health>,
+}
+
+/// Bind `addr`, install the recorder and serve until `shutdown`.
 pub async fn start(
     addr: SocketAddr,
     shutdown: CancellationToken,
-) -> Result<(SocketAddr, Tick), MetricsError> {
+) -> Result<Endpoint, MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| MetricsError::Bind { addr, source })?;
     let handle = install_recorder()?;
-    let liveness = Arc::new(Liveness::default());
-    let app = router(handle, liveness.clone());
+    let health = Arc::new(Health::default());
+    let local = serve(listener, handle, health.clone(), shutdown)
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    tracing::info!("metrics endpoint listening on http://{local}/metrics");
+    Ok(Endpoint {
+        addr: local,
+        tick: tick_hook(health.liveness()),
+        health,
+    })
+}
+
+/// Serve [`router`] on `listener` until `shutdown`, in a background task;
+/// returns the bound address (useful with port 0).
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let local = listener.local_addr()?;
+    let app = router(handle, health);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -201,8 +264,7 @@ pub async fn start(
             tracing::error!("metrics endpoint stopped: {e}");
         }
     });
-    tracing::info!("metrics endpoint listening on http://{local}/metrics");
-    Ok((local, tick_hook(liveness)))
+    Ok(local)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! - [`metrics_server`]: the optional `[metrics] listen` endpoint
 //!   (`/metrics`, `/healthz`) and the tick hook that feeds it.
 //! - [`definition_gauges`]: per-definition gauges re-read from the store.
+//! - [`node_gauges`]: per-node gauges and the store's reachability, re-read
+//!   from the store.
 //! - [`notify`]: the systemd `sd_notify` protocol.
 //! - [`logging`]: the tracing subscriber.
 //! - [`Status`], [`Tick`], [`Hooks`]: what the scheduler and the daemon hand
@@ -16,14 +18,16 @@
 //! stalls the scheduler (every sink is in-memory or non-blocking, and a
 //! missing recorder or service manager makes the calls no-ops).
 //!
-//! Layering: [`metrics`], [`status`](Status), [`notify`] and [`logging`]
-//! depend on the domain only; [`definition_gauges`] also reads the store.
+//! Layering: [`metrics`], [`notify`] and [`logging`] depend on the domain
+//! only; [`definition_gauges`], [`node_gauges`] and the endpoint's health
+//! check also read the store, and [`Hooks`] hand the store over once open.
 //! Nothing here imports the scheduler, the daemon, the config or the CLI.
 
 pub mod definition_gauges;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_server;
+pub mod node_gauges;
 pub mod notify;
 mod status;
 

@@ -138,6 +138,7 @@ pub fn hooks() -> Hooks {
         tick: Some(tick),
         reloading: Some(reloading),
         stopping: Some(stopping),
+        ..Hooks::default()
     }
 }
 

@@ -48,10 +48,15 @@ impl Status {
 /// line, metrics): a loop that hangs stops calling it.
 pub type Tick = Arc<dyn Fn(&Status) + Send + Sync>;
 
+/// Told the daemon's store once it is open.
+pub type StoreOpened = Arc<dyn Fn(&crate::store::Store) + Send + Sync>;
+
 /// Hooks the daemon calls so the service manager (and the metrics
 /// endpoint) can follow it.
 #[derive(Clone, Default)]
 pub struct Hooks {
+    /// Called with the store as soon as it is open (health checks ping it).
+    pub store_opened: Option<StoreOpened>,
     /// Called once the store is open, the config valid and the scheduler started.
     pub ready: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Called from the scheduler loop on every iteration.

@@ -11,6 +11,7 @@ mod digitalocean;
 mod erigones;
 mod import;
 mod metrics;
+mod nodes;
 mod notify;
 mod retention_e2e;
 mod retention_oracle;

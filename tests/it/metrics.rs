@@ -1,15 +1,24 @@
 //! The `[metrics] listen` endpoint of the real daemon: `/metrics` is scraped
-//! and parsed as Prometheus text, `/healthz` answers 200 while the loop runs.
+//! and parsed as Prometheus text, `/healthz` answers 200 while the loop runs
+//! and the store answers, and 503 while the store is unreachable (a
+//! PostgreSQL connection cut by a proxy, a closed SQLite store).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use metrics_exporter_prometheus::PrometheusBuilder;
+use snapsched::store::{Backend, Location, Store};
+use snapsched::telemetry::metrics_server::{self, Health};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::db;
 use crate::support::fixtures::write_daemon_config;
 use crate::support::process::{signal, wait_exit};
+use crate::support::proxy::Proxy;
 
 #[derive(Debug)]
 struct Sample {
@@ -219,6 +228,7 @@ fn metrics_scrape_and_healthz() {
     };
     let now = chrono::Utc::now().timestamp() as f64;
     assert_eq!(value(&samples, "snapsched_definitions", &[]), Some(1.0));
+    assert_eq!(value(&samples, "snapsched_store_up", &[]), Some(1.0));
     let next = value(
         &samples,
         "snapsched_next_run_timestamp_seconds",
@@ -434,4 +444,82 @@ mod gauges_from_store {
         assert_eq!(values, expect);
         store.close().await;
     }
+}
+
+/// Poll `/healthz` (bounded) until it answers `want`; returns the body. The
+/// scheduler loop's liveness is stamped on every poll, so only the store
+/// decides the answer.
+async fn healthz_until(addr: SocketAddr, health: &Health, want: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        health.liveness().beat();
+        let (code, body) = tokio::task::block_in_place(|| get(addr, "/healthz"));
+        if code == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz still {code} ({body}), expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_while_the_store_is_unreachable_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("snapsched.db");
+    let health = Arc::new(Health::default());
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let handle = PrometheusBuilder::new().build_recorder().handle();
+    let addr =
+        metrics_server::serve(listener, handle, health.clone(), shutdown.clone()).expect("serve");
+
+    let body = healthz_until(addr, &health, 503).await;
+    assert_eq!(body, "store not open yet\n");
+
+    match db::backend() {
+        Backend::Postgres => {
+            let server = db::server();
+            let upstream = tokio::net::lookup_host((server.get_host(), server.get_port()))
+                .await
+                .expect("resolve the server")
+                .next()
+                .expect("an address");
+            let proxy = Proxy::start(upstream).await;
+            let Location::Postgres(options) = db::location(&path).await else {
+                unreachable!("a PostgreSQL location on the PostgreSQL pass");
+            };
+            let through = options
+                .host(&proxy.addr().ip().to_string())
+                .port(proxy.addr().port());
+            let store = Store::connect(&Location::Postgres(Box::new(through)))
+                .await
+                .expect("opens through the proxy");
+            health.set_store(store.clone());
+            assert_eq!(healthz_until(addr, &health, 200).await, "ok\n");
+
+            proxy.cut();
+            let body = healthz_until(addr, &health, 503).await;
+            assert!(body.starts_with("store unreachable: "), "{body}");
+            assert_eq!(body.lines().count(), 1, "one line: {body}");
+
+            proxy.restore();
+            assert_eq!(healthz_until(addr, &health, 200).await, "ok\n");
+            store.close().await;
+        }
+        Backend::Sqlite => {
+            let store = db::open(&path).await;
+            health.set_store(store.clone());
+            assert_eq!(healthz_until(addr, &health, 200).await, "ok\n");
+            store.close().await;
+            let body = healthz_until(addr, &health, 503).await;
+            assert!(body.starts_with("store unreachable: "), "{body}");
+            assert_eq!(body.lines().count(), 1, "one line: {body}");
+        }
+    }
+    shutdown.cancel();
 }
