@@ -3,6 +3,7 @@
 mod api_budget;
 mod cli_def;
 mod cli_keep;
+mod cluster;
 mod config_file;
 mod confirm;
 mod crash;

@@ -171,10 +171,48 @@ pub fn database_setting(path: &Path) -> String {
                 .expect("schema created")
             });
             let url = postgres_url().expect("checked by schema()");
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}options=-c%20search_path%3D{name}")
+            with_search_path(&url, &name)
         }
     }
+}
+
+fn with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// The configured server's address, for a proxy in front of it.
+pub fn server_addr() -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let server = server();
+    (server.get_host(), server.get_port())
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("{URL_VAR}: cannot resolve {}", server.get_host()))
+}
+
+/// [`database_setting`] on PostgreSQL, but reaching the server through
+/// `via` (a [`super::proxy::Proxy`]): the same schema, another address.
+pub fn database_setting_via(path: &Path, via: std::net::SocketAddr) -> String {
+    assert_eq!(backend(), Backend::Postgres, "a proxy is for PostgreSQL");
+    let direct = database_setting(path);
+    let url = postgres_url().expect("checked by database_setting");
+    let server = server();
+    let host_port = format!("{}:{}", server.get_host(), server.get_port());
+    let (scheme, rest) = url.split_once("://").expect("a URL has a scheme");
+    let (auth, after) = match rest.split_once('@') {
+        Some((auth, after)) => (format!("{auth}@"), after),
+        None => (String::new(), rest),
+    };
+    let tail = after
+        .strip_prefix(&host_port)
+        .or_else(|| after.strip_prefix(server.get_host()))
+        .unwrap_or_else(|| panic!("{URL_VAR}: expected {host_port} after the user in {url}"));
+    let query = direct.split_once("options=").map(|(_, q)| q).expect("options");
+    let proxied = format!("{scheme}://{auth}{via}{tail}");
+    let sep = if proxied.contains('?') { '&' } else { '?' };
+    format!("{proxied}{sep}options={query}")
 }
 
 /// The config value [`database_setting`] writes reaches the same schema as

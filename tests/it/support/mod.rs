@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod db;
 pub mod fake;
 pub mod fixtures;
