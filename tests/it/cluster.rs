@@ -54,9 +54,12 @@ const LEASE_TTL_KEY: bool = true;
 const FAILOVER_BOUND: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 5);
 
 /// Requests per minute the token allows, at the fake and in every node's
-/// config. Three nodes together ask for more than this at full speed, so a
-/// budget kept per process (each node allowing itself all of it) draws 429s.
-const BUDGET_PER_MINUTE: u32 = 1200;
+/// config. Three nodes together ask for about 1,300 a minute at full speed
+/// (measured), each node alone for well under 900: a budget kept per
+/// process (each node allowing itself all of it) draws 429s, a shared one
+/// slows the runs down (overlapping slots are then recorded skipped).
+/// `SNAPSCHED_CLUSTER_BUDGET` overrides it.
+const BUDGET_PER_MINUTE: u32 = 900;
 
 fn volume(n: u128) -> Uuid {
     Uuid::from_u128(0xc105_7e40_0000_4000_8000_0000_0000_0000 + n)
@@ -227,7 +230,11 @@ fn run_lines(runs: &[Run]) -> String {
 }
 
 /// Poll until every run is final and the provider has no action running.
-async fn wait_until_settled(store: &Store, fake: &FakeHandle, within: Duration) -> Result<(), String> {
+async fn wait_until_settled(
+    store: &Store,
+    fake: &FakeHandle,
+    within: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     loop {
         let all = runs(store).await;
@@ -281,7 +288,9 @@ async fn check_invariants(
     let mut names = BTreeSet::new();
     for (name, id) in &at_provider {
         if !names.insert(name.clone()) {
-            failures.push(format!("snapshot {name} exists twice at the provider ({id})"));
+            failures.push(format!(
+                "snapshot {name} exists twice at the provider ({id})"
+            ));
         }
     }
     let succeeded: BTreeMap<&str, &Run> = runs
@@ -365,10 +374,12 @@ async fn check_invariants(
     if succeeded.is_empty() {
         failures.push("no run succeeded: the test exercised nothing".into());
     }
-    let states = runs.iter().fold(BTreeMap::<&str, usize>::new(), |mut m, r| {
-        *m.entry(r.state.as_str()).or_default() += 1;
-        m
-    });
+    let states = runs
+        .iter()
+        .fold(BTreeMap::<&str, usize>::new(), |mut m, r| {
+            *m.entry(r.state.as_str()).or_default() += 1;
+            m
+        });
     eprintln!(
         "cluster: {} runs {states:?}, {} snapshots at the provider, {} requests, window {} .. {}",
         runs.len(),
@@ -428,7 +439,11 @@ async fn failover(
     loop {
         let mut all_moved = true;
         for (id, node, epoch) in held {
-            let run = store.get_run(*id).await.expect("read run").expect("run exists");
+            let run = store
+                .get_run(*id)
+                .await
+                .expect("read run")
+                .expect("run exists");
             let moved = run.state.is_final()
                 || run.owner_pid != Some(pid)
                 || run.owner_node != *node
@@ -515,8 +530,20 @@ async fn three_nodes_killed_and_paused_at_random_neither_lose_nor_double_a_slot(
     while Instant::now() < chaos_end {
         // The fault moments are the thing under test, not a synchronisation.
         tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..4_000))).await;
-        let i = rng.random_range(0..3);
+        let mut i = rng.random_range(0..3);
         if rng.random_bool(0.6) {
+            // Kill a node holding runs when there is one: its failover is
+            // what is measured.
+            let mut holding = Vec::new();
+            for n in 0..3 {
+                let pid = cluster.nodes[n].pid().expect("running");
+                if !held_by(&store, pid).await.is_empty() {
+                    holding.push(n);
+                }
+            }
+            if !holding.is_empty() {
+                i = holding[rng.random_range(0..holding.len())];
+            }
             let pid = cluster.nodes[i].pid().expect("running");
             let held = held_by(&store, pid).await;
             let killed = Instant::now();
@@ -538,7 +565,9 @@ async fn three_nodes_killed_and_paused_at_random_neither_lose_nor_double_a_slot(
             cluster.spawn(i);
             eprintln!(
                 "cluster: t+{:>5.1}s kill node {i} (pid {pid}, {} runs held), restarted",
-                (chaos_end - Duration::from_secs(chaos_secs)).elapsed().as_secs_f64(),
+                (chaos_end - Duration::from_secs(chaos_secs))
+                    .elapsed()
+                    .as_secs_f64(),
                 held.len()
             );
         } else {
@@ -549,7 +578,9 @@ async fn three_nodes_killed_and_paused_at_random_neither_lose_nor_double_a_slot(
             cluster.cont(i);
             eprintln!(
                 "cluster: t+{:>5.1}s pause node {i} for {pause:?}",
-                (chaos_end - Duration::from_secs(chaos_secs)).elapsed().as_secs_f64()
+                (chaos_end - Duration::from_secs(chaos_secs))
+                    .elapsed()
+                    .as_secs_f64()
             );
         }
     }
@@ -558,7 +589,14 @@ async fn three_nodes_killed_and_paused_at_random_neither_lose_nor_double_a_slot(
     for i in 0..3 {
         cluster.wait_for_log(i, STARTED, Duration::from_secs(30));
     }
-    wait_past(&store, defs.len(), window_to, Duration::from_secs(15), &cluster).await;
+    wait_past(
+        &store,
+        defs.len(),
+        window_to,
+        Duration::from_secs(15),
+        &cluster,
+    )
+    .await;
     disable_all(&store).await;
     let settled = wait_until_settled(&store, &fake, Duration::from_secs(45)).await;
     let still_running = cluster.exited().is_empty();
@@ -642,7 +680,11 @@ async fn a_store_outage_during_runs_loses_and_doubles_nothing() {
     for cut in 0..2 {
         // Cut while runs are in flight: a droplet run waiting on its action.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !runs(&store).await.iter().any(|r| r.state == RunState::Waiting) {
+        while !runs(&store)
+            .await
+            .iter()
+            .any(|r| r.state == RunState::Waiting)
+        {
             assert!(
                 Instant::now() < deadline,
                 "no run reached waiting\n{}",
@@ -661,10 +703,10 @@ async fn a_store_outage_during_runs_loses_and_doubles_nothing() {
         loop {
             let exited = cluster.exited();
             if !exited.is_empty() {
-                let errors = cluster.grep("ERROR").join("\n");
                 for (i, status) in exited {
                     failures.push(format!(
-                        "node {i} exited after store outage {cut} ({status}); errors logged:\n{errors}"
+                        "node {i} exited after store outage {cut} ({status}); its last lines:\n{}",
+                        cluster.tail(i, 3)
                     ));
                 }
                 break;
@@ -690,7 +732,14 @@ async fn a_store_outage_during_runs_loses_and_doubles_nothing() {
     }
     let window_to = Utc::now();
     if failures.is_empty() {
-        wait_past(&store, defs.len(), window_to, Duration::from_secs(15), &cluster).await;
+        wait_past(
+            &store,
+            defs.len(),
+            window_to,
+            Duration::from_secs(15),
+            &cluster,
+        )
+        .await;
     }
     for (i, _) in cluster.exited() {
         cluster.reap(i);

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
-
 use super::process::{signal, wait_exit};
 use super::{write_file, TestEnv};
 
@@ -50,11 +48,10 @@ impl Node {
     }
 }
 
-/// Daemons on one store. `shared` names the store: its schema on the
-/// PostgreSQL pass (see [`super::db::database_setting`]).
+/// Daemons on one store: every node's config names the same PostgreSQL
+/// schema (see [`super::db::database_setting`]).
 pub struct Cluster {
     pub nodes: Vec<Node>,
-    shared: TempDir,
     /// Extra environment for every daemon (the provider token).
     envs: Vec<(String, String)>,
 }
@@ -62,7 +59,6 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes; `config(i)` is node `i`'s whole config file, written as is.
     pub fn new(n: usize, envs: &[(&str, &str)], config: impl Fn(usize) -> String) -> Cluster {
-        let shared = tempfile::tempdir().expect("shared temp dir");
         let nodes = (0..n)
             .map(|i| {
                 let env = TestEnv::new("");
@@ -78,17 +74,11 @@ impl Cluster {
             .collect();
         Cluster {
             nodes,
-            shared,
             envs: envs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         }
-    }
-
-    /// The path the shared store is named after.
-    pub fn store_path(&self) -> PathBuf {
-        self.shared.path().join("cluster.db")
     }
 
     /// Start node `i` (which must not be running); returns its pid.
@@ -236,6 +226,13 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// The last `n` lines of node `i`'s current life.
+    pub fn tail(&self, i: usize, n: usize) -> String {
+        let text = self.nodes[i].log();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Every line of every log containing `needle`, prefixed with its node

@@ -209,7 +209,10 @@ pub fn database_setting_via(path: &Path, via: std::net::SocketAddr) -> String {
         .strip_prefix(&host_port)
         .or_else(|| after.strip_prefix(server.get_host()))
         .unwrap_or_else(|| panic!("{URL_VAR}: expected {host_port} after the user in {url}"));
-    let query = direct.split_once("options=").map(|(_, q)| q).expect("options");
+    let query = direct
+        .split_once("options=")
+        .map(|(_, q)| q)
+        .expect("options");
     let proxied = format!("{scheme}://{auth}{via}{tail}");
     let sep = if proxied.contains('?') { '&' } else { '?' };
     format!("{proxied}{sep}options={query}")
