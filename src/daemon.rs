@@ -45,6 +45,11 @@ pub async fn run(
         scheduler.on_tick(tick);
     }
     scheduler.start().await?;
+    // One process is one node: no provider request that changes something
+    // leaves while its lease does not hold.
+    if let Some(lease) = scheduler.lease() {
+        lease.guard_provider_requests();
+    }
     if cfg.metrics.listen.is_some() {
         crate::telemetry::definition_gauges::start(
             store.clone(),

@@ -97,6 +97,7 @@ impl Context {
             cfg.daemon.lease_ttl,
         )
         .await?;
+        m.lease().guard_provider_requests();
         Ok(m.keep_alive())
     }
 

@@ -34,6 +34,20 @@ impl LeaseHandle {
             .valid_at(Instant::now())
     }
 
+    /// Make this lease the process's gate for provider requests that change
+    /// something ([`crate::provider::gate`]). The gate holds the lease
+    /// weakly: once the membership is gone, it stops closing anything.
+    pub fn guard_provider_requests(&self) {
+        let weak = Arc::downgrade(&self.0);
+        crate::provider::gate::install(Arc::new(move || {
+            weak.upgrade().is_none_or(|l| {
+                l.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .valid_at(Instant::now())
+            })
+        }));
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Lease) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -145,9 +159,7 @@ impl Membership {
 
     /// Leave cleanly: runs this node still owns may be taken over at once.
     pub async fn leave(&self) -> StoreResult<()> {
-        self.store.leave_node(&self.info.id).await?;
-        self.lease.with(Lease::lost);
-        Ok(())
+        self.store.leave_node(&self.info.id).await
     }
 
     /// Renew in the background until the returned guard is dropped (for CLI

@@ -25,6 +25,7 @@ pub mod digitalocean;
 pub mod erigones;
 #[cfg(feature = "fake-provider")]
 pub mod fake;
+pub mod gate;
 pub mod kinds;
 pub mod ratelimit;
 

@@ -172,6 +172,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         Ok(())
     }
 
+    /// This node's lease, once the scheduler has started.
+    pub fn lease(&self) -> Option<crate::cluster::LeaseHandle> {
+        self.cluster.membership.as_ref().map(|m| m.lease())
+    }
+
     /// The summary as of now.
     pub fn status(&self) -> Status {
         status::summary(&self.timers, self.pool.in_flight())

@@ -84,6 +84,9 @@ impl Http {
     ) -> Result<Reply, ProviderError> {
         let what = format!("{method} {}", url.path());
         self.limiter.acquire().await;
+        if method != Method::GET && !super::super::gate::open() {
+            return Err(super::super::gate::closed());
+        }
         self.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let mut req = self

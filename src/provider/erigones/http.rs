@@ -120,6 +120,9 @@ impl Http {
         body: Option<&Value>,
         what: &str,
     ) -> ProviderResult<Reply> {
+        if method != Method::GET && !super::super::gate::open() {
+            return Err(super::super::gate::closed());
+        }
         self.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let mut req = self.client.request(method, url);
