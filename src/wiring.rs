@@ -89,7 +89,15 @@ impl SharedBudget for StoreBudget {
                     length: self.hour,
                 },
             ];
-            match self.store.grant_request(bucket, &windows).await {
+            // Once more on a fresh connection before giving up: the server
+            // ends a grant transaction that a stalled process left open (see
+            // `Store::grant_request`), and that process's next grant finds
+            // its connection gone.
+            let answer = match self.store.grant_request(bucket, &windows).await {
+                Err(_) => self.store.grant_request(bucket, &windows).await,
+                ok => ok,
+            };
+            match answer {
                 Ok(Grant::Granted) => Ok(SharedGrant::Granted),
                 Ok(Grant::RetryIn(d)) => Ok(SharedGrant::RetryIn(d)),
                 Err(e) => Err(format!("{}: {e}", self.store.location())),

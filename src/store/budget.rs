@@ -80,6 +80,14 @@ impl Store {
         let mut tx: Tx = self.pool.begin_write().await?;
         let mut conn = tx.conn();
         if let Some(lock) = lock {
+            // A process stalled inside this transaction (SIGSTOP, a frozen
+            // VM) would hold the bucket's lock and stop every node's
+            // requests: the server ends such a transaction after a second.
+            conn.execute(
+                "SET LOCAL idle_in_transaction_session_timeout = '1s'",
+                &Args::new(),
+            )
+            .await?;
             conn.execute(lock, &Args::new().text(bucket)).await?;
         }
         let (now,): (i64,) = conn.fetch_one(clock, &Args::new()).await?;

@@ -18,6 +18,9 @@ use url::Url;
 use super::model::ApiError;
 use crate::provider::ratelimit::RateLimiter;
 use crate::provider::ProviderError;
+
+/// A permit older than this when its request is about to leave is not used.
+const STALE_PERMIT: Duration = Duration::from_secs(1);
 use crate::secret::Secret;
 use crate::telemetry::metrics::{self, RequestOutcome};
 
@@ -83,9 +86,20 @@ impl Http {
         body: Option<&B>,
     ) -> Result<Reply, ProviderError> {
         let what = format!("{method} {}", url.path());
-        self.limiter.acquire().await;
-        if method != Method::GET && !super::super::gate::open() {
-            return Err(super::super::gate::closed());
+        // A permit is counted by the budget when granted and by the server
+        // when the request arrives: a permit that went stale before the
+        // request left (this process was stalled) is spent, not used, so a
+        // late request cannot land in a later minute on top of newer ones.
+        loop {
+            self.limiter.acquire().await;
+            let granted = Instant::now();
+            if method != Method::GET && !super::super::gate::open() {
+                return Err(super::super::gate::closed());
+            }
+            if granted.elapsed() < STALE_PERMIT {
+                break;
+            }
+            tracing::debug!("request permit went stale before {what} was sent; asking again");
         }
         self.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
