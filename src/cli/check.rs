@@ -269,7 +269,10 @@ fn check_one(
             ),
         )
     } else if d.last_success.is_none() {
-        let reason = format!("never succeeded, created {} ago{every}", short_duration(age));
+        let reason = format!(
+            "never succeeded, created {} ago{every}",
+            short_duration(age)
+        );
         if over(2.0) {
             (Status::Critical, Some(Problem::NeverSucceeded), reason)
         } else {
@@ -296,10 +299,7 @@ fn check_one(
         target: d.identity.target.clone(),
         disk_id: d.identity.disk_id,
         state,
-        last_success: d
-            .last_success
-            .as_ref()
-            .map(|r| finished(r).to_rfc3339()),
+        last_success: d.last_success.as_ref().map(|r| finished(r).to_rfc3339()),
         age_seconds: age,
         interval_seconds: interval,
         reason,
@@ -322,7 +322,10 @@ pub fn evaluate(
         .map(|(d, label)| check_one(d, label, t, now))
         .collect();
 
-    let daemons: Vec<&Node> = nodes.iter().filter(|n| n.role == NodeRole::Daemon).collect();
+    let daemons: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Daemon)
+        .collect();
     let youngest = daemons.iter().map(|n| n.heartbeat_age_ms).min();
     let daemon_up = daemons.iter().any(|n| {
         n.state == NodeState::Live
@@ -377,8 +380,9 @@ pub fn evaluate(
         .iter()
         .map(|c| {
             let at = |mult: f64| {
-                c.interval_seconds
-                    .map_or_else(String::new, |i| format!("{}", (mult * i as f64).round() as i64))
+                c.interval_seconds.map_or_else(String::new, |i| {
+                    format!("{}", (mult * i as f64).round() as i64)
+                })
             };
             format!(
                 "{}={}s;{};{}",
@@ -446,7 +450,9 @@ async fn gather(args: &CheckArgs, ctx: &Context, t: Thresholds) -> Result<Verdic
     // Opening a SQLite store creates it; a check must not make one up.
     // (A path that cannot be created is left to the open error.)
     if let Location::Sqlite(path) = &location {
-        let in_dir = path.parent().is_none_or(|p| p.as_os_str().is_empty() || p.is_dir());
+        let in_dir = path
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir());
         if in_dir && !path.exists() {
             return Err(format!(
                 "no store at {}; check [daemon] database or --database",
@@ -475,7 +481,11 @@ async fn judge(
         .await?
         .into_iter()
         .filter(|d| d.spec.active && filter.matches(&d.spec.identity))
-        .filter(|d| args.name.as_ref().is_none_or(|n| *n == d.spec.identity.name))
+        .filter(|d| {
+            args.name
+                .as_ref()
+                .is_none_or(|n| *n == d.spec.identity.name)
+        })
         .collect();
     if let (Some(name), true) = (&args.name, defs.is_empty()) {
         return Ok(Err(format!(

@@ -71,11 +71,7 @@ async fn record(
     state: RunState,
     error: Option<(&str, &str)>,
 ) {
-    let run = match store
-        .claim_run(id, at, trigger, at)
-        .await
-        .expect("claim")
-    {
+    let run = match store.claim_run(id, at, trigger, at).await.expect("claim") {
         Claim::Claimed(run) => run,
         other => panic!("not claimed: {other:?}"),
     };
@@ -168,7 +164,10 @@ async fn check_is_ok_after_a_fresh_success_with_a_live_daemon() {
         status_line(&out),
         "SNAPSCHED OK - 1 definition fresh, daemon up"
     );
-    assert!(out.contains("OK vm1/daily: last success 1h ago (interval 1d)"), "{out}");
+    assert!(
+        out.contains("OK vm1/daily: last success 1h ago (interval 1d)"),
+        "{out}"
+    );
     let perf = perfdata(&out);
     let (age, warn, crit) = perf["vm1/daily_age"];
     assert_age(age, 3600);
@@ -212,7 +211,15 @@ async fn check_is_critical_past_the_critical_multiple_and_a_prune_is_no_success(
     succeeded(&store, &stale, secs(2.5 * DAY as f64)).await;
     // A prune run takes no snapshot: its success must not refresh the age.
     let pruned = Utc::now() - Duration::minutes(5);
-    record(&store, &stale, Trigger::Prune, pruned, RunState::Succeeded, None).await;
+    record(
+        &store,
+        &stale,
+        Trigger::Prune,
+        pruned,
+        RunState::Succeeded,
+        None,
+    )
+    .await;
     succeeded(&store, &id("vm2", "daily"), Duration::hours(2)).await;
 
     let (code, out) = check(&env, &[]);
@@ -279,7 +286,10 @@ async fn check_is_critical_when_the_last_run_failed_permanently() {
         line.starts_with("SNAPSCHED CRITICAL - 1 of 1 definition failed: vm1/daily last run"),
         "{out}"
     );
-    assert!(line.ends_with("failed permanently: volume not found"), "{out}");
+    assert!(
+        line.ends_with("failed permanently: volume not found"),
+        "{out}"
+    );
     // The age still counts from the last success.
     assert_age(perfdata(&out)["vm1/daily_age"].0, 3 * 3600);
 }
@@ -307,7 +317,10 @@ async fn check_is_critical_when_a_definition_never_succeeded_in_twice_its_interv
         status_line(&out),
         "SNAPSCHED CRITICAL - 1 of 2 definitions never succeeded: vm1/old never succeeded, created 2d 12h ago (interval 1d)"
     );
-    assert!(out.contains("\nOK vm2/new: never succeeded, created 20h ago"), "{out}");
+    assert!(
+        out.contains("\nOK vm2/new: never succeeded, created 20h ago"),
+        "{out}"
+    );
     let perf = perfdata(&out);
     assert_age(perf["vm1/old_age"].0, (2.5 * DAY as f64) as i64);
     assert_age(perf["vm2/new_age"].0, 20 * 3600);
@@ -355,7 +368,10 @@ async fn check_is_critical_without_a_live_daemon_heartbeat() {
         role: NodeRole::Cli,
         ..info
     };
-    store.register_node(&cli, Utc::now()).await.expect("register");
+    store
+        .register_node(&cli, Utc::now())
+        .await
+        .expect("register");
     assert_eq!(check(&env, &[]).0, 2);
 }
 
@@ -388,8 +404,8 @@ async fn check_is_unknown_when_the_store_cannot_be_opened_or_the_name_is_unknown
         line.starts_with("SNAPSCHED UNKNOWN - cannot open the store: ") && line.contains("plain"),
         "{out}"
     );
-    let v: Value = serde_json::from_str(&check(&env, &["--database", inside, "--json"]).1)
-        .expect("JSON");
+    let v: Value =
+        serde_json::from_str(&check(&env, &["--database", inside, "--json"]).1).expect("JSON");
     assert_eq!(v["status"], "UNKNOWN");
     assert_eq!(v["exit_code"], 3);
 
