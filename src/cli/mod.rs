@@ -18,6 +18,7 @@ use crate::store::StoreError;
 pub mod context;
 pub mod output;
 
+pub mod check;
 pub mod config_cmd;
 pub mod daemon_cmd;
 pub mod def;
@@ -74,6 +75,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Runs, newest first
     History(history::HistoryArgs),
+    /// Monitoring plugin (Nagios, Icinga, NRPE): exit 0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN, from the store alone
+    Check(check::CheckArgs),
     /// Nodes sharing the store: daemons and CLI runs, their heartbeat age
     /// and the runs each holds
     Nodes(nodes::NodesArgs),
@@ -151,6 +155,7 @@ impl Cli {
             Command::Run(args) => run_cmd::run(args, &ctx).await,
             Command::Status(args) => status::run(args, &ctx).await,
             Command::History(args) => history::run(args, &ctx).await,
+            Command::Check(args) => check::run(args, &ctx).await,
             Command::Nodes(args) => nodes::run(args, &ctx).await,
             Command::Import(cmd) => import::run(cmd, &ctx).await,
             Command::Schedule(cmd) => schedule::run(cmd, &ctx),

@@ -435,6 +435,42 @@ impl Store {
             .collect()
     }
 
+    /// Each definition's most recent finished snapshot run and its most
+    /// recent successful one (both by highest id), for `snapsched check`.
+    /// Prune runs take no snapshot and runs in flight have no outcome yet,
+    /// so neither counts; missed and skipped slots are no runs at all.
+    pub async fn last_snapshot_outcomes(
+        &self,
+    ) -> StoreResult<HashMap<Identity, (Option<Run>, Option<Run>)>> {
+        let mut out: HashMap<Identity, (Option<Run>, Option<Run>)> = HashMap::new();
+        for (succeeded_only, extra) in [(false, ""), (true, "AND state = 'succeeded'")] {
+            let runs = into_runs(
+                self.pool
+                    .fetch_all(
+                        &format!(
+                            "SELECT {COLS} FROM runs WHERE id IN (
+                               SELECT MAX(id) FROM runs
+                               WHERE trigger <> 'prune'
+                                 AND state NOT IN ('missed', 'skipped', {active}) {extra}
+                               GROUP BY provider, target, disk_id, def_name)",
+                            active = active_states()
+                        ),
+                        &Args::new(),
+                    )
+                    .await?,
+            )?;
+            for run in runs {
+                let entry = out.entry(run.identity.clone()).or_default();
+                if succeeded_only {
+                    entry.1 = Some(run);
+                } else {
+                    entry.0 = Some(run);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Delete all but the newest `keep` final runs of a definition.
     pub async fn trim_history(&self, id: &Identity, keep: u32) -> StoreResult<u64> {
         self.pool

@@ -1,6 +1,7 @@
 //! snapsched integration tests, in one binary so the crate graph links once.
 
 mod api_budget;
+mod check;
 mod cli_def;
 mod cli_keep;
 mod cluster;
