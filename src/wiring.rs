@@ -263,8 +263,8 @@ pub fn run_options(cfg: &Config) -> RunOptions {
 }
 
 /// How long a node's heartbeat holds before other nodes may take its runs
-/// over; `nodes` and the node gauges call an older heartbeat stale. The
-/// default until `[daemon] lease_ttl` makes it configurable.
+/// over (`[daemon] lease_ttl`); `nodes` and the node gauges call an older
+/// heartbeat stale.
 pub fn lease_ttl(cfg: &Config) -> std::time::Duration {
     cfg.daemon.lease_ttl
 }
