@@ -377,147 +377,16 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
     let now = Utc::now();
     let default_tz = cfg.daemon.timezone;
     match cmd {
-        DefCommand::Add(args) => {
-            let kind = kind_of(&cfg, &args.provider)?;
-            let retention = match &args.retention {
-                Some(r) => Some(r.trim().parse::<i64>().map_err(|_| {
-                    field_errors(vec![definition::parse_retention_text(r).unwrap_err()])
-                })?),
-                None => None,
-            };
-            let mut raw = RawDefinition {
-                name: args.name.clone(),
-                provider: args.provider.clone(),
-                target: args.target.clone(),
-                disk_id: Some(args.disk),
-                schedule: args.schedule.clone(),
-                timezone: args.timezone.clone(),
-                retention,
-                active: Some(!args.inactive),
-                desc: args.desc.clone(),
-                fsfreeze: Some(args.fsfreeze),
-                max_age: args.max_age.clone(),
-                catch_up_deadline: None,
-                tags: None,
-                ..RawDefinition::default()
-            };
-            args.keep.apply_to(&mut raw);
-            let spec = raw.validate(kind).map_err(field_errors)?;
-            let store = ctx.open_store(&cfg).await?;
-            let def = store
-                .insert_definition(&spec, Source::Cli, None, now)
-                .await?;
-            let v = view(def, default_tz, now);
-            if args.json {
-                return print_json(&v);
-            }
-            println!(
-                "added {}; next fire {}",
-                v.definition.spec.identity,
-                v.next_fire.as_deref().unwrap_or("- (inactive)")
-            );
-            Ok(())
-        }
-        DefCommand::Set { address, changes } => {
-            let store = ctx.open_store(&cfg).await?;
-            let def = ctx.resolve(&store, &address).await?;
-            ensure_cli_managed(&def)?;
-            let mut spec = def.spec.clone();
-            apply_changes(&mut spec, &changes)?;
-            if kind_of(&cfg, &spec.identity.provider).ok()
-                == Some(crate::domain::ProviderKind::DigitalOcean)
-                && spec.fsfreeze
-            {
-                return Err(CliError::usage(
-                    "fsfreeze: is only supported by Erigones providers",
-                ));
-            }
-            ensure_updated(store.update_definition(&spec, now).await?, &spec)?;
-            println!("updated {}", spec.identity);
-            Ok(())
-        }
+        DefCommand::Add(args) => add(*args, ctx, &cfg, now).await,
+        DefCommand::Set { address, changes } => set(&address, &changes, ctx, &cfg, now).await,
         DefCommand::Rm {
             address,
             delete_snapshots,
             yes,
-        } => {
-            let store = ctx.open_store(&cfg).await?;
-            let def = ctx.resolve(&store, &address).await?;
-            ensure_cli_managed(&def)?;
-            if delete_snapshots {
-                confirm_delete(&def, yes)?;
-                let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
-                let report =
-                    crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
-                        .await
-                        .map_err(CliError::Runtime)?;
-                print!("{}", prune_report(&report));
-                let failed = report.failures().count();
-                if failed > 0 {
-                    return Err(CliError::Runtime(anyhow::anyhow!(
-                        "{} snapshots could not be deleted; the definition is kept",
-                        failed
-                    )));
-                }
-                store.delete_definition(&def.spec.identity).await?;
-                println!("removed {} and its snapshots", def.spec.identity);
-                return Ok(());
-            }
-            store.delete_definition(&def.spec.identity).await?;
-            println!(
-                "removed {}; its snapshots stay at the provider (see `snapsched snapshots --orphaned`)",
-                def.spec.identity
-            );
-            Ok(())
-        }
+        } => rm(&address, delete_snapshots, yes, ctx, &cfg, now).await,
         DefCommand::Enable { address } => set_active(ctx, &cfg, &address, true, now).await,
         DefCommand::Disable { address } => set_active(ctx, &cfg, &address, false, now).await,
-        DefCommand::List { json } => {
-            let store = ctx.open_store(&cfg).await?;
-            let views: Vec<DefinitionView> = store
-                .list_definitions()
-                .await?
-                .into_iter()
-                .map(|d| view(d, default_tz, now))
-                .collect();
-            if json {
-                return print_json(&views);
-            }
-            let rows: Vec<Vec<String>> = views
-                .iter()
-                .map(|v| {
-                    let s = &v.definition.spec;
-                    vec![
-                        s.identity.name.clone(),
-                        s.identity.provider.clone(),
-                        s.identity.target.clone(),
-                        s.identity.disk_id.to_string(),
-                        s.schedule.source().to_owned(),
-                        v.zone.clone(),
-                        s.retention.to_string(),
-                        if s.active { "yes" } else { "no" }.into(),
-                        v.definition.source.as_str().into(),
-                        v.next_fire.clone().unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "Name",
-                    "Provider",
-                    "Target",
-                    "Disk",
-                    "Schedule",
-                    "Zone",
-                    "Retention",
-                    "Active",
-                    "Source",
-                    "Next fire",
-                ],
-                &rows,
-            );
-            Ok(())
-        }
+        DefCommand::List { json } => list(json, ctx, &cfg, now).await,
         DefCommand::Show { address, json } => {
             let store = ctx.open_store(&cfg).await?;
             let v = view(ctx.resolve(&store, &address).await?, default_tz, now);
@@ -528,6 +397,160 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             Ok(())
         }
     }
+}
+
+async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
+    let default_tz = cfg.daemon.timezone;
+    let kind = kind_of(&cfg, &args.provider)?;
+    let retention =
+        match &args.retention {
+            Some(r) => Some(r.trim().parse::<i64>().map_err(|_| {
+                field_errors(vec![definition::parse_retention_text(r).unwrap_err()])
+            })?),
+            None => None,
+        };
+    let mut raw = RawDefinition {
+        name: args.name.clone(),
+        provider: args.provider.clone(),
+        target: args.target.clone(),
+        disk_id: Some(args.disk),
+        schedule: args.schedule.clone(),
+        timezone: args.timezone.clone(),
+        retention,
+        active: Some(!args.inactive),
+        desc: args.desc.clone(),
+        fsfreeze: Some(args.fsfreeze),
+        max_age: args.max_age.clone(),
+        catch_up_deadline: None,
+        tags: None,
+        ..RawDefinition::default()
+    };
+    args.keep.apply_to(&mut raw);
+    let spec = raw.validate(kind).map_err(field_errors)?;
+    let store = ctx.open_store(&cfg).await?;
+    let def = store
+        .insert_definition(&spec, Source::Cli, None, now)
+        .await?;
+    let v = view(def, default_tz, now);
+    if args.json {
+        return print_json(&v);
+    }
+    println!(
+        "added {}; next fire {}",
+        v.definition.spec.identity,
+        v.next_fire.as_deref().unwrap_or("- (inactive)")
+    );
+    Ok(())
+}
+
+async fn set(
+    address: &Address,
+    changes: &[String],
+    ctx: &Context,
+    cfg: &Config,
+    now: DateTime<Utc>,
+) -> CliResult {
+    let store = ctx.open_store(&cfg).await?;
+    let def = ctx.resolve(&store, &address).await?;
+    ensure_cli_managed(&def)?;
+    let mut spec = def.spec.clone();
+    apply_changes(&mut spec, &changes)?;
+    if kind_of(&cfg, &spec.identity.provider).ok()
+        == Some(crate::domain::ProviderKind::DigitalOcean)
+        && spec.fsfreeze
+    {
+        return Err(CliError::usage(
+            "fsfreeze: is only supported by Erigones providers",
+        ));
+    }
+    ensure_updated(store.update_definition(&spec, now).await?, &spec)?;
+    println!("updated {}", spec.identity);
+    Ok(())
+}
+
+async fn rm(
+    address: &Address,
+    delete_snapshots: bool,
+    yes: bool,
+    ctx: &Context,
+    cfg: &Config,
+    now: DateTime<Utc>,
+) -> CliResult {
+    let store = ctx.open_store(&cfg).await?;
+    let def = ctx.resolve(&store, &address).await?;
+    ensure_cli_managed(&def)?;
+    if delete_snapshots {
+        confirm_delete(&def, yes)?;
+        let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
+        let report = crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
+            .await
+            .map_err(CliError::Runtime)?;
+        print!("{}", prune_report(&report));
+        let failed = report.failures().count();
+        if failed > 0 {
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "{} snapshots could not be deleted; the definition is kept",
+                failed
+            )));
+        }
+        store.delete_definition(&def.spec.identity).await?;
+        println!("removed {} and its snapshots", def.spec.identity);
+        return Ok(());
+    }
+    store.delete_definition(&def.spec.identity).await?;
+    println!(
+        "removed {}; its snapshots stay at the provider (see `snapsched snapshots --orphaned`)",
+        def.spec.identity
+    );
+    Ok(())
+}
+
+async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
+    let default_tz = cfg.daemon.timezone;
+    let store = ctx.open_store(&cfg).await?;
+    let views: Vec<DefinitionView> = store
+        .list_definitions()
+        .await?
+        .into_iter()
+        .map(|d| view(d, default_tz, now))
+        .collect();
+    if json {
+        return print_json(&views);
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let s = &v.definition.spec;
+            vec![
+                s.identity.name.clone(),
+                s.identity.provider.clone(),
+                s.identity.target.clone(),
+                s.identity.disk_id.to_string(),
+                s.schedule.source().to_owned(),
+                v.zone.clone(),
+                s.retention.to_string(),
+                if s.active { "yes" } else { "no" }.into(),
+                v.definition.source.as_str().into(),
+                v.next_fire.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "Name",
+            "Provider",
+            "Target",
+            "Disk",
+            "Schedule",
+            "Zone",
+            "Retention",
+            "Active",
+            "Source",
+            "Next fire",
+        ],
+        &rows,
+    );
+    Ok(())
 }
 
 async fn set_active(
