@@ -55,6 +55,17 @@ pub enum PruneError {
     },
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The plan deletes more than the blast-radius limit allows: nothing
+    /// was deleted or recorded; `snapsched prune` applies it.
+    #[error(
+        "the plan deletes {planned} snapshots, more than max_deletes_per_run {limit}, so nothing was deleted; \
+         check it with `snapsched prune {name} --dry-run` and apply it with `snapsched prune {name}`"
+    )]
+    Blocked {
+        name: String,
+        planned: usize,
+        limit: u32,
+    },
     /// Some deletions failed; the others are done and recorded.
     #[error("{failed} of {total} deletions failed; first: {first}")]
     Deletions {
@@ -144,9 +155,51 @@ pub async fn after_success<P: Provider>(
     zone: Tz,
     now: DateTime<Utc>,
 ) -> anyhow::Result<PruneReport> {
-    let report = prune(store, provider, spec, target, zone, now, false).await?;
+    Ok(after_success_limited(store, provider, spec, target, zone, now, 0).await?)
+}
+
+/// [`after_success`] with a blast-radius limit: a plan that deletes more
+/// than `max_deletes` (0 = no limit) is not carried out but returned as
+/// [`PruneError::Blocked`], with nothing deleted or recorded.
+pub async fn after_success_limited<P: Provider>(
+    store: &Store,
+    provider: &P,
+    spec: &DefinitionSpec,
+    target: &Target,
+    zone: Tz,
+    now: DateTime<Utc>,
+    max_deletes: u32,
+) -> Result<PruneReport, PruneError> {
+    let intent = Intent::Retention(policy(spec, zone));
+    let report = run(
+        store,
+        provider,
+        spec,
+        target,
+        &intent,
+        now,
+        Mode::Guarded(max_deletes),
+    )
+    .await?;
     report.check()?;
     Ok(report)
+}
+
+/// How the pipeline carries a plan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Plan only: write nothing.
+    DryRun,
+    /// Carry the plan out, whatever it deletes.
+    Apply,
+    /// Carry it out unless it deletes more than this (0 = no limit).
+    Guarded(u32),
+}
+
+/// The blast-radius limit that applies to `spec`: its own, else the
+/// daemon's (0 = no limit).
+pub fn max_deletes(spec: &DefinitionSpec, daemon_default: u32) -> u32 {
+    spec.max_deletes_per_run.unwrap_or(daemon_default)
 }
 
 /// Plan retention for `spec` on `target` from a fresh listing and, unless
@@ -163,7 +216,8 @@ pub async fn prune<P: Provider>(
     dry_run: bool,
 ) -> anyhow::Result<PruneReport> {
     let intent = Intent::Retention(policy(spec, zone));
-    Ok(run(store, provider, spec, target, &intent, now, dry_run).await?)
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    Ok(run(store, provider, spec, target, &intent, now, mode).await?)
 }
 
 /// Delete every snapshot of the definition's disk that the definition owns
@@ -184,7 +238,7 @@ pub async fn delete_all_snapshots<P: Provider>(
         target,
         &Intent::RemoveAll,
         now,
-        false,
+        Mode::Apply,
     )
     .await?)
 }
@@ -198,7 +252,7 @@ async fn run<P: Provider>(
     target: &Target,
     intent: &Intent,
     now: DateTime<Utc>,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<PruneReport, PruneError> {
     let id = &spec.identity;
     let records = store_records(store, id).await?;
@@ -220,15 +274,31 @@ async fn run<P: Provider>(
 
     let mut report = PruneReport {
         definition: id.clone(),
-        dry_run,
+        dry_run: mode == Mode::DryRun,
         decisions,
         deletions: Vec::new(),
         adopted: classification.adopted().cloned().collect(),
         gone: classification.missing,
         reappeared: classification.reappeared,
     };
-    if dry_run {
+    if mode == Mode::DryRun {
         return Ok(report);
+    }
+    let planned = report.planned_deletions();
+    if let Mode::Guarded(limit) = mode {
+        if limit > 0 && planned > limit as usize {
+            tracing::warn!(
+                definition = %id,
+                planned,
+                limit,
+                "prune blocked: the plan deletes more than max_deletes_per_run; nothing deleted"
+            );
+            return Err(PruneError::Blocked {
+                name: id.name.clone(),
+                planned,
+                limit,
+            });
+        }
     }
 
     sync_store(store, id, &report, now).await?;

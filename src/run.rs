@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// The zone of definitions that name none (`daemon.timezone`): retention
     /// tiers are bucketed in it.
     pub default_zone: Tz,
+    /// `daemon.max_deletes_per_run`: a post-run prune that would delete
+    /// more is blocked (0 = no limit).
+    pub max_deletes_per_run: u32,
 }
 
 impl Default for RunOptions {
@@ -63,9 +66,16 @@ impl Default for RunOptions {
             retry_max: Duration::from_secs(300),
             history_keep: 1000,
             default_zone: Tz::UTC,
+            // The daemon's limit comes from the configuration
+            // ([`crate::wiring::run_options`]); without one, none.
+            max_deletes_per_run: 0,
         }
     }
 }
+
+/// The error class of a run whose post-run prune was blocked by
+/// `max_deletes_per_run`; the run itself succeeded.
+pub const PRUNE_BLOCKED: &str = "prune_blocked";
 
 /// The snapshot name for a slot: `<definition>-YYYYmmdd_HHMMSS` in UTC
 /// (Erigones' convention), so every attempt of a slot asks for the same name.
@@ -422,20 +432,25 @@ impl<P: Provider> Runner<'_, P> {
 
     async fn prune(&self, run: Run) -> Result<Step, StoreError> {
         self.check_lease(&run)?;
-        let outcome = crate::prune::after_success(
+        let outcome = crate::prune::after_success_limited(
             self.store,
             self.provider,
             self.spec,
             &self.target,
             self.spec.zone(self.options.default_zone),
             self.clock.now(),
+            crate::prune::max_deletes(self.spec, self.options.max_deletes_per_run),
         )
         .await;
+        // The run succeeded either way: the snapshot is made.
         let error = match &outcome {
             Ok(_) => None,
+            Err(e @ crate::prune::PruneError::Blocked { .. }) => {
+                Some((PRUNE_BLOCKED, format!("snapshot made; prune blocked: {e}")))
+            }
             Err(e) => {
                 tracing::warn!(definition = %self.spec.identity, "pruning failed: {e}");
-                Some(format!("snapshot made; pruning failed: {e}"))
+                Some(("prune", format!("snapshot made; pruning failed: {e}")))
             }
         };
         let run = self
@@ -444,7 +459,7 @@ impl<P: Provider> Runner<'_, P> {
                 &run,
                 Update {
                     state: Some(RunState::Succeeded),
-                    error: error.as_deref().map(|m| ("prune", m)),
+                    error: error.as_ref().map(|(class, m)| (*class, m.as_str())),
                     ..Default::default()
                 },
                 self.clock.now(),

@@ -258,6 +258,7 @@ pub fn run_options(cfg: &Config) -> RunOptions {
         run_timeout: cfg.daemon.run_timeout,
         history_keep: cfg.daemon.history_keep,
         default_zone: cfg.daemon.timezone,
+        max_deletes_per_run: cfg.daemon.max_deletes_per_run,
         ..RunOptions::default()
     }
 }

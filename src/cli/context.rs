@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{Cli, CliError, CliResult};
 use crate::config::{self, Config, Overrides};
-use crate::domain::definition::Definition;
+use crate::domain::definition::{Definition, RawDefinition};
 use crate::domain::Target;
 use crate::provider::AnyProvider;
 use crate::store::{self, Store};
@@ -38,6 +38,45 @@ impl Filters {
     /// True when any filter is given.
     pub fn any(&self) -> bool {
         self.provider.is_some() || self.target.is_some() || self.disk.is_some()
+    }
+}
+
+/// The keep-tier flags, shared by `def add` and `retention simulate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeepArgs {
+    /// Keep the newest N snapshots (the same setting as --retention)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep every snapshot made within this before the newest, e.g. 2d
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+}
+
+impl KeepArgs {
+    /// Copy the given flags into `raw`.
+    pub fn apply_to(&self, raw: &mut RawDefinition) {
+        raw.keep_last = self.keep_last.or(raw.keep_last);
+        raw.keep_hourly = self.keep_hourly.or(raw.keep_hourly);
+        raw.keep_daily = self.keep_daily.or(raw.keep_daily);
+        raw.keep_weekly = self.keep_weekly.or(raw.keep_weekly);
+        raw.keep_monthly = self.keep_monthly.or(raw.keep_monthly);
+        raw.keep_yearly = self.keep_yearly.or(raw.keep_yearly);
+        raw.keep_within = self.keep_within.clone().or(raw.keep_within.take());
     }
 }
 
@@ -142,5 +181,29 @@ impl Context {
         store: &Store,
     ) -> CliResult<(AnyProvider, Target)> {
         Ok(crate::wiring::provider_for(cfg, def, store)?)
+    }
+}
+
+/// Ask `question` on a terminal; elsewhere refuse with `refusal` (which
+/// should name `--yes`) unless `yes`. Not confirming is a usage error.
+pub fn confirm(yes: bool, question: &str, refusal: &str) -> CliResult {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(refusal));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::usage("not confirmed; nothing was deleted"))
     }
 }

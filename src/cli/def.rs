@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
-use super::context::{Address, Context};
+use super::context::{confirm, Address, Context, KeepArgs};
 use super::output::{print_json, print_table, prune_report, view, DefinitionView};
 use super::{CliError, CliResult};
 use crate::config::Config;
@@ -17,7 +17,7 @@ pub enum DefCommand {
     /// Change a definition: KEY=VALUE pairs for schedule, timezone, retention
     /// (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly,
     /// keep_yearly, keep_within, active, desc, fsfreeze, max_age,
-    /// catch_up_deadline. Name, target and
+    /// catch_up_deadline, max_deletes_per_run. Name, target and
     /// disk identify a definition and cannot change
     Set {
         #[command(flatten)]
@@ -97,47 +97,12 @@ pub struct AddArgs {
     /// Prune own snapshots older than this even within retention, e.g. 90d
     #[arg(long)]
     pub max_age: Option<String>,
+    /// The most snapshots one post-run prune may delete, 0 = no limit
+    /// [default: daemon.max_deletes_per_run]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_deletes_per_run: Option<i64>,
     #[arg(long)]
     pub json: bool,
-}
-
-/// The keep-tier flags, shared by `def add` and `retention simulate`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct KeepArgs {
-    /// Keep the newest N snapshots (the same setting as --retention)
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub keep_last: Option<i64>,
-    /// Keep the newest snapshot of each of the last N hours that have one
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub keep_hourly: Option<i64>,
-    /// Keep the newest snapshot of each of the last N days that have one
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub keep_daily: Option<i64>,
-    /// Keep the newest snapshot of each of the last N ISO weeks that have one
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub keep_weekly: Option<i64>,
-    /// Keep the newest snapshot of each of the last N months that have one
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub keep_monthly: Option<i64>,
-    /// Keep the newest snapshot of each of the last N years that have one
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub keep_yearly: Option<i64>,
-    /// Keep every snapshot made within this before the newest, e.g. 2d
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-}
-
-impl KeepArgs {
-    /// Copy the given flags into `raw`.
-    pub fn apply_to(&self, raw: &mut RawDefinition) {
-        raw.keep_last = self.keep_last.or(raw.keep_last);
-        raw.keep_hourly = self.keep_hourly.or(raw.keep_hourly);
-        raw.keep_daily = self.keep_daily.or(raw.keep_daily);
-        raw.keep_weekly = self.keep_weekly.or(raw.keep_weekly);
-        raw.keep_monthly = self.keep_monthly.or(raw.keep_monthly);
-        raw.keep_yearly = self.keep_yearly.or(raw.keep_yearly);
-        raw.keep_within = self.keep_within.clone().or(raw.keep_within.take());
-    }
 }
 
 fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::domain::ProviderKind> {
@@ -290,11 +255,26 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                         .map_err(|e| e.to_string())
                 }
             }
+            "max_deletes_per_run" => {
+                if value.is_empty() || value == "none" || value == "default" {
+                    spec.max_deletes_per_run = None;
+                    Ok(())
+                } else {
+                    match value.trim().parse::<i64>() {
+                        Ok(n) => definition::parse_max_deletes("max_deletes_per_run", n)
+                            .map(|n| spec.max_deletes_per_run = Some(n))
+                            .map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "max_deletes_per_run: '{value}' is not a number: give 0-65536 (0 = no limit), or max_deletes_per_run=default for daemon.max_deletes_per_run"
+                        )),
+                    }
+                }
+            }
             "name" | "target" | "disk" | "disk_id" | "provider" => Err(format!(
                 "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
             )),
             other => Err(format!(
-                "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline"
+                "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run"
             )),
         };
         if let Err(e) = result {
@@ -354,6 +334,11 @@ fn print_one(v: &DefinitionView) {
                 .unwrap_or_else(|| "-".into()),
         ),
         (
+            "max_deletes",
+            s.max_deletes_per_run
+                .map_or_else(|| "- (daemon default)".into(), |n| n.to_string()),
+        ),
+        (
             "source",
             match &d.source_path {
                 Some(p) if d.source == Source::Config => format!("config ({p})"),
@@ -368,7 +353,7 @@ fn print_one(v: &DefinitionView) {
         ("updated", d.updated_at.to_rfc3339()),
     ];
     for (k, val) in rows {
-        println!("{k:<10} {val}");
+        println!("{k:<11} {val}");
     }
 }
 
@@ -401,7 +386,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
 
 async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
     let default_tz = cfg.daemon.timezone;
-    let kind = kind_of(&cfg, &args.provider)?;
+    let kind = kind_of(cfg, &args.provider)?;
     let retention =
         match &args.retention {
             Some(r) => Some(r.trim().parse::<i64>().map_err(|_| {
@@ -421,13 +406,14 @@ async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> 
         desc: args.desc.clone(),
         fsfreeze: Some(args.fsfreeze),
         max_age: args.max_age.clone(),
+        max_deletes_per_run: args.max_deletes_per_run,
         catch_up_deadline: None,
         tags: None,
         ..RawDefinition::default()
     };
     args.keep.apply_to(&mut raw);
     let spec = raw.validate(kind).map_err(field_errors)?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store(cfg).await?;
     let def = store
         .insert_definition(&spec, Source::Cli, None, now)
         .await?;
@@ -450,13 +436,12 @@ async fn set(
     cfg: &Config,
     now: DateTime<Utc>,
 ) -> CliResult {
-    let store = ctx.open_store(&cfg).await?;
-    let def = ctx.resolve(&store, &address).await?;
+    let store = ctx.open_store(cfg).await?;
+    let def = ctx.resolve(&store, address).await?;
     ensure_cli_managed(&def)?;
     let mut spec = def.spec.clone();
-    apply_changes(&mut spec, &changes)?;
-    if kind_of(&cfg, &spec.identity.provider).ok()
-        == Some(crate::domain::ProviderKind::DigitalOcean)
+    apply_changes(&mut spec, changes)?;
+    if kind_of(cfg, &spec.identity.provider).ok() == Some(crate::domain::ProviderKind::DigitalOcean)
         && spec.fsfreeze
     {
         return Err(CliError::usage(
@@ -476,12 +461,12 @@ async fn rm(
     cfg: &Config,
     now: DateTime<Utc>,
 ) -> CliResult {
-    let store = ctx.open_store(&cfg).await?;
-    let def = ctx.resolve(&store, &address).await?;
+    let store = ctx.open_store(cfg).await?;
+    let def = ctx.resolve(&store, address).await?;
     ensure_cli_managed(&def)?;
     if delete_snapshots {
         confirm_delete(&def, yes)?;
-        let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
+        let (provider, target) = ctx.provider_for(cfg, &def, &store)?;
         let report = crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
             .await
             .map_err(CliError::Runtime)?;
@@ -507,7 +492,7 @@ async fn rm(
 
 async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
     let default_tz = cfg.daemon.timezone;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store(cfg).await?;
     let views: Vec<DefinitionView> = store
         .list_definitions()
         .await?
@@ -576,29 +561,10 @@ async fn set_active(
 
 /// `def rm --delete-snapshots`: ask on a terminal, demand `--yes` elsewhere.
 fn confirm_delete(def: &Definition, yes: bool) -> CliResult {
-    use std::io::{BufRead, IsTerminal, Write};
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage(format!(
-            "def rm --delete-snapshots deletes every snapshot of {} at the provider; add --yes to confirm",
-            def.spec.identity
-        )));
-    }
-    eprint!(
-        "Delete every snapshot of {} at the provider? [y/N] ",
-        def.spec.identity
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| CliError::Runtime(e.into()))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(CliError::usage("not confirmed; nothing was deleted"))
-    }
+    let id = &def.spec.identity;
+    confirm(
+        yes,
+        &format!("Delete every snapshot of {id} at the provider?"),
+        &format!("def rm --delete-snapshots deletes every snapshot of {id} at the provider; add --yes to confirm"),
+    )
 }

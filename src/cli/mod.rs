@@ -27,6 +27,7 @@ pub mod history;
 pub mod import;
 pub mod nodes;
 pub mod prune;
+pub mod retention;
 pub mod run_cmd;
 pub mod schedule;
 pub mod snapshots;
@@ -89,6 +90,9 @@ pub enum Command {
     Schedule(schedule::ScheduleCommand),
     /// Prune a definition's own snapshots beyond its retention
     Prune(prune::PruneArgs),
+    /// Preview retention policies
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
     /// List snapshots with their state
     Snapshots(snapshots::SnapshotsArgs),
     /// Print a shell completion script (bash, zsh or fish) to stdout
@@ -160,6 +164,7 @@ impl Cli {
             Command::Import(cmd) => import::run(cmd, &ctx).await,
             Command::Schedule(cmd) => schedule::run(cmd, &ctx),
             Command::Prune(args) => prune::run(args, &ctx).await,
+            Command::Retention(cmd) => retention::run(cmd, &ctx).await,
             Command::Snapshots(args) => snapshots::run(args, &ctx).await,
             Command::Completions { shell } => gen::completions(shell),
             Command::Man => gen::man(),

@@ -9,11 +9,14 @@
 use chrono::Utc;
 use clap::Args;
 
-use super::context::{Address, Context};
+use std::io::IsTerminal;
+
+use super::context::{confirm, Address, Context};
 use super::output::print_prune_report;
 use super::{CliError, CliResult};
 use crate::clock::Clock;
 use crate::prune;
+use crate::retention::render_table;
 use crate::run::{self, PruneRunError};
 
 #[derive(Debug, Args)]
@@ -26,6 +29,10 @@ pub struct PruneArgs {
     /// Print the plan and its outcome as JSON
     #[arg(long)]
     pub json: bool,
+    /// Apply a plan that deletes more than max_deletes_per_run without
+    /// asking (required when not on a terminal)
+    #[arg(long)]
+    pub yes: bool,
 }
 
 pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
@@ -39,6 +46,31 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     if args.dry_run {
         let report = prune::prune(&store, &provider, spec, &target, tz, Utc::now(), true).await?;
         return print_prune_report(&report, args.json);
+    }
+
+    // The blast-radius limit stops the daemon; here the operator decides.
+    let limit = prune::max_deletes(spec, cfg.daemon.max_deletes_per_run);
+    if limit > 0 && !args.yes {
+        let plan = prune::prune(&store, &provider, spec, &target, tz, Utc::now(), true).await?;
+        let planned = plan.planned_deletions();
+        if planned > limit as usize {
+            if std::io::stdin().is_terminal() {
+                eprint!("{}", render_table(&plan.decisions));
+            }
+            let name = &spec.identity.name;
+            confirm(
+                false,
+                &format!(
+                    "Delete {planned} snapshots of {} (more than max_deletes_per_run {limit})?",
+                    spec.identity
+                ),
+                &format!(
+                    "the plan deletes {planned} snapshots of {}, more than max_deletes_per_run {limit}; \
+                     review it with `snapsched prune {name} --dry-run`, then add --yes to apply it",
+                    spec.identity
+                ),
+            )?;
+        }
     }
 
     let node = ctx.join_as_cli(&store, &cfg).await?;

@@ -41,6 +41,10 @@ pub struct DaemonConfig {
     #[serde(serialize_with = "ser::duration")]
     pub run_timeout: Duration,
     pub history_keep: u32,
+    /// The most snapshots one post-run prune may delete before it is
+    /// blocked for `snapsched prune` to apply (0 = no limit); a
+    /// definition's own `max_deletes_per_run` overrides it.
+    pub max_deletes_per_run: u32,
     /// How long a node's heartbeat may be silent before other nodes take
     /// its runs over.
     #[serde(serialize_with = "ser::duration")]
@@ -80,6 +84,7 @@ pub(super) struct RawDaemon {
     shutdown_grace: Option<String>,
     run_timeout: Option<String>,
     history_keep: Option<i64>,
+    max_deletes_per_run: Option<i64>,
     lease_ttl: Option<String>,
     log_level: Option<String>,
     log_format: Option<String>,
@@ -116,6 +121,7 @@ pub(super) fn parse(
             Duration::from_secs(6 * 3600),
         ),
         history_keep: history_keep(d.history_keep, c),
+        max_deletes_per_run: max_deletes_per_run(d.max_deletes_per_run, c),
         lease_ttl: lease_ttl(d.lease_ttl.as_deref(), c),
         log_level: log_level(d.log_level, c),
         log_format: log_format(d.log_format.as_deref(), c),
@@ -171,6 +177,21 @@ fn history_keep(n: Option<i64>, c: &mut Collector) -> u32 {
                 format!("{n} must be at least 1 (runs kept per definition)"),
             );
             1000
+        }
+    }
+}
+
+/// The daemon's default blast-radius limit.
+pub const DEFAULT_MAX_DELETES_PER_RUN: u32 = 10;
+
+fn max_deletes_per_run(n: Option<i64>, c: &mut Collector) -> u32 {
+    match n {
+        None => DEFAULT_MAX_DELETES_PER_RUN,
+        Some(n) => {
+            definition::parse_max_deletes("daemon.max_deletes_per_run", n).unwrap_or_else(|e| {
+                c.push("daemon.max_deletes_per_run", e.message);
+                DEFAULT_MAX_DELETES_PER_RUN
+            })
         }
     }
 }

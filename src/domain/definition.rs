@@ -206,6 +206,19 @@ pub fn parse_keep_count_text(field: &'static str, text: &str) -> Result<u32, Fie
     }
 }
 
+/// Validate a blast-radius limit: the most snapshots one post-run prune may
+/// delete (0 = no limit).
+pub fn parse_max_deletes(field: &'static str, n: i64) -> Result<u32, FieldError> {
+    if (0..=i64::from(RETENTION_MAX)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{n} is out of range 0-{RETENTION_MAX} (0 means no limit)"),
+        ))
+    }
+}
+
 /// Calendar keep tiers of a definition, besides its `retention` (which is
 /// `keep_last`). Counts of 0 and `within: None` are off. How they keep
 /// snapshots is the retention planner's business.
@@ -356,6 +369,8 @@ pub struct DefinitionSpec {
     pub catch_up_deadline: Option<Duration>,
     /// Extra provider tags (DigitalOcean).
     pub tags: Vec<String>,
+    /// Overrides `[daemon] max_deletes_per_run` (0 = no limit).
+    pub max_deletes_per_run: Option<u32>,
 }
 
 impl DefinitionSpec {
@@ -410,6 +425,7 @@ pub struct RawDefinition {
     pub max_age: Option<String>,
     pub catch_up_deadline: Option<String>,
     pub tags: Option<Vec<String>>,
+    pub max_deletes_per_run: Option<i64>,
 }
 
 impl RawDefinition {
@@ -526,6 +542,11 @@ impl RawDefinition {
             errors.push(FieldError::new("provider", "must not be empty"));
         }
         let tags = self.tags.clone().unwrap_or_default();
+        let max_deletes_per_run = self.max_deletes_per_run.and_then(|n| {
+            parse_max_deletes("max_deletes_per_run", n)
+                .map_err(|e| errors.push(e))
+                .ok()
+        });
         let (Some(name), Some(target), Some(disk_id), Some(schedule), Some(retention), Some(desc)) =
             (name, target, disk_id, parsed_schedule, retention, desc)
         else {
@@ -549,6 +570,7 @@ impl RawDefinition {
             max_age,
             catch_up_deadline,
             tags,
+            max_deletes_per_run,
         };
         if errors.is_empty() {
             Ok(spec)

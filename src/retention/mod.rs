@@ -13,7 +13,8 @@
 //! 3. [`render_table`] / [`render_json`] for the CLI's `prune` and
 //!    `--dry-run`.
 //!
-//! [`plan_listing`] does steps 1 and 2 for an [`Intent`].
+//! [`plan_listing`] does steps 1 and 2 for an [`Intent`]; [`simulate`]
+//! replays a schedule and plans after every run, for `retention simulate`.
 //!
 //! What the caller must do around it: prune only after a successful create;
 //! plan only from a complete listing, and skip pruning entirely when the
@@ -26,6 +27,7 @@ mod listing;
 mod ownership;
 mod plan;
 mod render;
+mod simulate;
 mod tiers;
 
 #[cfg(test)]
@@ -38,4 +40,5 @@ pub use ownership::{
 };
 pub use plan::{format_duration, plan, plan_removal, Decision, PlanSummary, Policy, Reason};
 pub use render::{join_reasons, render_json, render_table, CREATED_FORMAT};
+pub use simulate::{simulate, KeptSnapshot, SimulateError, Simulation, SimulationInput, MAX_SLOTS};
 pub use tiers::{keep_reasons, Tier, Tiers};

@@ -38,6 +38,7 @@ struct DefinitionRow {
     keep_monthly: i64,
     keep_yearly: i64,
     keep_within_secs: Option<i64>,
+    max_deletes_per_run: Option<i64>,
     tags: String,
     source: String,
     source_path: Option<String>,
@@ -80,6 +81,10 @@ impl DefinitionRow {
             yearly: count("keep_yearly", self.keep_yearly)?,
             within: secs(self.keep_within_secs).filter(|d| !d.is_zero()),
         };
+        let max_deletes_per_run = self
+            .max_deletes_per_run
+            .map(|n| count("max_deletes_per_run", n))
+            .transpose()?;
         let tags = serde_json::from_str(&self.tags)
             .map_err(|e| corrupt(format!("tags '{}': {e}", self.tags)))?;
         let source = Source::parse(&self.source)
@@ -99,6 +104,7 @@ impl DefinitionRow {
                 max_age: secs(self.max_age_secs),
                 catch_up_deadline: secs(self.catch_up_deadline_secs),
                 tags,
+                max_deletes_per_run,
             },
             source,
             source_path: self.source_path,
@@ -359,15 +365,17 @@ fn spec_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .text(serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()))
 }
 
-/// The keep-tier columns, bound after everything else (so that the other
-/// placeholders keep their numbers), in the order [`keep_args`] binds them.
-const KEEP_COLUMNS: [&str; 6] = [
+/// The keep-tier and blast-radius columns, bound after everything else (so
+/// that the other placeholders keep their numbers), in the order
+/// [`keep_args`] binds them.
+const KEEP_COLUMNS: [&str; 7] = [
     "keep_hourly",
     "keep_daily",
     "keep_weekly",
     "keep_monthly",
     "keep_yearly",
     "keep_within_secs",
+    "max_deletes_per_run",
 ];
 
 /// Bind the spec's keep tiers, as [`KEEP_COLUMNS`] names them.
@@ -379,6 +387,7 @@ fn keep_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .int(k.monthly)
         .int(k.yearly)
         .int(k.within.map(|d| d.as_secs() as i64))
+        .int(spec.max_deletes_per_run)
 }
 
 /// `$first, $first+1, ...` for the keep-tier columns.
@@ -398,8 +407,8 @@ async fn insert_in(
     source_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$22
-    // keep tiers.
+    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$23
+    // keep tiers and max_deletes_per_run.
     let sql = format!(
         "INSERT INTO definitions (provider, target, disk_id, name, {}, source, source_path,
              created_at, updated_at, {})
@@ -428,8 +437,8 @@ async fn update_in(
     config_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$21 keep
-    // tiers.
+    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$22 keep
+    // tiers and max_deletes_per_run.
     let sets: Vec<String> = SPEC_COLUMNS
         .iter()
         .enumerate()
