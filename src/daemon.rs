@@ -126,7 +126,10 @@ async fn reload_once(
 async fn reconcile(store: &Store, cfg: &Config) -> anyhow::Result<()> {
     let outcome = wiring::apply_config(cfg, store, ApplyMode::IfNewer).await?;
     match outcome {
-        ConfigOutcome::Applied { report: r, replaced } => {
+        ConfigOutcome::Applied {
+            report: r,
+            replaced,
+        } => {
             crate::telemetry::metrics::config_drift(false);
             tracing::info!(
                 added = r.added.len(),

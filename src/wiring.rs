@@ -470,7 +470,10 @@ pub async fn apply_config(
 
 /// The applied version when the configuration's definitions differ from it
 /// (drift); `None` when they match or nothing was applied yet.
-pub async fn config_drift(cfg: &Config, store: &Store) -> Result<Option<AppliedConfig>, WiringError> {
+pub async fn config_drift(
+    cfg: &Config,
+    store: &Store,
+) -> Result<Option<AppliedConfig>, WiringError> {
     let digest = crate::store::config_state::digest(&cfg.definitions);
     Ok(store.applied_config().await?.filter(|a| a.digest != digest))
 }

@@ -155,7 +155,8 @@ impl Store {
         let digest = digest(file.specs);
         // Compared in the stored precision (ms), so a file is never "newer"
         // than its own record.
-        let newer = |a: &AppliedConfig| file.mtime.timestamp_millis() > a.file_mtime.timestamp_millis();
+        let newer =
+            |a: &AppliedConfig| file.mtime.timestamp_millis() > a.file_mtime.timestamp_millis();
         let (replaced, first) = match applied {
             None => (None, true),
             Some(a) if a.digest == digest => (None, false),

@@ -875,7 +875,11 @@ async fn a_ping_answers_while_open_and_fails_once_closed() {
 }
 
 /// A config file offered to the store from `host`, modified at `mtime`.
-fn config_file<'a>(specs: &'a [DefinitionSpec], host: &'a str, mtime: DateTime<Utc>) -> ConfigFile<'a> {
+fn config_file<'a>(
+    specs: &'a [DefinitionSpec],
+    host: &'a str,
+    mtime: DateTime<Utc>,
+) -> ConfigFile<'a> {
     ConfigFile {
         specs,
         path: "/etc/snapsched/config.toml",
@@ -909,7 +913,10 @@ async fn a_daemon_applies_only_a_different_and_newer_config_file() {
             .apply_config_file(config_file(&file_a, "web01", at(1, 0)), daemon, at(5, 0))
             .await
             .expect("apply a");
-        assert!(matches!(outcome, ConfigOutcome::Applied { replaced: None, .. }), "{b:?}: {outcome:?}");
+        assert!(
+            matches!(outcome, ConfigOutcome::Applied { replaced: None, .. }),
+            "{b:?}: {outcome:?}"
+        );
 
         // B differs but is older (and then just as old): drift, nothing changes.
         for mtime in [at(0, 30), at(1, 0)] {
@@ -920,16 +927,27 @@ async fn a_daemon_applies_only_a_different_and_newer_config_file() {
             let ConfigOutcome::Drift { applied } = outcome else {
                 panic!("{b:?}: older file applied: {outcome:?}");
             };
-            assert_eq!((applied.hostname.as_str(), applied.file_mtime), ("web01", at(1, 0)));
+            assert_eq!(
+                (applied.hostname.as_str(), applied.file_mtime),
+                ("web01", at(1, 0))
+            );
         }
-        assert_eq!(names(&store.list_definitions().await.expect("list")), ["a"], "{b:?}");
+        assert_eq!(
+            names(&store.list_definitions().await.expect("list")),
+            ["a"],
+            "{b:?}"
+        );
 
         // B newer: applies; A again (older now): no flap.
         let outcome = store
             .apply_config_file(config_file(&file_b, "web02", at(2, 0)), daemon, at(7, 0))
             .await
             .expect("offer newer b");
-        let ConfigOutcome::Applied { replaced: Some(replaced), .. } = outcome else {
+        let ConfigOutcome::Applied {
+            replaced: Some(replaced),
+            ..
+        } = outcome
+        else {
             panic!("{b:?}: newer file not applied: {outcome:?}");
         };
         assert_eq!(replaced.hostname, "web01");
@@ -937,26 +955,60 @@ async fn a_daemon_applies_only_a_different_and_newer_config_file() {
             .apply_config_file(config_file(&file_a, "web01", at(1, 0)), daemon, at(8, 0))
             .await
             .expect("offer a again");
-        assert!(matches!(outcome, ConfigOutcome::Drift { .. }), "{b:?}: {outcome:?}");
-        assert_eq!(names(&store.list_definitions().await.expect("list")), ["b"], "{b:?}");
-        let applied = store.applied_config().await.expect("state").expect("applied");
-        assert_eq!((applied.hostname.as_str(), applied.applied_at), ("web02", at(7, 0)));
+        assert!(
+            matches!(outcome, ConfigOutcome::Drift { .. }),
+            "{b:?}: {outcome:?}"
+        );
+        assert_eq!(
+            names(&store.list_definitions().await.expect("list")),
+            ["b"],
+            "{b:?}"
+        );
+        let applied = store
+            .applied_config()
+            .await
+            .expect("state")
+            .expect("applied");
+        assert_eq!(
+            (applied.hostname.as_str(), applied.applied_at),
+            ("web02", at(7, 0))
+        );
 
         // The same version from an older file re-reconciles, keeping its record.
         let outcome = store
             .apply_config_file(config_file(&file_b, "web03", at(0, 0)), daemon, at(9, 0))
             .await
             .expect("offer b elsewhere");
-        assert!(matches!(outcome, ConfigOutcome::Applied { replaced: None, .. }), "{b:?}: {outcome:?}");
+        assert!(
+            matches!(outcome, ConfigOutcome::Applied { replaced: None, .. }),
+            "{b:?}: {outcome:?}"
+        );
         assert_eq!(store.applied_config().await.expect("state"), Some(applied));
 
         // An explicit apply wins, however old the file.
         let outcome = store
-            .apply_config_file(config_file(&file_a, "web01", at(0, 0)), ApplyMode::Always, at(10, 0))
+            .apply_config_file(
+                config_file(&file_a, "web01", at(0, 0)),
+                ApplyMode::Always,
+                at(10, 0),
+            )
             .await
             .expect("apply a");
-        assert!(matches!(outcome, ConfigOutcome::Applied { replaced: Some(_), .. }), "{b:?}: {outcome:?}");
-        assert_eq!(names(&store.list_definitions().await.expect("list")), ["a"], "{b:?}");
+        assert!(
+            matches!(
+                outcome,
+                ConfigOutcome::Applied {
+                    replaced: Some(_),
+                    ..
+                }
+            ),
+            "{b:?}: {outcome:?}"
+        );
+        assert_eq!(
+            names(&store.list_definitions().await.expect("list")),
+            ["a"],
+            "{b:?}"
+        );
         store.close().await;
     }
 }
@@ -974,14 +1026,25 @@ async fn two_daemons_starting_at_once_do_not_both_apply() {
             );
             let mtime = at(round + 1, 0);
             let (ra, rb) = tokio::join!(
-                one.apply_config_file(config_file(&file_a, "web01", mtime), ApplyMode::IfNewer, at(12, 0)),
-                two.apply_config_file(config_file(&file_b, "web02", mtime), ApplyMode::IfNewer, at(12, 0)),
+                one.apply_config_file(
+                    config_file(&file_a, "web01", mtime),
+                    ApplyMode::IfNewer,
+                    at(12, 0)
+                ),
+                two.apply_config_file(
+                    config_file(&file_b, "web02", mtime),
+                    ApplyMode::IfNewer,
+                    at(12, 0)
+                ),
             );
             let applied = [ra.expect("a"), rb.expect("b")]
                 .iter()
                 .filter(|o| matches!(o, ConfigOutcome::Applied { .. }))
                 .count();
-            assert_eq!(applied, 1, "{location} round {round}: files of one age both applied");
+            assert_eq!(
+                applied, 1,
+                "{location} round {round}: files of one age both applied"
+            );
             assert_eq!(one.list_definitions().await.expect("list").len(), 1);
         }
         one.close().await;
