@@ -149,7 +149,7 @@ async fn reconcile(store: &Store, cfg: &Config) -> anyhow::Result<()> {
             crate::telemetry::metrics::config_drift(true);
             tracing::warn!(
                 "configuration definitions in {} differ from the version {} applied from {} \
-                 (modified {}) on {}, and the file is not newer: not applied; touch the file \
+                 (dated {}) on {}, and the file is not newer: not applied; touch the file \
                  to make it the newest or run `snapsched config apply` to apply it",
                 cfg.path.display(),
                 a.hostname,

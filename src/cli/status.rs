@@ -155,7 +155,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     if let Some(a) = drift {
         println!(
             "config drift: the definitions in {} differ from the version {} applied from {} \
-             (modified {}) on {}; `snapsched config apply` applies this file",
+             (dated {}) on {}; `snapsched config apply` applies this file",
             cfg.path.display(),
             a.hostname,
             a.source_path,

@@ -9,7 +9,10 @@
 //!   nothing was applied yet); a daemon whose file merely matches the
 //!   applied version re-reconciles it (a no-op that restores the file's
 //!   truth over CLI edits, as on one host);
-//! - `snapsched config apply` always applies (an operator's explicit word);
+//! - `snapsched config apply` always applies (an operator's explicit word),
+//!   and dates the version it records at the time of the apply when that is
+//!   later than the file's, so that a file edited before the apply does not
+//!   undo it on the next daemon start;
 //! - a file that differs but is not newer is *drift*: not applied, reported.
 //!
 //! Invariants:
@@ -33,7 +36,8 @@ use crate::domain::definition::DefinitionSpec;
 pub struct AppliedConfig {
     /// [`digest`] of the applied definitions.
     pub digest: String,
-    /// Modification time of the file they came from.
+    /// Modification time of the file they came from (for `config apply`,
+    /// the time of the apply if later).
     pub file_mtime: DateTime<Utc>,
     pub source_path: String,
     /// Host (and node, for a daemon) that applied them.
@@ -169,6 +173,17 @@ impl Store {
         // The same version re-reconciled by a daemon keeps its record: who
         // applied it is what an operator chasing drift wants to know.
         if first || replaced.is_some() || mode == ApplyMode::Always {
+            // An explicit apply dates its version no earlier than itself:
+            // otherwise the next daemon start with a file edited before the
+            // apply would undo it at once.
+            let dated = match mode {
+                ApplyMode::Always => file.mtime.max(now),
+                ApplyMode::IfNewer => file.mtime,
+            };
+            let file = ConfigFile {
+                mtime: dated,
+                ..file
+            };
             record(&mut tx, file, &digest, self.node_id().as_deref(), now).await?;
         }
         tx.commit().await?;

@@ -1009,6 +1009,15 @@ async fn a_daemon_applies_only_a_different_and_newer_config_file() {
             ["a"],
             "{b:?}"
         );
+        // ... and stays: a file edited before the apply is older than it.
+        let outcome = store
+            .apply_config_file(config_file(&file_b, "web02", at(9, 0)), daemon, at(11, 0))
+            .await
+            .expect("offer b after the apply");
+        assert!(
+            matches!(outcome, ConfigOutcome::Drift { .. }),
+            "{b:?}: {outcome:?}"
+        );
         store.close().await;
     }
 }
