@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config, Overrides};
 use crate::provider::AnyProvider;
 use crate::scheduler::{Providers, Scheduler};
-use crate::store::Store;
+use crate::store::{ApplyMode, ConfigOutcome, Store};
 use crate::wiring::{self, ProviderMap};
 
 pub use crate::telemetry::Hooks;
@@ -120,21 +120,44 @@ async fn reload_once(
     Ok(map)
 }
 
-/// Reconcile the file's definitions into the store and log what changed.
+/// Offer the file's definitions to the store and log what happened: applied
+/// when they are new or newer than the applied version, otherwise left as
+/// drift (see [`crate::store::config_state`]).
 async fn reconcile(store: &Store, cfg: &Config) -> anyhow::Result<()> {
-    let r = store
-        .reconcile_config(
-            &cfg.definitions,
-            &cfg.path.to_string_lossy(),
-            chrono::Utc::now(),
-        )
-        .await?;
-    tracing::info!(
-        added = r.added.len(),
-        updated = r.updated.len(),
-        removed = r.removed.len(),
-        "configuration definitions reconciled from {}",
-        cfg.path.display()
-    );
+    let outcome = wiring::apply_config(cfg, store, ApplyMode::IfNewer).await?;
+    match outcome {
+        ConfigOutcome::Applied {
+            report: r,
+            replaced,
+        } => {
+            crate::telemetry::metrics::config_drift(false);
+            tracing::info!(
+                added = r.added.len(),
+                updated = r.updated.len(),
+                removed = r.removed.len(),
+                "configuration definitions reconciled from {}{}",
+                cfg.path.display(),
+                replaced.map_or_else(String::new, |a| format!(
+                    " (newer than the version {} applied from {} on {})",
+                    a.hostname,
+                    a.source_path,
+                    a.applied_at.to_rfc3339()
+                ))
+            );
+        }
+        ConfigOutcome::Drift { applied: a } => {
+            crate::telemetry::metrics::config_drift(true);
+            tracing::warn!(
+                "configuration definitions in {} differ from the version {} applied from {} \
+                 (dated {}) on {}, and the file is not newer: not applied; touch the file \
+                 to make it the newest or run `snapsched config apply` to apply it",
+                cfg.path.display(),
+                a.hostname,
+                a.source_path,
+                a.file_mtime.to_rfc3339(),
+                a.applied_at.to_rfc3339()
+            );
+        }
+    }
     Ok(())
 }

@@ -77,11 +77,7 @@ impl Default for RunOptions {
 /// `max_deletes_per_run`; the run itself succeeded.
 pub const PRUNE_BLOCKED: &str = "prune_blocked";
 
-/// The snapshot name for a slot: `<definition>-YYYYmmdd_HHMMSS` in UTC
-/// (Erigones' convention), so every attempt of a slot asks for the same name.
-pub fn snapshot_name(definition: &str, slot: DateTime<Utc>) -> String {
-    format!("{definition}-{}", slot.format("%Y%m%d_%H%M%S"))
-}
+pub use crate::domain::snapshot::snapshot_name;
 
 /// What ended a run's execution.
 #[derive(Debug)]

@@ -21,7 +21,10 @@ use crate::provider::{AnyProvider, ProviderError};
 use crate::run::RunOptions;
 use crate::scheduler::Settings;
 use crate::secret::Credential;
-use crate::store::{BudgetWindow, Grant, Location, Store, StoreError};
+use crate::store::{
+    AppliedConfig, ApplyMode, BudgetWindow, ConfigFile, ConfigOutcome, Grant, Location, Store,
+    StoreError,
+};
 
 /// Every configured provider by name, with its kind (what the scheduler
 /// takes).
@@ -306,6 +309,52 @@ pub fn store_exists(cfg: &Config) -> bool {
 /// Open (and migrate) the store at `[daemon] database`.
 pub async fn open_store(cfg: &Config) -> Result<Store, WiringError> {
     Ok(Store::connect(&store_location(cfg)?).await?)
+}
+
+// ---------------------------------------------------------------- config file
+
+/// The config file's modification time: it orders versions of the file
+/// across nodes (see [`crate::store::config_state`]).
+fn config_mtime(cfg: &Config) -> Result<chrono::DateTime<chrono::Utc>, WiringError> {
+    std::fs::metadata(&cfg.path)
+        .and_then(|m| m.modified())
+        .map(chrono::DateTime::from)
+        .map_err(|e| {
+            WiringError::Config(format!(
+                "cannot read the modification time of {}: {e}; check that the file exists and is readable",
+                cfg.path.display()
+            ))
+        })
+}
+
+/// Offer the configuration's definitions to the store: applied by the rule
+/// of [`crate::store::config_state`], or reported as drift.
+pub async fn apply_config(
+    cfg: &Config,
+    store: &Store,
+    mode: ApplyMode,
+) -> Result<ConfigOutcome, WiringError> {
+    let path = cfg.path.to_string_lossy();
+    let hostname = crate::cluster::membership::hostname();
+    let file = ConfigFile {
+        specs: &cfg.definitions,
+        path: &path,
+        mtime: config_mtime(cfg)?,
+        hostname: &hostname,
+    };
+    Ok(store
+        .apply_config_file(file, mode, chrono::Utc::now())
+        .await?)
+}
+
+/// The applied version when the configuration's definitions differ from it
+/// (drift); `None` when they match or nothing was applied yet.
+pub async fn config_drift(
+    cfg: &Config,
+    store: &Store,
+) -> Result<Option<AppliedConfig>, WiringError> {
+    let digest = crate::store::config_state::digest(&cfg.definitions);
+    Ok(store.applied_config().await?.filter(|a| a.digest != digest))
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! `snapsched config check|show|default|apply`.
 
-use chrono::Utc;
 use clap::Subcommand;
 
 use super::context::Context;
 use super::output::print_json;
 use super::CliResult;
 use crate::config;
+use crate::store::{ApplyMode, ConfigOutcome, Reconciled};
+use crate::wiring;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -21,7 +22,8 @@ pub enum ConfigCommand {
     },
     /// Print the commented example configuration
     Default,
-    /// Reconcile the file's [[definitions]] into the store now
+    /// Reconcile the file's [[definitions]] into the store now, whatever
+    /// version the store holds (daemons apply only a newer file)
     Apply {
         #[arg(long)]
         json: bool,
@@ -59,9 +61,11 @@ pub async fn run(cmd: ConfigCommand, ctx: &Context) -> CliResult {
         ConfigCommand::Apply { json } => {
             let cfg = ctx.config()?;
             let store = ctx.open_store(&cfg).await?;
-            let report = store
-                .reconcile_config(&cfg.definitions, &cfg.path.to_string_lossy(), Utc::now())
-                .await?;
+            // An explicit apply wins over whatever version the store holds.
+            let report = match wiring::apply_config(&cfg, &store, ApplyMode::Always).await? {
+                ConfigOutcome::Applied { report, .. } => report,
+                ConfigOutcome::Drift { .. } => Reconciled::default(),
+            };
             if json {
                 return print_json(&report);
             }

@@ -33,6 +33,9 @@ pub struct DefinitionStatus {
     /// The node running the definition's run in flight; `None` when nothing
     /// is in flight (or the run predates nodes).
     pub node: Option<NodeRef>,
+    /// Whether this configuration file's definitions differ from the
+    /// version the store holds (the same for every row).
+    pub config_drift: bool,
 }
 
 /// The node owning a run in flight.
@@ -72,6 +75,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let store = ctx.open_store(&cfg).await?;
     let now = Utc::now();
     let mut owners = owners(&store).await?;
+    let drift = crate::wiring::config_drift(&cfg, &store).await?;
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
@@ -92,6 +96,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             last_run,
             last_success,
             last_error,
+            config_drift: drift.is_some(),
         });
     }
     if args.json {
@@ -147,6 +152,17 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
         headers.insert(NODE_COLUMN, "Node");
     }
     print_table(&headers, &rows);
+    if let Some(a) = drift {
+        println!(
+            "config drift: the definitions in {} differ from the version {} applied from {} \
+             (dated {}) on {}; `snapsched config apply` applies this file",
+            cfg.path.display(),
+            a.hostname,
+            a.source_path,
+            a.file_mtime.to_rfc3339(),
+            a.applied_at.to_rfc3339()
+        );
+    }
     Ok(())
 }
 

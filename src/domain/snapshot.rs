@@ -82,3 +82,9 @@ pub struct SnapshotRecord {
     pub deleted_at: Option<DateTime<Utc>>,
     pub delete_reason: Option<String>,
 }
+
+/// The snapshot name for a slot: `<definition>-YYYYmmdd_HHMMSS` in UTC
+/// (Erigones' convention), so every attempt of a slot asks for the same name.
+pub fn snapshot_name(definition: &str, slot: DateTime<Utc>) -> String {
+    format!("{definition}-{}", slot.format("%Y%m%d_%H%M%S"))
+}

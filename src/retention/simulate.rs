@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(sim.kept[0].name, "web-20260208_230000");
         assert_eq!(
             sim.kept[0].name,
-            crate::run::snapshot_name("web", utc(2026, 2, 8, 23))
+            crate::domain::snapshot::snapshot_name("web", utc(2026, 2, 8, 23))
         );
         let newest = sim
             .kept

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::backend::{Args, Conn};
+use super::backend::{Args, Conn, Tx};
 use super::{disk_id, parse_ts, ts_ms, Store, StoreError, StoreResult};
 use crate::domain::definition::{Definition, DefinitionSpec, Identity, KeepTiers, Source};
 use crate::domain::{Schedule, Target};
@@ -264,64 +264,75 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<Reconciled> {
         let mut tx = self.pool.begin().await?;
-        // Only the file's own rows are read in full; a CLI row the file
-        // takes over is found by its identity (indexed), so a large store of
-        // CLI definitions costs nothing here.
-        let existing = tx
-            .conn()
-            .fetch_all::<DefinitionRow>(
-                "SELECT * FROM definitions WHERE source = 'config'",
-                &Args::new(),
-            )
-            .await?
-            .into_iter()
-            .map(DefinitionRow::into_definition)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let by_identity: HashMap<&Identity, &Definition> =
-            existing.iter().map(|d| (&d.spec.identity, d)).collect();
-        let wanted: HashSet<&Identity> = specs.iter().map(|s| &s.identity).collect();
-        let mut report = Reconciled::default();
-        for spec in specs {
-            let fetched;
-            let found = match by_identity.get(&spec.identity) {
-                Some(d) => Some(*d),
-                None => {
-                    fetched = definition_by_identity(&mut tx.conn(), &spec.identity).await?;
-                    fetched.as_ref()
-                }
-            };
-            match found {
-                None => {
-                    insert_in(&mut tx.conn(), spec, Source::Config, Some(source_path), now).await?;
-                    report.added.push(spec.identity.clone());
-                }
-                Some(d) => {
-                    let same = d.spec == *spec
-                        && d.source == Source::Config
-                        && d.source_path.as_deref() == Some(source_path);
-                    if same {
-                        report.unchanged += 1;
-                    } else {
-                        update_in(&mut tx.conn(), spec, Some(source_path), now).await?;
-                        report.updated.push(spec.identity.clone());
-                    }
-                }
-            }
-        }
-        for d in &existing {
-            if !wanted.contains(&d.spec.identity) {
-                tx.conn()
-                    .execute(
-                        "DELETE FROM definitions WHERE id = $1",
-                        &Args::new().int(d.id),
-                    )
-                    .await?;
-                report.removed.push(d.spec.identity.clone());
-            }
-        }
+        let report = reconcile_in(&mut tx, specs, source_path, now).await?;
         tx.commit().await?;
         Ok(report)
     }
+}
+
+/// [`Store::reconcile_config`] inside the caller's (write) transaction.
+pub(crate) async fn reconcile_in(
+    tx: &mut Tx,
+    specs: &[DefinitionSpec],
+    source_path: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Reconciled> {
+    // Only the file's own rows are read in full; a CLI row the file
+    // takes over is found by its identity (indexed), so a large store of
+    // CLI definitions costs nothing here.
+    let existing = tx
+        .conn()
+        .fetch_all::<DefinitionRow>(
+            "SELECT * FROM definitions WHERE source = 'config'",
+            &Args::new(),
+        )
+        .await?
+        .into_iter()
+        .map(DefinitionRow::into_definition)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let by_identity: HashMap<&Identity, &Definition> =
+        existing.iter().map(|d| (&d.spec.identity, d)).collect();
+    let wanted: HashSet<&Identity> = specs.iter().map(|s| &s.identity).collect();
+    let mut report = Reconciled::default();
+    for spec in specs {
+        let fetched;
+        let found = match by_identity.get(&spec.identity) {
+            Some(d) => Some(*d),
+            None => {
+                fetched = definition_by_identity(&mut tx.conn(), &spec.identity).await?;
+                fetched.as_ref()
+            }
+        };
+        match found {
+            None => {
+                insert_in(&mut tx.conn(), spec, Source::Config, Some(source_path), now).await?;
+                report.added.push(spec.identity.clone());
+            }
+            Some(d) => {
+                let same = d.spec == *spec
+                    && d.source == Source::Config
+                    && d.source_path.as_deref() == Some(source_path);
+                if same {
+                    report.unchanged += 1;
+                } else {
+                    update_in(&mut tx.conn(), spec, Some(source_path), now).await?;
+                    report.updated.push(spec.identity.clone());
+                }
+            }
+        }
+    }
+    for d in &existing {
+        if !wanted.contains(&d.spec.identity) {
+            tx.conn()
+                .execute(
+                    "DELETE FROM definitions WHERE id = $1",
+                    &Args::new().int(d.id),
+                )
+                .await?;
+            report.removed.push(d.spec.identity.clone());
+        }
+    }
+    Ok(report)
 }
 
 /// One definition by identity, on a pooled connection or in a transaction.

@@ -7,7 +7,8 @@
 //! failed command leaves the store as it was. Migrations for each backend are
 //! embedded and applied by every command that opens the store.
 //!
-//! One file per table: [`definitions`], [`runs`], [`snapshots`], and
+//! One file per table: [`definitions`], [`runs`], [`snapshots`],
+//! [`config_state`] (which version of the config file is applied), and
 //! [`meta`] (ownership mark, change counter, migrations). The operations are
 //! methods of the one [`Store`] type whatever the backend; [`backend`] runs
 //! each query, written once, on the engine the store was opened on. Times are
@@ -29,6 +30,7 @@ use crate::domain::{Identity, RunState};
 
 pub mod backend;
 pub mod budget;
+pub mod config_state;
 pub mod definitions;
 pub mod location;
 pub mod meta;
@@ -38,6 +40,7 @@ pub mod snapshots;
 
 pub use backend::Backend;
 pub use budget::{BudgetWindow, Grant};
+pub use config_state::{AppliedConfig, ApplyMode, ConfigFile, ConfigOutcome};
 pub use definitions::{Filter, Reconciled};
 pub use location::Location;
 

@@ -873,3 +873,190 @@ async fn a_ping_answers_while_open_and_fails_once_closed() {
         );
     }
 }
+
+/// A config file offered to the store from `host`, modified at `mtime`.
+fn config_file<'a>(
+    specs: &'a [DefinitionSpec],
+    host: &'a str,
+    mtime: DateTime<Utc>,
+) -> ConfigFile<'a> {
+    ConfigFile {
+        specs,
+        path: "/etc/snapsched/config.toml",
+        mtime,
+        hostname: host,
+    }
+}
+
+fn names(defs: &[crate::domain::definition::Definition]) -> Vec<&str> {
+    defs.iter().map(|d| d.spec.identity.name.as_str()).collect()
+}
+
+#[test]
+fn the_config_digest_is_of_the_definitions_not_their_order() {
+    let (one, two) = (spec("one", "vm1"), spec("two", "vm1"));
+    let d = config_state::digest(&[one.clone(), two.clone()]);
+    assert_eq!(d, config_state::digest(&[two.clone(), one.clone()]));
+    assert_ne!(d, config_state::digest(std::slice::from_ref(&one)));
+    let mut changed = two;
+    changed.retention += 1;
+    assert_ne!(d, config_state::digest(&[one, changed]));
+}
+
+#[tokio::test]
+async fn a_daemon_applies_only_a_different_and_newer_config_file() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let (file_a, file_b) = ([spec("a", "vm1")], [spec("b", "vm1")]);
+        let daemon = ApplyMode::IfNewer;
+        let outcome = store
+            .apply_config_file(config_file(&file_a, "web01", at(1, 0)), daemon, at(5, 0))
+            .await
+            .expect("apply a");
+        assert!(
+            matches!(outcome, ConfigOutcome::Applied { replaced: None, .. }),
+            "{b:?}: {outcome:?}"
+        );
+
+        // B differs but is older (and then just as old): drift, nothing changes.
+        for mtime in [at(0, 30), at(1, 0)] {
+            let outcome = store
+                .apply_config_file(config_file(&file_b, "web02", mtime), daemon, at(6, 0))
+                .await
+                .expect("offer b");
+            let ConfigOutcome::Drift { applied } = outcome else {
+                panic!("{b:?}: older file applied: {outcome:?}");
+            };
+            assert_eq!(
+                (applied.hostname.as_str(), applied.file_mtime),
+                ("web01", at(1, 0))
+            );
+        }
+        assert_eq!(
+            names(&store.list_definitions().await.expect("list")),
+            ["a"],
+            "{b:?}"
+        );
+
+        // B newer: applies; A again (older now): no flap.
+        let outcome = store
+            .apply_config_file(config_file(&file_b, "web02", at(2, 0)), daemon, at(7, 0))
+            .await
+            .expect("offer newer b");
+        let ConfigOutcome::Applied {
+            replaced: Some(replaced),
+            ..
+        } = outcome
+        else {
+            panic!("{b:?}: newer file not applied: {outcome:?}");
+        };
+        assert_eq!(replaced.hostname, "web01");
+        let outcome = store
+            .apply_config_file(config_file(&file_a, "web01", at(1, 0)), daemon, at(8, 0))
+            .await
+            .expect("offer a again");
+        assert!(
+            matches!(outcome, ConfigOutcome::Drift { .. }),
+            "{b:?}: {outcome:?}"
+        );
+        assert_eq!(
+            names(&store.list_definitions().await.expect("list")),
+            ["b"],
+            "{b:?}"
+        );
+        let applied = store
+            .applied_config()
+            .await
+            .expect("state")
+            .expect("applied");
+        assert_eq!(
+            (applied.hostname.as_str(), applied.applied_at),
+            ("web02", at(7, 0))
+        );
+
+        // The same version from an older file re-reconciles, keeping its record.
+        let outcome = store
+            .apply_config_file(config_file(&file_b, "web03", at(0, 0)), daemon, at(9, 0))
+            .await
+            .expect("offer b elsewhere");
+        assert!(
+            matches!(outcome, ConfigOutcome::Applied { replaced: None, .. }),
+            "{b:?}: {outcome:?}"
+        );
+        assert_eq!(store.applied_config().await.expect("state"), Some(applied));
+
+        // An explicit apply wins, however old the file.
+        let outcome = store
+            .apply_config_file(
+                config_file(&file_a, "web01", at(0, 0)),
+                ApplyMode::Always,
+                at(10, 0),
+            )
+            .await
+            .expect("apply a");
+        assert!(
+            matches!(
+                outcome,
+                ConfigOutcome::Applied {
+                    replaced: Some(_),
+                    ..
+                }
+            ),
+            "{b:?}: {outcome:?}"
+        );
+        assert_eq!(
+            names(&store.list_definitions().await.expect("list")),
+            ["a"],
+            "{b:?}"
+        );
+        // ... and stays: a file edited before the apply is older than it.
+        let outcome = store
+            .apply_config_file(config_file(&file_b, "web02", at(9, 0)), daemon, at(11, 0))
+            .await
+            .expect("offer b after the apply");
+        assert!(
+            matches!(outcome, ConfigOutcome::Drift { .. }),
+            "{b:?}: {outcome:?}"
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_starting_at_once_do_not_both_apply() {
+    for (location, _dir) in locations().await {
+        // Two stores (two pools), as two daemons have.
+        let one = Store::connect(&location).await.expect("open");
+        let two = Store::connect(&location).await.expect("open");
+        for round in 0..10u32 {
+            let (file_a, file_b) = (
+                [spec(&format!("a{round}"), "vm1")],
+                [spec(&format!("b{round}"), "vm1")],
+            );
+            let mtime = at(round + 1, 0);
+            let (ra, rb) = tokio::join!(
+                one.apply_config_file(
+                    config_file(&file_a, "web01", mtime),
+                    ApplyMode::IfNewer,
+                    at(12, 0)
+                ),
+                two.apply_config_file(
+                    config_file(&file_b, "web02", mtime),
+                    ApplyMode::IfNewer,
+                    at(12, 0)
+                ),
+            );
+            let applied = [ra.expect("a"), rb.expect("b")]
+                .iter()
+                .filter(|o| matches!(o, ConfigOutcome::Applied { .. }))
+                .count();
+            assert_eq!(
+                applied, 1,
+                "{location} round {round}: files of one age both applied"
+            );
+            assert_eq!(one.list_definitions().await.expect("list").len(), 1);
+        }
+        one.close().await;
+        two.close().await;
+    }
+}

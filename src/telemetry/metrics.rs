@@ -52,6 +52,9 @@ pub const NODE_HEARTBEAT_AGE: &str = "snapsched_node_heartbeat_age_seconds";
 pub const NODE_RUNS_HELD: &str = "snapsched_node_runs_held";
 /// 1 when the daemon's latest store read succeeded, else 0.
 pub const STORE_UP: &str = "snapsched_store_up";
+/// 1 while this daemon's config file differs from the version the store
+/// holds (and was not applied because it is not newer), else 0.
+pub const CONFIG_DRIFT: &str = "snapsched_config_drift";
 
 /// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
 /// tens of milliseconds to the request timeout (a minute).
@@ -94,6 +97,10 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         STORE_UP,
         "1 when the daemon's latest read of the store succeeded, else 0"
+    );
+    metrics::describe_gauge!(
+        CONFIG_DRIFT,
+        "1 while this daemon's config file differs from the applied version in the store and is not newer, else 0"
     );
     metrics::describe_counter!(RUNS, "Finished runs by result");
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
@@ -184,6 +191,11 @@ pub fn node_status(node: &Node, up: bool) {
 /// Whether the daemon's latest read of the store succeeded.
 pub fn store_up(up: bool) {
     metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Whether this daemon's config file differs from the applied version.
+pub fn config_drift(drift: bool) {
+    metrics::gauge!(CONFIG_DRIFT).set(if drift { 1.0 } else { 0.0 });
 }
 
 /// How a provider API request ended, as its `status` label.

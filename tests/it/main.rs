@@ -5,6 +5,7 @@ mod check;
 mod cli_def;
 mod cli_keep;
 mod cluster;
+mod config_cluster;
 mod config_file;
 mod confirm;
 mod crash;

@@ -523,3 +523,52 @@ async fn healthz_fails_while_the_store_is_unreachable_and_recovers() {
     }
     shutdown.cancel();
 }
+
+#[test]
+fn a_daemon_whose_config_file_is_not_newer_than_the_applied_one_reports_drift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_daemon_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    // Another host's file on the same store, with other definitions, applied
+    // explicitly; this daemon's file is older than that apply.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, text.replace("web01", "web02")).expect("other config");
+    let applied = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&other)
+        .args(["config", "apply"])
+        .output()
+        .expect("config apply runs");
+    assert!(applied.status.success(), "config apply: {applied:?}");
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&config)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("set mtime");
+
+    let daemon = Daemon::start(&config);
+    // Bounded polling: the gauge is set once the store is open and the file
+    // offered to it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let drift = loop {
+        if let Some(v) = value(&daemon.scrape(), "snapsched_config_drift", &[]) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no snapsched_config_drift");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(drift, 1.0);
+    daemon.stop();
+    let listed = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&other)
+        .args(["def", "list", "--json"])
+        .output()
+        .expect("def list runs");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("web02") && !listed.contains("web01"),
+        "the daemon applied its older file: {listed}"
+    );
+}
