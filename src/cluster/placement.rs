@@ -7,8 +7,10 @@
 //! only after a grace period, when the preferred node may be dead. When a
 //! node joins or leaves, only the definitions it wins or held move.
 //!
-//! The hash is spelled out (FNV-1a and a SplitMix64 finaliser) so that nodes
-//! built by different Rust releases agree on it.
+//! The hash is the one `H` schedule fields use (FNV-1a and a SplitMix64
+//! finaliser, spelled out), so nodes built by different Rust releases agree.
+
+use crate::domain::schedule::hash::{fnv1a, splitmix64};
 
 /// The preferred node for `key` among `nodes` (node ids), or `None` when the
 /// list is empty.
@@ -16,24 +18,8 @@ pub fn preferred<'a>(key: &str, nodes: &'a [String]) -> Option<&'a str> {
     let key_hash = fnv1a(key.as_bytes());
     nodes
         .iter()
-        .max_by_key(|node| (mix(key_hash ^ fnv1a(node.as_bytes())), node.as_str()))
+        .max_by_key(|node| (splitmix64(key_hash ^ fnv1a(node.as_bytes())), node.as_str()))
         .map(String::as_str)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use snapsched::domain::definition::{Identity, Source};
 use snapsched::domain::{Claim, NodeInfo, NodeRole, RunState, Trigger};
 use snapsched::store::runs::Update;
-use snapsched::store::{Backend, Location, Store};
+use snapsched::store::Store;
 
 use crate::support::fixtures::spec;
 use crate::support::process::assert_no_panic;
@@ -352,7 +352,7 @@ async fn check_is_critical_without_a_live_daemon_heartbeat() {
         .await
         .expect("register");
     assert_eq!(check(&env, &[]).0, 0);
-    age_heartbeat(&store, &env, DAEMON, 300).await;
+    db::age_heartbeat(&store, &env.db(), DAEMON, 300).await;
     let (code, out) = check(&env, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
@@ -419,35 +419,4 @@ async fn check_is_unknown_when_the_store_cannot_be_opened_or_the_name_is_unknown
     let (code, out) = check(&env, &["--warning", "soon"]);
     assert_eq!(code, 3, "{out}");
     assert!(status_line(&out).contains("--warning soon"), "{out}");
-}
-
-/// Make node `id`'s heartbeat `secs` seconds old, by the database's clock.
-async fn age_heartbeat(store: &Store, env: &TestEnv, id: &str, secs: i64) {
-    let sql = "UPDATE nodes SET heartbeat_ms = heartbeat_ms - $1 WHERE id = $2";
-    let by = secs * 1000;
-    match store.backend() {
-        Backend::Sqlite => {
-            let pool = store.sqlite_pool().expect("a SQLite store");
-            sqlx::query(sql)
-                .bind(by)
-                .bind(id)
-                .execute(pool)
-                .await
-                .expect("age heartbeat");
-        }
-        Backend::Postgres => {
-            use sqlx::{ConnectOptions, Connection};
-            let Location::Postgres(options) = db::location(&env.db()).await else {
-                unreachable!("a PostgreSQL location on the PostgreSQL pass");
-            };
-            let mut conn = options.connect().await.expect("connect");
-            sqlx::query(sql)
-                .bind(by)
-                .bind(id)
-                .execute(&mut conn)
-                .await
-                .expect("age heartbeat");
-            conn.close().await.ok();
-        }
-    }
 }

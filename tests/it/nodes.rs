@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::Value;
 use snapsched::domain::definition::Identity;
 use snapsched::domain::{Claim, NodeInfo, NodeRole, Trigger};
-use snapsched::store::{Backend, Location, Store};
+use snapsched::store::Store;
 
 use crate::support::fake::add_web;
 use crate::support::process::assert_no_panic;
@@ -68,37 +68,6 @@ async fn three_nodes() -> (TestEnv, Store) {
     (env, store)
 }
 
-/// Make node `id`'s heartbeat `secs` seconds old, by the database's clock.
-async fn age_heartbeat(store: &Store, env: &TestEnv, id: &str, secs: i64) {
-    let sql = "UPDATE nodes SET heartbeat_ms = heartbeat_ms - $1 WHERE id = $2";
-    let by = secs * 1000;
-    match store.backend() {
-        Backend::Sqlite => {
-            let pool = store.sqlite_pool().expect("a SQLite store");
-            sqlx::query(sql)
-                .bind(by)
-                .bind(id)
-                .execute(pool)
-                .await
-                .expect("age heartbeat");
-        }
-        Backend::Postgres => {
-            use sqlx::{ConnectOptions, Connection};
-            let Location::Postgres(options) = db::location(&env.db()).await else {
-                unreachable!("a PostgreSQL location on the PostgreSQL pass");
-            };
-            let mut conn = options.connect().await.expect("connect");
-            sqlx::query(sql)
-                .bind(by)
-                .bind(id)
-                .execute(&mut conn)
-                .await
-                .expect("age heartbeat");
-            conn.close().await.ok();
-        }
-    }
-}
-
 fn by_id<'a>(nodes: &'a Value, id: &str) -> &'a Value {
     nodes
         .as_array()
@@ -109,7 +78,7 @@ fn by_id<'a>(nodes: &'a Value, id: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_lists_every_node_with_heartbeat_age_runs_held_and_stale_ones_marked() {
     let (env, store) = three_nodes().await;
-    age_heartbeat(&store, &env, B, 120).await;
+    db::age_heartbeat(&store, &env.db(), B, 120).await;
     let env_ref = &env;
     let nodes = tokio::task::block_in_place(|| env_ref.json(&["nodes"]));
     assert_eq!(nodes.as_array().map(Vec::len), Some(3), "{nodes}");

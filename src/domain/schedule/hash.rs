@@ -31,7 +31,8 @@ impl HashSource {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a of `bytes`: stable across Rust releases and processes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -40,7 +41,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-fn splitmix64(mut z: u64) -> u64 {
+/// The SplitMix64 finaliser: spreads the bits of `z`.
+pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -34,7 +34,7 @@
 //! `None` only beyond the searchable calendar.
 
 mod dst;
-mod hash;
+pub mod hash;
 mod parse;
 mod search;
 

@@ -256,3 +256,35 @@ async fn the_database_setting_names_the_tests_store() {
     assert_eq!(again.list_definitions().await.expect("list").len(), 1);
     again.close().await;
 }
+
+/// Make node `id`'s heartbeat `secs` seconds old, by the database's clock
+/// (for the store of `path` on this run's backend).
+pub async fn age_heartbeat(store: &Store, path: &Path, id: &str, secs: i64) {
+    let sql = "UPDATE nodes SET heartbeat_ms = heartbeat_ms - $1 WHERE id = $2";
+    let by = secs * 1000;
+    match store.backend() {
+        Backend::Sqlite => {
+            let pool = store.sqlite_pool().expect("a SQLite store");
+            sqlx::query(sql)
+                .bind(by)
+                .bind(id)
+                .execute(pool)
+                .await
+                .expect("age heartbeat");
+        }
+        Backend::Postgres => {
+            use sqlx::{ConnectOptions, Connection};
+            let Location::Postgres(options) = location(path).await else {
+                unreachable!("a PostgreSQL location on the PostgreSQL pass");
+            };
+            let mut conn = options.connect().await.expect("connect");
+            sqlx::query(sql)
+                .bind(by)
+                .bind(id)
+                .execute(&mut conn)
+                .await
+                .expect("age heartbeat");
+            conn.close().await.ok();
+        }
+    }
+}
