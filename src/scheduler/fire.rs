@@ -61,8 +61,8 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 on_time: self.settings.on_time,
                 jump_back: self.settings.catch_up_deadline,
             };
-            let firing = catch_up::decide(&entry.schedule, entry.zone, at, now, &policy);
-            let (def, target) = (entry.def.clone(), entry.target.clone());
+            let firing = catch_up::decide(&entry.def.spec.schedule, entry.zone, at, now, &policy);
+            let (def, target) = (entry.def.clone(), entry.def.spec.target.clone());
             if let Some((count, last_missed)) = firing.missed {
                 // Not fatal: the latest slot still runs; the record is what
                 // a store outage costs here.

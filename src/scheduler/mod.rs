@@ -53,7 +53,7 @@ use self::reload::ChangeWatch;
 use self::status::StatusCache;
 use self::timer::TimerQueue;
 use crate::clock::Clock;
-use crate::domain::{Definition, Identity, Schedule, Target};
+use crate::domain::{Definition, Identity};
 use crate::provider::Provider;
 use crate::run::RunOptions;
 use crate::store::{Store, StoreResult};
@@ -95,13 +95,11 @@ impl Default for Settings {
     }
 }
 
-/// What a scheduled definition fires with: its row, parsed schedule, zone
-/// and target.
+/// What a scheduled definition fires with: its row (parsed schedule and
+/// target included) and the zone its schedule is evaluated in.
 struct Entry {
     def: Arc<Definition>,
-    schedule: Schedule,
     zone: Tz,
-    target: Target,
 }
 
 pub struct Scheduler<P: Provider + Clone + 'static> {

@@ -57,7 +57,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// the run cannot be resumed (then it is marked interrupted).
     async fn resume(&mut self, run: Run) -> StoreResult<bool> {
         let resumable = match self.timers.get(&run.identity) {
-            Some(entry) => Some((entry.def.clone(), entry.target.clone())),
+            Some(entry) => Some((entry.def.clone(), entry.def.spec.target.clone())),
             None => self.inactive_definition(&run.identity).await?,
         };
         let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {

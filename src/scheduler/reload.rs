@@ -104,13 +104,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let id = &def.spec.identity;
         // The target was parsed when the definition was made; this checks
         // it against the provider's kind, which the config may have changed.
-        let (schedule, target) = match parse_target(&id.target, kind) {
-            Ok(target) => (def.spec.schedule.clone(), target),
-            Err(e) => {
-                tracing::error!(definition = %id, "{e}; definition not scheduled");
-                return None;
-            }
-        };
+        if let Err(e) = parse_target(&id.target, kind) {
+            tracing::error!(definition = %id, "{e}; definition not scheduled");
+            return None;
+        }
         let zone = def.spec.zone(self.settings.default_tz);
         let from = self
             .last_slot
@@ -120,12 +117,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             .chain([def.updated_at.min(now)])
             .max()
             .unwrap_or(now);
-        let next = schedule.next_after(from, zone);
+        let next = def.spec.schedule.next_after(from, zone);
         let entry = Entry {
             def: Arc::new(def),
-            schedule,
             zone,
-            target,
         };
         Some((entry, next))
     }
