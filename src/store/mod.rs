@@ -21,9 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::domain::{Identity, RunState};
@@ -279,10 +277,12 @@ async fn open_sqlite(
         .map_err(|e| open_err(e.to_string()))?
         .filename(path)
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    enable_wal(&options)
+        .await
+        .map_err(|e| open_err(describe_sqlx(&e)))?;
     // A local file does not go stale: no ping before each acquire and no
     // reaping of idle connections. Both would run sqlite work inside the
     // pool's acquire timeout, which tokio's paused clock (engine tests)
@@ -298,6 +298,48 @@ async fn open_sqlite(
         .await
         .map_err(|e| open_err(describe_sqlx(&e)))?;
     Ok(Pool::Sqlite(pool))
+}
+
+/// How long a SQLite statement waits for another writer's lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Put the file in WAL mode, once, on a connection of its own.
+///
+/// The journal mode is a property of the file, so the pool's connections
+/// need not set it again. Switching a new file to WAL takes an exclusive
+/// lock that SQLite does not wait for through the busy timeout: two
+/// connections (the pool's first two, or a CLI command and the daemon
+/// starting on a fresh file) setting it at once make one of them fail with
+/// "database is locked". Here the loser retries until the busy timeout
+/// is spent.
+async fn enable_wal(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let attempt = async {
+            let mut conn = options.connect().await?;
+            let set = sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&mut conn)
+                .await;
+            conn.close().await.ok();
+            set.map(drop)
+        };
+        match attempt.await {
+            Err(e) if is_sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included.
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 async fn open_postgres(

@@ -1060,3 +1060,50 @@ async fn two_daemons_starting_at_once_do_not_both_apply() {
         two.close().await;
     }
 }
+
+/// Several processes opening a new SQLite file at once (a CLI command and
+/// the daemon's first start) all succeed: switching the file to WAL is
+/// retried rather than failing "database is locked".
+#[test]
+fn concurrent_first_opens_of_a_sqlite_file_all_succeed() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    for round in 0..20 {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("snapsched.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    runtime().block_on(async {
+                        barrier.wait();
+                        let store = Store::open(&path).await?;
+                        store.close().await;
+                        Ok::<_, StoreError>(())
+                    })
+                })
+            })
+            .collect();
+        for (i, open) in opens.into_iter().enumerate() {
+            let result = open.join().expect("open thread");
+            result.unwrap_or_else(|e| panic!("round {round}, open {i}: {e}"));
+        }
+        let mode: String = runtime().block_on(async {
+            let mut conn = SqliteConnectOptions::new()
+                .filename(&path)
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        });
+        assert_eq!(mode, "wal", "round {round}");
+    }
+}
