@@ -119,6 +119,9 @@ impl Context {
     }
 
     pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
+        if let crate::store::Location::Sqlite(path) = &cfg.daemon.database {
+            super::owner::check(path)?;
+        }
         Ok(crate::wiring::open_store(cfg).await?)
     }
 

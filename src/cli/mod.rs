@@ -17,6 +17,7 @@ use crate::store::StoreError;
 
 pub mod context;
 pub mod output;
+pub mod owner;
 
 pub mod check;
 pub mod config_cmd;
@@ -100,8 +101,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: gen::Shell,
     },
-    /// Print the snapsched(1) man page (roff) to stdout
-    Man,
+    /// Print the snapsched(1) man page (roff) to stdout, or write every page
+    /// (snapsched(1) and one per subcommand) into a directory
+    Man {
+        /// Write snapsched.1, snapsched-def.1, snapsched-def-add.1, … into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// A failed command. `Usage` exits 2, `Runtime` exits 1.
@@ -167,7 +173,7 @@ impl Cli {
             Command::Retention(cmd) => retention::run(cmd, &ctx).await,
             Command::Snapshots(args) => snapshots::run(args, &ctx).await,
             Command::Completions { shell } => gen::completions(shell),
-            Command::Man => gen::man(),
+            Command::Man { dir } => gen::man(dir.as_deref()),
         }
     }
 }
