@@ -72,6 +72,9 @@ fn manual_runs_then_reports(env: &TestEnv) {
     assert_eq!(listed, newest_first, "history is newest first");
     let limited = env.json(&["history", "web", "--limit", "1"]);
     assert_eq!(limited.as_array().map(Vec::len), Some(1), "{limited}");
+    // An unknown name is an error, as in every command, not an empty table.
+    let err = env.usage_error(&["history", "nosuch"]);
+    assert!(err.contains("no definition named 'nosuch'"), "{err}");
 
     let status = env.json(&["status"]);
     let web = &status[0];
