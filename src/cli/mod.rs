@@ -168,7 +168,7 @@ impl Cli {
             Command::Check(args) => check::run(args, &ctx).await,
             Command::Nodes(args) => nodes::run(args, &ctx).await,
             Command::Import(cmd) => import::run(cmd, &ctx).await,
-            Command::Schedule(cmd) => schedule::run(cmd, &ctx),
+            Command::Schedule(cmd) => schedule::run(cmd, &ctx).await,
             Command::Prune(args) => prune::run(args, &ctx).await,
             Command::Retention(cmd) => retention::run(cmd, &ctx).await,
             Command::Snapshots(args) => snapshots::run(args, &ctx).await,
