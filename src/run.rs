@@ -77,6 +77,10 @@ impl Default for RunOptions {
 /// `max_deletes_per_run`; the run itself succeeded.
 pub const PRUNE_BLOCKED: &str = "prune_blocked";
 
+/// The tracing target of the one "run ended" line per run, so that a
+/// front end that reports the end itself (`snapsched run`) can leave it out.
+pub const RUN_ENDED_TARGET: &str = "snapsched::run::ended";
+
 pub use crate::domain::snapshot::snapshot_name;
 
 /// What ended a run's execution.
@@ -135,11 +139,10 @@ impl<P: Provider> Runner<'_, P> {
             .await
             .map_err(|source| RunError { run_id, source })?;
         if let Ended::Final(run) = &ended {
-            let elapsed = humantime::format_duration(Duration::from_millis(
-                started.elapsed().as_millis() as u64,
-            ));
+            let elapsed = crate::domain::run::human_duration(started.elapsed());
             match run.state {
                 RunState::Succeeded => tracing::info!(
+                    target: RUN_ENDED_TARGET,
                     definition = %self.spec.identity,
                     slot = %run.slot.to_rfc3339(),
                     trigger = run.trigger.as_str(),
@@ -149,6 +152,7 @@ impl<P: Provider> Runner<'_, P> {
                     "run ended"
                 ),
                 state => tracing::warn!(
+                    target: RUN_ENDED_TARGET,
                     definition = %self.spec.identity,
                     slot = %run.slot.to_rfc3339(),
                     trigger = run.trigger.as_str(),

@@ -58,10 +58,7 @@ pub fn view(def: Definition, default_tz: Tz, now: DateTime<Utc>) -> DefinitionVi
 pub fn run_duration(run: &Run) -> String {
     run.duration()
         .and_then(|d| d.to_std().ok())
-        .map(|d| {
-            humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64))
-                .to_string()
-        })
+        .map(crate::domain::run::human_duration)
         .unwrap_or_else(|| "-".into())
 }
 

@@ -151,13 +151,24 @@ async fn a_failed_run_exits_1_with_the_provider_message_and_is_recorded() {
     let env = TestEnv::new(&config_with_do_api(fake.url()));
     env.add_droplet("web", 3164444);
     let env_ref = &env;
-    let (code, _out, err) = tokio::task::block_in_place(|| {
+    let (code, out, err) = tokio::task::block_in_place(|| {
         env_ref.run_env(
             &["run", "web", "--wait"],
             &[("SNAPSCHED_TEST_DO_TOKEN", "not-the-right-token")],
         )
     });
     assert_eq!(code, 1, "stderr: {err}");
+    // Said once, clearly, and no snapshot name as if one existed.
+    let all = format!("{out}{err}");
+    assert_eq!(
+        all.matches("Unable to authenticate you").count(),
+        1,
+        "the failure is not said exactly once:\n{all}"
+    );
+    assert!(
+        !all.contains("web-20"),
+        "a failed run shows a snapshot name:\n{all}"
+    );
     assert_no_panic(&err);
     assert!(
         err.contains("Unable to authenticate you"),
