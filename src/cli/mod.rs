@@ -117,8 +117,23 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0:#}")]
+    #[error("{}", causes(.0))]
     Runtime(#[from] anyhow::Error),
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text
+/// the message already holds (most of our errors quote their source), so
+/// nothing is said twice.
+fn causes(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 impl From<StoreError> for CliError {
@@ -175,5 +190,32 @@ impl Cli {
             Command::Completions { shell } => gen::completions(shell),
             Command::Man { dir } => gen::man(dir.as_deref()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:9464: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_runtime_error_says_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let quoting = CliError::Runtime(Quoting { source: io() }.into());
+        assert_eq!(
+            quoting.to_string(),
+            "cannot listen on 127.0.0.1:9464: Address already in use"
+        );
+        // A cause the message does not quote is still shown.
+        let wrapped = CliError::Runtime(anyhow::Error::new(io()).context("starting the daemon"));
+        assert_eq!(
+            wrapped.to_string(),
+            "starting the daemon: Address already in use"
+        );
     }
 }
