@@ -83,10 +83,16 @@ pub(super) fn unknown_problems(unknown: &[String], path: &Path) -> Vec<Problem> 
                 Some(var) => format!(
                     "unknown key from the environment variable {var}; see `snapsched config default` for the keys there are"
                 ),
-                None => format!(
-                    "unknown key in {}; see `snapsched config default` for the keys there are",
-                    path.display()
-                ),
+                None => match super::locate::suggest(key) {
+                    Some(near) => format!(
+                        "unknown key in {}; did you mean `{near}`? (`snapsched config default` lists every key)",
+                        path.display()
+                    ),
+                    None => format!(
+                        "unknown key in {}; see `snapsched config default` for the keys there are",
+                        path.display()
+                    ),
+                },
             };
             Problem {
                 message,

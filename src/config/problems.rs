@@ -1,8 +1,9 @@
 //! Problems with a configuration, and the collector every section's parser
 //! writes them to, so that one `config check` reports them all.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -33,13 +34,38 @@ impl fmt::Display for Problem {
 pub struct ConfigError {
     pub path: PathBuf,
     pub problems: Vec<Problem>,
+    /// Line and column in the file of the problems' keys that it has.
+    pub positions: BTreeMap<String, (usize, usize)>,
+}
+
+impl ConfigError {
+    /// The problems of the file at `path`, each located in its text.
+    pub fn new(path: &Path, problems: Vec<Problem>) -> ConfigError {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let positions = problems
+            .iter()
+            .filter(|p| !p.key.is_empty())
+            .filter_map(|p| Some((p.key.clone(), super::locate::position(&text, &p.key)?)))
+            .collect();
+        ConfigError {
+            path: path.to_owned(),
+            problems,
+            positions,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid configuration {}:", self.path.display())?;
         for p in &self.problems {
-            write!(f, "\n  {p}")?;
+            match self.positions.get(&p.key) {
+                // file:line:column, as compilers say it, so editors jump there.
+                Some((line, column)) => {
+                    write!(f, "\n  {}:{line}:{column}: {p}", self.path.display())?
+                }
+                None => write!(f, "\n  {p}")?,
+            }
         }
         Ok(())
     }

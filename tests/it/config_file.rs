@@ -719,3 +719,25 @@ fn the_readmes_install_steps_give_a_passing_config_check() {
         "the README's install fails config check: {out}{err}"
     );
 }
+
+/// Every problem the file has is located (file:line:column, dotted key) and
+/// a misspelt key gets the key it most likely meant.
+#[test]
+fn config_errors_name_file_line_column_and_the_nearest_key() {
+    let env = TestEnv::new(
+        "[daemon]\ndatabse = \"x.db\"\n\n[[definitions]]\nprovider = \"fake\"\ntarget = \"vm1\"\nname = \"a\"\nschedule = \"0 3 * * *\"\n  retention = \"seven\"\n",
+    );
+    let err = env.usage_error(&["config", "check"]);
+    let file = env.config.display().to_string();
+    assert!(
+        err.contains(&format!("{file}:2:1: daemon.databse: unknown key"))
+            && err.contains("did you mean `database`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:9:3: definitions[0].retention: invalid type"
+        )),
+        "{err}"
+    );
+}
