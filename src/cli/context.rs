@@ -101,6 +101,10 @@ impl Address {
 pub struct Context {
     pub config_path: PathBuf,
     pub overrides: Overrides,
+    /// `--utc`: human output in UTC rather than the local zone.
+    pub utc: bool,
+    /// `--wide`: every column, full times.
+    pub wide: bool,
 }
 
 impl Context {
@@ -111,7 +115,14 @@ impl Context {
                 database: cli.database.clone(),
                 log_level: cli.log_level.clone(),
             },
+            utc: cli.utc,
+            wide: cli.wide,
         }
+    }
+
+    /// How this command shows times, as of `now`.
+    pub fn times(&self, now: chrono::DateTime<chrono::Utc>) -> super::output::Times {
+        super::output::Times::new(self.utc, now)
     }
 
     pub fn config(&self) -> CliResult<Config> {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
 use super::context::{confirm, Address, Context, KeepArgs};
-use super::output::{print_json, print_table, prune_report, view, DefinitionView};
+use super::output::{print_json, print_table, prune_report, view, DefinitionView, Times};
 use super::{CliError, CliResult};
 use crate::config::Config;
 use crate::domain::definition::{self, Definition, DefinitionSpec, RawDefinition, Source};
@@ -312,7 +312,7 @@ fn keep_summary(s: &DefinitionSpec) -> String {
     }
 }
 
-fn print_one(v: &DefinitionView) {
+fn print_one(v: &DefinitionView, times: &Times) {
     let d = &v.definition;
     let s = &d.spec;
     let rows = [
@@ -347,10 +347,12 @@ fn print_one(v: &DefinitionView) {
         ),
         (
             "next fire",
-            v.next_fire.clone().unwrap_or_else(|| "-".into()),
+            v.next_fire
+                .as_deref()
+                .map_or_else(|| "-".into(), |t| times.text_relative(t)),
         ),
-        ("created", d.created_at.to_rfc3339()),
-        ("updated", d.updated_at.to_rfc3339()),
+        ("created", times.at(d.created_at)),
+        ("updated", times.at(d.updated_at)),
     ];
     for (k, val) in rows {
         println!("{k:<11} {val}");
@@ -378,7 +380,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
             if json {
                 return print_json(&v);
             }
-            print_one(&v);
+            print_one(&v, &ctx.times(now));
             Ok(())
         }
     }
@@ -424,7 +426,10 @@ async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> 
     println!(
         "added {}; next fire {}",
         v.definition.spec.identity,
-        v.next_fire.as_deref().unwrap_or("- (inactive)")
+        v.next_fire.as_deref().map_or_else(
+            || "- (inactive)".into(),
+            |t| ctx.times(now).text_relative(t)
+        )
     );
     Ok(())
 }
@@ -502,6 +507,7 @@ async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> Cl
     if json {
         return print_json(&views);
     }
+    let times = ctx.times(now);
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
@@ -516,7 +522,9 @@ async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> Cl
                 s.retention.to_string(),
                 if s.active { "yes" } else { "no" }.into(),
                 v.definition.source.as_str().into(),
-                v.next_fire.clone().unwrap_or_else(|| "-".into()),
+                v.next_fire
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |t| times.text_relative(t)),
             ]
         })
         .collect();

@@ -37,6 +37,7 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
     if args.json {
         return print_json(&runs);
     }
+    let times = ctx.times(chrono::Utc::now());
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
@@ -45,7 +46,7 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
                 r.identity.name.clone(),
                 r.identity.target.clone(),
                 r.trigger.as_str().into(),
-                r.slot.to_rfc3339(),
+                times.at(r.slot),
                 r.state.as_str().into(),
                 r.snapshot_name.clone().unwrap_or_else(|| "-".into()),
                 run_duration(r),

@@ -57,6 +57,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Show times in UTC instead of the local zone (JSON is always UTC)
+    #[arg(long, global = true)]
+    pub utc: bool,
+
+    /// Tables with every column and full times, not fitted to the terminal
+    #[arg(long, global = true)]
+    pub wide: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

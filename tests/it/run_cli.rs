@@ -100,6 +100,38 @@ fn manual_runs_then_reports(env: &TestEnv) {
         table.contains("web") && table.contains("0 3 * * * (UTC)") && table.contains("succeeded"),
         "status table: {table}"
     );
+    // One zone for every time, shown with it; relative times; compact by
+    // default, every column with --wide.
+    let wide = env.ok(&["status", "--wide", "--utc"]);
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("Active") && header.contains("Last error"),
+        "{wide}"
+    );
+    let row = wide.lines().nth(2).unwrap_or_default();
+    assert!(
+        row.contains(" UTC (in ") && (row.contains(" ago)") || row.contains(" UTC (now)")),
+        "wide row lacks zoned and relative times: {row}"
+    );
+    assert!(!row.contains("+00:00") && !row.contains("+01:00"), "{row}");
+    let compact = env.ok(&["status", "--utc"]);
+    assert!(
+        !compact
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("Active"),
+        "{compact}"
+    );
+    let crow = compact.lines().nth(2).unwrap_or_default();
+    assert!(
+        crow.contains("succeeded") && (crow.contains(" ago") || crow.contains("succeeded now")),
+        "{crow}"
+    );
+    assert!(
+        crow.len() < row.len(),
+        "compact {crow:?} not narrower than wide {row:?}"
+    );
     let table = env.ok(&["history"]);
     for n in &names {
         assert!(
