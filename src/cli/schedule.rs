@@ -10,6 +10,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::schedule::{format_in_zone, Schedule, ScheduleError};
+use crate::domain::text::excerpt;
+
+/// The most fire times `schedule next` prints at once.
+pub const COUNT_MAX: usize = 10_000;
 
 /// The first `count` fire times of `expr` strictly after `after`, in `tz`.
 /// `H` items hash on the empty key; see [`next_fire_times_keyed`].
@@ -146,7 +150,7 @@ pub enum ScheduleCommand {
         /// RFC 3339 instant; the first result is strictly after it [default: now]
         #[arg(long)]
         after: Option<String>,
-        /// How many fire times
+        /// How many fire times, at most 10000
         #[arg(long, default_value_t = 5)]
         count: usize,
         #[arg(long)]
@@ -163,6 +167,11 @@ pub fn run(cmd: ScheduleCommand, ctx: &super::context::Context) -> super::CliRes
         count,
         json,
     } = cmd;
+    if count > COUNT_MAX {
+        return Err(CliError::usage(format!(
+            "--count {count} is more than {COUNT_MAX}; ask for at most {COUNT_MAX} fire times (use --after to look further ahead)"
+        )));
+    }
     let zone = match tz {
         Some(name) => parse_tz(&name).map_err(CliError::usage)?,
         // The configured default zone when a configuration is there; no
@@ -179,8 +188,13 @@ pub fn run(cmd: ScheduleCommand, ctx: &super::context::Context) -> super::CliRes
             })?,
         None => Utc::now(),
     };
-    let times = next_fire_times(&expr, zone, after, count)
-        .map_err(|e| CliError::usage(format!("schedule '{expr}': {e}")))?;
+    let times = next_fire_times(&expr, zone, after, count).map_err(|e| {
+        CliError::usage(format!(
+            "schedule '{}': {}",
+            excerpt(&expr),
+            excerpt(&e.to_string())
+        ))
+    })?;
     print!("{}", render(&times, json));
     Ok(())
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problems::Collector;
 use super::{database, ser};
+use crate::domain::definition::DurationRange;
 use crate::domain::ProviderKind;
 use crate::provider::kinds::{self, ApiUrl, KindSpec};
 use crate::provider::PollPolicy;
@@ -171,16 +172,19 @@ fn parse_one(
             &key("poll_interval"),
             raw.poll_interval.as_deref(),
             defaults.initial,
+            DurationRange::POLL_INTERVAL,
         ),
         max: c.dur(
             &key("poll_max_interval"),
             raw.poll_max_interval.as_deref(),
             defaults.max,
+            DurationRange::POLL_INTERVAL,
         ),
         timeout: c.dur(
             &key("action_timeout"),
             raw.action_timeout.as_deref(),
             defaults.timeout,
+            DurationRange::ACTION_TIMEOUT,
         ),
     };
     Some(ProviderConfig {
@@ -193,11 +197,13 @@ fn parse_one(
             &key("connect_timeout"),
             raw.connect_timeout.as_deref(),
             Duration::from_secs(10),
+            DurationRange::CONNECT_TIMEOUT,
         ),
         request_timeout: c.dur(
             &key("request_timeout"),
             raw.request_timeout.as_deref(),
             Duration::from_secs(60),
+            DurationRange::REQUEST_TIMEOUT,
         ),
         tags: raw.tags.unwrap_or_default(),
         requests_per_minute: rate(&key("requests_per_minute"), raw.requests_per_minute, 250, c),
@@ -250,7 +256,10 @@ fn kind_settings(
                 continue;
             }
         };
-        settings.insert(name, c.dur(&key, Some(&text), *default));
+        settings.insert(
+            name,
+            c.dur(&key, Some(&text), *default, DurationRange::KIND_SETTING),
+        );
     }
     KindSettings(settings)
 }

@@ -232,6 +232,24 @@ async fn droplet_snapshots_get_tags_after_creation() {
 }
 
 #[tokio::test]
+async fn a_request_that_cannot_be_built_is_a_permanent_error_and_is_not_sent() {
+    let fake = fake().await;
+    // A token with a line break inside cannot go into a header: retrying
+    // would only fail the same way until run_timeout.
+    let mut s = settings(&fake);
+    s.token = Secret::new("dop_v1_abc\ndef");
+    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let e = p
+        .list_snapshots(&Target::Droplet(DROPLET), 0)
+        .await
+        .expect_err("a token with a line break cannot be sent");
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("could not be built"), "{e}");
+    assert!(!e.message.contains("abc"), "{e}");
+    assert_eq!(fake.requests(LIST_DROPLET), 0);
+}
+
+#[tokio::test]
 async fn listing_follows_every_page() {
     let fake = fake().await;
     let base = Utc::now() - chrono::Duration::days(400);

@@ -442,6 +442,57 @@ async fn a_slot_during_a_long_run_is_skipped() {
 }
 
 #[tokio::test]
+async fn a_panicking_run_fails_with_the_panic_message_and_the_definition_goes_on() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    env.store
+        .insert_definition(
+            &spec("minutely", "web01", "* * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    env.fake
+        .panic_next(Call::Create, "DateTime + TimeDelta overflowed");
+    let (token, handle) = looping(&env, Clock::tokio(start), settings());
+    let h = wait_until(
+        &env.store,
+        "minutely",
+        Duration::from_secs(1),
+        Duration::from_secs(600),
+        |h| h.iter().any(|r| r.state == RunState::Succeeded) && all_final(h),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("the loop survives a panicking run");
+    // The first run panicked: it is failed with the panic's message, not
+    // left in flight; the next slot runs and succeeds.
+    assert_eq!(h[0].state, RunState::Failed, "{h:#?}");
+    assert!(
+        h[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("DateTime + TimeDelta overflowed"),
+        "{:?}",
+        h[0]
+    );
+    assert!(
+        env.store
+            .active_run(&h[0].identity)
+            .await
+            .expect("active run")
+            .is_none(),
+        "{h:#?}"
+    );
+    assert!(
+        h[1..].iter().all(|r| r.state != RunState::Skipped),
+        "no slot after the panic is skipped: {h:#?}"
+    );
+}
+
+#[tokio::test]
 async fn max_concurrent_runs_is_never_exceeded() {
     let env = env(Duration::from_secs(30)).await;
     let start = utc(2026, 1, 10, 0, 59, 0);
