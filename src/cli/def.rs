@@ -376,7 +376,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
         DefCommand::Disable { address } => set_active(ctx, &cfg, &address, false, now).await,
         DefCommand::List { json } => list(json, ctx, &cfg, now).await,
         DefCommand::Show { address, json } => {
-            let store = ctx.open_store(&cfg).await?;
+            let store = ctx.open_store_read_only(&cfg).await?;
             let v = view(ctx.resolve(&store, &address).await?, default_tz, now);
             if json {
                 return print_json(&v);
@@ -495,7 +495,7 @@ async fn rm(
 
 async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
     let default_tz = cfg.daemon.timezone;
-    let store = ctx.open_store(cfg).await?;
+    let store = ctx.open_store_read_only(cfg).await?;
     let views: Vec<DefinitionView> = store
         .list_definitions()
         .await?

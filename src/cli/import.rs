@@ -374,9 +374,16 @@ async fn run_erigones(args: ErigonesImportArgs, ctx: &Context) -> CliResult {
             ))
         })?;
 
-    // A dry run must not create the database just to find it empty.
-    let store = if args.dry_run && !crate::wiring::store_exists(&cfg) {
-        None
+    // A dry run only reads: it must not create the database just to find
+    // it empty.
+    let store = if args.dry_run {
+        match crate::wiring::open_store_read_only(&cfg).await {
+            Ok(store) => Some(store),
+            Err(crate::wiring::WiringError::Store(crate::store::StoreError::Missing {
+                ..
+            })) => None,
+            Err(e) => return Err(e.into()),
+        }
     } else {
         Some(ctx.open_store(&cfg).await?)
     };

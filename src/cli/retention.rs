@@ -75,7 +75,7 @@ pub async fn run(cmd: RetentionCommand, ctx: &Context) -> CliResult {
     let (spec, kind, default_zone) = match &args.name {
         Some(name) => {
             let cfg = ctx.config()?;
-            let store = ctx.open_store(&cfg).await?;
+            let store = ctx.open_store_read_only(&cfg).await?;
             let address = Address {
                 name: name.clone(),
                 filters: args.filters.clone(),

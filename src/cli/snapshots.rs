@@ -74,7 +74,7 @@ fn from_record(r: SnapshotRecord) -> SnapshotRow {
 
 pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let filter = args.filters.filter();
 
     let rows = if args.orphaned {

@@ -76,7 +76,9 @@ fn ser_password_file<S: serde::Serializer>(
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawDaemon {
-    database: Option<String>,
+    /// Kept as a value to refuse a wrong type: the loader would otherwise
+    /// turn `database = 42` into the path `42`.
+    database: Option<config::Value>,
     database_password_file: Option<PathBuf>,
     timezone: Option<String>,
     max_concurrent_runs: Option<i64>,
@@ -98,8 +100,24 @@ pub(super) fn parse(
     c: &mut Collector,
 ) -> DaemonConfig {
     let d: RawDaemon = c.section(value, "daemon").unwrap_or_default();
-    let (database, database_password) =
-        database::parse(d.database.as_deref(), d.database_password_file, base_dir, c);
+    let database_text = d.database.and_then(|v| match v.kind {
+        config::ValueKind::String(s) => Some(s),
+        other => {
+            c.push(
+                "daemon.database",
+                format!(
+                    "{other} is not text: give a SQLite file path or a PostgreSQL URL in quotes, e.g. database = \"/var/lib/snapsched/snapsched.db\""
+                ),
+            );
+            None
+        }
+    });
+    let (database, database_password) = database::parse(
+        database_text.as_deref(),
+        d.database_password_file,
+        base_dir,
+        c,
+    );
     DaemonConfig {
         database,
         database_password,

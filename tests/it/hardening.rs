@@ -275,3 +275,224 @@ fn a_huge_schedule_is_not_echoed_whole() {
     ]);
     assert!(err.len() < 8192, "{} bytes of error", err.len());
 }
+
+// ---------------------------------------------------------------- the store
+
+/// A SQLite store of its own for the store tests, whatever the suite's
+/// backend: `--database` points at it.
+fn sqlite_flag(env: &TestEnv) -> (std::path::PathBuf, String) {
+    let path = env.path().join("own.db");
+    let flag = path.display().to_string();
+    (path, flag)
+}
+
+#[test]
+fn read_commands_never_create_a_store_and_say_where_they_looked() {
+    let env = TestEnv::base();
+    let missing = env.path().join("nonexistent/dir/x.db");
+    let at = missing.display().to_string();
+    let reads: [&[&str]; 7] = [
+        &["def", "list"],
+        &["def", "show", "d"],
+        &["status"],
+        &["history"],
+        &["snapshots"],
+        &["nodes"],
+        &[
+            "retention",
+            "simulate",
+            "d",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--for",
+            "1d",
+        ],
+    ];
+    for args in reads {
+        let (code, out, err) = env.run_env(args, &[("SNAPSCHED__DAEMON__DATABASE", &at)]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert_no_panic(&err);
+        assert!(
+            err.contains(&format!("no snapsched store at {at}"))
+                && err.contains("the daemon creates it"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, _) = env.run_env(&["check"], &[("SNAPSCHED__DAEMON__DATABASE", &at)]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("no snapsched store at"), "{out}");
+    assert!(
+        !env.path().join("nonexistent").exists(),
+        "a read command created the directory"
+    );
+}
+
+#[test]
+fn a_database_of_the_wrong_type_is_refused() {
+    let env = TestEnv::new(&BASE_CONFIG.replace("database = \"snapsched.db\"", "database = 42"));
+    let err = env.usage_error(&["config", "check"]);
+    assert!(
+        err.contains("daemon.database") && err.contains("42"),
+        "{err}"
+    );
+    assert!(!env.path().join("42").exists());
+}
+
+#[test]
+fn a_foreign_sqlite_file_is_refused_and_left_byte_identical() {
+    let env = TestEnv::base();
+    let (path, flag) = sqlite_flag(&env);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("create foreign file");
+        sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total TEXT)")
+            .execute(&mut conn)
+            .await
+            .expect("create table");
+        sqlx::query("INSERT INTO invoices (total) VALUES ('12.50')")
+            .execute(&mut conn)
+            .await
+            .expect("insert");
+        sqlx::Connection::close(conn).await.ok();
+    });
+    let before = std::fs::read(&path).expect("read foreign file");
+    for args in [
+        &["--database", &flag, "def", "list"][..],
+        &["--database", &flag, "config", "apply"][..],
+    ] {
+        let err = env.usage_error(args);
+        assert!(
+            err.contains("is not a snapsched database"),
+            "{args:?}: {err}"
+        );
+        let after = std::fs::read(&path).expect("read foreign file");
+        assert!(
+            before == after,
+            "{args:?} changed the foreign file (header bytes 18-19: {:?} -> {:?})",
+            &before[18..20],
+            &after[18..20]
+        );
+    }
+    assert!(!env.path().join("own.db-wal").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_commands_do_not_wait_for_a_writer_lock() {
+    let env = TestEnv::base();
+    let (path, flag) = sqlite_flag(&env);
+    env.ok(&["--database", &flag, "config", "apply"]);
+    env.ok(&[
+        "--database",
+        &flag,
+        "def",
+        "add",
+        "d",
+        "--provider",
+        "fake",
+        "--target",
+        "web01",
+        "--schedule",
+        "0 5 * * *",
+        "--retention",
+        "3",
+    ]);
+    let store = snapsched::store::Store::open(&path).await.expect("open");
+    let pool = store.sqlite_pool().expect("sqlite").clone();
+    let mut holder = pool.acquire().await.expect("connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    sqlx::query("UPDATE definitions SET active = active")
+        .execute(&mut *holder)
+        .await
+        .expect("write under the lock");
+    let started = Instant::now();
+    let (code, out, err) = env.run(&["--database", &flag, "def", "list", "--json"]);
+    let took = started.elapsed();
+    sqlx::query("ROLLBACK")
+        .execute(&mut *holder)
+        .await
+        .expect("unlock");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"d\""), "{out}");
+    assert!(
+        took < Duration::from_secs(15),
+        "def list waited {took:?} for the writer"
+    );
+}
+
+#[test]
+fn read_commands_work_on_a_read_only_mount() {
+    let env = TestEnv::base();
+    let (_, flag) = sqlite_flag(&env);
+    env.ok(&[
+        "--database",
+        &flag,
+        "def",
+        "add",
+        "d",
+        "--provider",
+        "fake",
+        "--target",
+        "web01",
+        "--schedule",
+        "0 5 * * *",
+        "--retention",
+        "3",
+    ]);
+    let dir = env.path().display().to_string();
+    let reads = format!(
+        "{bin} --config {cfg} --database {flag} def list --json && {bin} --config {cfg} --database {flag} status && {bin} --config {cfg} --database {flag} nodes && {bin} --config {cfg} --database {flag} history",
+        bin = bin().display(),
+        cfg = env.config.display(),
+    );
+    let script = format!("mount --bind {dir} {dir} && mount -o remount,bind,ro {dir} || exit 99; touch {dir}/probe 2>/dev/null && exit 98; {reads}");
+    let (code, out, err) = outcome(
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .env("HOME", env.path())
+            .env_remove("SNAPSCHED_CONFIG")
+            .env_remove("SNAPSCHED__DAEMON__DATABASE")
+            .output()
+            .expect("spawn unshare"),
+    );
+    if code == 99 || (code != 0 && err.contains("unshare")) {
+        eprintln!("skipped: cannot make a read-only mount here ({err})");
+        return;
+    }
+    assert_ne!(code, 98, "the mount is not read-only");
+    assert_eq!(
+        code, 0,
+        "read commands failed on a read-only mount:\n{out}\n{err}"
+    );
+    assert!(out.contains("\"d\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_commands_refuse_an_older_schema_instead_of_migrating_it() {
+    let env = TestEnv::base();
+    let (path, flag) = sqlite_flag(&env);
+    env.ok(&["--database", &flag, "config", "apply"]);
+    let store = snapsched::store::Store::open(&path).await.expect("open");
+    let pool = store.sqlite_pool().expect("sqlite").clone();
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .expect("pretend an older build");
+    store.close().await;
+    let (code, out, err) = env.run(&["--database", &flag, "def", "list"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("older schema") && err.contains("read commands do not migrate"),
+        "{err}"
+    );
+}

@@ -295,7 +295,8 @@ fn dry_run_writes_nothing() {
         "a dry run created the database {}",
         w.env.db().display()
     );
-    assert!(w.defs().is_empty());
+    let (code, _, err) = w.env.run(&["def", "list"]);
+    assert!(code == 1 && err.contains("no snapsched store at"), "{err}");
 
     // With a database in place, a dry run reports skips and still writes nothing.
     w.ok(&["import", "erigones", "--provider", "dc1", "--vm", DB]);
