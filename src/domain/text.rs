@@ -73,7 +73,8 @@ mod tests {
         let text = "é".repeat(10);
         let b = bounded(&text, 5);
         assert!(b.starts_with("éé…"), "{b}");
-        let e = excerpt(&"ž".repeat(ECHO_MAX + 1));
+        let long = "ž".repeat(ECHO_MAX + 1);
+        let e = excerpt(&long);
         assert!(e.starts_with(&"ž".repeat(ECHO_MAX)), "{e}");
     }
 }

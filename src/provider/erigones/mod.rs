@@ -59,11 +59,14 @@ pub struct ErigonesSettings {
 pub struct ErigonesDefinition {
     pub hostname: String,
     pub name: String,
-    pub disk_id: u32,
+    /// As Erigones sent it: an out-of-range value is the importer's to
+    /// refuse for this definition alone, not a reason to refuse the whole
+    /// listing.
+    pub disk_id: i64,
     /// 5-field cron, in UTC.
     pub schedule: String,
-    /// Snapshots to keep; 0 keeps all.
-    pub retention: u32,
+    /// Snapshots to keep; 0 keeps all. As sent (see `disk_id`).
+    pub retention: i64,
     #[serde(default = "default_true")]
     pub active: bool,
     #[serde(default)]
