@@ -26,7 +26,8 @@ use crate::secret::Secret;
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
-    #[serde(serialize_with = "ser::opt_display")]
+    /// Shown with any password in it redacted.
+    #[serde(serialize_with = "ser::opt_url")]
     pub api_url: Option<url::Url>,
     /// Where the kind's secret comes from; `None` for a kind that takes none.
     pub credential: Option<Credential>,

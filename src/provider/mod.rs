@@ -90,7 +90,14 @@ pub enum ErrorClass {
     Permanent,
 }
 
+/// A message bounded in length and with any URL password redacted (an
+/// HTTP client's error quotes the request's URL, and `api_url` may carry
+/// credentials).
 fn bounded_message(message: String) -> String {
+    let message = match crate::secret::redact_urls(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        redacted => redacted.into_owned(),
+    };
     match crate::domain::text::bounded_error(&message) {
         std::borrow::Cow::Borrowed(_) => message,
         cut => cut.into_owned(),

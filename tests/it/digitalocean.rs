@@ -250,6 +250,26 @@ async fn a_request_that_cannot_be_built_is_a_permanent_error_and_is_not_sent() {
 }
 
 #[tokio::test]
+async fn credentials_in_api_url_never_reach_an_error_message() {
+    let fake = fake().await;
+    // A port nothing listens on: the client's error quotes the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let mut s = settings(&fake);
+    s.api_url = format!("http://admin:URLSECRET@127.0.0.1:{port}/")
+        .parse()
+        .expect("URL parses");
+    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let e = p
+        .list_snapshots(&Target::Droplet(DROPLET), 0)
+        .await
+        .expect_err("nothing listens there");
+    assert!(!e.message.contains("URLSECRET"), "{e}");
+    assert!(!format!("{p:?}").contains("URLSECRET"), "{p:?}");
+}
+
+#[tokio::test]
 async fn listing_follows_every_page() {
     let fake = fake().await;
     let base = Utc::now() - chrono::Duration::days(400);

@@ -496,3 +496,29 @@ async fn read_commands_refuse_an_older_schema_instead_of_migrating_it() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------- redaction
+
+#[test]
+fn config_show_redacts_credentials_in_an_api_url() {
+    let env = TestEnv::new(&BASE_CONFIG.replace(
+        "http://127.0.0.1:9/api",
+        "http://admin:URLSECRET@127.0.0.1:9/api",
+    ));
+    let out = env.ok(&["config", "show"]);
+    assert!(!out.contains("URLSECRET"), "{out}");
+    assert!(
+        out.contains("http://admin:[redacted]@127.0.0.1:9/api"),
+        "{out}"
+    );
+    // The import's error (the client quotes the URL) is redacted as well.
+    let (code, out, err) = env.run_env(
+        &["import", "erigones", "--provider", "dc1"],
+        &[("SNAPSCHED_TEST_DC1_KEY", "k")],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        !err.contains("URLSECRET") && !out.contains("URLSECRET"),
+        "{err}"
+    );
+}

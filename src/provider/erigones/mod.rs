@@ -94,7 +94,10 @@ impl fmt::Debug for Erigones {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Erigones")
             .field("provider", &self.inner.http.name)
-            .field("api_url", &self.inner.http.base().as_str())
+            .field(
+                "api_url",
+                &crate::secret::redacted_url(self.inner.http.base()),
+            )
             .finish_non_exhaustive()
     }
 }
