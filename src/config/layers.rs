@@ -208,11 +208,21 @@ fn written_in(file: &toml::Value, key: &str) -> bool {
 
 /// The set environment variable that produced the dotted `key`
 /// (`daemon.bogus` -> `SNAPSCHED__DAEMON__BOGUS`), if there is one.
-fn env_var_for(key: &str) -> Option<String> {
+/// A whole section (`nosection`) is found by the variables under it
+/// (`SNAPSCHED__NOSECTION__X`).
+pub(super) fn env_var_for(key: &str) -> Option<String> {
     let wanted = format!("SNAPSCHED__{}", key.replace('.', "__")).to_ascii_uppercase();
-    std::env::vars_os()
+    let under = format!("{wanted}__");
+    let vars: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    vars.iter()
         .find(|k| k.to_ascii_uppercase() == wanted)
+        .or_else(|| {
+            vars.iter()
+                .find(|k| k.to_ascii_uppercase().starts_with(&under))
+        })
+        .cloned()
 }
 
 #[cfg(test)]

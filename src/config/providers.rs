@@ -303,6 +303,41 @@ fn credential(
             ),
         );
     }
+    // An empty value (often an environment variable set to nothing) is a
+    // mistake of its own: joined to the config directory, an empty file
+    // name would name the directory and be blamed on its mode.
+    let empty = [
+        (
+            format!("{word}_file"),
+            keys.file
+                .is_some_and(|f| f.as_os_str().to_string_lossy().trim().is_empty()),
+        ),
+        (
+            format!("{word}_env"),
+            keys.env.is_some_and(|v| v.trim().is_empty()),
+        ),
+        (
+            word.to_owned(),
+            keys.inline.is_some_and(|v| v.trim().is_empty()),
+        ),
+    ];
+    for (k, _) in empty.iter().filter(|(_, e)| *e) {
+        let dotted = key(k);
+        let from = super::layers::env_var_for(&dotted)
+            .map(|var| {
+                format!(
+                    " (the environment variable {var} is set to nothing; unset it or give a value)"
+                )
+            })
+            .unwrap_or_default();
+        c.push(
+            dotted,
+            format!("is empty{from}: give a value, or leave the key out; the secret can come from {word}_file, {word}_env or a systemd credential named '{name}'"),
+        );
+    }
+    if empty.iter().any(|(_, e)| *e) {
+        return None;
+    }
     let given = (keys.file.map(|f| Given::File(file.base_dir.join(f))))
         .or_else(|| keys.env.map(|v| Given::Env(v.clone())))
         .or_else(|| keys.inline.map(|v| Given::Inline(Secret::new(v.clone()))));

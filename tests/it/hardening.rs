@@ -522,3 +522,28 @@ fn config_show_redacts_credentials_in_an_api_url() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------- blame
+
+#[test]
+fn an_unknown_section_from_the_environment_is_blamed_on_its_variable() {
+    let env = TestEnv::base();
+    let err = env.usage_error_env(&["def", "list"], &[("SNAPSCHED__NOSECTION__X", "1")]);
+    assert!(err.contains("SNAPSCHED__NOSECTION__X"), "{err}");
+    assert!(!err.contains("unknown key in"), "blamed on the file: {err}");
+}
+
+#[test]
+fn an_empty_token_file_variable_is_called_empty_not_a_mode_problem() {
+    let env = TestEnv::base();
+    let err = env.usage_error_env(
+        &["config", "check"],
+        &[("SNAPSCHED__PROVIDERS__DO__TOKEN_FILE", "")],
+    );
+    assert!(
+        err.contains("providers.do.token_file: is empty")
+            && err.contains("SNAPSCHED__PROVIDERS__DO__TOKEN_FILE"),
+        "{err}"
+    );
+    assert!(!err.contains("mode") && !err.contains("chmod"), "{err}");
+}

@@ -230,7 +230,9 @@ impl Erigones {
             return Err(self.http().refusal(&reply, &what));
         }
         let unexpected = |why: String| {
-            ProviderError::permanent(format!("Erigones sent an unexpected {what}: {why}"))
+            ProviderError::permanent(format!(
+                "Erigones sent {what} in an unexpected shape: {why}"
+            ))
         };
         // Without a `page` parameter Erigones returns the whole list in
         // `result`; anything else would be a partial view, hence an error.
