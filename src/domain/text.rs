@@ -26,7 +26,7 @@ pub fn excerpt(text: &str) -> Cow<'_, str> {
 /// `text` cut to at most `max` bytes (on a character boundary) followed by
 /// a mark saying how long it was; unchanged when it fits.
 pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max {
+    if text.len() <= max || already_bounded(text, max) {
         return Cow::Borrowed(text);
     }
     let mut at = max;
@@ -38,6 +38,15 @@ pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
         &text[..at],
         text.len()
     ))
+}
+
+/// True when `text` is the output of [`bounded`] with this `max` (so that
+/// bounding twice, at the source and where it is stored, keeps the first
+/// mark with the original length).
+fn already_bounded(text: &str, max: usize) -> bool {
+    text.strip_suffix(" bytes in all]")
+        .and_then(|t| t.rsplit_once("… [truncated: "))
+        .is_some_and(|(head, n)| head.len() <= max && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// [`bounded`] to [`ERROR_MAX`], for error messages.
@@ -66,6 +75,7 @@ mod tests {
         let b = bounded_error(&long);
         assert!(b.len() < ERROR_MAX + 64, "{}", b.len());
         assert!(b.ends_with("[truncated: 100000 bytes in all]"), "{b}");
+        assert_eq!(bounded_error(&b), b, "bounding twice keeps the first mark");
     }
 
     #[test]

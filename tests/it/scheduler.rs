@@ -493,6 +493,40 @@ async fn a_panicking_run_fails_with_the_panic_message_and_the_definition_goes_on
 }
 
 #[tokio::test]
+async fn a_huge_provider_error_is_stored_truncated() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, Clock::tokio(start), settings());
+    s.start().await.expect("start");
+    let page = format!("<html>{}</html>", "x".repeat(10 << 20));
+    env.fake
+        .fail_next(Call::Create, ProviderError::permanent(page));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    settle(&env.store, "hourly").await;
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h[0].state, RunState::Failed, "{:?}", h[0].state);
+    let error = h[0].error.as_deref().unwrap_or("");
+    assert!(error.len() <= 4200, "{} bytes stored", error.len());
+    assert!(error.starts_with("<html>xxx"), "{}", &error[..40]);
+    assert!(
+        error.contains("[truncated: 10485773 bytes in all]"),
+        "{}",
+        &error[error.len() - 60..]
+    );
+}
+
+#[tokio::test]
 async fn max_concurrent_runs_is_never_exceeded() {
     let env = env(Duration::from_secs(30)).await;
     let start = utc(2026, 1, 10, 0, 59, 0);
