@@ -60,6 +60,7 @@ pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> 
     if name.is_empty() {
         return Err(FieldError::new("name", "must not be empty"));
     }
+    let shown = excerpt(name);
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -67,7 +68,7 @@ pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> 
         return Err(FieldError::new(
             "name",
             format!(
-                "'{name}' is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+                "'{shown}' is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
             ),
         ));
     }
@@ -80,7 +81,7 @@ pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> 
         return Err(FieldError::new(
             "name",
             format!(
-                "'{name}' is {} characters long; at most {max} are allowed{why}",
+                "'{shown}' is {} characters long; at most {max} are allowed{why}",
                 name.chars().count()
             ),
         ));
@@ -95,6 +96,7 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
     if text.is_empty() {
         return Err(FieldError::new("target", "must not be empty"));
     }
+    let shown = excerpt(text);
     match kind {
         ProviderKind::DigitalOcean => {
             if let Some(id) = text.strip_prefix("droplet:") {
@@ -102,21 +104,21 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
                     Ok(n) if n > 0 => Ok(Target::Droplet(n)),
                     _ => Err(FieldError::new(
                         "target",
-                        format!("'{text}': the droplet id must be a positive integer, as in droplet:3164444"),
+                        format!("'{shown}': the droplet id must be a positive integer, as in droplet:3164444"),
                     )),
                 }
             } else if let Some(id) = text.strip_prefix("volume:") {
                 uuid::Uuid::parse_str(id).map(Target::Volume).map_err(|_| {
                     FieldError::new(
                         "target",
-                        format!("'{text}': the volume id must be a UUID, as in volume:7724db7c-e098-11e5-b522-000f53304e51"),
+                        format!("'{shown}': the volume id must be a UUID, as in volume:7724db7c-e098-11e5-b522-000f53304e51"),
                     )
                 })
             } else {
                 Err(FieldError::new(
                     "target",
                     format!(
-                        "'{text}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"
+                        "'{shown}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"
                     ),
                 ))
             }
@@ -135,7 +137,7 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
             } else {
                 Err(FieldError::new(
                     "target",
-                    format!("'{text}' is not a valid VM hostname"),
+                    format!("'{shown}' is not a valid VM hostname"),
                 ))
             }
         }
@@ -178,7 +180,8 @@ pub fn parse_retention_text(text: &str) -> Result<u32, FieldError> {
         Err(_) => Err(FieldError::new(
             "retention",
             format!(
-                "'{text}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}"
+                "'{}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}",
+                excerpt(text)
             ),
         )),
     }
@@ -202,7 +205,7 @@ pub fn parse_keep_count_text(field: &'static str, text: &str) -> Result<u32, Fie
         Ok(n) => parse_keep_count(field, n),
         Err(_) => Err(FieldError::new(
             field,
-            format!("'{text}' is not a number: give a count of periods to keep, 0-{RETENTION_MAX} (0 turns the tier off)"),
+            format!("'{}' is not a number: give a count of periods to keep, 0-{RETENTION_MAX} (0 turns the tier off)", excerpt(text)),
         )),
     }
 }
@@ -265,7 +268,10 @@ pub fn parse_timezone(name: &str) -> Result<Tz, FieldError> {
     name.parse::<Tz>().map_err(|_| {
         FieldError::new(
             "timezone",
-            format!("'{name}' is not a known IANA time zone (such as UTC or Europe/Bratislava)"),
+            format!(
+                "'{}' is not a known IANA time zone (such as UTC or Europe/Bratislava)",
+                excerpt(name)
+            ),
         )
     })
 }
@@ -381,7 +387,7 @@ pub fn parse_max_age(text: &str) -> Result<Duration, FieldError> {
             "max_age",
             format!(
                 "'{}' would prune every snapshot but the newest at each run; give at least \"1m\" (e.g. \"30d\"), or leave max_age out to prune by the keep rules alone",
-                text.trim()
+                excerpt(text.trim())
             ),
         )),
         _ => parse_duration_in("max_age", text, DurationRange::MAX_AGE),
@@ -394,7 +400,8 @@ pub fn parse_keep_within(text: &str) -> Result<Duration, FieldError> {
         d if d.is_zero() => Err(FieldError::new(
             "keep_within",
             format!(
-                "'{text}' keeps nothing; give a positive duration such as \"2d\", or leave it out"
+                "'{}' keeps nothing; give a positive duration such as \"2d\", or leave it out",
+                excerpt(text)
             ),
         )),
         _ => parse_duration_in("keep_within", text, DurationRange::KEEP_WITHIN),

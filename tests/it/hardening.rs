@@ -250,7 +250,7 @@ fn schedule_next_count_is_capped() {
 }
 
 #[test]
-fn a_huge_schedule_is_not_echoed_whole() {
+fn a_huge_value_is_not_echoed_whole() {
     let env = TestEnv::base();
     let huge = format!("{} * * * *", "1,".repeat(50_000));
     let err = env.usage_error(&["schedule", "next", &huge]);
@@ -274,6 +274,25 @@ fn a_huge_schedule_is_not_echoed_whole() {
         "3",
     ]);
     assert!(err.len() < 8192, "{} bytes of error", err.len());
+    let huge_name = "n".repeat(100_000);
+    let huge_target = format!("{}!", "w".repeat(100_000));
+    let err = env.usage_error(&[
+        "def",
+        "add",
+        &huge_name,
+        "--provider",
+        "fake",
+        "--target",
+        &huge_target,
+        "--schedule",
+        "0 5 * * *",
+        "--tz",
+        &huge_name,
+        "--retention",
+        "3",
+    ]);
+    assert!(err.len() < 4096, "{} bytes of error", err.len());
+    assert!(err.contains("characters in all"), "{err}");
 }
 
 // ---------------------------------------------------------------- the store
