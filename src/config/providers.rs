@@ -338,6 +338,17 @@ fn credential(
     if empty.iter().any(|(_, e)| *e) {
         return None;
     }
+    // An inline secret is in hand already: check it at load, not only when
+    // a request is about to carry it.
+    if let Some(inline) = keys.inline {
+        if let Err(message) = credentials::check_one_line(
+            inline,
+            "the inline secret",
+            &format!("write it on one line, or move it to {word}_file"),
+        ) {
+            c.push(key(word), message);
+        }
+    }
     let given = (keys.file.map(|f| Given::File(file.base_dir.join(f))))
         .or_else(|| keys.env.map(|v| Given::Env(v.clone())))
         .or_else(|| keys.inline.map(|v| Given::Inline(Secret::new(v.clone()))));
