@@ -129,11 +129,20 @@ impl Context {
         Ok(config::load(&self.config_path, &self.overrides)?)
     }
 
+    /// Open the store for a command that changes it: created and migrated
+    /// when needed.
     pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
         if let crate::store::Location::Sqlite(path) = &cfg.daemon.database {
             super::owner::check(path)?;
         }
         Ok(crate::wiring::open_store(cfg).await?)
+    }
+
+    /// Open the store for a command that only reads it: never created,
+    /// locked or migrated; a missing store is an error saying where it was
+    /// looked for.
+    pub async fn open_store_read_only(&self, cfg: &Config) -> CliResult<Store> {
+        Ok(crate::wiring::open_store_read_only(cfg).await?)
     }
 
     /// Join the store as a CLI node for a command that drives a run, so

@@ -222,10 +222,9 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                         Ok(d) if d.is_zero() => Err(format!(
                             "keep_within: '{value}' keeps nothing; give a positive duration such as 2d, or keep_within=none to turn it off"
                         )),
-                        Ok(d) => {
-                            spec.keep.within = Some(d);
-                            Ok(())
-                        }
+                        Ok(_) => definition::parse_keep_within(value)
+                            .map(|d| spec.keep.within = Some(d))
+                            .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     }
                 }
@@ -240,7 +239,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.max_age = None;
                     Ok(())
                 } else {
-                    definition::parse_duration("max_age", value)
+                    definition::parse_max_age(value)
                         .map(|d| spec.max_age = Some(d))
                         .map_err(|e| e.to_string())
                 }
@@ -250,8 +249,12 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.catch_up_deadline = None;
                     Ok(())
                 } else {
-                    definition::parse_duration("catch_up_deadline", value)
-                        .map(|d| spec.catch_up_deadline = Some(d))
+                    definition::parse_duration_in(
+                        "catch_up_deadline",
+                        value,
+                        definition::DurationRange::CATCH_UP_DEADLINE,
+                    )
+                    .map(|d| spec.catch_up_deadline = Some(d))
                         .map_err(|e| e.to_string())
                 }
             }
@@ -375,7 +378,7 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
         DefCommand::Disable { address } => set_active(ctx, &cfg, &address, false, now).await,
         DefCommand::List { json } => list(json, ctx, &cfg, now).await,
         DefCommand::Show { address, json } => {
-            let store = ctx.open_store(&cfg).await?;
+            let store = ctx.open_store_read_only(&cfg).await?;
             let v = view(ctx.resolve(&store, &address).await?, default_tz, now);
             if json {
                 return print_json(&v);
@@ -497,7 +500,7 @@ async fn rm(
 
 async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
     let default_tz = cfg.daemon.timezone;
-    let store = ctx.open_store(cfg).await?;
+    let store = ctx.open_store_read_only(cfg).await?;
     let views: Vec<DefinitionView> = store
         .list_definitions()
         .await?

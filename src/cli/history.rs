@@ -19,7 +19,7 @@ pub struct HistoryArgs {
 
 pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let runs = store.history(args.name.as_deref(), args.limit).await?;
     if let (Some(name), true) = (&args.name, runs.is_empty()) {
         // A removed definition's runs still show; a name nothing ever had

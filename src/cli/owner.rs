@@ -1,11 +1,12 @@
 //! Who may open a SQLite store from the CLI.
 //!
-//! The service runs as its own user and owns its store. Root could open it,
-//! but SQLite would then create the `-wal` and `-shm` files as root, and the
-//! service, which may not open them, would fail at its next start. So a CLI
-//! command run as root on a store that belongs to another user is refused
-//! with the command to run instead; another user who cannot read the store
-//! is told whose it is.
+//! The service runs as its own user and owns its store. Root could open it
+//! for writing, but SQLite would then create the `-wal` and `-shm` files as
+//! root, and the service, which may not open them, would fail at its next
+//! start. So a CLI command that changes the store, run as root on a store
+//! that belongs to another user, is refused with the command to run
+//! instead. Read commands open the store read-only, create nothing, and are
+//! not checked.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -115,7 +115,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         })
     });
     let ended = runner
-        .drive(run)
+        .drive_guarded(run)
         .await
         .map_err(|e| CliError::Runtime(e.into()));
     node.leave().await;

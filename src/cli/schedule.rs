@@ -12,6 +12,10 @@ use chrono_tz::Tz;
 use super::context::{Address, Context, Filters};
 use super::{CliError, CliResult};
 use crate::domain::schedule::{format_in_zone, Schedule, ScheduleError};
+use crate::domain::text::excerpt;
+
+/// The most fire times `schedule next` prints at once.
+pub const COUNT_MAX: usize = 10_000;
 
 /// The first `count` fire times of `expr` strictly after `after`, in `tz`.
 /// `H` items hash on the empty key; see [`next_fire_times_keyed`].
@@ -160,7 +164,7 @@ pub enum ScheduleCommand {
         /// RFC 3339 instant; the first result is strictly after it [default: now]
         #[arg(long)]
         after: Option<String>,
-        /// How many fire times
+        /// How many fire times, at most 10000
         #[arg(long, default_value_t = 5)]
         count: usize,
         #[arg(long)]
@@ -178,6 +182,11 @@ pub async fn run(cmd: ScheduleCommand, ctx: &Context) -> CliResult {
         count,
         json,
     } = cmd;
+    if count > COUNT_MAX {
+        return Err(CliError::usage(format!(
+            "--count {count} is more than {COUNT_MAX}; ask for at most {COUNT_MAX} fire times (use --after to look further ahead)"
+        )));
+    }
     let tz = tz
         .map(|name| parse_tz(&name).map_err(CliError::usage))
         .transpose()?;
@@ -194,7 +203,7 @@ pub async fn run(cmd: ScheduleCommand, ctx: &Context) -> CliResult {
     let times = match (definition, expr) {
         (Some(name), _) => {
             let cfg = ctx.config()?;
-            let store = ctx.open_store(&cfg).await?;
+            let store = ctx.open_store_read_only(&cfg).await?;
             let def = ctx.resolve(&store, &Address { name, filters }).await?;
             let spec = &def.spec;
             let zone = tz.unwrap_or_else(|| spec.zone(cfg.daemon.timezone));
@@ -218,7 +227,13 @@ pub async fn run(cmd: ScheduleCommand, ctx: &Context) -> CliResult {
             let zone =
                 tz.unwrap_or_else(|| ctx.config().map(|c| c.daemon.timezone).unwrap_or(Tz::UTC));
             let times = next_fire_times(&expr, zone, after, count)
-                .map_err(|e| CliError::usage(format!("schedule '{expr}': {e}")))?;
+                .map_err(|e| {
+                    CliError::usage(format!(
+                        "schedule '{}': {}",
+                        excerpt(&expr),
+                        excerpt(&e.to_string())
+                    ))
+                })?;
             if expr.contains('H') && !json {
                 eprintln!(
                     "note: H is resolved for an example identity; a definition's own times: \

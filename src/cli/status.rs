@@ -74,7 +74,7 @@ async fn owners(store: &crate::store::Store) -> CliResult<HashMap<Identity, Node
 
 pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let now = Utc::now();
     let mut owners = owners(&store).await?;
     let drift = crate::wiring::config_drift(&cfg, &store).await?;

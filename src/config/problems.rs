@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::domain::definition;
+use crate::domain::definition::{self, DurationRange};
 
 /// One problem with the configuration, at a key path such as
 /// `definitions[2].schedule` or `providers.do.token_file`.
@@ -21,10 +21,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = crate::domain::text::bounded_error(&self.message);
         if self.key.is_empty() {
-            f.write_str(&self.message)
+            f.write_str(&message)
         } else {
-            write!(f, "{}: {}", self.key, self.message)
+            write!(f, "{}: {message}", self.key)
         }
     }
 }
@@ -88,12 +89,20 @@ impl Collector {
         });
     }
 
-    /// A humantime duration at `key`, or `default` when not given; a value
-    /// that does not parse is a problem (with the wording definitions use).
-    pub fn dur(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
+    /// A humantime duration at `key` within `range`, or `default` when not
+    /// given; a value that does not parse or lies outside the range is a
+    /// problem (with the wording definitions use) naming the value and the
+    /// range.
+    pub fn dur(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: Duration,
+        range: DurationRange,
+    ) -> Duration {
         match text {
             None => default,
-            Some(t) => definition::parse_duration("", t).unwrap_or_else(|e| {
+            Some(t) => definition::parse_duration_in("", t, range).unwrap_or_else(|e| {
                 self.push(key, e.message);
                 default
             }),
@@ -214,12 +223,33 @@ mod tests {
     #[test]
     fn a_duration_problem_uses_the_one_wording() {
         let mut c = Collector::default();
-        let d = c.dur("daemon.run_timeout", Some("soon"), Duration::from_secs(1));
+        let d = c.dur(
+            "daemon.run_timeout",
+            Some("soon"),
+            Duration::from_secs(1),
+            DurationRange::RUN_TIMEOUT,
+        );
         assert_eq!(d, Duration::from_secs(1));
         let p = &c.problems[0];
         assert_eq!(p.key, "daemon.run_timeout");
         let expected = definition::parse_duration("x", "soon").unwrap_err().message;
         assert_eq!(p.message, expected);
         assert!(p.message.contains("'soon'"), "{p}");
+    }
+
+    #[test]
+    fn a_duration_out_of_its_range_names_key_value_and_range() {
+        let mut c = Collector::default();
+        let d = c.dur(
+            "daemon.run_timeout",
+            Some("1000000y"),
+            Duration::from_secs(60),
+            DurationRange::RUN_TIMEOUT,
+        );
+        assert_eq!(d, Duration::from_secs(60));
+        let p = &c.problems[0];
+        assert_eq!(p.key, "daemon.run_timeout");
+        assert!(p.message.contains("'1000000y'"), "{p}");
+        assert!(p.message.contains("\"1s\" to \"7days\""), "{p}");
     }
 }

@@ -216,8 +216,13 @@ impl Store {
     ) -> StoreResult<Run> {
         let run_id = run.id;
         let finished = u.state.filter(|s| s.is_final()).map(|_| ts_ms(now));
+        // Stored errors are bounded: a provider's 10 MB error page must not
+        // land whole in the row (nor in every `history` that prints it).
         let (class, message) = match u.error {
-            Some((c, m)) => (Some(c), Some(m)),
+            Some((c, m)) => (
+                Some(c),
+                Some(crate::domain::text::bounded_error(m).into_owned()),
+            ),
             None => (None, None),
         };
         self.pool

@@ -109,6 +109,10 @@ fn add_args<'a>(
 #[test]
 fn def_lifecycle_add_list_show_set_enable_disable_rm() {
     let env = TestEnv::base();
+    // A read command does not create the store; a command that changes it does.
+    let (code, _, err) = env.run(&["def", "list"]);
+    assert!(code == 1 && err.contains("no snapsched store at"), "{err}");
+    env.ok(&["config", "apply"]);
     assert!(env.list().is_empty());
 
     let added = env.json(&add_args(
