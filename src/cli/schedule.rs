@@ -226,14 +226,13 @@ pub async fn run(cmd: ScheduleCommand, ctx: &Context) -> CliResult {
             // configuration is needed to preview a schedule.
             let zone =
                 tz.unwrap_or_else(|| ctx.config().map(|c| c.daemon.timezone).unwrap_or(Tz::UTC));
-            let times = next_fire_times(&expr, zone, after, count)
-                .map_err(|e| {
-                    CliError::usage(format!(
-                        "schedule '{}': {}",
-                        excerpt(&expr),
-                        excerpt(&e.to_string())
-                    ))
-                })?;
+            let times = next_fire_times(&expr, zone, after, count).map_err(|e| {
+                CliError::usage(format!(
+                    "schedule '{}': {}",
+                    excerpt(&expr),
+                    excerpt(&e.to_string())
+                ))
+            })?;
             if expr.contains('H') && !json {
                 eprintln!(
                     "note: H is resolved for an example identity; a definition's own times: \

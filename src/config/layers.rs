@@ -51,7 +51,7 @@ pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// itself: missing, a dangling or looping symbolic link, a directory,
 /// a device or FIFO (`/dev/zero` would be read forever), too big, not
 /// readable or not UTF-8.
-fn read_file(path: &Path) -> Result<String, Problem> {
+pub(super) fn read_file(path: &Path) -> Result<String, Problem> {
     use std::io::Read;
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
@@ -141,7 +141,7 @@ fn problem(message: String) -> Problem {
 /// Unknown dotted keys as problems, each blamed on the environment variable
 /// that set it when the file does not have it, else on the file.
 pub(super) fn unknown_problems(unknown: &[String], path: &Path) -> Vec<Problem> {
-    let file_layer = std::fs::read_to_string(path)
+    let file_layer = read_file(path)
         .ok()
         .and_then(|text| toml::from_str::<toml::Value>(&text).ok());
     unknown

@@ -42,7 +42,8 @@ pub struct ConfigError {
 impl ConfigError {
     /// The problems of the file at `path`, each located in its text.
     pub fn new(path: &Path, problems: Vec<Problem>) -> ConfigError {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // Through the loader's checks: the path may be /dev/zero or huge.
+        let text = super::layers::read_file(path).unwrap_or_default();
         let positions = problems
             .iter()
             .filter(|p| !p.key.is_empty())
