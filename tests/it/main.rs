@@ -24,3 +24,4 @@ mod run_cli;
 mod scheduler;
 mod secrets;
 mod support;
+mod webhook;
