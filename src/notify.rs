@@ -230,8 +230,14 @@ impl Deliverer {
                 Ok(step) => {
                     store_down = false;
                     match step {
-                        Step::Delivered(_) => continue,
-                        Step::Failed { retry_in } => retry_in,
+                        Step::Delivered(_) => {
+                            self.publish_gauges().await;
+                            continue;
+                        }
+                        Step::Failed { retry_in } => {
+                            self.publish_gauges().await;
+                            retry_in
+                        }
                         Step::Idle | Step::NotSender => self.settings.idle_poll,
                     }
                 }
