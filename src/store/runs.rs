@@ -4,7 +4,8 @@
 //! matter how many processes try; the partial unique index `runs_one_active`
 //! is the per-definition lock. Every state change is its own committed
 //! statement so that a crash leaves a row that says exactly how far the run
-//! got.
+//! got; a final state commits together with the notification events it
+//! produces ([`super::notify`]).
 //!
 //! The table is meant to grow ownership columns (owner node, lease epoch):
 //! reads name their columns ([`COLS`]) and decode into [`RunRow`], so a new
