@@ -413,3 +413,25 @@ async fn two_daemons_on_one_store_deliver_each_event_once() {
         s.cluster.terminate_all();
     });
 }
+
+#[test]
+fn a_daemon_refuses_a_group_readable_headers_file_before_opening_the_store() {
+    let env = crate::support::TestEnv::new(
+        "[daemon]\ndatabase = \"snapsched.db\"\n\n[notify]\n\
+         webhook_url = \"http://127.0.0.1:9/hook\"\nwebhook_headers_file = \"webhook.headers\"\n",
+    );
+    env.write(
+        "webhook.headers",
+        &format!("Authorization: {TOKEN}\n"),
+        0o644,
+    );
+    let (code, out, err) = env.run(&["daemon"]);
+    assert_ne!(code, 0, "the daemon started: {out}{err}");
+    crate::support::process::assert_no_panic(&err);
+    assert!(
+        err.contains("notify.webhook_headers_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains("hook-t0ken"), "{err}");
+    assert!(!env.db().exists(), "the store was created");
+}
