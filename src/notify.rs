@@ -300,6 +300,22 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_transport_error_is_described_without_the_url() {
+        // Nothing listens on port 1 of the loopback: the connection is refused.
+        let e = reqwest::Client::new()
+            .post("http://127.0.0.1:1/hooks/T0/s3cret")
+            .send()
+            .await
+            .expect_err("nothing listens on port 1");
+        let text = describe(&e, Duration::from_secs(1));
+        assert!(text.starts_with("cannot connect to the receiver"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn backoff_doubles_from_the_initial_wait_up_to_the_max_with_jitter() {
         let (i, m) = (Duration::from_secs(1), Duration::from_secs(30));
