@@ -26,6 +26,9 @@ pub async fn run(
     hooks: Hooks,
 ) -> anyhow::Result<()> {
     let cfg = config::load(&config_path, &overrides)?;
+    // Read the webhook's headers before anything starts: a bad file stops
+    // the daemon with the key to fix.
+    let notify = wiring::notify_settings(&cfg)?;
     let store = wiring::open_store(&cfg)
         .await
         .context("opening the store")?;
@@ -65,6 +68,14 @@ pub async fn run(
         )
         .await;
     }
+    let deliverer = match notify {
+        Some(settings) => {
+            let d = crate::notify::Deliverer::new(store.clone(), settings, scheduler.lease())
+                .map_err(|e| anyhow::anyhow!("notify.webhook_headers_file: {e}"))?;
+            Some(tokio::spawn(d.run(shutdown.clone())))
+        }
+        None => None,
+    };
     let status = scheduler.status();
     tracing::info!(database = %store.location(), "scheduler started: {}", status.line());
     if let Some(ready) = &hooks.ready {
@@ -104,6 +115,11 @@ pub async fn run(
     }
     if let Some(r) = reloader {
         r.abort();
+    }
+    if let Some(d) = deliverer {
+        // It stops at shutdown, after a request in flight (bounded by
+        // [notify] timeout).
+        let _ = tokio::time::timeout(cfg.notify.timeout * 2, d).await;
     }
     store.close().await;
     result.map_err(Into::into)

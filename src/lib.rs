@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod notify;
 pub mod provider;
 pub mod prune;
 pub mod retention;

@@ -314,7 +314,41 @@ pub async fn open_store_read_only(cfg: &Config) -> Result<Store, WiringError> {
 
 /// Open (and migrate) the store at `[daemon] database`.
 pub async fn open_store(cfg: &Config) -> Result<Store, WiringError> {
-    Ok(Store::connect(&store_location(cfg)?).await?)
+    let store = Store::connect(&store_location(cfg)?).await?;
+    // Every process that finishes runs (the daemon, `snapsched run`,
+    // `snapsched prune`) queues the events a configured webhook gets.
+    store.set_notify_queue(
+        cfg.notify
+            .webhook_url
+            .as_ref()
+            .map(|_| cfg.notify.queue_limit),
+    );
+    Ok(store)
+}
+
+// ---------------------------------------------------------------- notify
+
+/// The webhook delivery task's settings from `[notify]` (reading the
+/// headers file), or `None` when no webhook is configured.
+pub fn notify_settings(cfg: &Config) -> Result<Option<crate::notify::Settings>, WiringError> {
+    let n = &cfg.notify;
+    let Some(url) = &n.webhook_url else {
+        return Ok(None);
+    };
+    let headers = match &n.webhook_headers {
+        Some(source) => crate::secret::webhook::load_headers(source)
+            .map_err(|e| WiringError::Config(format!("notify.webhook_headers_file: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(Some(crate::notify::Settings {
+        url: url.clone(),
+        headers,
+        timeout: n.timeout,
+        retry_initial: n.retry_initial,
+        retry_max: n.retry_max,
+        idle_poll: crate::notify::IDLE_POLL,
+        lease_ttl: cfg.daemon.lease_ttl,
+    }))
 }
 
 // ---------------------------------------------------------------- config file

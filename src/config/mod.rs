@@ -3,7 +3,7 @@
 //! Layers, lowest first: built-in defaults < file < environment
 //! (`SNAPSCHED__SECTION__KEY`) < command-line overrides ([`layers`]). Each
 //! section then has its own parse and validate step — [`daemon`] (with the
-//! store's [`database`] location), [`metrics`], [`providers`] and
+//! store's [`database`] location), [`metrics`], [`notify`], [`providers`] and
 //! [`definitions`] — turning raw values into domain types. Problems are
 //! collected, not returned one at a time, so that `snapsched config check`
 //! can report them all with their key paths. Unknown keys are problems too
@@ -25,6 +25,7 @@ mod definitions;
 mod layers;
 mod locate;
 mod metrics;
+mod notify;
 mod problems;
 mod providers;
 mod ser;
@@ -32,6 +33,7 @@ mod ser;
 pub use daemon::{DaemonConfig, LogFormat};
 pub use database::{default_database, redact as redact_url};
 pub use metrics::MetricsConfig;
+pub use notify::NotifyConfig;
 pub use problems::{ConfigError, Problem};
 pub use providers::{KindSettings, ProviderConfig};
 
@@ -73,6 +75,7 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub metrics: MetricsConfig,
+    pub notify: NotifyConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub definitions: Vec<DefinitionSpec>,
 }
@@ -88,6 +91,7 @@ impl Config {
 struct RawConfig {
     daemon: Option<config::Value>,
     metrics: Option<config::Value>,
+    notify: Option<config::Value>,
     #[serde(default)]
     providers: BTreeMap<String, config::Value>,
     #[serde(default)]
@@ -117,12 +121,14 @@ fn parse(raw: RawConfig, path: &Path, c: &mut Collector) -> Config {
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let daemon = daemon::parse(raw.daemon, base_dir, c);
     let metrics = metrics::parse(raw.metrics, c);
+    let notify = notify::parse(raw.notify, base_dir, c);
     let providers = providers::parse(raw.providers, path, base_dir, c);
     let definitions = definitions::parse(raw.definitions, &providers, c);
     Config {
         path: path.to_owned(),
         daemon,
         metrics,
+        notify,
         providers,
         definitions,
     }
@@ -156,6 +162,14 @@ pub fn check(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> 
             };
             problems.push(Problem {
                 key: key.to_owned(),
+                message,
+            });
+        }
+    }
+    if let Some(source) = &cfg.notify.webhook_headers {
+        if let Err(message) = crate::secret::webhook::load_headers(source) {
+            problems.push(Problem {
+                key: "notify.webhook_headers_file".to_owned(),
                 message,
             });
         }

@@ -12,6 +12,16 @@ pub(super) fn display<T: fmt::Display, S: serde::Serializer>(
     s.collect_str(v)
 }
 
+pub(super) fn opt_display<T: fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 pub(super) fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
 }

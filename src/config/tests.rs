@@ -274,3 +274,121 @@ fn durations_have_ranges() {
         std::time::Duration::from_secs(7 * 86_400)
     );
 }
+
+#[test]
+fn notify_is_off_by_default_and_has_bounded_defaults() {
+    let (_dir, cfg) = load_text("");
+    let n = cfg.unwrap().notify;
+    assert!(n.webhook_url.is_none() && n.webhook_headers.is_none());
+    assert_eq!(n.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(n.retry_initial, std::time::Duration::from_secs(1));
+    assert_eq!(n.retry_max, std::time::Duration::from_secs(300));
+    assert_eq!(n.queue_limit, 10_000);
+}
+
+#[test]
+fn the_example_configures_notify_as_documented() {
+    let (_dir, cfg) = load_text(EXAMPLE);
+    let n = cfg.unwrap().notify;
+    assert!(
+        n.webhook_url.is_none(),
+        "the example leaves the webhook off"
+    );
+    assert_eq!(n.queue_limit, 10_000);
+    let (_dir, cfg) = load_text(&EXAMPLE.replace(
+        "# webhook_url = \"https://hooks.example.com/snapsched\"",
+        "webhook_url = \"https://hooks.example.com/snapsched\"",
+    ));
+    let n = cfg.unwrap().notify;
+    assert_eq!(
+        n.webhook_url.map(|u| u.expose().to_string()).as_deref(),
+        Some("https://hooks.example.com/snapsched")
+    );
+}
+
+#[test]
+fn a_webhook_url_with_credentials_is_refused_and_shown_nowhere() {
+    let all = problems("[notify]\nwebhook_url = \"https://ops:hunter2@hooks.example.com/x\"\n");
+    let p = all
+        .iter()
+        .find(|p| p.key == "notify.webhook_url")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert!(p.message.contains("webhook_headers_file"), "{p}");
+    assert!(!p.to_string().contains("hunter2"), "{p}");
+}
+
+#[test]
+fn notify_values_of_the_wrong_type_or_range_name_key_value_and_fix() {
+    for (text, key, want) in [
+        (
+            "webhook_url = \"ftp://h/x\"",
+            "notify.webhook_url",
+            "not an http or https URL",
+        ),
+        ("webhook_url = 5", "notify.webhook_url", ""),
+        (
+            "timeout = \"0s\"",
+            "notify.timeout",
+            "'0s' is out of range: give a duration from \"1s\" to \"5m\"",
+        ),
+        ("timeout = \"soon\"", "notify.timeout", "'soon'"),
+        (
+            "retry_initial = \"1ms\"",
+            "notify.retry_initial",
+            "out of range: give a duration from \"10ms\" to \"1h\"",
+        ),
+        (
+            "retry_initial = \"10s\"\nretry_max = \"1s\"",
+            "notify.retry_max",
+            "shorter than notify.retry_initial",
+        ),
+        (
+            "queue_limit = 0",
+            "notify.queue_limit",
+            "0 is out of range 1-1000000",
+        ),
+        ("queue_limit = \"many\"", "notify.queue_limit", "\"many\""),
+        (
+            "webhook_headers_file = \"h\"",
+            "notify.webhook_headers_file",
+            "notify.webhook_url is not",
+        ),
+        (
+            "webhook_token = \"x\"",
+            "notify.webhook_token",
+            "unknown key",
+        ),
+    ] {
+        let p = problem_at(&format!("[notify]\n{text}\n"), key);
+        assert!(p.message.contains(want), "{text}: {p}");
+    }
+}
+
+#[test]
+fn config_show_prints_the_webhook_origin_and_the_headers_path_only() {
+    let (dir, cfg) = load_text(
+        "[notify]\nwebhook_url = \"https://hooks.example.com/services/T0/B0/s3cret\"\n\
+         webhook_headers_file = \"webhook.headers\"\n",
+    );
+    let cfg = cfg.unwrap();
+    let shown = toml::to_string_pretty(&cfg).unwrap();
+    assert!(
+        shown.contains("webhook_url = \"https://hooks.example.com/[redacted]\""),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("webhook.headers"), "{shown}");
+
+    // `config check` reads the headers file with the secret-file checks.
+    let path = dir.path().join("c.toml");
+    let err = check(&path, &Overrides::default()).unwrap_err();
+    assert_eq!(err.problems[0].key, "notify.webhook_headers_file");
+    let h = dir.path().join("webhook.headers");
+    std::fs::write(&h, "Authorization: Bearer hunter2\n").unwrap();
+    std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = check(&path, &Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o600)).unwrap();
+    check(&path, &Overrides::default()).unwrap();
+}

@@ -3,6 +3,7 @@
 //! (store, providers, engine, CLI) speaks in these types.
 
 pub mod definition;
+pub mod event;
 pub mod node;
 pub mod run;
 pub mod schedule;

@@ -115,6 +115,15 @@ impl Credential {
         }
     }
 
+    /// Read a secret of several lines (a webhook's headers file): a file or
+    /// a systemd credential as it is; other sources as [`Credential::load`].
+    pub fn load_lines(&self) -> Result<Secret, String> {
+        match self {
+            Credential::File(p) | Credential::Systemd(p) => read_private_text(p).map(|(_, s)| s),
+            other => other.load(),
+        }
+    }
+
     /// Read the secret. The error names where it was looked for and never
     /// contains the secret.
     pub fn load(&self) -> Result<Secret, String> {
@@ -151,8 +160,8 @@ pub fn credentials_directory() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Read a private, non-empty secret file.
-fn read_private(path: &Path) -> Result<Secret, String> {
+/// Read a private, non-empty secret file of any number of lines.
+fn read_private_text(path: &Path) -> Result<(String, Secret), String> {
     check_private(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
@@ -160,6 +169,12 @@ fn read_private(path: &Path) -> Result<Secret, String> {
     if s.is_empty() {
         return Err(format!("secret file {} is empty", path.display()));
     }
+    Ok((text, s))
+}
+
+/// Read a private, non-empty secret file holding one line.
+fn read_private(path: &Path) -> Result<Secret, String> {
+    let (text, s) = read_private_text(path)?;
     check_one_line(
         &text,
         &format!("secret file {}", path.display()),

@@ -5,11 +5,14 @@
 //! an HTTP header, nowhere else.
 //!
 //! [`credentials`] says where a secret comes from (a private file, a systemd
-//! credential, an environment variable, inline) and reads it.
+//! credential, an environment variable, inline) and reads it; [`webhook`]
+//! holds the webhook's URL (which may carry a token in its path) and reads
+//! the HTTP headers that carry its token.
 
 use std::fmt;
 
 pub mod credentials;
+pub mod webhook;
 
 pub use credentials::Credential;
 

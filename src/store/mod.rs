@@ -8,7 +8,8 @@
 //! embedded and applied by every command that opens the store.
 //!
 //! One file per table: [`definitions`], [`runs`], [`snapshots`],
-//! [`config_state`] (which version of the config file is applied), and
+//! [`config_state`] (which version of the config file is applied),
+//! [`notify`] (the webhook's queue and rate-limit state), and
 //! [`meta`] (ownership mark, change counter, migrations). The operations are
 //! methods of the one [`Store`] type whatever the backend; [`backend`] runs
 //! each query, written once, on the engine the store was opened on. Times are
@@ -33,6 +34,7 @@ pub mod definitions;
 pub mod location;
 pub mod meta;
 pub mod nodes;
+pub mod notify;
 pub mod runs;
 pub mod snapshots;
 
@@ -41,6 +43,7 @@ pub use budget::{BudgetWindow, Grant};
 pub use config_state::{AppliedConfig, ApplyMode, ConfigFile, ConfigOutcome};
 pub use definitions::{Filter, Reconciled};
 pub use location::Location;
+pub use notify::QueuedEvent;
 
 use backend::Pool;
 
@@ -100,6 +103,9 @@ pub struct Store {
     /// The node this process acts as (shared by every clone of the store):
     /// claims and takeovers name it as the owner of their runs.
     node: Arc<std::sync::RwLock<Option<Arc<str>>>>,
+    /// The notification queue's limit while a webhook is configured (see
+    /// [`notify`]); `None` records no events.
+    notify: Arc<std::sync::RwLock<Option<u32>>>,
 }
 
 /// RFC 3339 UTC with seconds, the one timestamp format in the database: it
@@ -215,6 +221,7 @@ impl Store {
             pool,
             location: Arc::new(location.clone()),
             node: Arc::default(),
+            notify: Arc::default(),
         };
         store.prepare().await?;
         Ok(store)
@@ -251,6 +258,7 @@ impl Store {
             pool,
             location: Arc::new(location.clone()),
             node: Arc::default(),
+            notify: Arc::default(),
         };
         store.check_ready().await?;
         Ok(store)

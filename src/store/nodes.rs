@@ -13,7 +13,7 @@ use super::{active_states, parse_ts, ts_ms, Store, StoreError, StoreResult};
 use crate::domain::{Node, NodeInfo, NodeRole, NodeState, Run};
 
 /// The database's clock in milliseconds since the Unix epoch, as SQL.
-fn now_ms(backend: Backend) -> &'static str {
+pub(super) fn now_ms(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)",
         Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",

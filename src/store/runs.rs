@@ -4,7 +4,8 @@
 //! matter how many processes try; the partial unique index `runs_one_active`
 //! is the per-definition lock. Every state change is its own committed
 //! statement so that a crash leaves a row that says exactly how far the run
-//! got.
+//! got; a final state commits together with the notification events it
+//! produces ([`super::notify`]).
 //!
 //! The table is meant to grow ownership columns (owner node, lease epoch):
 //! reads name their columns ([`COLS`]) and decode into [`RunRow`], so a new
@@ -225,44 +226,67 @@ impl Store {
             ),
             None => (None, None),
         };
-        self.pool
-            .fetch_optional::<RunRow>(
-                &format!(
-                    "UPDATE runs SET
-                         state = COALESCE($2, state),
-                         snapshot_name = COALESCE($3, snapshot_name),
-                         snapshot_id = COALESCE($4, snapshot_id),
-                         operation_id = COALESCE($5, operation_id),
-                         attempts = attempts + $6,
-                         error_class = CASE WHEN $7 THEN NULL ELSE COALESCE($8, error_class) END,
-                         error = CASE WHEN $7 THEN NULL ELSE COALESCE($9, error) END,
-                         started_at = CASE WHEN $10 AND started_at IS NULL THEN $11
-                                      ELSE started_at END,
-                         finished_at = COALESCE($12, finished_at),
-                         owner_pid = CASE WHEN $12 IS NOT NULL THEN NULL ELSE owner_pid END,
-                         updated_at = $11
-                     WHERE id = $1 AND owner_node IS NOT DISTINCT FROM $13 AND lease_epoch = $14
-                     RETURNING {COLS}"
-                ),
-                &Args::new()
-                    .int(run_id)
-                    .text(u.state.map(RunState::as_str))
-                    .text(u.snapshot_name)
-                    .text(u.snapshot_id)
-                    .text(u.operation_id)
-                    .int(i64::from(u.add_attempt))
-                    .bool(u.clear_error)
-                    .text(class)
-                    .text(message)
-                    .bool(u.started)
-                    .text(ts_ms(now))
-                    .text(finished)
-                    .text(run.owner_node.as_deref())
-                    .int(run.lease_epoch),
-            )
+        let sql = format!(
+            "UPDATE runs SET
+                 state = COALESCE($2, state),
+                 snapshot_name = COALESCE($3, snapshot_name),
+                 snapshot_id = COALESCE($4, snapshot_id),
+                 operation_id = COALESCE($5, operation_id),
+                 attempts = attempts + $6,
+                 error_class = CASE WHEN $7 THEN NULL ELSE COALESCE($8, error_class) END,
+                 error = CASE WHEN $7 THEN NULL ELSE COALESCE($9, error) END,
+                 started_at = CASE WHEN $10 AND started_at IS NULL THEN $11
+                              ELSE started_at END,
+                 finished_at = COALESCE($12, finished_at),
+                 owner_pid = CASE WHEN $12 IS NOT NULL THEN NULL ELSE owner_pid END,
+                 updated_at = $11
+             WHERE id = $1 AND owner_node IS NOT DISTINCT FROM $13 AND lease_epoch = $14
+             RETURNING {COLS}"
+        );
+        let args = Args::new()
+            .int(run_id)
+            .text(u.state.map(RunState::as_str))
+            .text(u.snapshot_name)
+            .text(u.snapshot_id)
+            .text(u.operation_id)
+            .int(i64::from(u.add_attempt))
+            .bool(u.clear_error)
+            .text(class)
+            .text(message)
+            .bool(u.started)
+            .text(ts_ms(now))
+            .text(finished.clone())
+            .text(run.owner_node.as_deref())
+            .int(run.lease_epoch);
+        // A final state and the notification events it produces commit
+        // together (see [`super::notify`]).
+        let notify = self.notify_queue_limit().filter(|_| finished.is_some());
+        let Some(limit) = notify else {
+            return self
+                .pool
+                .fetch_optional::<RunRow>(&sql, &args)
+                .await?
+                .ok_or(StoreError::Fenced { run_id })?
+                .into_run();
+        };
+        let mut tx = self.pool.begin_write().await?;
+        let updated = tx
+            .conn()
+            .fetch_optional::<RunRow>(&sql, &args)
             .await?
             .ok_or(StoreError::Fenced { run_id })?
-            .into_run()
+            .into_run()?;
+        let node = self.node_id();
+        super::notify::on_run_final(
+            &mut tx.conn(),
+            self.backend(),
+            limit,
+            &updated,
+            node.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(updated)
     }
 
     /// Take `run` over for this store's node: it becomes the owner under

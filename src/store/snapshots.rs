@@ -8,6 +8,7 @@ use super::backend::Args;
 use super::{
     parse_opt_ts, parse_ts, ts_ms, IdentityRow, Store, StoreError, StoreResult, OF_IDENTITY,
 };
+use crate::domain::event::SnapshotInfo;
 use crate::domain::{Identity, RecordState, RemoteSnapshot, SnapshotRecord};
 
 /// A `snapshots` row as stored.
@@ -127,20 +128,60 @@ impl Store {
     ) -> StoreResult<()> {
         // A snapshot is keyed by its disk and name, whichever definition
         // recorded it.
-        self.pool
-            .execute(
-                "UPDATE snapshots SET state = $5, deleted_at = $6, delete_reason = $7
+        const SET: &str = "UPDATE snapshots SET state = $5, deleted_at = $6, delete_reason = $7
+             WHERE provider = $1 AND target = $2 AND disk_id = $3 AND name = $4";
+        let args = Args::new()
+            .text(&id.provider)
+            .text(&id.target)
+            .int(id.disk_id)
+            .text(snapshot)
+            .text(state.as_str())
+            .text(ts_ms(now))
+            .text(reason);
+        let limit = self
+            .notify_queue_limit()
+            .filter(|_| state == RecordState::Gone);
+        let Some(limit) = limit else {
+            self.pool.execute(SET, &args).await?;
+            return Ok(());
+        };
+        // A present record going gone is a snapshot deleted outside
+        // snapsched: its event commits with the change.
+        let mut tx = self.pool.begin_write().await?;
+        let before = tx
+            .conn()
+            .fetch_optional::<SnapshotRow>(
+                "SELECT * FROM snapshots
                  WHERE provider = $1 AND target = $2 AND disk_id = $3 AND name = $4",
                 &Args::new()
                     .text(&id.provider)
                     .text(&id.target)
                     .int(id.disk_id)
-                    .text(snapshot)
-                    .text(state.as_str())
-                    .text(ts_ms(now))
-                    .text(reason),
+                    .text(snapshot),
+            )
+            .await?
+            .map(SnapshotRow::into_record)
+            .transpose()?;
+        tx.conn().execute(SET, &args).await?;
+        if let Some(rec) = before.filter(|r| r.state == RecordState::Present) {
+            let node = self.node_id();
+            super::notify::on_snapshot_gone(
+                &mut tx.conn(),
+                self.backend(),
+                limit,
+                &rec.identity,
+                SnapshotInfo {
+                    name: rec.snapshot,
+                    id: rec.remote_id,
+                    created_at: rec.created_at,
+                    run_id: rec.run_id,
+                },
+                node.as_deref(),
+                now,
             )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

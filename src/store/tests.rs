@@ -1134,3 +1134,219 @@ fn concurrent_first_opens_of_a_sqlite_file_all_succeed() {
         assert_eq!(mode, "wal", "round {round}");
     }
 }
+
+/// Finish a new run of `id` at slot `h:00` in `state`.
+async fn finish_run(store: &Store, id: &Identity, h: u32, state: RunState) -> Run {
+    let run = claimed(
+        &store
+            .claim_run(id, at(h, 0), Trigger::Schedule, at(h, 0))
+            .await
+            .expect("claim"),
+    )
+    .clone();
+    let error = (state != RunState::Succeeded).then_some(("permanent", "the API said no"));
+    store
+        .update_run(
+            &run,
+            Update {
+                state: Some(state),
+                error,
+                started: true,
+                ..Default::default()
+            },
+            at(h, 1),
+        )
+        .await
+        .expect("finish")
+}
+
+fn kinds(queued: &[QueuedEvent]) -> Vec<&'static str> {
+    queued.iter().map(|e| e.kind.as_str()).collect()
+}
+
+#[tokio::test]
+async fn final_states_queue_rate_limited_events_only_while_a_webhook_is_configured() {
+    use crate::domain::event::EventKind;
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        store
+            .register_node(&node("n1"), at(0, 0))
+            .await
+            .expect("node");
+        store.set_node_id(Some("n1".into()));
+        let id = spec("daily", "vm1").identity;
+        finish_run(&store, &id, 1, RunState::Failed).await;
+        assert!(
+            store.notify_queued().await.expect("queue").is_empty(),
+            "{b:?}: queued without a webhook"
+        );
+        store.set_notify_queue(Some(100));
+        for h in 2..=4 {
+            finish_run(&store, &id, h, RunState::Failed).await;
+        }
+        let f = store
+            .notify_failing(&id)
+            .await
+            .expect("failing")
+            .expect("failing");
+        assert_eq!(f.failures, 3, "{b:?}");
+        let recovered = finish_run(&store, &id, 5, RunState::Succeeded).await;
+        assert!(store.notify_failing(&id).await.expect("failing").is_none());
+        finish_run(&store, &id, 6, RunState::Interrupted).await;
+        let queued = store.notify_queued().await.expect("queue");
+        assert_eq!(
+            kinds(&queued),
+            ["run_failed", "run_recovered", "run_failed"],
+            "{b:?}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&queued[1].payload).expect("json");
+        assert_eq!(body["event"], "run_recovered");
+        assert_eq!(body["run"]["id"], recovered.id);
+        assert_eq!(body["failures"]["count"], 3, "{b:?}: {body}");
+        assert_eq!(body["node"]["id"], "n1");
+        assert_eq!(body["node"]["hostname"], "host-a");
+        assert_eq!(queued[0].kind, EventKind::RunFailed);
+        assert!(queued.windows(2).all(|w| w[0].id < w[1].id));
+
+        // Delivery removes the head; an attempt is counted.
+        store
+            .notify_attempt_failed(queued[0].id, "HTTP 503")
+            .await
+            .expect("attempt");
+        assert_eq!(store.notify_head(1).await.expect("head")[0].attempts, 1);
+        assert!(store
+            .notify_delivered(queued[0].id)
+            .await
+            .expect("delivered"));
+        assert!(!store.notify_delivered(queued[0].id).await.expect("again"));
+        assert_eq!(store.notify_depth().await.expect("depth"), 2, "{b:?}");
+        assert_eq!(store.notify_dropped_total().await.expect("dropped"), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_the_oldest_and_counts_them() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        store.set_notify_queue(Some(2));
+        // Each definition fails once: one run_failed each.
+        for (h, name) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+            let id = spec(name, "vm1").identity;
+            finish_run(&store, &id, h, RunState::Failed).await;
+        }
+        let queued = store.notify_queued().await.expect("queue");
+        let names: Vec<&str> = queued.iter().map(|e| e.def_name.as_str()).collect();
+        assert_eq!(names, ["c", "d"], "{b:?}");
+        assert_eq!(
+            store.notify_dropped_total().await.expect("dropped"),
+            2,
+            "{b:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fenced_final_update_queues_nothing() {
+    for (location, _dir) in locations().await {
+        let a = Store::connect(&location).await.expect("open");
+        a.set_notify_queue(Some(10));
+        a.register_node(&node("a"), at(5, 0))
+            .await
+            .expect("register");
+        a.set_node_id(Some("a".into()));
+        let id = spec("daily", "vm1").identity;
+        let run = claimed(
+            &a.claim_run(&id, at(5, 0), Trigger::Schedule, at(5, 0))
+                .await
+                .expect("claim"),
+        )
+        .clone();
+        let stale = Run {
+            lease_epoch: run.lease_epoch + 1,
+            ..run
+        };
+        let r = a
+            .update_run(
+                &stale,
+                Update {
+                    state: Some(RunState::Failed),
+                    ..Default::default()
+                },
+                at(5, 1),
+            )
+            .await;
+        assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
+        assert!(a.notify_queued().await.expect("queue").is_empty());
+        assert!(a.notify_failing(&id).await.expect("failing").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_present_snapshot_marked_gone_queues_one_event() {
+    use crate::domain::{RecordState, RemoteSnapshot, SnapshotStatus};
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        store.set_notify_queue(Some(10));
+        let id = spec("daily", "vm1").identity;
+        let snap = RemoteSnapshot {
+            id: "r1".into(),
+            name: "s1".into(),
+            created_at: at(1, 0),
+            status: SnapshotStatus::Ok,
+            size_bytes: None,
+            note: None,
+        };
+        store
+            .record_snapshot(&id, &snap, Some(7), false, at(1, 0))
+            .await
+            .expect("record");
+        for _ in 0..2 {
+            store
+                .mark_snapshot(&id, "s1", RecordState::Gone, Some("not listed"), at(2, 0))
+                .await
+                .expect("gone");
+        }
+        store
+            .mark_snapshot(&id, "missing", RecordState::Gone, None, at(2, 0))
+            .await
+            .expect("unknown name");
+        let queued = store.notify_queued().await.expect("queue");
+        assert_eq!(kinds(&queued), ["snapshot_gone"], "{b:?}");
+        let body: serde_json::Value = serde_json::from_str(&queued[0].payload).expect("json");
+        assert_eq!(body["snapshot"]["name"], "s1");
+        assert_eq!(body["snapshot"]["id"], "r1");
+        assert_eq!(body["snapshot"]["run_id"], 7);
+        assert_eq!(body["definition"]["name"], "daily", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_sender_is_the_longest_running_live_daemon() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.notify_sender(ttl).await.expect("sender"), None);
+        store
+            .register_node(&node("late"), at(6, 0))
+            .await
+            .expect("late");
+        store
+            .register_node(&node("early"), at(5, 0))
+            .await
+            .expect("early");
+        let mut cli = node("cli");
+        cli.role = crate::domain::NodeRole::Cli;
+        store.register_node(&cli, at(4, 0)).await.expect("cli");
+        assert_eq!(
+            store.notify_sender(ttl).await.expect("sender").as_deref(),
+            Some("early"),
+            "{b:?}"
+        );
+        store.leave_node("early").await.expect("leave");
+        assert_eq!(
+            store.notify_sender(ttl).await.expect("sender").as_deref(),
+            Some("late"),
+            "{b:?}"
+        );
+    }
+}

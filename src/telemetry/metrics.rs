@@ -60,6 +60,16 @@ pub const STORE_UP: &str = "snapsched_store_up";
 /// 1 while this daemon's config file differs from the version the store
 /// holds (and was not applied because it is not newer), else 0.
 pub const CONFIG_DRIFT: &str = "snapsched_config_drift";
+/// Notifications the webhook receiver accepted (2xx), by event.
+pub const NOTIFY_SENT: &str = "snapsched_notify_sent_total";
+/// Webhook delivery attempts that failed (no answer, or not 2xx); each is
+/// retried.
+pub const NOTIFY_FAILED: &str = "snapsched_notify_failed_total";
+/// Notifications dropped because the queue was full (the store's count,
+/// over every process on it).
+pub const NOTIFY_DROPPED: &str = "snapsched_notify_dropped_total";
+/// Notifications waiting in the store's queue.
+pub const NOTIFY_QUEUE_DEPTH: &str = "snapsched_notify_queue_depth";
 
 /// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
 /// tens of milliseconds to the request timeout (a minute).
@@ -114,6 +124,22 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         CONFIG_DRIFT,
         "1 while this daemon's config file differs from the applied version in the store and is not newer, else 0"
+    );
+    metrics::describe_counter!(
+        NOTIFY_SENT,
+        "Notifications the webhook receiver accepted, by event"
+    );
+    metrics::describe_counter!(
+        NOTIFY_FAILED,
+        "Webhook delivery attempts that failed and will be retried"
+    );
+    metrics::describe_counter!(
+        NOTIFY_DROPPED,
+        "Notifications dropped because the queue was full (queue_limit), counted in the store"
+    );
+    metrics::describe_gauge!(
+        NOTIFY_QUEUE_DEPTH,
+        "Notifications waiting in the store's queue"
     );
     metrics::describe_counter!(RUNS, "Finished runs by result");
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
@@ -219,6 +245,23 @@ pub fn store_up(up: bool) {
 /// Whether this daemon's config file differs from the applied version.
 pub fn config_drift(drift: bool) {
     metrics::gauge!(CONFIG_DRIFT).set(if drift { 1.0 } else { 0.0 });
+}
+
+/// The webhook receiver accepted a notification of `event`.
+pub fn notify_sent(event: &str) {
+    metrics::counter!(NOTIFY_SENT, "event" => event.to_owned()).increment(1);
+}
+
+/// A webhook delivery attempt failed.
+pub fn notify_failed() {
+    metrics::counter!(NOTIFY_FAILED).increment(1);
+}
+
+/// The queue as the store holds it: `depth` waiting, `dropped` ever
+/// dropped.
+pub fn notify_queue(depth: i64, dropped: u64) {
+    metrics::gauge!(NOTIFY_QUEUE_DEPTH).set(depth.max(0) as f64);
+    metrics::counter!(NOTIFY_DROPPED).absolute(dropped);
 }
 
 /// How a provider API request ended, as its `status` label.

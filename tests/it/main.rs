@@ -25,3 +25,4 @@ mod run_cli;
 mod scheduler;
 mod secrets;
 mod support;
+mod webhook;

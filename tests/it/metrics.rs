@@ -582,3 +582,111 @@ fn a_daemon_whose_config_file_is_not_newer_than_the_applied_one_reports_drift() 
         "the daemon applied its older file: {listed}"
     );
 }
+
+/// The webhook's metrics: events queued by failed runs while the queue
+/// holds two (one dropped), failed attempts while the receiver answers 503,
+/// then sent events and an empty queue once it accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_queue_depth_drops_failures_and_sends_are_scraped() {
+    use crate::support::receiver::{Mode, Receiver};
+    use snapsched::domain::{Claim, RunState, Trigger};
+    use snapsched::store::runs::Update;
+
+    let receiver = Receiver::start(Mode::Unavailable).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = format!(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[notify]\nwebhook_url = \"{}\"\n\
+         retry_initial = \"50ms\"\nretry_max = \"100ms\"\nqueue_limit = 2\n",
+        receiver.url("/hook")
+    );
+    let config = write_daemon_config(dir.path(), &notify);
+    let db = dir.path().join("snapsched.db");
+    // Three definitions fail once each: three run_failed events into a
+    // queue of two.
+    let store = Store::open(&db).await.expect("store");
+    store.set_notify_queue(Some(2));
+    let t = chrono::Utc::now();
+    for name in ["a", "b", "c"] {
+        let id = snapsched::domain::definition::Identity {
+            provider: "lab".into(),
+            target: "web01".into(),
+            disk_id: 1,
+            name: name.into(),
+        };
+        let Claim::Claimed(run) = store
+            .claim_run(&id, t, Trigger::Manual, t)
+            .await
+            .expect("claim")
+        else {
+            panic!("not claimed");
+        };
+        store
+            .update_run(
+                &run,
+                Update {
+                    state: Some(RunState::Failed),
+                    error: Some(("permanent", "no")),
+                    ..Default::default()
+                },
+                t,
+            )
+            .await
+            .expect("fail");
+    }
+    store.close().await;
+
+    tokio::task::block_in_place(|| {
+        let daemon = Daemon::start(&config);
+        let scrape_until = |what: &str, cond: &dyn Fn(&[Sample]) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let samples = daemon.scrape();
+                if cond(&samples) {
+                    return samples;
+                }
+                assert!(Instant::now() < deadline, "no {what}: {samples:#?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let samples = scrape_until("failed attempts", &|s| {
+            value(s, "snapsched_notify_failed_total", &[]).is_some_and(|v| v >= 2.0)
+        });
+        assert_eq!(
+            value(&samples, "snapsched_notify_queue_depth", &[]),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&samples, "snapsched_notify_dropped_total", &[]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "snapsched_notify_sent_total",
+                &[("event", "run_failed")]
+            ),
+            None
+        );
+        receiver.set_mode(Mode::Accept);
+        let samples = scrape_until("two sent events", &|s| {
+            value(s, "snapsched_notify_sent_total", &[("event", "run_failed")]) == Some(2.0)
+                && value(s, "snapsched_notify_queue_depth", &[]) == Some(0.0)
+        });
+        assert_eq!(
+            value(&samples, "snapsched_notify_dropped_total", &[]),
+            Some(1.0)
+        );
+        let names: Vec<String> = receiver
+            .accepted()
+            .iter()
+            .map(|r| {
+                r.json()["definition"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, ["b", "c"], "the oldest was dropped");
+        daemon.stop();
+    });
+}

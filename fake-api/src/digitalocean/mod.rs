@@ -209,6 +209,15 @@ impl FakeHandle {
             .add_snapshot(of, name.to_owned(), created_at)
     }
 
+    /// Delete a snapshot as a person would outside snapsched (in the web
+    /// console); true when it existed.
+    pub fn remove_snapshot(&self, name: &str) -> bool {
+        let mut w = self.shared.lock();
+        let before = w.snapshots.len();
+        w.snapshots.retain(|s| s.name != name);
+        w.snapshots.len() < before
+    }
+
     /// Every stored snapshot, after settling due actions.
     pub fn snapshots(&self) -> Vec<FakeSnapshot> {
         let mut w = self.shared.lock();

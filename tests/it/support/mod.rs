@@ -2,7 +2,8 @@
 //! config file and a database, and a way to run the real `snapsched` binary
 //! against it ([`TestEnv`], here); running and stopping the binary
 //! ([`process`]); definitions and configuration files ([`fixtures`]); the
-//! fake provider APIs set up for the CLI ([`fake`]). Test files import
+//! fake provider APIs set up for the CLI ([`fake`]); a webhook receiver
+//! ([`receiver`]). Test files import
 //! helpers from here, never from each other.
 //!
 //! Invariants: every `TestEnv` owns its own directory (removed on drop) and
@@ -17,6 +18,7 @@ pub mod fake;
 pub mod fixtures;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
