@@ -19,12 +19,17 @@ pub enum DefCommand {
     /// keep_yearly, keep_within, active, desc, fsfreeze, max_age,
     /// catch_up_deadline, max_deletes_per_run. Name, target and
     /// disk identify a definition and cannot change
+    ///
+    /// The same changes go as the flags `def add` takes (`--retention 7
+    /// --schedule "0 3 * * *"`), or both ways at once.
     Set {
         #[command(flatten)]
         address: Address,
         /// Changes, e.g. retention=7 "schedule=0 3 * * *" active=false
-        #[arg(required = true, value_name = "KEY=VALUE")]
+        #[arg(value_name = "KEY=VALUE")]
         changes: Vec<String>,
+        #[command(flatten)]
+        flags: Box<SetFlags>,
     },
     /// Remove a definition (its snapshots stay at the provider)
     Rm {
@@ -103,6 +108,67 @@ pub struct AddArgs {
     pub max_deletes_per_run: Option<i64>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// `def set`'s flags: those of `def add` for every setting that may change.
+#[derive(Debug, Args)]
+pub struct SetFlags {
+    /// Cron expression, e.g. "30 5 * * *"
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule
+    #[arg(long = "tz")]
+    pub timezone: Option<String>,
+    /// Snapshots to keep, 0-65536 (0 keeps all); same as --keep-last
+    #[arg(long, allow_negative_numbers = true)]
+    pub retention: Option<String>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    /// Description, up to 128 characters
+    #[arg(long)]
+    pub desc: Option<String>,
+    /// Freeze the guest filesystem during the snapshot (Erigones): true or false
+    #[arg(long, value_name = "BOOL")]
+    pub fsfreeze: Option<bool>,
+    /// Prune own snapshots older than this even within retention, e.g. 90d
+    #[arg(long)]
+    pub max_age: Option<String>,
+    /// After downtime, run the latest missed slot if at most this late
+    #[arg(long)]
+    pub catch_up_deadline: Option<String>,
+    /// The most snapshots one post-run prune may delete, 0 = no limit
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_deletes_per_run: Option<i64>,
+}
+
+impl SetFlags {
+    /// The flags as the KEY=VALUE changes they stand for.
+    fn changes(&self) -> Vec<String> {
+        let k = &self.keep;
+        let text = [
+            ("schedule", self.schedule.clone()),
+            ("timezone", self.timezone.clone()),
+            ("retention", self.retention.clone()),
+            ("keep_last", k.keep_last.map(|n| n.to_string())),
+            ("keep_hourly", k.keep_hourly.map(|n| n.to_string())),
+            ("keep_daily", k.keep_daily.map(|n| n.to_string())),
+            ("keep_weekly", k.keep_weekly.map(|n| n.to_string())),
+            ("keep_monthly", k.keep_monthly.map(|n| n.to_string())),
+            ("keep_yearly", k.keep_yearly.map(|n| n.to_string())),
+            ("keep_within", k.keep_within.clone()),
+            ("desc", self.desc.clone()),
+            ("fsfreeze", self.fsfreeze.map(|b| b.to_string())),
+            ("max_age", self.max_age.clone()),
+            ("catch_up_deadline", self.catch_up_deadline.clone()),
+            (
+                "max_deletes_per_run",
+                self.max_deletes_per_run.map(|n| n.to_string()),
+            ),
+        ];
+        text.into_iter()
+            .filter_map(|(key, value)| Some(format!("{key}={}", value?)))
+            .collect()
+    }
 }
 
 fn kind_of(cfg: &Config, provider: &str) -> CliResult<crate::domain::ProviderKind> {
@@ -368,7 +434,19 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
     let default_tz = cfg.daemon.timezone;
     match cmd {
         DefCommand::Add(args) => add(*args, ctx, &cfg, now).await,
-        DefCommand::Set { address, changes } => set(&address, &changes, ctx, &cfg, now).await,
+        DefCommand::Set {
+            address,
+            mut changes,
+            flags,
+        } => {
+            changes.extend(flags.changes());
+            if changes.is_empty() {
+                return Err(CliError::usage(
+                    "nothing to change: give KEY=VALUE pairs or flags, e.g. --retention 7 or \"schedule=0 3 * * *\"",
+                ));
+            }
+            set(&address, &changes, ctx, &cfg, now).await
+        }
         DefCommand::Rm {
             address,
             delete_snapshots,

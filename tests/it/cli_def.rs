@@ -859,3 +859,34 @@ fn schedule_next_for_a_definition_resolves_its_own_h() {
     let err = env.usage_error(&["schedule", "next", "0 3 * * *", "--target", "x"]);
     assert!(err.contains("--definition"), "{err}");
 }
+
+/// `def set` takes the flags `def add` takes, alone or with KEY=VALUE pairs.
+#[test]
+fn def_set_takes_the_flags_def_add_takes() {
+    let env = TestEnv::base();
+    env.json(&add_args("daily", "do", "droplet:3164444", &[]));
+    env.ok(&[
+        "def",
+        "set",
+        "daily",
+        "--retention",
+        "7",
+        "--schedule",
+        "0 4 * * *",
+        "--keep-daily",
+        "3",
+        "--tz",
+        "Europe/Prague",
+        "desc=from a pair",
+    ]);
+    let shown = env.json(&["def", "show", "daily"]);
+    assert_eq!(shown["retention"], 7, "{shown}");
+    assert_eq!(shown["schedule"], "0 4 * * *", "{shown}");
+    assert_eq!(shown["keep_daily"], 3, "{shown}");
+    assert_eq!(shown["zone"], "Europe/Prague", "{shown}");
+    assert_eq!(shown["desc"], "from a pair", "{shown}");
+    let err = env.usage_error(&["def", "set", "daily"]);
+    assert!(err.contains("nothing to change"), "{err}");
+    let err = env.usage_error(&["def", "set", "daily", "--retention", "-3"]);
+    assert!(err.contains("retention"), "{err}");
+}
