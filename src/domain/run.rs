@@ -122,11 +122,15 @@ pub struct Run {
     pub missed_count: Option<u32>,
     pub error_class: Option<String>,
     pub error: Option<String>,
+    /// The process driving the run (bookkeeping, not in JSON).
+    #[serde(skip)]
     pub owner_pid: Option<u32>,
-    /// The node driving the run while it is not final.
+    /// The node driving the run while it is not final (`node` in JSON).
+    #[serde(rename = "node")]
     pub owner_node: Option<String>,
     /// Incremented by every takeover; with `owner_node`, the fencing token
-    /// every state change of the run is conditional on.
+    /// every state change of the run is conditional on (not in JSON).
+    #[serde(skip)]
     pub lease_epoch: i64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,

@@ -14,6 +14,7 @@ mod digitalocean;
 mod erigones;
 mod hardening;
 mod import;
+mod json_shapes;
 mod metrics;
 mod nodes;
 mod notify;

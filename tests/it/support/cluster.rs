@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::process::{signal, wait_exit};
+use super::process::signal;
 use super::{write_file, TestEnv};
 
 /// The line a daemon logs once its scheduler runs.
@@ -197,7 +197,21 @@ impl Cluster {
             let Some(mut child) = self.nodes[i].child.take() else {
                 continue;
             };
-            let status = wait_exit(&mut child, Duration::from_secs(20));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    break status;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "node {i} did not exit within 20s of SIGTERM\n{}",
+                        self.logs_tail(60)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
             assert!(
                 status.success(),
                 "node {i}: SIGTERM: exit {status}\n{}",
