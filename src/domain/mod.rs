@@ -3,6 +3,7 @@
 //! (store, providers, engine, CLI) speaks in these types.
 
 pub mod definition;
+pub mod hooks;
 pub mod node;
 pub mod run;
 pub mod schedule;
@@ -12,6 +13,7 @@ pub mod target;
 pub use definition::{
     Definition, DefinitionSpec, FieldError, Identity, KeepTiers, RawDefinition, Source,
 };
+pub use hooks::{Consistency, HookSpec, HookState, Hooks};
 pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;
