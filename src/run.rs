@@ -41,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::cluster::LeaseHandle;
 use crate::domain::definition::DefinitionSpec;
-use crate::domain::{RemoteSnapshot, Target};
 use crate::domain::hooks::{Consistency, HookState, Hooks, OnPreHookFailure};
+use crate::domain::{RemoteSnapshot, Target};
 use crate::domain::{Run, RunState};
 use crate::provider::{
     CreateOutcome, CreateRequest, ErrorClass, Operation, PointInTime, PollOutcome, Provider,
@@ -264,9 +264,7 @@ impl<P: Provider> Runner<'_, P> {
         self.check_lease(&run)?;
         let taken = match run.state {
             RunState::Pruning => true,
-            RunState::Waiting => {
-                self.provider.point_in_time(&self.target) == PointInTime::Accepted
-            }
+            RunState::Waiting => self.provider.point_in_time(&self.target) == PointInTime::Accepted,
             _ => false,
         };
         tracing::warn!(
@@ -308,7 +306,9 @@ impl<P: Provider> Runner<'_, P> {
             Ok(Ended::Final(run)) => {
                 let result = post_result(run.state);
                 let id = run.snapshot_id.clone();
-                Ok(Ended::Final(self.post(ctx, run, result, id.as_deref()).await?))
+                Ok(Ended::Final(
+                    self.post(ctx, run, result, id.as_deref()).await?,
+                ))
             }
             Ok(Ended::Suspended(run)) => {
                 // A snapshot still being taken is no longer consistent.
@@ -326,7 +326,9 @@ impl<P: Provider> Runner<'_, P> {
                 } else {
                     run
                 };
-                Ok(Ended::Suspended(self.post(ctx, run, "aborted", None).await?))
+                Ok(Ended::Suspended(
+                    self.post(ctx, run, "aborted", None).await?,
+                ))
             }
             Err(e) => {
                 // The row cannot be written (fenced, or the store is down):
@@ -335,8 +337,7 @@ impl<P: Provider> Runner<'_, P> {
                 ctx.owed.store(false, Ordering::SeqCst);
                 if let Some(post) = &ctx.hooks.post {
                     let vars = ctx.env.vars(Phase::Post, Some("aborted"), None, None);
-                    let out =
-                        run_hook(Phase::Post, post, &vars, ctx.hooks.timeout, None).await;
+                    let out = run_hook(Phase::Post, post, &vars, ctx.hooks.timeout, None).await;
                     self.log_hook(post, &out);
                 }
                 Err(e)
@@ -399,10 +400,7 @@ impl<P: Provider> Runner<'_, P> {
     /// Run the pre hook (if any); `Ok(None)` when the run goes on with
     /// `consistency`, `Ok(Some(step))` when it stops here.
     async fn pre(&self, ctx: &HookCtx, run: Run) -> Result<(Run, Option<Step>), StoreError> {
-        ctx.output
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        ctx.output.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let run = self
             .store
             .update_run(
@@ -478,9 +476,8 @@ impl<P: Provider> Runner<'_, P> {
     }
 
     fn log_hook(&self, command: &crate::domain::hooks::Command, out: &hooks::HookOutcome) {
-        let elapsed = humantime::format_duration(Duration::from_millis(
-            out.elapsed.as_millis() as u64,
-        ));
+        let elapsed =
+            humantime::format_duration(Duration::from_millis(out.elapsed.as_millis() as u64));
         tracing::debug!(
             definition = %self.spec.identity,
             phase = out.phase.as_str(),

@@ -417,7 +417,10 @@ mod tests {
         assert_eq!(e.field, "pre_hook");
         assert!(e.message.contains("must not be empty"), "{e}");
         let e = Command::parse("post_hook", &argv(&["pg-start"])).unwrap_err();
-        assert!(e.message.contains("'pg-start' is not an absolute path"), "{e}");
+        assert!(
+            e.message.contains("'pg-start' is not an absolute path"),
+            "{e}"
+        );
         assert!(e.message.contains("/usr/local/sbin/pg-start"), "{e}");
         assert!(Command::parse("on_failure", &argv(&["./x"])).is_err());
         assert!(Command::parse("on_failure", &argv(&["/x", "a\0b"])).is_err());
@@ -461,13 +464,26 @@ mod tests {
             on_failure: Some(argv(&["/bin/true"])),
             on_success: None,
         };
-        let fields: Vec<_> = raw.validate().unwrap_err().iter().map(|e| e.field).collect();
+        let fields: Vec<_> = raw
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             fields,
-            ["pre_hook", "post_hook", "hook_timeout", "on_pre_hook_failure"]
+            [
+                "pre_hook",
+                "post_hook",
+                "hook_timeout",
+                "on_pre_hook_failure"
+            ]
         );
         let e = OnPreHookFailure::parse("on_pre_hook_failure", "ignore").unwrap_err();
-        assert!(e.message.contains("'ignore'") && e.message.contains("abort"), "{e}");
+        assert!(
+            e.message.contains("'ignore'") && e.message.contains("abort"),
+            "{e}"
+        );
     }
 
     #[test]

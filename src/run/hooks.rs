@@ -38,7 +38,9 @@ pub const RECORD_TAIL: usize = 2 * 1024;
 pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Variables passed through from the daemon's environment when set: none
 /// can hold a secret.
-const PASSED_THROUGH: [&str; 7] = ["LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME"];
+const PASSED_THROUGH: [&str; 7] = [
+    "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME",
+];
 /// How long to keep reading output after the hook exited, in case a child
 /// it left behind still holds the pipe.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -386,7 +388,10 @@ mod tests {
         .await;
         assert!(!out.succeeded());
         assert_eq!(out.describe(), "exited with status 3");
-        assert!(out.output.contains("out") && out.output.contains("err"), "{out:?}");
+        assert!(
+            out.output.contains("out") && out.output.contains("err"),
+            "{out:?}"
+        );
         assert!(out.record().starts_with("pre: exited with status 3\n"));
     }
 
@@ -406,7 +411,10 @@ mod tests {
         .await;
         assert!(out.succeeded(), "{}", out.describe());
         assert_eq!(out.output.len(), OUTPUT_MAX);
-        assert!(out.output.trim_end().ends_with("line-2999-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+        assert!(out
+            .output
+            .trim_end()
+            .ends_with("line-2999-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
         assert!(!out.output.contains("line-0-"));
         assert!(out.tail().len() <= RECORD_TAIL);
     }
