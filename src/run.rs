@@ -428,10 +428,13 @@ impl<P: Provider> Runner<'_, P> {
         .await;
         self.log_hook(pre, &out);
         let text = ctx.push_output(out.record());
-        let consistency = if out.succeeded() {
-            Consistency::App
-        } else {
-            Consistency::Crash
+        // Recorded only when a snapshot is going to be requested.
+        let consistency = match (out.succeeded(), ctx.hooks.on_pre_failure) {
+            (true, _) => Some(Consistency::App),
+            (false, OnPreHookFailure::Continue) if out.status != HookStatus::Cancelled => {
+                Some(Consistency::Crash)
+            }
+            _ => None,
         };
         let run = self
             .store
@@ -439,7 +442,7 @@ impl<P: Provider> Runner<'_, P> {
                 &run,
                 Update {
                     hook_output: Some(&text),
-                    consistency: Some(consistency),
+                    consistency,
                     ..Default::default()
                 },
                 self.clock.now(),

@@ -12,6 +12,7 @@ mod crash;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;
+mod hooks;
 mod import;
 mod metrics;
 mod nodes;
