@@ -669,3 +669,64 @@ async fn sigterm_during_the_pre_hook_kills_it_and_still_runs_the_post_hook() {
     assert_eq!(left.len(), 1, "the run stays resumable: {runs:#?}");
     assert_eq!(left[0].hook_state.map(|h| h.as_str()), Some("done"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erigones_post_hook_waits_for_the_snapshot_task_to_finish() {
+    use snapsched_fake_api::erigones::{self as fake_es, route, FakeErigonesConfig};
+    let es = fake_es::start(FakeErigonesConfig {
+        api_key: DC1_KEY.1.to_owned(),
+        ..FakeErigonesConfig::default()
+    })
+    .await
+    .expect("fake Erigones");
+    es.state.add_vm("db01", 1);
+    let env = TestEnv::base();
+    let hooks = Hooks::new(&env);
+    let config = crate::support::BASE_CONFIG.replace(
+        "api_url = \"http://127.0.0.1:9/api\"\n",
+        &format!(
+            "api_url = \"{}\"\npoll_interval = \"50ms\"\npoll_max_interval = \"100ms\"\n",
+            es.base_url
+        ),
+    );
+    assert!(config.contains(&es.base_url));
+    env.write_config(&format!(
+        "{config}\n[[definitions]]\nname = \"web\"\nprovider = \"dc1\"\ntarget = \"db01\"\n\
+         schedule = \"0 3 * * *\"\nretention = 5\n{}",
+        hooks.toml(&["pre_hook", "post_hook"])
+    ));
+    env.ok(&["config", "apply"]);
+    let mut child = env
+        .command(&["run", "web"])
+        .env(DC1_KEY.0, DC1_KEY.1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn snapsched run");
+    // The create task is accepted and being polled, the fake's clock stands
+    // still: the snapshot is not taken yet, so the post hook must wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while es.state.request_count(route::TASK_STATUS) < 3 {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "run ended early"
+        );
+        assert!(Instant::now() < deadline, "the task was never polled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(es.state.request_count(route::CREATE_SNAPSHOT), 1);
+    assert_eq!(hooks.order(), ["pre"]);
+    es.state.advance(Duration::from_secs(60));
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert_eq!(hooks.order(), ["pre", "post succeeded"]);
+    let post = hooks.env_of("post", 2);
+    assert_eq!(
+        post["SNAPSCHED_SNAPSHOT_ID"],
+        post["SNAPSCHED_SNAPSHOT_NAME"]
+    );
+    assert_eq!(post["SNAPSCHED_PROVIDER"], "dc1");
+    assert_eq!(last_run(&env)["consistency"], "app");
+    assert_no_secret(&hooks);
+}
