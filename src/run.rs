@@ -542,6 +542,13 @@ impl<P: Provider> Runner<'_, P> {
             .snapshot_name
             .clone()
             .unwrap_or_else(|| snapshot_name(&self.spec.identity.name, run.slot));
+        let mut tags = self.spec.tags.clone();
+        // A run with hooks says how consistent its snapshot is (DigitalOcean
+        // tags it; droplet snapshots get their tags once the action ends,
+        // from the request rebuilt for polling, hence from the row).
+        if let (Some(_), Some(c)) = (run.hook_state, run.consistency) {
+            tags.push(format!("consistency:{}", c.as_str()));
+        }
         CreateRequest {
             target: self.target.clone(),
             disk_id: self.spec.identity.disk_id,
@@ -553,7 +560,7 @@ impl<P: Provider> Runner<'_, P> {
             ),
             name,
             fsfreeze: self.spec.fsfreeze,
-            tags: self.spec.tags.clone(),
+            tags,
             may_exist,
         }
     }
@@ -669,11 +676,8 @@ impl<P: Provider> Runner<'_, P> {
                     return Ok(step);
                 }
                 self.check_lease(&run)?;
-                if ctx.hooks.pre.is_some() {
-                    if let Some(c) = run.consistency {
-                        req.tags.push(format!("consistency:{}", c.as_str()));
-                    }
-                }
+                // Now with the consistency the pre hook decided.
+                req = self.request(&run, may_exist);
             }
             match self.provider.create_snapshot(&req).await {
                 Ok(CreateOutcome::Done(snap)) => {

@@ -309,6 +309,13 @@ async fn a_droplet_post_hook_runs_once_the_action_started_not_when_it_ends() {
     assert_eq!(code, 0, "stdout {out}\nstderr {err}");
     assert_eq!(hooks.order(), ["pre", "post succeeded"]);
     assert_eq!(last_run(&env)["consistency"], "app");
+    let snaps = fake.snapshots_of(Resource::Droplet(DROPLET));
+    assert_eq!(snaps.len(), 1);
+    assert!(
+        snaps[0].tags.contains(&"consistency:app".to_owned()),
+        "{:?}",
+        snaps[0].tags
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
