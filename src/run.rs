@@ -166,6 +166,54 @@ impl HookCtx {
     }
 }
 
+/// Run the post hook `run` owes when it cannot be resumed (its provider is
+/// no longer configured, so no `Runner` can drive it), with
+/// `SNAPSCHED_RESULT=aborted`, and record it done. Nothing to do for a run
+/// that owes none.
+pub async fn settle_owed_post(
+    store: &Store,
+    spec: &DefinitionSpec,
+    defaults: &HookDefaults,
+    run: Run,
+    clock: Clock,
+) -> Result<Run, StoreError> {
+    if !run.hook_state.is_some_and(HookState::post_owed) {
+        return Ok(run);
+    }
+    let hooks = defaults.resolve(spec);
+    let mut output = None;
+    if let Some(post) = &hooks.post {
+        let env = HookEnv {
+            identity: spec.identity.clone(),
+            slot: run.slot,
+            snapshot_name: run
+                .snapshot_name
+                .clone()
+                .unwrap_or_else(|| snapshot_name(&spec.identity.name, run.slot)),
+            trigger: run.trigger.as_str(),
+        };
+        let vars = env.vars(Phase::Post, Some("aborted"), None, None);
+        let out = run_hook(Phase::Post, post, &vars, hooks.timeout, None).await;
+        if out.succeeded() {
+            tracing::info!(definition = %spec.identity, "owed post hook {post} {}", out.describe());
+        } else {
+            tracing::warn!(definition = %spec.identity, output = out.tail(), "owed post hook {post} {}", out.describe());
+        }
+        output = Some(out.record());
+    }
+    store
+        .update_run(
+            &run,
+            Update {
+                hook_state: Some(HookState::Done),
+                hook_output: output.as_deref(),
+                ..Default::default()
+            },
+            clock.now(),
+        )
+        .await
+}
+
 /// `SNAPSCHED_RESULT` for a post hook run after the run ended with `state`.
 fn post_result(state: RunState) -> &'static str {
     match state {

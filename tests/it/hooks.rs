@@ -737,3 +737,75 @@ async fn an_erigones_post_hook_waits_for_the_snapshot_task_to_finish() {
     assert_eq!(last_run(&env)["consistency"], "app");
     assert_no_secret(&hooks);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresumable_run_still_gets_the_post_hook_it_owes() {
+    let fake = fake_do().await;
+    let env = TestEnv::base();
+    let hooks = Hooks::new(&env);
+    let config = config_with_do_api(fake.url()).replace(
+        "[daemon]\n",
+        "[daemon]\nshutdown_grace = \"5s\"\nlog_level = \"debug,sqlx=warn\"\n",
+    );
+    env.write_config(&config);
+    let argv = format!(
+        r#"["/bin/sh", "{}", "{}"]"#,
+        hooks.script.display(),
+        hooks.dir.display()
+    );
+    let target = format!("volume:{VOLUME}");
+    env.ok(&[
+        "def",
+        "add",
+        "web",
+        "--provider",
+        "do",
+        "--target",
+        &target,
+        "--schedule",
+        "* * * * * *",
+        "--retention",
+        "3",
+        "--pre-hook",
+        &argv,
+        "--post-hook",
+        &argv,
+    ]);
+    hooks.touch("hold-pre");
+    let mut daemon = spawn_daemon(&env, 0);
+    hooks.wait_held("pre", &mut daemon, &env);
+    daemon.kill().expect("SIGKILL the daemon");
+    daemon.wait().expect("reap");
+    hooks.remove("hold-pre");
+    env.ok(&["def", "set", "web", "schedule=0 0 1 1 *"]);
+    // The provider is gone from the configuration: the run cannot resume.
+    let start = config.find("[providers.do]").expect("do section");
+    let end = config.find("[providers.dc1]").expect("dc1 section");
+    env.write_config(&format!("{}{}", &config[..start], &config[end..]));
+
+    let mut daemon = spawn_daemon(&env, 1);
+    let db = crate::support::db::open(&env.db()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let runs = db.history(Some("web"), 100).await.expect("history");
+        if let Some(r) = runs.iter().find(|r| r.state.as_str() == "interrupted") {
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{runs:#?}\n{}",
+            daemon_logs(&env)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    crate::support::process::signal(&daemon, "-TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    assert_eq!(
+        hooks.order(),
+        ["pre", "post aborted"],
+        "{}",
+        daemon_logs(&env)
+    );
+    assert_eq!(run.hook_state.map(|h| h.as_str()), Some("done"));
+    assert_eq!(fake.requests(VOLUME_CREATE), 0);
+}
