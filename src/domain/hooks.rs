@@ -30,7 +30,7 @@ pub struct Command(Vec<String>);
 impl Command {
     /// Validate an argv array for the hook key `field`.
     pub fn parse(field: &'static str, argv: &[String]) -> Result<Command, FieldError> {
-        let Some(program) = argv.first() else {
+        let Some(program) = argv.first().filter(|p| !p.trim().is_empty()) else {
             return Err(FieldError::new(
                 field,
                 "must not be empty: give the program and its arguments, as [\"/usr/local/sbin/pg-backup-start\", \"--fast\"]",
@@ -415,6 +415,8 @@ mod tests {
         assert_eq!(c.args(), ["--fast"]);
         let e = Command::parse("pre_hook", &[]).unwrap_err();
         assert_eq!(e.field, "pre_hook");
+        assert!(e.message.contains("must not be empty"), "{e}");
+        let e = Command::parse("pre_hook", &argv(&["", "x"])).unwrap_err();
         assert!(e.message.contains("must not be empty"), "{e}");
         let e = Command::parse("post_hook", &argv(&["pg-start"])).unwrap_err();
         assert!(

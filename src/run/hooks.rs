@@ -376,6 +376,38 @@ mod tests {
         Command::parse("pre_hook", &argv).unwrap()
     }
 
+    #[test]
+    fn defaults_resolve_by_provider_and_swap_on_reload() {
+        let spec = crate::domain::definition::RawDefinition {
+            name: "db".into(),
+            provider: "lab".into(),
+            target: "db01".into(),
+            schedule: Some("@daily".into()),
+            retention: Some(1),
+            ..Default::default()
+        }
+        .validate(crate::domain::ProviderKind::Fake)
+        .unwrap();
+        let level = |p: &str| HookSpec {
+            pre_hook: Some(cmd(&[p])),
+            ..Default::default()
+        };
+        let defaults = HookDefaults::new(HookLevels {
+            daemon: level("/daemon"),
+            providers: HashMap::from([("other".to_owned(), level("/other"))]),
+        });
+        assert_eq!(defaults.resolve(&spec).pre, Some(cmd(&["/daemon"])));
+        let shared = defaults.clone();
+        shared.replace(HookLevels {
+            daemon: level("/daemon"),
+            providers: HashMap::from([("lab".to_owned(), level("/lab"))]),
+        });
+        assert_eq!(defaults.resolve(&spec).pre, Some(cmd(&["/lab"])));
+        let mut own = spec.clone();
+        own.hooks.pre_hook = Some(cmd(&["/own"]));
+        assert_eq!(defaults.resolve(&own).pre, Some(cmd(&["/own"])));
+    }
+
     #[tokio::test]
     async fn exit_status_and_output_are_captured() {
         let out = run_hook(
