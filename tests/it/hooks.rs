@@ -407,7 +407,7 @@ async fn a_hook_past_its_timeout_is_killed_with_its_process_group() {
         write_file(
             &slow,
             "#!/bin/sh\n\
-             /bin/sh -c 'echo $$ > \"$1/child.pid\"; sleep 3; touch \"$1/late\"' child \"$1\" &\n\
+             /bin/sh -c 'echo $$ > \"$1/child.pid\"; sleep 10; touch \"$1/late\"' child \"$1\" &\n\
              echo started\n\
              exec sleep 60\n",
             0o644,
@@ -443,7 +443,9 @@ async fn a_hook_past_its_timeout_is_killed_with_its_process_group() {
     let pid_file = hooks.dir.join("child.pid");
     let pid = std::fs::read_to_string(&pid_file).expect("the child started");
     let pid = pid.trim();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Longer than the child's own sleep: a child that survived would have
+    // written its file by then.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !gone(pid) {
         assert!(
             Instant::now() < deadline,
