@@ -17,7 +17,12 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("snapsched: {e}");
+            // Bounded: an error may quote what came from outside.
+            let text = e.to_string();
+            eprintln!(
+                "snapsched: {}",
+                snapsched::domain::text::bounded(&text, 4 * snapsched::domain::text::ERROR_MAX)
+            );
             e.exit_code()
         }
     }

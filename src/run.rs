@@ -101,6 +101,10 @@ impl Default for RunOptions {
 /// `max_deletes_per_run`; the run itself succeeded.
 pub const PRUNE_BLOCKED: &str = "prune_blocked";
 
+/// The tracing target of the one "run ended" line per run, so that a
+/// front end that reports the end itself (`snapsched run`) can leave it out.
+pub const RUN_ENDED_TARGET: &str = "snapsched::run::ended";
+
 pub use crate::domain::snapshot::snapshot_name;
 
 /// What ended a run's execution.
@@ -120,6 +124,24 @@ pub struct RunError {
     pub run_id: i64,
     #[source]
     pub source: StoreError,
+}
+
+/// `t + d`, saturating at the latest representable instant: a timeout far
+/// in the future means "no deadline", never an overflow.
+pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("the run panicked")
 }
 
 /// Drives one run to its end.
@@ -245,11 +267,10 @@ impl<P: Provider> Runner<'_, P> {
         let ended = self.settle_post(&ctx, ended).await;
         let ended = ended.map_err(|source| RunError { run_id, source })?;
         if let Ended::Final(run) = &ended {
-            let elapsed = humantime::format_duration(Duration::from_millis(
-                started.elapsed().as_millis() as u64,
-            ));
+            let elapsed = crate::domain::run::human_duration(started.elapsed());
             match run.state {
                 RunState::Succeeded => tracing::info!(
+                    target: RUN_ENDED_TARGET,
                     definition = %self.spec.identity,
                     slot = %run.slot.to_rfc3339(),
                     trigger = run.trigger.as_str(),
@@ -259,6 +280,7 @@ impl<P: Provider> Runner<'_, P> {
                     "run ended"
                 ),
                 state => tracing::warn!(
+                    target: RUN_ENDED_TARGET,
                     definition = %self.spec.identity,
                     slot = %run.slot.to_rfc3339(),
                     trigger = run.trigger.as_str(),
@@ -286,6 +308,67 @@ impl<P: Provider> Runner<'_, P> {
             }
         }
         Ok(ended)
+    }
+
+    /// [`Runner::drive`], but a panic inside the run does not leave it in
+    /// flight: the run fails with the panic's message (so its definition
+    /// goes on with its next slot), and the panic ends here.
+    pub async fn drive_guarded(&self, run: Run) -> Result<Ended, RunError> {
+        use futures_util::FutureExt;
+        let started = run.clone();
+        match std::panic::AssertUnwindSafe(self.drive(run))
+            .catch_unwind()
+            .await
+        {
+            Ok(ended) => ended,
+            Err(payload) => {
+                let message = format!("internal error: {}", panic_message(payload.as_ref()));
+                self.fail_after_panic(started, &message).await
+            }
+        }
+    }
+
+    /// Record a panicked run as failed, unless it already ended; a post
+    /// hook it owes runs first.
+    async fn fail_after_panic(&self, run: Run, message: &str) -> Result<Ended, RunError> {
+        let run_id = run.id;
+        let at = |source| RunError { run_id, source };
+        let current = self.store.get_run(run_id).await.map_err(at)?.unwrap_or(run);
+        if current.state.is_final() {
+            return Ok(Ended::Final(current));
+        }
+        let current = settle_owed_post(
+            self.store,
+            self.spec,
+            &self.options.hooks,
+            current,
+            self.clock,
+        )
+        .await
+        .map_err(at)?;
+        let failed = self
+            .store
+            .update_run(
+                &current,
+                Update {
+                    state: Some(RunState::Failed),
+                    error: Some(("internal", message)),
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await
+            .map_err(at)?;
+        tracing::error!(
+            definition = %self.spec.identity,
+            slot = %failed.slot.to_rfc3339(),
+            trigger = failed.trigger.as_str(),
+            result = failed.state.as_str(),
+            error = message,
+            "run ended"
+        );
+        metrics::run_finished(&self.spec.identity, failed.state);
+        Ok(Ended::Final(failed))
     }
 
     fn hook_ctx(&self, run: &Run) -> HookCtx {
@@ -527,8 +610,7 @@ impl<P: Provider> Runner<'_, P> {
     }
 
     fn log_hook(&self, command: &crate::domain::hooks::Command, out: &hooks::HookOutcome) {
-        let elapsed =
-            humantime::format_duration(Duration::from_millis(out.elapsed.as_millis() as u64));
+        let elapsed = crate::domain::run::human_duration(out.elapsed);
         tracing::debug!(
             definition = %self.spec.identity,
             phase = out.phase.as_str(),
@@ -582,7 +664,7 @@ impl<P: Provider> Runner<'_, P> {
     }
 
     fn deadline(&self, run: &Run) -> DateTime<Utc> {
-        run.created_at + chrono::Duration::from_std(self.options.run_timeout).unwrap_or_default()
+        later(run.created_at, self.options.run_timeout)
     }
 
     fn request(&self, run: &Run, may_exist: bool) -> CreateRequest {
@@ -763,9 +845,7 @@ impl<P: Provider> Runner<'_, P> {
                     may_exist = true;
                     let wait = self.backoff(transient, e.retry_after);
                     transient += 1;
-                    if self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default()
-                        > self.deadline(&run)
-                    {
+                    if later(self.clock.now(), wait) > self.deadline(&run) {
                         return self.fail(&run, RunState::Failed, &e).await;
                     }
                     tracing::warn!(definition = %self.spec.identity, retry_in = %humantime::format_duration(wait), "transient error creating snapshot: {e}");
@@ -803,8 +883,7 @@ impl<P: Provider> Runner<'_, P> {
         let op = Operation { id: op_id };
         let req = self.request(&run, true);
         let policy = self.provider.poll_policy();
-        let give_up = run.started_at.unwrap_or(run.created_at)
-            + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let give_up = later(run.started_at.unwrap_or(run.created_at), policy.timeout);
         let give_up = give_up.min(self.deadline(&run));
         let mut interval = policy.initial;
         loop {
@@ -897,5 +976,35 @@ impl<P: Provider> Runner<'_, P> {
             )
             .await?;
         Ok(Step::Stop(Ended::Final(run)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_far_deadline_saturates_instead_of_overflowing() {
+        let now = Utc::now();
+        assert_eq!(
+            later(now, Duration::from_secs(u64::MAX)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            later(now, Duration::from_secs(31_557_600 * 1_000_000)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            later(now, Duration::from_secs(60)),
+            now + chrono::TimeDelta::seconds(60)
+        );
+    }
+
+    #[test]
+    fn a_panic_payload_becomes_its_message() {
+        let literal = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+        assert_eq!(panic_message(literal.as_ref()), "boom");
+        let formatted = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panic_message(formatted.as_ref()), "boom 7");
     }
 }

@@ -1,9 +1,75 @@
 //! Plain aligned-column tables for the CLI.
 //!
-//! Invariants: every column is as wide as its widest cell (counted in
-//! characters); lines carry no trailing spaces; control characters in cells
+//! Invariants: every column is as wide as its widest cell (in display
+//! columns: a CJK character or an emoji takes two); lines carry no trailing
+//! spaces; control characters in cells
 //! (a provider-supplied snapshot name, say) are escaped so that they cannot
 //! move the cursor or recolour the terminal.
+
+use unicode_width::UnicodeWidthStr;
+
+/// Render `rows` under `headers` within `max_width` display columns by
+/// shortening the cells of the `flexible` column (with `…`) as far as
+/// needed; the other columns keep their width. Without a limit, as
+/// [`render`].
+pub fn render_fit(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    max_width: Option<usize>,
+    flexible: usize,
+) -> String {
+    let Some(max) = max_width else {
+        return render(headers, rows);
+    };
+    let others: usize = (0..headers
+        .len()
+        .max(rows.iter().map(Vec::len).max().unwrap_or(0)))
+        .filter(|&i| i != flexible)
+        .map(|i| {
+            std::iter::once(headers.get(i).map_or(0, |h| h.width()))
+                .chain(
+                    rows.iter()
+                        .map(|r| r.get(i).map_or(0, |c| sanitize(c).width())),
+                )
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let room = max
+        .saturating_sub(others)
+        .max(headers.get(flexible).map_or(0, |h| h.width()));
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let mut row = row.clone();
+            if let Some(cell) = row.get_mut(flexible) {
+                *cell = shorten(&sanitize(cell), room);
+            }
+            row
+        })
+        .collect();
+    render(headers, &rows)
+}
+
+/// `text` cut to `width` display columns, ending in `…` when cut.
+fn shorten(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
 
 /// Render `rows` under `headers`, columns separated by two spaces, with a
 /// dashed rule under the header. Rows shorter than the header are padded
@@ -24,7 +90,7 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths = vec![0usize; columns];
     for row in std::iter::once(&header).chain(body.iter()) {
         for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+            widths[i] = widths[i].max(cell.width());
         }
     }
 
@@ -46,7 +112,7 @@ fn push_line(out: &mut String, cells: &[String], widths: &[usize]) {
         }
         let cell = cells.get(i).map(String::as_str).unwrap_or("");
         line.push_str(cell);
-        let pad = width.saturating_sub(cell.chars().count());
+        let pad = width.saturating_sub(cell.width());
         line.extend(std::iter::repeat_n(' ', pad));
     }
     out.push_str(line.trim_end());
@@ -71,6 +137,29 @@ fn sanitize(cell: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widths_are_display_columns_and_fitting_shortens_one_column() {
+        let rows = vec![
+            vec![
+                "日本".to_owned(),
+                "a long error message".to_owned(),
+                "x".to_owned(),
+            ],
+            vec!["ab".to_owned(), "short".to_owned(), "y".to_owned()],
+        ];
+        let full = render(&["Name", "Error", "Z"], &rows);
+        let lines: Vec<&str> = full.lines().collect();
+        // "日本" is four columns wide, like "Name".
+        assert_eq!(lines[2], "日本  a long error message  x");
+        let fit = render_fit(&["Name", "Error", "Z"], &rows, Some(20), 1);
+        for line in fit.lines() {
+            assert!(line.width() <= 20, "{line:?} is {} wide", line.width());
+        }
+        assert!(fit.contains("a long err…  x"), "{fit}");
+        assert!(fit.contains("short"), "{fit}");
+        assert_eq!(render_fit(&["Name", "Error", "Z"], &rows, None, 1), full);
+    }
 
     fn row(cells: &[&str]) -> Vec<String> {
         cells.iter().map(|s| s.to_string()).collect()

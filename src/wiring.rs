@@ -321,6 +321,12 @@ pub fn store_exists(cfg: &Config) -> bool {
     }
 }
 
+/// Open the existing store at `[daemon] database` for reading only: it is
+/// never created, locked or migrated (see [`Store::connect_read_only`]).
+pub async fn open_store_read_only(cfg: &Config) -> Result<Store, WiringError> {
+    Ok(Store::connect_read_only(&store_location(cfg)?).await?)
+}
+
 /// Open (and migrate) the store at `[daemon] database`.
 pub async fn open_store(cfg: &Config) -> Result<Store, WiringError> {
     Ok(Store::connect(&store_location(cfg)?).await?)

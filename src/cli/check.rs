@@ -27,7 +27,7 @@ use super::output::print_json;
 use super::CliResult;
 use crate::domain::definition::Definition;
 use crate::domain::{Identity, Node, NodeRole, NodeState, Run, RunState};
-use crate::store::{Location, Store};
+use crate::store::Store;
 use crate::telemetry::definition_gauges::nominal_interval;
 
 /// A daemon whose heartbeat is younger than this is up.
@@ -447,20 +447,9 @@ async fn gather(args: &CheckArgs, ctx: &Context, t: Thresholds) -> Result<Verdic
         crate::wiring::WiringError::Config(m) => m,
         crate::wiring::WiringError::Store(e) => e.to_string(),
     })?;
-    // Opening a SQLite store creates it; a check must not make one up.
-    // (A path that cannot be created is left to the open error.)
-    if let Location::Sqlite(path) = &location {
-        let in_dir = path
-            .parent()
-            .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir());
-        if in_dir && !path.exists() {
-            return Err(format!(
-                "no store at {}; check [daemon] database or --database",
-                path.display()
-            ));
-        }
-    }
-    let store = Store::connect(&location)
+    // A check only reads: it never makes a store up, takes no lock and
+    // migrates nothing.
+    let store = Store::connect_read_only(&location)
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?;
     let verdict = judge(args, &store, cfg.daemon.timezone, t).await;

@@ -101,6 +101,10 @@ impl Address {
 pub struct Context {
     pub config_path: PathBuf,
     pub overrides: Overrides,
+    /// `--utc`: human output in UTC rather than the local zone.
+    pub utc: bool,
+    /// `--wide`: every column, full times.
+    pub wide: bool,
 }
 
 impl Context {
@@ -111,15 +115,34 @@ impl Context {
                 database: cli.database.clone(),
                 log_level: cli.log_level.clone(),
             },
+            utc: cli.utc,
+            wide: cli.wide,
         }
+    }
+
+    /// How this command shows times, as of `now`.
+    pub fn times(&self, now: chrono::DateTime<chrono::Utc>) -> super::output::Times {
+        super::output::Times::new(self.utc, now)
     }
 
     pub fn config(&self) -> CliResult<Config> {
         Ok(config::load(&self.config_path, &self.overrides)?)
     }
 
+    /// Open the store for a command that changes it: created and migrated
+    /// when needed.
     pub async fn open_store(&self, cfg: &Config) -> CliResult<Store> {
+        if let crate::store::Location::Sqlite(path) = &cfg.daemon.database {
+            super::owner::check(path)?;
+        }
         Ok(crate::wiring::open_store(cfg).await?)
+    }
+
+    /// Open the store for a command that only reads it: never created,
+    /// locked or migrated; a missing store is an error saying where it was
+    /// looked for.
+    pub async fn open_store_read_only(&self, cfg: &Config) -> CliResult<Store> {
+        Ok(crate::wiring::open_store_read_only(cfg).await?)
     }
 
     /// Join the store as a CLI node for a command that drives a run, so

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
 use super::context::{confirm, Address, Context, KeepArgs};
-use super::output::{print_json, print_table, prune_report, view, DefinitionView};
+use super::output::{print_json, print_table, prune_report, view, DefinitionView, Times};
 use super::{CliError, CliResult};
 use crate::config::Config;
 use crate::domain::definition::{self, Definition, DefinitionSpec, RawDefinition, Source};
@@ -280,10 +280,9 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                         Ok(d) if d.is_zero() => Err(format!(
                             "keep_within: '{value}' keeps nothing; give a positive duration such as 2d, or keep_within=none to turn it off"
                         )),
-                        Ok(d) => {
-                            spec.keep.within = Some(d);
-                            Ok(())
-                        }
+                        Ok(_) => definition::parse_keep_within(value)
+                            .map(|d| spec.keep.within = Some(d))
+                            .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     }
                 }
@@ -298,7 +297,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.max_age = None;
                     Ok(())
                 } else {
-                    definition::parse_duration("max_age", value)
+                    definition::parse_max_age(value)
                         .map(|d| spec.max_age = Some(d))
                         .map_err(|e| e.to_string())
                 }
@@ -308,8 +307,12 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     spec.catch_up_deadline = None;
                     Ok(())
                 } else {
-                    definition::parse_duration("catch_up_deadline", value)
-                        .map(|d| spec.catch_up_deadline = Some(d))
+                    definition::parse_duration_in(
+                        "catch_up_deadline",
+                        value,
+                        definition::DurationRange::CATCH_UP_DEADLINE,
+                    )
+                    .map(|d| spec.catch_up_deadline = Some(d))
                         .map_err(|e| e.to_string())
                 }
             }
@@ -375,7 +378,7 @@ fn keep_summary(s: &DefinitionSpec) -> String {
     }
 }
 
-fn print_one(v: &DefinitionView) {
+fn print_one(v: &DefinitionView, times: &Times) {
     let d = &v.definition;
     let s = &d.spec;
     let rows = [
@@ -438,10 +441,12 @@ fn print_one(v: &DefinitionView) {
         ),
         (
             "next fire",
-            v.next_fire.clone().unwrap_or_else(|| "-".into()),
+            v.next_fire
+                .as_deref()
+                .map_or_else(|| "-".into(), |t| times.text_relative(t)),
         ),
-        ("created", d.created_at.to_rfc3339()),
-        ("updated", d.updated_at.to_rfc3339()),
+        ("created", times.at(d.created_at)),
+        ("updated", times.at(d.updated_at)),
     ];
     for (k, val) in rows {
         println!("{k:<12} {val}");
@@ -469,12 +474,12 @@ pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
         DefCommand::Disable { address } => set_active(ctx, &cfg, &address, false, now).await,
         DefCommand::List { json } => list(json, ctx, &cfg, now).await,
         DefCommand::Show { address, json } => {
-            let store = ctx.open_store(&cfg).await?;
+            let store = ctx.open_store_read_only(&cfg).await?;
             let v = view(ctx.resolve(&store, &address).await?, default_tz, now);
             if json {
                 return print_json(&v);
             }
-            print_one(&v);
+            print_one(&v, &ctx.times(now));
             Ok(())
         }
     }
@@ -521,7 +526,10 @@ async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> 
     println!(
         "added {}; next fire {}",
         v.definition.spec.identity,
-        v.next_fire.as_deref().unwrap_or("- (inactive)")
+        v.next_fire.as_deref().map_or_else(
+            || "- (inactive)".into(),
+            |t| ctx.times(now).text_relative(t)
+        )
     );
     Ok(())
 }
@@ -589,7 +597,7 @@ async fn rm(
 
 async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {
     let default_tz = cfg.daemon.timezone;
-    let store = ctx.open_store(cfg).await?;
+    let store = ctx.open_store_read_only(cfg).await?;
     let views: Vec<DefinitionView> = store
         .list_definitions()
         .await?
@@ -599,6 +607,7 @@ async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> Cl
     if json {
         return print_json(&views);
     }
+    let times = ctx.times(now);
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
@@ -613,7 +622,9 @@ async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> Cl
                 s.retention.to_string(),
                 if s.active { "yes" } else { "no" }.into(),
                 v.definition.source.as_str().into(),
-                v.next_fire.clone().unwrap_or_else(|| "-".into()),
+                v.next_fire
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |t| times.text_relative(t)),
             ]
         })
         .collect();

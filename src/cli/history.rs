@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::context::Context;
 use super::output::{print_json, print_table, run_duration};
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -19,11 +19,25 @@ pub struct HistoryArgs {
 
 pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let runs = store.history(args.name.as_deref(), args.limit).await?;
+    if let (Some(name), true) = (&args.name, runs.is_empty()) {
+        // A removed definition's runs still show; a name nothing ever had
+        // is a mistake, as in every other command.
+        if store
+            .find_definitions(name, &crate::store::Filter::default())
+            .await?
+            .is_empty()
+        {
+            return Err(CliError::usage(format!(
+                "no definition named '{name}' and no runs of one; see `snapsched def list`"
+            )));
+        }
+    }
     if args.json {
         return print_json(&runs);
     }
+    let times = ctx.times(chrono::Utc::now());
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
@@ -32,7 +46,7 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
                 r.identity.name.clone(),
                 r.identity.target.clone(),
                 r.trigger.as_str().into(),
-                r.slot.to_rfc3339(),
+                times.at(r.slot),
                 r.state.as_str().into(),
                 r.snapshot_name.clone().unwrap_or_else(|| "-".into()),
                 r.consistency.map_or("-", |c| c.as_str()).into(),

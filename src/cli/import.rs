@@ -121,10 +121,10 @@ fn to_spec(
         name: d.name.clone(),
         provider: provider.to_owned(),
         target: d.hostname.clone(),
-        disk_id: Some(i64::from(d.disk_id)),
+        disk_id: Some(d.disk_id),
         schedule: Some(d.schedule.clone()),
         timezone: Some(ERIGONES_TIMEZONE.to_owned()),
-        retention: Some(i64::from(d.retention)),
+        retention: Some(d.retention),
         active: Some(activate),
         desc: Some(d.desc.clone()),
         fsfreeze: Some(d.fsfreeze),
@@ -149,10 +149,10 @@ struct ItemView {
     action: &'static str,
     name: String,
     target: String,
-    disk_id: u32,
+    disk_id: i64,
     schedule: String,
     timezone: &'static str,
-    retention: u32,
+    retention: i64,
     desc: String,
     fsfreeze: bool,
     /// Whether the snapsched definition is (or would be) active.
@@ -374,9 +374,16 @@ async fn run_erigones(args: ErigonesImportArgs, ctx: &Context) -> CliResult {
             ))
         })?;
 
-    // A dry run must not create the database just to find it empty.
-    let store = if args.dry_run && !crate::wiring::store_exists(&cfg) {
-        None
+    // A dry run only reads: it must not create the database just to find
+    // it empty.
+    let store = if args.dry_run {
+        match crate::wiring::open_store_read_only(&cfg).await {
+            Ok(store) => Some(store),
+            Err(crate::wiring::WiringError::Store(crate::store::StoreError::Missing {
+                ..
+            })) => None,
+            Err(e) => return Err(e.into()),
+        }
     } else {
         Some(ctx.open_store(&cfg).await?)
     };
@@ -423,7 +430,7 @@ mod tests {
         ErigonesDefinition {
             hostname: host.to_owned(),
             name: name.to_owned(),
-            disk_id,
+            disk_id: disk_id.into(),
             schedule: schedule.to_owned(),
             retention: 7,
             active: true,

@@ -17,6 +17,7 @@ use crate::store::StoreError;
 
 pub mod context;
 pub mod output;
+pub mod owner;
 
 pub mod check;
 pub mod config_cmd;
@@ -55,6 +56,14 @@ pub struct Cli {
     /// Log level or tracing filter, overriding [daemon] log_level
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// Show times in UTC instead of the local zone (JSON is always UTC)
+    #[arg(long, global = true)]
+    pub utc: bool,
+
+    /// Tables with every column and full times, not fitted to the terminal
+    #[arg(long, global = true)]
+    pub wide: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -100,8 +109,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: gen::Shell,
     },
-    /// Print the snapsched(1) man page (roff) to stdout
-    Man,
+    /// Print the snapsched(1) man page (roff) to stdout, or write every page
+    /// (snapsched(1) and one per subcommand) into a directory
+    Man {
+        /// Write snapsched.1, snapsched-def.1, snapsched-def-add.1, … into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// A failed command. `Usage` exits 2, `Runtime` exits 1.
@@ -111,8 +125,23 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0:#}")]
+    #[error("{}", causes(.0))]
     Runtime(#[from] anyhow::Error),
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text
+/// the message already holds (most of our errors quote their source), so
+/// nothing is said twice.
+fn causes(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 impl From<StoreError> for CliError {
@@ -162,12 +191,39 @@ impl Cli {
             Command::Check(args) => check::run(args, &ctx).await,
             Command::Nodes(args) => nodes::run(args, &ctx).await,
             Command::Import(cmd) => import::run(cmd, &ctx).await,
-            Command::Schedule(cmd) => schedule::run(cmd, &ctx),
+            Command::Schedule(cmd) => schedule::run(cmd, &ctx).await,
             Command::Prune(args) => prune::run(args, &ctx).await,
             Command::Retention(cmd) => retention::run(cmd, &ctx).await,
             Command::Snapshots(args) => snapshots::run(args, &ctx).await,
             Command::Completions { shell } => gen::completions(shell),
-            Command::Man => gen::man(),
+            Command::Man { dir } => gen::man(dir.as_deref()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:9464: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_runtime_error_says_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let quoting = CliError::Runtime(Quoting { source: io() }.into());
+        assert_eq!(
+            quoting.to_string(),
+            "cannot listen on 127.0.0.1:9464: Address already in use"
+        );
+        // A cause the message does not quote is still shown.
+        let wrapped = CliError::Runtime(anyhow::Error::new(io()).context("starting the daemon"));
+        assert_eq!(
+            wrapped.to_string(),
+            "starting the daemon: Address already in use"
+        );
     }
 }

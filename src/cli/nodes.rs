@@ -28,7 +28,7 @@ pub struct NodeView {
 
 pub async fn run(args: NodesArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let ttl = crate::wiring::lease_ttl(&cfg);
     let nodes: Vec<NodeView> = store
         .nodes()

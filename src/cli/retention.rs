@@ -75,7 +75,7 @@ pub async fn run(cmd: RetentionCommand, ctx: &Context) -> CliResult {
     let (spec, kind, default_zone) = match &args.name {
         Some(name) => {
             let cfg = ctx.config()?;
-            let store = ctx.open_store(&cfg).await?;
+            let store = ctx.open_store_read_only(&cfg).await?;
             let address = Address {
                 name: name.clone(),
                 filters: args.filters.clone(),
@@ -182,6 +182,12 @@ pub fn resolve(
             args.duration
         )));
     }
+    let duration = definition::parse_duration_in(
+        "--for",
+        &args.duration,
+        definition::DurationRange::SIMULATION,
+    )
+    .map_err(usage)?;
     let size_gb = match args.size {
         Some(gb) if !(gb.is_finite() && gb > 0.0) => {
             return Err(CliError::usage(format!(
@@ -223,7 +229,11 @@ fn override_keep(policy: &mut Policy, keep: &KeepArgs) -> CliResult {
     if let Some(text) = &keep.keep_within {
         let d = definition::parse_duration("keep_within", text).map_err(usage)?;
         // 0 turns the rule off, as a count of 0 does.
-        tiers.within = (!d.is_zero()).then_some(d);
+        tiers.within = if d.is_zero() {
+            None
+        } else {
+            Some(definition::parse_keep_within(text).map_err(usage)?)
+        };
     }
     Ok(())
 }

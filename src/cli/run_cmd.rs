@@ -31,7 +31,11 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    crate::telemetry::logging::init("warn", cfg.daemon.log_format);
+    // Warnings (retries) as they happen; the end is reported once, below.
+    crate::telemetry::logging::init(
+        &format!("warn,{}=off", crate::run::RUN_ENDED_TARGET),
+        cfg.daemon.log_format,
+    );
     let store = ctx.open_store(&cfg).await?;
     let def = ctx.resolve(&store, &args.address).await?;
     let id = def.spec.identity.clone();
@@ -85,6 +89,9 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     };
     let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+            bar.set_style(style);
+        }
         bar.set_message(format!("snapshot of {id}: {}", run.state));
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
@@ -108,7 +115,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         })
     });
     let ended = runner
-        .drive(run)
+        .drive_guarded(run)
         .await
         .map_err(|e| CliError::Runtime(e.into()));
     node.leave().await;
@@ -130,15 +137,15 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     };
     if args.json {
         print_json(&run)?;
-    } else {
+    } else if run.state == RunState::Succeeded {
         println!(
-            "run {} {}: {} {}",
+            "run {} succeeded: snapshot {} in {}",
             run.id,
-            run.state,
             run.snapshot_name.as_deref().unwrap_or("-"),
-            run.error.as_deref().unwrap_or("")
+            super::output::run_duration(&run)
         );
     }
+    // A failure is said once, on stderr, by the error below.
     if run.state == RunState::Succeeded {
         Ok(())
     } else {

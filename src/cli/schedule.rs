@@ -9,7 +9,13 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::context::{Address, Context, Filters};
+use super::{CliError, CliResult};
 use crate::domain::schedule::{format_in_zone, Schedule, ScheduleError};
+use crate::domain::text::excerpt;
+
+/// The most fire times `schedule next` prints at once.
+pub const COUNT_MAX: usize = 10_000;
 
 /// The first `count` fire times of `expr` strictly after `after`, in `tz`.
 /// `H` items hash on the empty key; see [`next_fire_times_keyed`].
@@ -135,18 +141,30 @@ mod tests {
 /// `snapsched schedule ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum ScheduleCommand {
-    /// Print when EXPR fires next: one RFC 3339 time per line, with the
-    /// zone's offset at that instant
+    /// Print when EXPR, or a definition's schedule, fires next: one RFC 3339
+    /// time per line, with the zone's offset at that instant
+    ///
+    /// `H` in an expression is resolved from the definition's identity, so
+    /// a bare EXPR with `H` previews it for an example identity only; give
+    /// `--definition NAME` to see when that definition fires.
     Next {
         /// Cron expression, e.g. "30 2 * * *"
-        expr: String,
-        /// IANA time zone [default: daemon.timezone if a config is present, else UTC]
+        #[arg(required_unless_present = "definition", conflicts_with = "definition")]
+        expr: Option<String>,
+        /// Preview this definition's schedule, in its zone, with its `H`
+        /// values
+        #[arg(long, value_name = "NAME")]
+        definition: Option<String>,
+        #[command(flatten)]
+        filters: Filters,
+        /// IANA time zone [default: the definition's, else daemon.timezone
+        /// if a config is present, else UTC]
         #[arg(long = "tz")]
         tz: Option<String>,
         /// RFC 3339 instant; the first result is strictly after it [default: now]
         #[arg(long)]
         after: Option<String>,
-        /// How many fire times
+        /// How many fire times, at most 10000
         #[arg(long, default_value_t = 5)]
         count: usize,
         #[arg(long)]
@@ -154,21 +172,24 @@ pub enum ScheduleCommand {
     },
 }
 
-pub fn run(cmd: ScheduleCommand, ctx: &super::context::Context) -> super::CliResult {
-    use super::CliError;
+pub async fn run(cmd: ScheduleCommand, ctx: &Context) -> CliResult {
     let ScheduleCommand::Next {
         expr,
+        definition,
+        filters,
         tz,
         after,
         count,
         json,
     } = cmd;
-    let zone = match tz {
-        Some(name) => parse_tz(&name).map_err(CliError::usage)?,
-        // The configured default zone when a configuration is there; no
-        // configuration is needed to preview a schedule.
-        None => ctx.config().map(|c| c.daemon.timezone).unwrap_or(Tz::UTC),
-    };
+    if count > COUNT_MAX {
+        return Err(CliError::usage(format!(
+            "--count {count} is more than {COUNT_MAX}; ask for at most {COUNT_MAX} fire times (use --after to look further ahead)"
+        )));
+    }
+    let tz = tz
+        .map(|name| parse_tz(&name).map_err(CliError::usage))
+        .transpose()?;
     let after = match after {
         Some(text) => DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
@@ -179,8 +200,53 @@ pub fn run(cmd: ScheduleCommand, ctx: &super::context::Context) -> super::CliRes
             })?,
         None => Utc::now(),
     };
-    let times = next_fire_times(&expr, zone, after, count)
-        .map_err(|e| CliError::usage(format!("schedule '{expr}': {e}")))?;
+    let times = match (definition, expr) {
+        (Some(name), _) => {
+            let cfg = ctx.config()?;
+            let store = ctx.open_store_read_only(&cfg).await?;
+            let def = ctx.resolve(&store, &Address { name, filters }).await?;
+            let spec = &def.spec;
+            let zone = tz.unwrap_or_else(|| spec.zone(cfg.daemon.timezone));
+            next_fire_times_keyed(
+                spec.schedule.source(),
+                &spec.identity.hash_key(),
+                zone,
+                after,
+                count,
+            )
+            .map_err(|e| CliError::usage(format!("schedule '{}': {e}", spec.schedule.source())))?
+        }
+        (None, Some(expr)) => {
+            if filters.any() {
+                return Err(CliError::usage(
+                    "--provider, --target and --disk pick a definition: give --definition NAME with them",
+                ));
+            }
+            // The configured default zone when a configuration is there; no
+            // configuration is needed to preview a schedule.
+            let zone =
+                tz.unwrap_or_else(|| ctx.config().map(|c| c.daemon.timezone).unwrap_or(Tz::UTC));
+            let times = next_fire_times(&expr, zone, after, count).map_err(|e| {
+                CliError::usage(format!(
+                    "schedule '{}': {}",
+                    excerpt(&expr),
+                    excerpt(&e.to_string())
+                ))
+            })?;
+            if expr.contains('H') && !json {
+                eprintln!(
+                    "note: H is resolved for an example identity; a definition's own times: \
+                     snapsched schedule next --definition NAME"
+                );
+            }
+            times
+        }
+        (None, None) => {
+            return Err(CliError::usage(
+                "give a cron expression or --definition NAME",
+            ))
+        }
+    };
     print!("{}", render(&times, json));
     Ok(())
 }

@@ -74,7 +74,7 @@ fn from_record(r: SnapshotRecord) -> SnapshotRow {
 
 pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let filter = args.filters.filter();
 
     let rows = if args.orphaned {
@@ -106,7 +106,11 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
             filters: args.filters.clone(),
         };
         let def = ctx.resolve(&store, &address).await?;
-        let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
+        // The listing's requests count against the API budget every
+        // process shares, which lives in the store: that needs it writable
+        // (it exists: the definition was just read from it).
+        let budget = ctx.open_store(&cfg).await?;
+        let (provider, target) = ctx.provider_for(&cfg, &def, &budget)?;
         let id = &def.spec.identity;
         let listing = provider
             .list_snapshots(&target, id.disk_id)

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
 
 use super::context::Context;
-use super::output::{node_label, print_json, print_table, run_duration, view};
+use super::output::{
+    node_label, print_json, print_table, print_table_fit, run_duration, view, Times,
+};
 use super::CliResult;
 use crate::domain::{Identity, Run};
 
@@ -72,7 +74,7 @@ async fn owners(store: &crate::store::Store) -> CliResult<HashMap<Identity, Node
 
 pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
-    let store = ctx.open_store(&cfg).await?;
+    let store = ctx.open_store_read_only(&cfg).await?;
     let now = Utc::now();
     let mut owners = owners(&store).await?;
     let drift = crate::wiring::config_drift(&cfg, &store).await?;
@@ -102,56 +104,8 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     if args.json {
         return print_json(&out);
     }
-    // The node column only while something runs, so an idle (or one-host)
-    // status reads as it always did.
-    let with_node = out.iter().any(|s| s.node.is_some());
-    let rows: Vec<Vec<String>> = out
-        .iter()
-        .map(|s| {
-            let mut row = vec![
-                s.identity.name.clone(),
-                format!(
-                    "{} {} disk {}",
-                    s.identity.provider, s.identity.target, s.identity.disk_id
-                ),
-                if s.active { "yes" } else { "no" }.into(),
-                format!("{} ({})", s.schedule, s.timezone),
-                s.next_fire.clone().unwrap_or_else(|| "-".into()),
-                s.last_run
-                    .as_ref()
-                    .map(|r| format!("{} {} ({})", r.state, r.slot.to_rfc3339(), run_duration(r)))
-                    .unwrap_or_else(|| "-".into()),
-                s.last_success
-                    .as_ref()
-                    .map(|r| r.slot.to_rfc3339())
-                    .unwrap_or_else(|| "-".into()),
-                s.snapshots.to_string(),
-                s.last_error.clone().unwrap_or_default(),
-            ];
-            if with_node {
-                row.insert(
-                    NODE_COLUMN,
-                    s.node.as_ref().map_or_else(|| "-".into(), label),
-                );
-            }
-            row
-        })
-        .collect();
-    let mut headers = vec![
-        "Definition",
-        "Where",
-        "Active",
-        "Schedule",
-        "Next fire",
-        "Last run",
-        "Last success",
-        "Snapshots",
-        "Last error",
-    ];
-    if with_node {
-        headers.insert(NODE_COLUMN, "Node");
-    }
-    print_table(&headers, &rows);
+    let times = ctx.times(Utc::now());
+    print_status_table(&out, &times, ctx.wide);
     if let Some(a) = drift {
         println!(
             "config drift: the definitions in {} differ from the version {} applied from {} \
@@ -159,15 +113,85 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             cfg.path.display(),
             a.hostname,
             a.source_path,
-            a.file_mtime.to_rfc3339(),
-            a.applied_at.to_rfc3339()
+            times.at(a.file_mtime),
+            times.at(a.applied_at)
         );
     }
     Ok(())
 }
 
-/// The node column sits right after "Last run".
-const NODE_COLUMN: usize = 6;
+/// The status table. Compact by default, fitted to the terminal (the last
+/// error is shortened): relative times, no Active column (an inactive
+/// definition's next fire reads `inactive`). `--wide`: every column, full
+/// times with their zone and the relative time.
+fn print_status_table(out: &[DefinitionStatus], times: &Times, wide: bool) {
+    // The node column only while something runs, so an idle (or one-host)
+    // status reads as it always did.
+    let with_node = out.iter().any(|s| s.node.is_some());
+    let when = |t: DateTime<Utc>| {
+        if wide {
+            times.at_relative(t)
+        } else {
+            times.relative(t)
+        }
+    };
+    let rows: Vec<Vec<String>> = out
+        .iter()
+        .map(|s| {
+            let next = match (&s.next_fire, s.active) {
+                (Some(t), _) => DateTime::parse_from_rfc3339(t)
+                    .map(|t| when(t.with_timezone(&Utc)))
+                    .unwrap_or_else(|_| t.clone()),
+                (None, false) => "inactive".into(),
+                (None, true) => "-".into(),
+            };
+            let mut row = vec![
+                s.identity.name.clone(),
+                format!(
+                    "{} {} disk {}",
+                    s.identity.provider, s.identity.target, s.identity.disk_id
+                ),
+            ];
+            if wide {
+                row.push(if s.active { "yes" } else { "no" }.into());
+            }
+            row.extend([
+                format!("{} ({})", s.schedule, s.timezone),
+                next,
+                s.last_run
+                    .as_ref()
+                    .map(|r| format!("{} {} ({})", r.state, when(r.slot), run_duration(r)))
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+            if with_node {
+                row.push(s.node.as_ref().map_or_else(|| "-".into(), label));
+            }
+            row.extend([
+                s.last_success
+                    .as_ref()
+                    .map(|r| when(r.slot))
+                    .unwrap_or_else(|| "-".into()),
+                s.snapshots.to_string(),
+                s.last_error.clone().unwrap_or_default(),
+            ]);
+            row
+        })
+        .collect();
+    let mut headers = vec!["Definition", "Where"];
+    if wide {
+        headers.push("Active");
+    }
+    headers.extend(["Schedule", "Next fire", "Last run"]);
+    if with_node {
+        headers.push("Node");
+    }
+    headers.extend(["Last success", "Snapshots", "Last error"]);
+    if wide {
+        print_table(&headers, &rows);
+    } else {
+        print_table_fit(&headers, &rows, headers.len() - 1);
+    }
+}
 
 fn label(node: &NodeRef) -> String {
     node_label(node.hostname.as_deref().unwrap_or("?"), &node.id)

@@ -137,6 +137,7 @@ impl Membership {
     /// process is gone; returns how many were expired.
     pub async fn sweep(&self) -> StoreResult<usize> {
         let mut expired = self.store.expire_stale_nodes(self.ttl).await?;
+        self.store.forget_old_nodes().await?;
         for node in self.store.nodes().await? {
             let gone = node.state == NodeState::Live
                 && node.id != self.info.id

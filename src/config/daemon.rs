@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problems::Collector;
 use super::{database, ser};
-use crate::domain::definition;
+use crate::domain::definition::{self, DurationRange};
 use crate::domain::hooks::{HookSpec, RawHooks};
 use crate::secret::Credential;
 use crate::store::Location;
@@ -81,7 +81,9 @@ fn ser_password_file<S: serde::Serializer>(
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawDaemon {
-    database: Option<String>,
+    /// Kept as a value to refuse a wrong type: the loader would otherwise
+    /// turn `database = 42` into the path `42`.
+    database: Option<config::Value>,
     database_password_file: Option<PathBuf>,
     timezone: Option<String>,
     max_concurrent_runs: Option<i64>,
@@ -109,8 +111,24 @@ pub(super) fn parse(
     c: &mut Collector,
 ) -> DaemonConfig {
     let d: RawDaemon = c.section(value, "daemon").unwrap_or_default();
-    let (database, database_password) =
-        database::parse(d.database.as_deref(), d.database_password_file, base_dir, c);
+    let database_text = d.database.and_then(|v| match v.kind {
+        config::ValueKind::String(s) => Some(s),
+        other => {
+            c.push(
+                "daemon.database",
+                format!(
+                    "{other} is not text: give a SQLite file path or a PostgreSQL URL in quotes, e.g. database = \"/var/lib/snapsched/snapsched.db\""
+                ),
+            );
+            None
+        }
+    });
+    let (database, database_password) = database::parse(
+        database_text.as_deref(),
+        d.database_password_file,
+        base_dir,
+        c,
+    );
     DaemonConfig {
         database,
         database_password,
@@ -120,16 +138,19 @@ pub(super) fn parse(
             "daemon.catch_up_deadline",
             d.catch_up_deadline.as_deref(),
             Duration::from_secs(3600),
+            DurationRange::CATCH_UP_DEADLINE,
         ),
         shutdown_grace: c.dur(
             "daemon.shutdown_grace",
             d.shutdown_grace.as_deref(),
             Duration::from_secs(30),
+            DurationRange::SHUTDOWN_GRACE,
         ),
         run_timeout: c.dur(
             "daemon.run_timeout",
             d.run_timeout.as_deref(),
             Duration::from_secs(6 * 3600),
+            DurationRange::RUN_TIMEOUT,
         ),
         history_keep: history_keep(d.history_keep, c),
         max_deletes_per_run: max_deletes_per_run(d.max_deletes_per_run, c),
@@ -151,13 +172,30 @@ pub(super) fn parse(
 }
 
 fn lease_ttl(text: Option<&str>, c: &mut Collector) -> Duration {
-    let ttl = c.dur("daemon.lease_ttl", text, Duration::from_secs(30));
-    if ttl < Duration::from_secs(1) {
+    let ttl = c.dur(
+        "daemon.lease_ttl",
+        text,
+        Duration::from_secs(30),
+        // Checked below, with the reason for the lower bound.
+        DurationRange::new(Duration::ZERO, Duration::MAX),
+    );
+    let range = DurationRange::LEASE_TTL;
+    if ttl < range.min {
         c.push(
             "daemon.lease_ttl",
             format!(
                 "'{}' is too short: a node renews its lease every third of it; use at least \"1s\" (default \"30s\")",
                 humantime::format_duration(ttl)
+            ),
+        );
+        return Duration::from_secs(30);
+    }
+    if ttl > range.max {
+        c.push(
+            "daemon.lease_ttl",
+            format!(
+                "'{}' is out of range: give a duration from {range}",
+                definition::excerpt(text.unwrap_or_default().trim())
             ),
         );
         return Duration::from_secs(30);
@@ -220,15 +258,33 @@ fn max_deletes_per_run(n: Option<i64>, c: &mut Collector) -> u32 {
 
 fn log_level(level: Option<String>, c: &mut Collector) -> String {
     let level = level.unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+    if !is_log_filter(&level) {
         c.push(
             "daemon.log_level",
             format!(
-                "'{level}' is not a log level or filter: use error, warn, info, debug or trace"
+                "'{}' is not a log level or filter: use off, error, warn, info, debug or trace, or a filter such as \"warn,snapsched=debug\"",
+                definition::excerpt(&level)
             ),
         );
+        return "info".into();
     }
     level
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level, or a tracing filter whose every directive names a level. The
+/// filter parser alone takes a bare word such as `degub` for a target name
+/// (and so silences everything else); here a bare word must be a level.
+fn is_log_filter(text: &str) -> bool {
+    let is_level = |l: &str| LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
+    let directives: Vec<&str> = text.split(',').map(str::trim).collect();
+    tracing_subscriber::EnvFilter::try_new(text).is_ok()
+        && !text.trim().is_empty()
+        && directives.iter().all(|d| match d.rsplit_once('=') {
+            Some((_, level)) => is_level(level),
+            None => is_level(d),
+        })
 }
 
 fn log_format(text: Option<&str>, c: &mut Collector) -> LogFormat {
@@ -241,6 +297,34 @@ fn log_format(text: Option<&str>, c: &mut Collector) -> LogFormat {
                 format!("'{other}' is not a log format: use \"text\" or \"json\""),
             );
             LogFormat::Text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_log_filter;
+
+    #[test]
+    fn log_filters_must_name_levels() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "warn,snapsched=debug",
+            "snapsched::run=trace",
+        ] {
+            assert!(is_log_filter(ok), "{ok}");
+        }
+        for bad in [
+            "degub",
+            "",
+            "snapsched",
+            "info,snapsched=loud",
+            "warn,,=x",
+            "info=[",
+        ] {
+            assert!(!is_log_filter(bad), "{bad}");
         }
     }
 }

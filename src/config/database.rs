@@ -23,11 +23,20 @@ const PASSWORD_FILE_KEY: &str = "daemon.database_password_file";
 const EXAMPLE: &str = "postgres://snapsched@db.example.com/snapsched";
 const PASSWORD_FIX: &str = "put the password in a mode-0600 file named by daemon.database_password_file, a systemd credential named 'database', $PGPASSWORD or ~/.pgpass";
 
+/// Where the packaged service keeps its store (the unit's
+/// `StateDirectory=snapsched`).
+pub const SERVICE_DATABASE: &str = "/var/lib/snapsched/snapsched.db";
+
 /// The database path when the configuration names none:
-/// `$STATE_DIRECTORY/snapsched.db` under systemd, else
-/// `$XDG_STATE_HOME/snapsched/snapsched.db`, else
-/// `~/.local/state/snapsched/snapsched.db`.
+/// `$STATE_DIRECTORY/snapsched.db` under systemd; else the installed
+/// service's store when it exists, so that the CLI on the service's host
+/// sees what the service does; else `$XDG_STATE_HOME/snapsched/snapsched.db`,
+/// else `~/.local/state/snapsched/snapsched.db`.
 pub fn default_database() -> PathBuf {
+    default_database_with(Path::new(SERVICE_DATABASE))
+}
+
+fn default_database_with(service: &Path) -> PathBuf {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
         // systemd may pass several colon-separated directories; the first is ours.
         let first = dir
@@ -37,6 +46,15 @@ pub fn default_database() -> PathBuf {
             .unwrap_or("")
             .to_owned();
         return PathBuf::from(first).join("snapsched.db");
+    }
+    // The service's directory is 0700: a user who may not look inside
+    // still sees that it exists, and then gets the store's own "permission
+    // denied" naming it rather than a new, empty store of their own.
+    if service
+        .parent()
+        .is_some_and(|dir| dir.symlink_metadata().is_ok())
+    {
+        return service.to_owned();
     }
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("snapsched/snapsched.db");
@@ -177,6 +195,18 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_installed_services_store_is_the_default_when_its_directory_exists() {
+        if std::env::var_os("STATE_DIRECTORY").is_some() {
+            return; // under systemd the unit's directory comes first
+        }
+        let root = tempfile::TempDir::new().unwrap();
+        let service = root.path().join("snapsched/snapsched.db");
+        assert_ne!(default_database_with(&service), service, "no service yet");
+        std::fs::create_dir(root.path().join("snapsched")).unwrap();
+        assert_eq!(default_database_with(&service), service);
+    }
 
     fn parse_one(text: &str) -> (Result<Location, Vec<String>>, Option<Credential>) {
         let mut c = Collector::default();

@@ -11,31 +11,16 @@ use super::Overrides;
 
 /// The merged layers of the file at `path` (already made absolute).
 pub(super) fn read(path: &Path, overrides: &Overrides) -> Result<config::Value, Problem> {
-    if !path.exists() {
-        return Err(problem(format!(
-            "config file {} not found: pass --config PATH, set SNAPSCHED_CONFIG, or create it with `snapsched config default > {}`",
-            path.display(),
-            path.display()
-        )));
-    }
-    if path.is_dir() {
-        return Err(problem(format!(
-            "{} is a directory; pass the config file itself, e.g. {}",
-            path.display(),
-            path.join("config.toml").display()
-        )));
-    }
+    let text = read_file(path)?;
     // Syntax errors are reported from here, not by the `config` crate: its
     // message quotes the offending line, and that line may be a token
     // (`token = "dop_v1_...` without its closing quote).
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Err(e) = toml::from_str::<toml::Table>(&text) {
-            return Err(syntax_problem(&text, &e));
-        }
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        return Err(syntax_problem(&text, &e));
     }
     let to_problem = |e: config::ConfigError| problem(e.to_string());
     let mut builder = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("SNAPSCHED")
                 .prefix_separator("__")
@@ -58,6 +43,94 @@ pub(super) fn read(path: &Path, overrides: &Overrides) -> Result<config::Value, 
         .map_err(to_problem)
 }
 
+/// The largest config file read: a configuration with thousands of
+/// definitions is a fraction of it; anything bigger is not a config file.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// The file's text, or a problem that says what is wrong with the path
+/// itself: missing, a dangling or looping symbolic link, a directory,
+/// a device or FIFO (`/dev/zero` would be read forever), too big, not
+/// readable or not UTF-8.
+pub(super) fn read_file(path: &Path) -> Result<String, Problem> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return Err(problem(unreadable_path(path, &e))),
+    };
+    if meta.is_dir() {
+        return Err(problem(format!(
+            "{shown} is a directory; pass the config file itself, e.g. {}",
+            path.join("config.toml").display()
+        )));
+    }
+    if !meta.is_file() {
+        return Err(problem(format!(
+            "config file {shown} is {}, not a regular file; pass a TOML config file (see `snapsched config default`)",
+            file_type_name(&meta.file_type())
+        )));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(problem(format!(
+            "config file {shown} is {} bytes; a config file is at most {MAX_FILE_SIZE} bytes (1 MiB): is this the right file?",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(|e| problem(format!("cannot read config file {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(problem(format!(
+            "config file {shown} grew past {MAX_FILE_SIZE} bytes (1 MiB) while it was read: is this the right file?"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        problem(format!(
+            "config file {shown} is not UTF-8 text (invalid byte at offset {}): is this the right file?",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Why `path` cannot be looked at, in the words that fit the case.
+fn unreadable_path(path: &Path, e: &std::io::Error) -> String {
+    let shown = path.display();
+    // ELOOP: too many levels of symbolic links.
+    if e.raw_os_error() == Some(40) {
+        return format!(
+            "config file {shown} is a symbolic link that loops (too many levels of symbolic links); point --config or SNAPSCHED_CONFIG at the file itself"
+        );
+    }
+    if e.kind() != std::io::ErrorKind::NotFound {
+        return format!("cannot read config file {shown}: {e}");
+    }
+    if let Ok(target) = std::fs::read_link(path) {
+        return format!(
+            "config file {shown} is a symbolic link to {}, which does not exist; fix the link or pass the file itself",
+            target.display()
+        );
+    }
+    format!(
+        "config file {shown} not found: pass --config PATH, set SNAPSCHED_CONFIG, or create it with `snapsched config default > {shown}`"
+    )
+}
+
+fn file_type_name(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 fn problem(message: String) -> Problem {
     Problem {
         key: String::new(),
@@ -68,7 +141,7 @@ fn problem(message: String) -> Problem {
 /// Unknown dotted keys as problems, each blamed on the environment variable
 /// that set it when the file does not have it, else on the file.
 pub(super) fn unknown_problems(unknown: &[String], path: &Path) -> Vec<Problem> {
-    let file_layer = std::fs::read_to_string(path)
+    let file_layer = read_file(path)
         .ok()
         .and_then(|text| toml::from_str::<toml::Value>(&text).ok());
     unknown
@@ -83,10 +156,16 @@ pub(super) fn unknown_problems(unknown: &[String], path: &Path) -> Vec<Problem> 
                 Some(var) => format!(
                     "unknown key from the environment variable {var}; see `snapsched config default` for the keys there are"
                 ),
-                None => format!(
-                    "unknown key in {}; see `snapsched config default` for the keys there are",
-                    path.display()
-                ),
+                None => match super::locate::suggest(key) {
+                    Some(near) => format!(
+                        "unknown key in {}; did you mean `{near}`? (`snapsched config default` lists every key)",
+                        path.display()
+                    ),
+                    None => format!(
+                        "unknown key in {}; see `snapsched config default` for the keys there are",
+                        path.display()
+                    ),
+                },
             };
             Problem {
                 message,
@@ -135,11 +214,21 @@ fn written_in(file: &toml::Value, key: &str) -> bool {
 
 /// The set environment variable that produced the dotted `key`
 /// (`daemon.bogus` -> `SNAPSCHED__DAEMON__BOGUS`), if there is one.
-fn env_var_for(key: &str) -> Option<String> {
+/// A whole section (`nosection`) is found by the variables under it
+/// (`SNAPSCHED__NOSECTION__X`).
+pub(super) fn env_var_for(key: &str) -> Option<String> {
     let wanted = format!("SNAPSCHED__{}", key.replace('.', "__")).to_ascii_uppercase();
-    std::env::vars_os()
+    let under = format!("{wanted}__");
+    let vars: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    vars.iter()
         .find(|k| k.to_ascii_uppercase() == wanted)
+        .or_else(|| {
+            vars.iter()
+                .find(|k| k.to_ascii_uppercase().starts_with(&under))
+        })
+        .cloned()
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod daemon;
 mod database;
 mod definitions;
 mod layers;
+mod locate;
 mod metrics;
 mod problems;
 mod providers;
@@ -98,10 +99,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     // Definitions record the file that manages them: make that path absolute.
     let canonical = std::fs::canonicalize(path).ok();
     let path = canonical.as_deref().unwrap_or(path);
-    let fail = |problems: Vec<Problem>| ConfigError {
-        path: path.to_owned(),
-        problems,
-    };
+    let fail = |problems: Vec<Problem>| ConfigError::new(path, problems);
     let layered = layers::read(path, overrides).map_err(|p| fail(vec![p]))?;
     let mut c = Collector::default();
     let raw: Option<RawConfig> = c.section(Some(layered), "");
@@ -165,10 +163,7 @@ pub fn check(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> 
     if problems.is_empty() {
         Ok(cfg)
     } else {
-        Err(ConfigError {
-            path: path.to_owned(),
-            problems,
-        })
+        Err(ConfigError::new(path, problems))
     }
 }
 

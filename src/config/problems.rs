@@ -1,14 +1,15 @@
 //! Problems with a configuration, and the collector every section's parser
 //! writes them to, so that one `config check` reports them all.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::domain::definition;
+use crate::domain::definition::{self, DurationRange};
 use crate::domain::hooks::{HookSpec, RawHooks};
 
 /// One problem with the configuration, at a key path such as
@@ -21,10 +22,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = crate::domain::text::bounded_error(&self.message);
         if self.key.is_empty() {
-            f.write_str(&self.message)
+            f.write_str(&message)
         } else {
-            write!(f, "{}: {}", self.key, self.message)
+            write!(f, "{}: {message}", self.key)
         }
     }
 }
@@ -34,13 +36,39 @@ impl fmt::Display for Problem {
 pub struct ConfigError {
     pub path: PathBuf,
     pub problems: Vec<Problem>,
+    /// Line and column in the file of the problems' keys that it has.
+    pub positions: BTreeMap<String, (usize, usize)>,
+}
+
+impl ConfigError {
+    /// The problems of the file at `path`, each located in its text.
+    pub fn new(path: &Path, problems: Vec<Problem>) -> ConfigError {
+        // Through the loader's checks: the path may be /dev/zero or huge.
+        let text = super::layers::read_file(path).unwrap_or_default();
+        let positions = problems
+            .iter()
+            .filter(|p| !p.key.is_empty())
+            .filter_map(|p| Some((p.key.clone(), super::locate::position(&text, &p.key)?)))
+            .collect();
+        ConfigError {
+            path: path.to_owned(),
+            problems,
+            positions,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid configuration {}:", self.path.display())?;
         for p in &self.problems {
-            write!(f, "\n  {p}")?;
+            match self.positions.get(&p.key) {
+                // file:line:column, as compilers say it, so editors jump there.
+                Some((line, column)) => {
+                    write!(f, "\n  {}:{line}:{column}: {p}", self.path.display())?
+                }
+                None => write!(f, "\n  {p}")?,
+            }
         }
         Ok(())
     }
@@ -63,12 +91,20 @@ impl Collector {
         });
     }
 
-    /// A humantime duration at `key`, or `default` when not given; a value
-    /// that does not parse is a problem (with the wording definitions use).
-    pub fn dur(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
+    /// A humantime duration at `key` within `range`, or `default` when not
+    /// given; a value that does not parse or lies outside the range is a
+    /// problem (with the wording definitions use) naming the value and the
+    /// range.
+    pub fn dur(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: Duration,
+        range: DurationRange,
+    ) -> Duration {
         match text {
             None => default,
-            Some(t) => definition::parse_duration("", t).unwrap_or_else(|e| {
+            Some(t) => definition::parse_duration_in("", t, range).unwrap_or_else(|e| {
                 self.push(key, e.message);
                 default
             }),
@@ -200,12 +236,33 @@ mod tests {
     #[test]
     fn a_duration_problem_uses_the_one_wording() {
         let mut c = Collector::default();
-        let d = c.dur("daemon.run_timeout", Some("soon"), Duration::from_secs(1));
+        let d = c.dur(
+            "daemon.run_timeout",
+            Some("soon"),
+            Duration::from_secs(1),
+            DurationRange::RUN_TIMEOUT,
+        );
         assert_eq!(d, Duration::from_secs(1));
         let p = &c.problems[0];
         assert_eq!(p.key, "daemon.run_timeout");
         let expected = definition::parse_duration("x", "soon").unwrap_err().message;
         assert_eq!(p.message, expected);
         assert!(p.message.contains("'soon'"), "{p}");
+    }
+
+    #[test]
+    fn a_duration_out_of_its_range_names_key_value_and_range() {
+        let mut c = Collector::default();
+        let d = c.dur(
+            "daemon.run_timeout",
+            Some("1000000y"),
+            Duration::from_secs(60),
+            DurationRange::RUN_TIMEOUT,
+        );
+        assert_eq!(d, Duration::from_secs(60));
+        let p = &c.problems[0];
+        assert_eq!(p.key, "daemon.run_timeout");
+        assert!(p.message.contains("'1000000y'"), "{p}");
+        assert!(p.message.contains("\"1s\" to \"7days\""), "{p}");
     }
 }

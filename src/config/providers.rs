@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problems::Collector;
 use super::{database, ser};
+use crate::domain::definition::DurationRange;
 use crate::domain::hooks::{HookSpec, RawHooks};
 use crate::domain::ProviderKind;
 use crate::provider::kinds::{self, ApiUrl, KindSpec};
@@ -26,7 +27,8 @@ use crate::secret::Secret;
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
-    #[serde(serialize_with = "ser::opt_display")]
+    /// Shown with any password in it redacted.
+    #[serde(serialize_with = "ser::opt_url")]
     pub api_url: Option<url::Url>,
     /// Where the kind's secret comes from; `None` for a kind that takes none.
     pub credential: Option<Credential>,
@@ -193,16 +195,19 @@ fn parse_one(
             &key("poll_interval"),
             raw.poll_interval.as_deref(),
             defaults.initial,
+            DurationRange::POLL_INTERVAL,
         ),
         max: c.dur(
             &key("poll_max_interval"),
             raw.poll_max_interval.as_deref(),
             defaults.max,
+            DurationRange::POLL_INTERVAL,
         ),
         timeout: c.dur(
             &key("action_timeout"),
             raw.action_timeout.as_deref(),
             defaults.timeout,
+            DurationRange::ACTION_TIMEOUT,
         ),
     };
     Some(ProviderConfig {
@@ -215,11 +220,13 @@ fn parse_one(
             &key("connect_timeout"),
             raw.connect_timeout.as_deref(),
             Duration::from_secs(10),
+            DurationRange::CONNECT_TIMEOUT,
         ),
         request_timeout: c.dur(
             &key("request_timeout"),
             raw.request_timeout.as_deref(),
             Duration::from_secs(60),
+            DurationRange::REQUEST_TIMEOUT,
         ),
         tags: raw.tags.unwrap_or_default(),
         requests_per_minute: rate(&key("requests_per_minute"), raw.requests_per_minute, 250, c),
@@ -273,7 +280,10 @@ fn kind_settings(
                 continue;
             }
         };
-        settings.insert(name, c.dur(&key, Some(&text), *default));
+        settings.insert(
+            name,
+            c.dur(&key, Some(&text), *default, DurationRange::KIND_SETTING),
+        );
     }
     KindSettings(settings)
 }
@@ -315,6 +325,52 @@ fn credential(
                 file.path.display()
             ),
         );
+    }
+    // An empty value (often an environment variable set to nothing) is a
+    // mistake of its own: joined to the config directory, an empty file
+    // name would name the directory and be blamed on its mode.
+    let empty = [
+        (
+            format!("{word}_file"),
+            keys.file
+                .is_some_and(|f| f.as_os_str().to_string_lossy().trim().is_empty()),
+        ),
+        (
+            format!("{word}_env"),
+            keys.env.is_some_and(|v| v.trim().is_empty()),
+        ),
+        (
+            word.to_owned(),
+            keys.inline.is_some_and(|v| v.trim().is_empty()),
+        ),
+    ];
+    for (k, _) in empty.iter().filter(|(_, e)| *e) {
+        let dotted = key(k);
+        let from = super::layers::env_var_for(&dotted)
+            .map(|var| {
+                format!(
+                    " (the environment variable {var} is set to nothing; unset it or give a value)"
+                )
+            })
+            .unwrap_or_default();
+        c.push(
+            dotted,
+            format!("is empty{from}: give a value, or leave the key out; the secret can come from {word}_file, {word}_env or a systemd credential named '{name}'"),
+        );
+    }
+    if empty.iter().any(|(_, e)| *e) {
+        return None;
+    }
+    // An inline secret is in hand already: check it at load, not only when
+    // a request is about to carry it.
+    if let Some(inline) = keys.inline {
+        if let Err(message) = credentials::check_one_line(
+            inline,
+            "the inline secret",
+            &format!("write it on one line, or move it to {word}_file"),
+        ) {
+            c.push(key(word), message);
+        }
     }
     let given = (keys.file.map(|f| Given::File(file.base_dir.join(f))))
         .or_else(|| keys.env.map(|v| Given::Env(v.clone())))

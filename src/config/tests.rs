@@ -287,3 +287,51 @@ fn hooks_are_read_at_every_level() {
     );
     assert!(eff.pre.is_some() && eff.post.is_some() && eff.on_failure.is_some());
 }
+
+#[test]
+fn an_inline_secret_with_a_line_break_is_refused_at_load() {
+    let p = problem_at(
+        "[providers.do]\nkind = \"digitalocean\"\ntoken = \"dop_v1_SECRET\\nX-Injected: 1\"\n",
+        "providers.do.token",
+    );
+    assert!(p.message.contains("a line break"), "{p}");
+    assert!(!p.message.contains("SECRET"), "{p}");
+}
+
+#[test]
+fn durations_have_ranges() {
+    for (text, key) in [
+        (
+            "[daemon]\nrun_timeout = \"1000000y\"\n",
+            "daemon.run_timeout",
+        ),
+        (
+            "[daemon]\nshutdown_grace = \"2h\"\n",
+            "daemon.shutdown_grace",
+        ),
+        (
+            "[providers.f]\nkind = \"fake\"\npoll_interval = \"0s\"\n",
+            "providers.f.poll_interval",
+        ),
+        (
+            "[providers.f]\nkind = \"fake\"\nrequest_timeout = \"0s\"\n",
+            "providers.f.request_timeout",
+        ),
+        (
+            "[providers.f]\nkind = \"fake\"\naction_timeout = \"1000000y\"\n",
+            "providers.f.action_timeout",
+        ),
+    ] {
+        let p = problem_at(text, key);
+        assert!(p.message.contains("out of range"), "{p}");
+    }
+    // The edges are accepted.
+    let (_, ok) = load_text(
+        "[daemon]\nrun_timeout = \"7d\"\nshutdown_grace = \"0s\"\n[providers.f]\nkind = \"fake\"\npoll_interval = \"100ms\"\nrequest_timeout = \"1h\"\n",
+    );
+    let cfg = ok.expect("edges accepted");
+    assert_eq!(
+        cfg.daemon.run_timeout,
+        std::time::Duration::from_secs(7 * 86_400)
+    );
+}

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::hooks::{HookSpec, RawHooks};
 use super::schedule::Schedule;
 use super::target::{ProviderKind, Target};
+pub use super::text::excerpt;
 
 /// Longest definition name in general.
 pub const NAME_MAX: usize = 64;
@@ -60,6 +61,7 @@ pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> 
     if name.is_empty() {
         return Err(FieldError::new("name", "must not be empty"));
     }
+    let shown = excerpt(name);
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -67,7 +69,7 @@ pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> 
         return Err(FieldError::new(
             "name",
             format!(
-                "'{name}' is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+                "'{shown}' is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
             ),
         ));
     }
@@ -80,7 +82,7 @@ pub fn parse_name(name: &str, kind: ProviderKind) -> Result<String, FieldError> 
         return Err(FieldError::new(
             "name",
             format!(
-                "'{name}' is {} characters long; at most {max} are allowed{why}",
+                "'{shown}' is {} characters long; at most {max} are allowed{why}",
                 name.chars().count()
             ),
         ));
@@ -95,6 +97,7 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
     if text.is_empty() {
         return Err(FieldError::new("target", "must not be empty"));
     }
+    let shown = excerpt(text);
     match kind {
         ProviderKind::DigitalOcean => {
             if let Some(id) = text.strip_prefix("droplet:") {
@@ -102,21 +105,21 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
                     Ok(n) if n > 0 => Ok(Target::Droplet(n)),
                     _ => Err(FieldError::new(
                         "target",
-                        format!("'{text}': the droplet id must be a positive integer, as in droplet:3164444"),
+                        format!("'{shown}': the droplet id must be a positive integer, as in droplet:3164444"),
                     )),
                 }
             } else if let Some(id) = text.strip_prefix("volume:") {
                 uuid::Uuid::parse_str(id).map(Target::Volume).map_err(|_| {
                     FieldError::new(
                         "target",
-                        format!("'{text}': the volume id must be a UUID, as in volume:7724db7c-e098-11e5-b522-000f53304e51"),
+                        format!("'{shown}': the volume id must be a UUID, as in volume:7724db7c-e098-11e5-b522-000f53304e51"),
                     )
                 })
             } else {
                 Err(FieldError::new(
                     "target",
                     format!(
-                        "'{text}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"
+                        "'{shown}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"
                     ),
                 ))
             }
@@ -135,7 +138,7 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
             } else {
                 Err(FieldError::new(
                     "target",
-                    format!("'{text}' is not a valid VM hostname"),
+                    format!("'{shown}' is not a valid VM hostname"),
                 ))
             }
         }
@@ -178,7 +181,8 @@ pub fn parse_retention_text(text: &str) -> Result<u32, FieldError> {
         Err(_) => Err(FieldError::new(
             "retention",
             format!(
-                "'{text}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}"
+                "'{}' is not a number: give a count of snapshots to keep, 0-{RETENTION_MAX}",
+                excerpt(text)
             ),
         )),
     }
@@ -202,7 +206,7 @@ pub fn parse_keep_count_text(field: &'static str, text: &str) -> Result<u32, Fie
         Ok(n) => parse_keep_count(field, n),
         Err(_) => Err(FieldError::new(
             field,
-            format!("'{text}' is not a number: give a count of periods to keep, 0-{RETENTION_MAX} (0 turns the tier off)"),
+            format!("'{}' is not a number: give a count of periods to keep, 0-{RETENTION_MAX} (0 turns the tier off)", excerpt(text)),
         )),
     }
 }
@@ -265,21 +269,144 @@ pub fn parse_timezone(name: &str) -> Result<Tz, FieldError> {
     name.parse::<Tz>().map_err(|_| {
         FieldError::new(
             "timezone",
-            format!("'{name}' is not a known IANA time zone (such as UTC or Europe/Bratislava)"),
+            format!(
+                "'{}' is not a known IANA time zone (such as UTC or Europe/Bratislava)",
+                excerpt(name)
+            ),
         )
     })
 }
 
 /// Parse a humantime duration such as `90s` or `1h 30m`.
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, FieldError> {
-    humantime::parse_duration(text).map_err(|e| {
+    humantime::parse_duration(text.trim()).map_err(|e| {
         FieldError::new(
             field,
             format!(
-                "'{text}' is not a duration ({e}); write it like \"90s\", \"1h 30m\" or \"30d\""
+                "'{}' is not a duration ({e}); write it like \"90s\", \"1h 30m\" or \"30d\"",
+                excerpt(text)
             ),
         )
     })
+}
+
+/// The range a duration setting may take. Every duration read from a
+/// config file or a flag has one: a value far outside it is a typo or an
+/// attack, and an unbounded one overflows date arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// A hundred years of 365.25 days: the longest age or window a retention
+/// rule may name.
+const CENTURY: Duration = Duration::from_secs(100 * 31_557_600);
+
+impl DurationRange {
+    pub const fn new(min: Duration, max: Duration) -> Self {
+        DurationRange { min, max }
+    }
+
+    /// `keep_within`: positive, at most 100 years.
+    pub const KEEP_WITHIN: DurationRange = DurationRange::new(SECOND, CENTURY);
+    /// `max_age`: at least a minute (0 would prune every snapshot but the
+    /// newest), at most 100 years.
+    pub const MAX_AGE: DurationRange = DurationRange::new(MINUTE, CENTURY);
+    /// `catch_up_deadline` (daemon and definition): 0 (never catch up) to
+    /// 366 days.
+    pub const CATCH_UP_DEADLINE: DurationRange =
+        DurationRange::new(Duration::ZERO, Duration::from_secs(366 * 86_400));
+    /// `retention simulate --for`: a second to 100 years.
+    pub const SIMULATION: DurationRange = DurationRange::new(SECOND, CENTURY);
+    /// `run_timeout`: a second to 7 days.
+    pub const RUN_TIMEOUT: DurationRange =
+        DurationRange::new(SECOND, Duration::from_secs(7 * 86_400));
+    /// `action_timeout`: a second to 7 days.
+    pub const ACTION_TIMEOUT: DurationRange =
+        DurationRange::new(SECOND, Duration::from_secs(7 * 86_400));
+    /// `poll_interval`, `poll_max_interval`: 100 ms to an hour.
+    pub const POLL_INTERVAL: DurationRange = DurationRange::new(Duration::from_millis(100), HOUR);
+    /// `connect_timeout`: 100 ms to 10 minutes.
+    pub const CONNECT_TIMEOUT: DurationRange =
+        DurationRange::new(Duration::from_millis(100), Duration::from_secs(600));
+    /// `request_timeout`: a second to an hour.
+    pub const REQUEST_TIMEOUT: DurationRange = DurationRange::new(SECOND, HOUR);
+    /// `shutdown_grace`: 0 to an hour.
+    pub const SHUTDOWN_GRACE: DurationRange = DurationRange::new(Duration::ZERO, HOUR);
+    /// `lease_ttl`: a second (a node renews every third of it) to an hour.
+    pub const LEASE_TTL: DurationRange = DurationRange::new(SECOND, HOUR);
+    /// A provider kind's own duration settings: 0 to a day.
+    pub const KIND_SETTING: DurationRange = DurationRange::new(Duration::ZERO, DAY);
+
+    pub fn contains(&self, d: Duration) -> bool {
+        (self.min..=self.max).contains(&d)
+    }
+}
+
+impl fmt::Display for DurationRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "\"{}\" to \"{}\"",
+            humantime::format_duration(self.min),
+            humantime::format_duration(self.max)
+        )
+    }
+}
+
+/// [`parse_duration`] within `range`; the error names the value and the
+/// allowed range.
+pub fn parse_duration_in(
+    field: &'static str,
+    text: &str,
+    range: DurationRange,
+) -> Result<Duration, FieldError> {
+    let d = parse_duration(field, text)?;
+    if range.contains(d) {
+        Ok(d)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "'{}' is out of range: give a duration from {range}",
+                excerpt(text.trim())
+            ),
+        ))
+    }
+}
+
+/// `max_age`: 0 (or anything under a minute) would prune every own
+/// snapshot but the newest at each run, so it is refused.
+pub fn parse_max_age(text: &str) -> Result<Duration, FieldError> {
+    match parse_duration("max_age", text)? {
+        d if d < DurationRange::MAX_AGE.min => Err(FieldError::new(
+            "max_age",
+            format!(
+                "'{}' would prune every snapshot but the newest at each run; give at least \"1m\" (e.g. \"30d\"), or leave max_age out to prune by the keep rules alone",
+                excerpt(text.trim())
+            ),
+        )),
+        _ => parse_duration_in("max_age", text, DurationRange::MAX_AGE),
+    }
+}
+
+/// `keep_within`: positive (0 keeps nothing), at most 100 years.
+pub fn parse_keep_within(text: &str) -> Result<Duration, FieldError> {
+    match parse_duration("keep_within", text)? {
+        d if d.is_zero() => Err(FieldError::new(
+            "keep_within",
+            format!(
+                "'{}' keeps nothing; give a positive duration such as \"2d\", or leave it out",
+                excerpt(text)
+            ),
+        )),
+        _ => parse_duration_in("keep_within", text, DurationRange::KEEP_WITHIN),
+    }
 }
 
 /// Where a definition comes from.
@@ -383,8 +510,12 @@ impl DefinitionSpec {
     /// identity.
     pub fn parse_schedule(&self, expr: &str) -> Result<Schedule, FieldError> {
         let expr = expr.trim();
-        Schedule::parse(expr, &self.identity.hash_key())
-            .map_err(|e| FieldError::new("schedule", format!("'{expr}': {e}")))
+        Schedule::parse(expr, &self.identity.hash_key()).map_err(|e| {
+            FieldError::new(
+                "schedule",
+                format!("'{}': {}", excerpt(expr), excerpt(&e.to_string())),
+            )
+        })
     }
 
     /// The zone the schedule is evaluated in.
@@ -501,7 +632,10 @@ impl RawDefinition {
             .hash_key();
             match Schedule::parse(expr, &hash_key) {
                 Ok(parsed) => parsed_schedule = Some(parsed),
-                Err(e) => errors.push(FieldError::new("schedule", format!("'{expr}': {e}"))),
+                Err(e) => errors.push(FieldError::new(
+                    "schedule",
+                    format!("'{}': {}", excerpt(expr), excerpt(&e.to_string())),
+                )),
             }
         }
         let retention = match (count, defaults) {
@@ -534,17 +668,13 @@ impl RawDefinition {
         let max_age = self
             .max_age
             .as_deref()
-            .map(|s| {
-                parse_duration("max_age", s)
-                    .map_err(|e| errors.push(e))
-                    .ok()
-            })
+            .map(|s| parse_max_age(s).map_err(|e| errors.push(e)).ok())
             .unwrap_or(None);
         let catch_up_deadline = self
             .catch_up_deadline
             .as_deref()
             .map(|s| {
-                parse_duration("catch_up_deadline", s)
+                parse_duration_in("catch_up_deadline", s, DurationRange::CATCH_UP_DEADLINE)
                     .map_err(|e| errors.push(e))
                     .ok()
             })
@@ -629,11 +759,7 @@ impl RawDefinition {
             within: None,
         };
         if let Some(text) = &self.keep_within {
-            match parse_duration("keep_within", text) {
-                Ok(d) if d.is_zero() => errors.push(FieldError::new(
-                    "keep_within",
-                    format!("'{text}' keeps nothing; give a positive duration such as \"2d\", or leave it out"),
-                )),
+            match parse_keep_within(text) {
                 Ok(d) => keep.within = Some(d),
                 Err(e) => errors.push(e),
             }

@@ -9,6 +9,7 @@ pub mod run;
 pub mod schedule;
 pub mod snapshot;
 pub mod target;
+pub mod text;
 
 pub use definition::{
     Definition, DefinitionSpec, FieldError, Identity, KeepTiers, RawDefinition, Source,

@@ -158,3 +158,36 @@ pub enum Claim {
     /// Another run of this definition is in flight.
     Busy(Run),
 }
+
+/// A duration as people read it in a log or a table: `850ms`, `4.55s`,
+/// `12.3s`, then whole seconds (`2m 5s`, `1h 2m 3s`).
+pub fn human_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=9_999 => format!("{:.2}s", d.as_secs_f64()),
+        10_000..=59_999 => format!("{:.1}s", d.as_secs_f64()),
+        _ => humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod human_duration_tests {
+    use super::human_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn rounds_for_people() {
+        let cases = [
+            (Duration::from_millis(0), "0ms"),
+            (Duration::from_millis(850), "850ms"),
+            (Duration::from_nanos(4_550_783_919), "4.55s"),
+            (Duration::from_millis(12_345), "12.3s"),
+            (Duration::from_millis(125_900), "2m 5s"),
+            (Duration::from_secs(3723), "1h 2m 3s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(human_duration(d), want, "{d:?}");
+        }
+    }
+}

@@ -105,7 +105,10 @@ impl std::fmt::Debug for DigitalOcean {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DigitalOcean")
             .field("provider", &self.inner.http.provider)
-            .field("api_url", &self.inner.http.base.as_str())
+            .field(
+                "api_url",
+                &crate::secret::redacted_url(&self.inner.http.base),
+            )
             .field("token", &"[redacted]")
             .finish_non_exhaustive()
     }

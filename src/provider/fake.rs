@@ -46,6 +46,7 @@ struct State {
     snapshots: BTreeMap<(String, u32), Vec<RemoteSnapshot>>,
     operations: BTreeMap<String, (tokio::time::Instant, CreateRequest)>,
     failures: BTreeMap<Call, VecDeque<ProviderError>>,
+    panics: BTreeMap<Call, VecDeque<&'static str>>,
     calls: BTreeMap<Call, u64>,
     next_id: u64,
 }
@@ -106,6 +107,16 @@ impl FakeProvider {
             .push_back(error);
     }
 
+    /// Make the next `call` panic with `message` (queued, in order): a bug
+    /// in a run's code path, for the tests that a panic ends only its run.
+    pub fn panic_next(&self, call: Call, message: &'static str) {
+        self.lock()
+            .panics
+            .entry(call)
+            .or_default()
+            .push_back(message);
+    }
+
     /// How often `call` was made.
     pub fn calls(&self, call: Call) -> u64 {
         self.lock().calls.get(&call).copied().unwrap_or(0)
@@ -147,6 +158,10 @@ impl FakeProvider {
         }
         let mut st = self.lock();
         *st.calls.entry(call).or_default() += 1;
+        if let Some(message) = st.panics.get_mut(&call).and_then(VecDeque::pop_front) {
+            drop(st);
+            panic!("{message}");
+        }
         match st.failures.get_mut(&call).and_then(VecDeque::pop_front) {
             Some(e) => Err(e),
             None => Ok(()),

@@ -90,6 +90,20 @@ pub enum ErrorClass {
     Permanent,
 }
 
+/// A message bounded in length and with any URL password redacted (an
+/// HTTP client's error quotes the request's URL, and `api_url` may carry
+/// credentials).
+fn bounded_message(message: String) -> String {
+    let message = match crate::secret::redact_urls(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        redacted => redacted.into_owned(),
+    };
+    match crate::domain::text::bounded_error(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        cut => cut.into_owned(),
+    }
+}
+
 /// A provider failure, classified. `message` is the provider's own wording
 /// with our context; it never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,10 +116,13 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
+    /// A transient error; a message longer than
+    /// [`crate::domain::text::ERROR_MAX`] (a provider's whole error page) is
+    /// cut, as every message is.
     pub fn transient(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Transient,
-            message: message.into(),
+            message: bounded_message(message.into()),
             retry_after: None,
         }
     }
@@ -113,7 +130,7 @@ impl ProviderError {
     pub fn permanent(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Permanent,
-            message: message.into(),
+            message: bounded_message(message.into()),
             retry_after: None,
         }
     }

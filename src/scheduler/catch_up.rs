@@ -99,8 +99,10 @@ fn resolve_late(
                 latest = n;
                 if missed >= MAX_STEPS {
                     // Far behind on a dense schedule: jump close to now.
-                    let jump = now - chrono::Duration::from_std(jump_back).unwrap_or_default();
-                    if jump > latest {
+                    let jump = chrono::Duration::from_std(jump_back)
+                        .ok()
+                        .and_then(|d| now.checked_sub_signed(d));
+                    if let Some(jump) = jump.filter(|j| *j > latest) {
                         latest = jump;
                     }
                 }

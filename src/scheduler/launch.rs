@@ -70,7 +70,7 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
                 shutdown,
                 lease,
             };
-            match runner.drive(run).await {
+            match runner.drive_guarded(run).await {
                 Ok(Ended::Final(_)) => {}
                 Ok(Ended::Suspended(r)) => {
                     tracing::info!(definition = %identity, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");

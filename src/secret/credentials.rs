@@ -121,11 +121,25 @@ impl Credential {
         match self {
             Credential::File(p) | Credential::Systemd(p) => read_private(p),
             Credential::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v)),
+                Ok(v) if !v.trim().is_empty() => {
+                    check_one_line(
+                        &v,
+                        &format!("environment variable {var}"),
+                        "set it to the secret alone, on one line",
+                    )?;
+                    Ok(Secret::new(v))
+                }
                 Ok(_) => Err(format!("environment variable {var} is empty")),
                 Err(_) => Err(format!("environment variable {var} is not set")),
             },
-            Credential::Inline(s) => Ok(s.clone()),
+            Credential::Inline(s) => {
+                check_one_line(
+                    s.expose(),
+                    "the inline secret",
+                    "write the secret alone, on one line",
+                )?;
+                Ok(s.clone())
+            }
         }
     }
 }
@@ -142,11 +156,44 @@ fn read_private(path: &Path) -> Result<Secret, String> {
     check_private(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-    let s = Secret::new(text);
+    let s = Secret::new(text.as_str());
     if s.is_empty() {
-        Err(format!("secret file {} is empty", path.display()))
-    } else {
-        Ok(s)
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    check_one_line(
+        &text,
+        &format!("secret file {}", path.display()),
+        &format!(
+            "write the secret alone on one line, e.g. printf '%s\\n' \"$TOKEN\" > {}",
+            path.display()
+        ),
+    )?;
+    Ok(s)
+}
+
+/// A secret goes into an HTTP header: one line, no control characters.
+/// One line ending (`\n` or `\r\n`) after it is allowed, as editors and
+/// `echo` write one. The message says where the secret came from and how to
+/// fix it, never the secret.
+pub fn check_one_line(raw: &str, from: &str, fix: &str) -> Result<(), String> {
+    let body = raw
+        .strip_suffix("\r\n")
+        .or_else(|| raw.strip_suffix('\n'))
+        .unwrap_or(raw);
+    match body.chars().enumerate().find(|(_, c)| c.is_control()) {
+        None => Ok(()),
+        Some((at, c)) => {
+            let what = match c {
+                '\n' => "a line break".to_owned(),
+                '\r' => "a carriage return".to_owned(),
+                '\t' => "a tab".to_owned(),
+                c => format!("the control character U+{:04X}", u32::from(c)),
+            };
+            Err(format!(
+                "{from} holds {what} at character {} of the secret (only one line ending after it is allowed); {fix}",
+                at + 1
+            ))
+        }
     }
 }
 
@@ -178,6 +225,38 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         p
+    }
+
+    #[test]
+    fn a_secret_with_a_line_break_or_control_character_inside_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for ok in ["tok\n", "tok\r\n", "tok", " tok \n"] {
+            let p = write(dir.path(), "ok", ok, 0o600);
+            assert_eq!(
+                Credential::File(p).load().unwrap().expose(),
+                "tok",
+                "{ok:?}"
+            );
+        }
+        for (bad, what) in [
+            ("dop_v1_SECRET\nmore\n", "a line break at character 14"),
+            ("dop_v1_SECRET\n\n", "a line break"),
+            ("dop\x1b_SECRET", "U+001B"),
+            ("dop\t_SECRET", "a tab"),
+        ] {
+            let p = write(dir.path(), "bad", bad, 0o600);
+            let e = Credential::File(p.clone()).load().unwrap_err();
+            assert!(
+                e.contains(what) && e.contains(&p.display().to_string()),
+                "{bad:?}: {e}"
+            );
+            assert!(e.contains("printf"), "no fix in: {e}");
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+        let e = Credential::Inline(Secret::new("a\u{7}b"))
+            .load()
+            .unwrap_err();
+        assert!(e.contains("U+0007"), "{e}");
     }
 
     #[test]

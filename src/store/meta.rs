@@ -10,6 +10,11 @@
 use super::backend::{Args, Conn, Pool, Tx};
 use super::{Store, StoreError, StoreResult};
 
+/// The newest migration a build carries.
+fn latest_version(m: &sqlx::migrate::Migrator) -> i64 {
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 impl Store {
     /// Refuse a foreign database, then bring the schema up to date, in one
     /// transaction under a lock.
@@ -54,6 +59,48 @@ impl Store {
         tx.commit().await.map_err(|e| migrate_err(&e))
     }
 
+    /// For a read-only store: refuse a missing, foreign or outdated one,
+    /// changing nothing (no lock, no migration).
+    pub(super) async fn check_ready(&self) -> StoreResult<()> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.store_open_error(e))?;
+        let mut conn = conn.conn();
+        let tables = self.tables(&mut conn).await?;
+        if tables.is_empty() {
+            return Err(StoreError::Missing {
+                location: self.location.to_string(),
+                why: match self.pool {
+                    Pool::Sqlite(_) => "; the file holds no tables".into(),
+                    Pool::Postgres(_) => "; the schema holds no tables".into(),
+                },
+            });
+        }
+        self.ensure_ours(&mut conn).await?;
+        let want = match self.pool {
+            Pool::Sqlite(_) => latest_version(&sqlx::migrate!("./migrations/sqlite")),
+            Pool::Postgres(_) => latest_version(&sqlx::migrate!("./migrations/postgres")),
+        };
+        let (have,): (Option<i64>,) = conn
+            .fetch_one(
+                "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+                &Args::new(),
+            )
+            .await
+            .map_err(|e| self.store_open_error(e))?;
+        let have = have.unwrap_or(0);
+        if have < want {
+            return Err(StoreError::Behind {
+                location: self.location.to_string(),
+                have,
+                want,
+            });
+        }
+        Ok(())
+    }
+
     fn store_open_error(&self, e: StoreError) -> StoreError {
         match e {
             StoreError::Sqlx(e) => self.open_error(&e),
@@ -64,6 +111,35 @@ impl Store {
     /// Refuse a database (on PostgreSQL: a schema) that holds tables but is
     /// not ours.
     async fn ensure_ours(&self, conn: &mut Conn<'_>) -> StoreResult<()> {
+        let tables = self.tables(conn).await?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let foreign = || StoreError::Foreign {
+            location: self.location.to_string(),
+            what: match self.pool {
+                Pool::Sqlite(_) => "file",
+                Pool::Postgres(_) => "database or schema",
+            },
+        };
+        if !tables.iter().any(|(t,)| t == "meta") {
+            return Err(foreign());
+        }
+        let app: Option<(String,)> = conn
+            .fetch_optional(
+                "SELECT value FROM meta WHERE key = 'application'",
+                &Args::new(),
+            )
+            .await
+            .map_err(|_| foreign())?;
+        if app.as_ref().map(|(a,)| a.as_str()) != Some("snapsched") {
+            return Err(foreign());
+        }
+        Ok(())
+    }
+
+    /// The tables of the database (on PostgreSQL: of the current schema).
+    async fn tables(&self, conn: &mut Conn<'_>) -> StoreResult<Vec<(String,)>> {
         let tables: Vec<(String,)> = match conn {
             Conn::Sqlite(_) => {
                 conn.fetch_all(
@@ -94,30 +170,7 @@ impl Store {
             }
         }
         .map_err(|e| self.store_open_error(e))?;
-        if tables.is_empty() {
-            return Ok(());
-        }
-        let foreign = || StoreError::Foreign {
-            location: self.location.to_string(),
-            what: match self.pool {
-                Pool::Sqlite(_) => "file",
-                Pool::Postgres(_) => "database or schema",
-            },
-        };
-        if !tables.iter().any(|(t,)| t == "meta") {
-            return Err(foreign());
-        }
-        let app: Option<(String,)> = conn
-            .fetch_optional(
-                "SELECT value FROM meta WHERE key = 'application'",
-                &Args::new(),
-            )
-            .await
-            .map_err(|_| foreign())?;
-        if app.as_ref().map(|(a,)| a.as_str()) != Some("snapsched") {
-            return Err(foreign());
-        }
-        Ok(())
+        Ok(tables)
     }
 
     /// A counter bumped by every change to the definitions table (on

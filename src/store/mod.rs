@@ -56,6 +56,23 @@ pub enum StoreError {
         /// What to point at instead: a file, or a database or schema.
         what: &'static str,
     },
+    /// A read command found no store: it never creates one.
+    #[error("no snapsched store at {location}{why}: the daemon creates it when it starts, as does a command that changes it (`snapsched config apply`, `snapsched def add`); if it lives elsewhere, point [daemon] database, SNAPSCHED__DAEMON__DATABASE or --database at it")]
+    Missing {
+        location: String,
+        /// What was found instead, with a leading "; " (an empty file, no
+        /// tables in the schema), or empty.
+        why: String,
+    },
+    /// A read command found a schema older than this build: read commands
+    /// never migrate (they may run on a read-only copy, or while the daemon
+    /// of the older version still runs).
+    #[error("the store at {location} has an older schema (version {have}; this snapsched needs {want}), and read commands do not migrate it: start the daemon of this version, or run a command that changes the store (e.g. `snapsched config apply`), then try again")]
+    Behind {
+        location: String,
+        have: i64,
+        want: i64,
+    },
     #[error("database {location}: migration failed: {message}")]
     Migrate { location: String, message: String },
     #[error("definition {0} already exists")]
@@ -203,6 +220,42 @@ impl Store {
         Ok(store)
     }
 
+    /// Open an existing store for reading only: nothing is created (no
+    /// file, directory, table or WAL switch), no lock is taken and nothing
+    /// is migrated. A missing store is [`StoreError::Missing`], a foreign
+    /// one [`StoreError::Foreign`], one an older build left behind
+    /// [`StoreError::Behind`]. SQLite opens the file read-only (immutable
+    /// when even the WAL's shared memory cannot be made, as on a read-only
+    /// mount); PostgreSQL sessions are read-only transactions.
+    pub async fn connect_read_only(location: &Location) -> StoreResult<Store> {
+        Store::connect_read_only_with(location, &PoolSettings::default()).await
+    }
+
+    /// [`Store::connect_read_only`] with pool settings other than the
+    /// defaults.
+    pub async fn connect_read_only_with(
+        location: &Location,
+        settings: &PoolSettings,
+    ) -> StoreResult<Store> {
+        let pool = match location {
+            Location::Sqlite(path) => open_sqlite_read_only(location, path, settings).await?,
+            Location::Postgres(options) => {
+                let options = options
+                    .as_ref()
+                    .clone()
+                    .options([("default_transaction_read_only", "on")]);
+                open_postgres(location, &options, settings).await?
+            }
+        };
+        let store = Store {
+            pool,
+            location: Arc::new(location.clone()),
+            node: Arc::default(),
+        };
+        store.check_ready().await?;
+        Ok(store)
+    }
+
     /// The node this process acts as, once it has joined (see
     /// [`crate::cluster`]).
     pub fn node_id(&self) -> Option<Arc<str>> {
@@ -269,6 +322,9 @@ async fn open_sqlite(
         location: location.to_string(),
         message,
     };
+    // Another application's file is refused before anything changes it
+    // (the switch to WAL below rewrites its header).
+    refuse_foreign_sqlite(location, path).await?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
@@ -290,6 +346,156 @@ async fn open_sqlite(
     let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_CONNECTIONS)
         .min_connections(1)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(|e| open_err(describe_sqlx(&e)))?;
+    Ok(Pool::Sqlite(pool))
+}
+
+/// Refuse an existing SQLite file that holds tables but not snapsched's
+/// mark, reading it on a read-only connection of its own, so that a
+/// refused file is left byte-identical. A file that cannot be read this way
+/// is left to the normal open, which reports why.
+async fn refuse_foreign_sqlite(location: &Location, path: &Path) -> StoreResult<()> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(());
+    }
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(|e| StoreError::Open {
+            location: location.to_string(),
+            message: e.to_string(),
+        })?
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    let Ok(mut conn) = options.connect().await else {
+        return Ok(());
+    };
+    let verdict = sqlite_mark(&mut conn).await;
+    conn.close().await.ok();
+    match verdict {
+        Ok(Mark::Foreign) => Err(StoreError::Foreign {
+            location: location.to_string(),
+            what: "file",
+        }),
+        Err(e) if is_not_a_database(&e) => Err(StoreError::Open {
+            location: location.to_string(),
+            message: describe_sqlx(&e),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What a database file's tables say about whose it is.
+#[derive(Debug, PartialEq, Eq)]
+enum Mark {
+    Empty,
+    Ours,
+    Foreign,
+}
+
+async fn sqlite_mark(conn: &mut sqlx::SqliteConnection) -> Result<Mark, sqlx::Error> {
+    let tables: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&mut *conn)
+            .await?;
+    if tables.is_empty() {
+        return Ok(Mark::Empty);
+    }
+    if !tables.iter().any(|(t,)| t == "meta") {
+        return Ok(Mark::Foreign);
+    }
+    let app: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = 'application'")
+        .fetch_optional(&mut *conn)
+        .await
+        .unwrap_or(None);
+    Ok(match app {
+        Some((a,)) if a == "snapsched" => Mark::Ours,
+        _ => Mark::Foreign,
+    })
+}
+
+/// SQLITE_NOTADB (26).
+fn is_not_a_database(e: &sqlx::Error) -> bool {
+    sqlite_code(e).is_some_and(|c| c & 0xff == 26)
+}
+
+/// SQLITE_CANTOPEN (14) or SQLITE_READONLY (8), extended codes included:
+/// what a read-only open of a WAL file reports when it cannot make the WAL's
+/// shared-memory file (a read-only directory or mount).
+fn is_cannot_open(e: &sqlx::Error) -> bool {
+    sqlite_code(e).is_some_and(|c| matches!(c & 0xff, 8 | 14))
+}
+
+fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+}
+
+/// Open an existing SQLite file read-only (see
+/// [`Store::connect_read_only`]).
+async fn open_sqlite_read_only(
+    location: &Location,
+    path: &Path,
+    settings: &PoolSettings,
+) -> StoreResult<Pool> {
+    let open_err = |message: String| StoreError::Open {
+        location: location.to_string(),
+        message,
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Missing {
+                location: location.to_string(),
+                why: String::new(),
+            })
+        }
+        Err(e) => return Err(open_err(e.to_string())),
+        Ok(m) if !m.is_file() => return Err(open_err("not a regular file".into())),
+        Ok(m) if m.len() == 0 => {
+            return Err(StoreError::Missing {
+                location: location.to_string(),
+                why: "; the file is empty".into(),
+            })
+        }
+        Ok(_) => {}
+    }
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(|e| open_err(e.to_string()))?
+        .filename(path)
+        .read_only(true)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    // Probe with a read: a WAL file opens lazily, at its first read.
+    let probe = async |options: &SqliteConnectOptions| {
+        let mut conn = options.connect().await?;
+        let read = sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&mut conn)
+            .await;
+        conn.close().await.ok();
+        read.map(drop)
+    };
+    let options = match probe(&options).await {
+        Ok(()) => options,
+        // Nobody can change a file nobody can make the WAL's shared memory
+        // for: read it as immutable.
+        Err(e) if is_cannot_open(&e) => {
+            let immutable = options.immutable(true);
+            probe(&immutable)
+                .await
+                .map_err(|e| open_err(describe_sqlx(&e)))?;
+            immutable
+        }
+        Err(e) => return Err(open_err(describe_sqlx(&e))),
+    };
+    let pool = SqlitePoolOptions::new()
+        .max_connections(SQLITE_CONNECTIONS)
+        .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
         .test_before_acquire(false)
         .idle_timeout(None)
@@ -382,7 +588,7 @@ async fn open_postgres(
 /// sqlx's messages for common open failures, in plain words.
 fn describe_sqlx(e: &sqlx::Error) -> String {
     let text = e.to_string();
-    if text.contains("file is not a database") {
+    if text.contains("file is not a database") || is_not_a_database(e) {
         "the file is not an SQLite database".into()
     } else if text.contains("unable to open database file") || text.contains("readonly") {
         format!("{text} (check that the path and its directory are writable)")

@@ -140,10 +140,9 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Every node still recorded, oldest first, with its heartbeat age and
-    /// the runs it holds. Nodes that left or expired more than a day ago
-    /// holding nothing are forgotten first.
-    pub async fn nodes(&self) -> StoreResult<Vec<Node>> {
+    /// Forget nodes that left or expired more than a day ago holding
+    /// nothing (part of a member's sweep; reading never writes).
+    pub async fn forget_old_nodes(&self) -> StoreResult<u64> {
         let now = now_ms(self.backend());
         let active = active_states();
         self.pool
@@ -155,7 +154,14 @@ impl Store {
                 ),
                 &Args::new(),
             )
-            .await?;
+            .await
+    }
+
+    /// Every node still recorded, oldest first, with its heartbeat age and
+    /// the runs it holds. Only reads: a read-only store can answer it.
+    pub async fn nodes(&self) -> StoreResult<Vec<Node>> {
+        let now = now_ms(self.backend());
+        let active = active_states();
         let rows: Vec<NodeRow> = self
             .pool
             .fetch_all(

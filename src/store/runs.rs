@@ -239,8 +239,13 @@ impl Store {
     ) -> StoreResult<Run> {
         let run_id = run.id;
         let finished = u.state.filter(|s| s.is_final()).map(|_| ts_ms(now));
+        // Stored errors are bounded: a provider's 10 MB error page must not
+        // land whole in the row (nor in every `history` that prints it).
         let (class, message) = match u.error {
-            Some((c, m)) => (Some(c), Some(m)),
+            Some((c, m)) => (
+                Some(c),
+                Some(crate::domain::text::bounded_error(m).into_owned()),
+            ),
             None => (None, None),
         };
         self.pool
@@ -439,6 +444,16 @@ impl Store {
     /// with the highest id, as in [`Store::last_runs`]), for the last-success
     /// gauge. Definitions with no success in their kept history are absent.
     pub async fn last_successes(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
+        self.last_ended_in(RunState::Succeeded).await
+    }
+
+    /// When each definition's most recent failed run finished, for the
+    /// last-failure gauge; as [`Store::last_successes`].
+    pub async fn last_failures(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
+        self.last_ended_in(RunState::Failed).await
+    }
+
+    async fn last_ended_in(&self, state: RunState) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
         #[derive(sqlx::FromRow)]
         struct Success {
             #[sqlx(flatten)]
@@ -449,14 +464,14 @@ impl Store {
         self.pool
             .fetch_all::<Success>(
                 "SELECT provider, target, disk_id, def_name, finished_at, updated_at FROM runs
-                 WHERE id IN (SELECT MAX(id) FROM runs WHERE state = 'succeeded'
+                 WHERE id IN (SELECT MAX(id) FROM runs WHERE state = $1
                               GROUP BY provider, target, disk_id, def_name)",
-                &Args::new(),
+                &Args::new().text(state.as_str()),
             )
             .await?
             .into_iter()
             .map(|r| {
-                // A success always has finished_at; updated_at is the same
+                // A finished run always has finished_at; updated_at is the same
                 // instant and keeps a hand-edited row from failing the query.
                 let at = r.finished_at.unwrap_or(r.updated_at);
                 Ok((r.identity.into_identity()?, parse_ts(&at)?))

@@ -442,6 +442,33 @@ async fn history_snapshots_and_trimming_agree_on_both_backends() {
             [(id.clone(), at(6, 0))],
             "{b:?}"
         );
+        assert_eq!(store.last_failures().await.expect("failures"), [], "{b:?}");
+        // A failure after the successes: the last-failure gauge sees it, the
+        // last-success one does not move.
+        let failing = claimed(
+            &store
+                .claim_run(&id, at(5, 30), Trigger::Manual, at(5, 30))
+                .await
+                .expect("claim"),
+        )
+        .clone();
+        store
+            .update_run(
+                &failing,
+                Update {
+                    state: Some(RunState::Failed),
+                    error: Some(("permanent", "droplet 99 not found")),
+                    ..Default::default()
+                },
+                at(5, 40),
+            )
+            .await
+            .expect("fail");
+        assert_eq!(
+            store.last_failures().await.expect("failures"),
+            [(id.clone(), at(5, 40))],
+            "{b:?}"
+        );
         assert_eq!(
             store.last_successes().await.expect("successes"),
             [(id.clone(), at(5, 2))],
@@ -455,7 +482,7 @@ async fn history_snapshots_and_trimming_agree_on_both_backends() {
                 .len(),
             3
         );
-        assert_eq!(store.trim_history(&id, 2).await.expect("trim"), 4, "{b:?}");
+        assert_eq!(store.trim_history(&id, 2).await.expect("trim"), 5, "{b:?}");
         assert_eq!(store.history(None, 100).await.expect("history").len(), 2);
 
         store

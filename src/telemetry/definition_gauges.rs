@@ -5,6 +5,9 @@
 //!   successful run finished. Set by the run engine the moment a run
 //!   succeeds and re-read from the store by [`start`], so a restart (or a
 //!   `snapsched run` in another process) never resets or hides it.
+//! - `snapsched_last_failure_timestamp_seconds`: the same for the latest
+//!   failed run, re-read from the store only (so it shows failures of
+//!   `snapsched run` in another process too).
 //! - `snapsched_snapshots`: present snapshots the definition owns, per the
 //!   store. Set after every prune and re-read by [`start`].
 //! - `snapsched_interval_seconds`: the schedule's nominal interval, the
@@ -75,6 +78,7 @@ pub struct DefinitionValues {
     pub identity: Identity,
     /// When the latest successful run finished; `None` before the first.
     pub last_success: Option<DateTime<Utc>>,
+    pub last_failure: Option<DateTime<Utc>>,
     /// Present snapshots the definition owns.
     pub snapshots: i64,
     /// See [`nominal_interval`]; `None` for a schedule that (no longer)
@@ -108,6 +112,8 @@ impl DefinitionGauges {
         let defs = store.list_definitions().await?;
         let successes: HashMap<Identity, DateTime<Utc>> =
             store.last_successes().await?.into_iter().collect();
+        let failures: HashMap<Identity, DateTime<Utc>> =
+            store.last_failures().await?.into_iter().collect();
         let counts: HashMap<Identity, i64> = store.owned_counts().await?.into_iter().collect();
         let mut seen = HashSet::with_capacity(defs.len());
         let mut out = Vec::with_capacity(defs.len());
@@ -130,6 +136,7 @@ impl DefinitionGauges {
             seen.insert(key);
             out.push(DefinitionValues {
                 last_success: successes.get(&spec.identity).copied(),
+                last_failure: failures.get(&spec.identity).copied(),
                 snapshots: counts.get(&spec.identity).copied().unwrap_or(0),
                 interval,
                 identity: spec.identity,
@@ -142,9 +149,14 @@ impl DefinitionGauges {
     /// [`DefinitionGauges::read`], then set the gauges.
     pub async fn refresh(&mut self, store: &Store, now: DateTime<Utc>) -> StoreResult<usize> {
         let values = self.read(store, now).await?;
+        // Here because it is refreshed well inside the gauges' idle timeout.
+        metrics::build_info();
         for v in &values {
             if let Some(at) = v.last_success {
                 metrics::last_success(&v.identity, at);
+            }
+            if let Some(at) = v.last_failure {
+                metrics::last_failure(&v.identity, at);
             }
             metrics::snapshot_count(&v.identity, v.snapshots);
             if let Some(i) = v.interval {

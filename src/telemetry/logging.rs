@@ -1,6 +1,8 @@
 //! tracing setup. `RUST_LOG` wins over the configured level. When stderr is
 //! the journal (`JOURNAL_STREAM` names our stderr), lines carry no ANSI
-//! colours and no timestamps of our own (journald adds both); elsewhere they
+//! colours and no timestamps of our own (journald adds both) and start with
+//! the syslog priority of their level (`<4>` for a warning, see
+//! sd-daemon(3)), so `journalctl -p warning` finds them; elsewhere they
 //! are human-readable with timestamps; `log_format = "json"` gives one JSON
 //! object per line.
 //!
@@ -11,6 +13,9 @@
 use std::io::IsTerminal;
 
 use serde::{Deserialize, Serialize};
+use tracing::Level;
+use tracing_subscriber::fmt::{format, FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
@@ -36,6 +41,47 @@ pub fn stderr_is_journal() -> bool {
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
+/// The syslog priority journald reads from a `<N>` line prefix.
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// An event format that puts the level's syslog priority before the line
+/// another format writes.
+struct Priority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Priority<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// Lines for the journal: no time, no colours, the priority first.
+fn journal_format() -> Priority<format::Format<format::Full, ()>> {
+    Priority(
+        format::format()
+            .without_time()
+            .with_ansi(false)
+            .with_target(false),
+    )
+}
+
 /// Install the global subscriber (once; later calls are ignored).
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
@@ -51,11 +97,56 @@ pub fn init(level: &str, format: LogFormat) {
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text if stderr_is_journal() => {
-            builder.without_time().with_ansi(false).try_init()
-        }
+        LogFormat::Text if stderr_is_journal() => builder.event_format(journal_format()).try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Journal lines start with their level's priority, one per level.
+    #[test]
+    fn journal_lines_carry_the_syslog_priority_of_their_level() {
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_writer(move || sink.clone())
+            .event_format(journal_format())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(definition = "db", "e");
+            tracing::warn!("w");
+            tracing::info!("i");
+            tracing::debug!("d");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for (line, prefix) in lines.iter().zip(["<3>", "<4>", "<6>", "<7>"]) {
+            assert!(
+                line.starts_with(prefix),
+                "{line} should start with {prefix}"
+            );
+        }
+        assert!(lines[0].contains("definition=\"db\""), "{}", lines[0]);
+    }
 }

@@ -32,13 +32,18 @@ pub const NEXT_RUN: &str = "snapsched_next_run_timestamp_seconds";
 pub const RUNS: &str = "snapsched_runs_total";
 /// Unix time a definition's latest successful run finished.
 pub const LAST_SUCCESS: &str = "snapsched_last_success_timestamp_seconds";
+/// Unix time a definition's latest failed run finished.
+pub const LAST_FAILURE: &str = "snapsched_last_failure_timestamp_seconds";
+/// Always 1, labelled with the running version.
+pub const BUILD_INFO: &str = "snapsched_build_info";
 /// Present snapshots a definition owns, per the store.
 pub const SNAPSHOTS: &str = "snapsched_snapshots";
 /// A definition's nominal interval.
 pub const INTERVAL: &str = "snapsched_interval_seconds";
 /// Snapshots deleted by retention.
 pub const SNAPSHOTS_PRUNED: &str = "snapsched_snapshots_pruned_total";
-/// Provider API requests by HTTP status (or transport failure).
+/// Provider API requests by HTTP status code (or transport failure:
+/// `timeout`, `connect`, `error`).
 pub const PROVIDER_REQUESTS: &str = "snapsched_provider_requests_total";
 /// Provider API request duration (histogram).
 pub const PROVIDER_REQUEST_DURATION: &str = "snapsched_provider_request_duration_seconds";
@@ -76,6 +81,14 @@ pub(crate) fn describe() {
         "Unix time a definition's latest successful run finished"
     );
     metrics::describe_gauge!(
+        LAST_FAILURE,
+        "Unix time a definition's latest failed run finished"
+    );
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label names the running build"
+    );
+    metrics::describe_gauge!(
         SNAPSHOTS,
         "Snapshots a definition owns at the provider, per the store"
     );
@@ -106,7 +119,7 @@ pub(crate) fn describe() {
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
     metrics::describe_counter!(
         PROVIDER_REQUESTS,
-        "Provider API requests by HTTP status class"
+        "Provider API requests by HTTP status code, or timeout, connect or error"
     );
     metrics::describe_histogram!(
         PROVIDER_REQUEST_DURATION,
@@ -153,6 +166,16 @@ pub fn run_finished(id: &Identity, state: RunState) {
 /// A run of `id` that made a snapshot succeeded, finishing at `at`.
 pub fn last_success(id: &Identity, at: DateTime<Utc>) {
     metrics::gauge!(LAST_SUCCESS, &identity_labels(id)).set(at.timestamp() as f64);
+}
+
+/// A run of `id` failed, finishing at `at`.
+pub fn last_failure(id: &Identity, at: DateTime<Utc>) {
+    metrics::gauge!(LAST_FAILURE, &identity_labels(id)).set(at.timestamp() as f64);
+}
+
+/// The running build, as `snapsched_build_info{version} 1`.
+pub fn build_info() {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 /// `id` now owns `count` present snapshots.

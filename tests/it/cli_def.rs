@@ -109,6 +109,10 @@ fn add_args<'a>(
 #[test]
 fn def_lifecycle_add_list_show_set_enable_disable_rm() {
     let env = TestEnv::base();
+    // A read command does not create the store; a command that changes it does.
+    let (code, _, err) = env.run(&["def", "list"]);
+    assert!(code == 1 && err.contains("no snapsched store at"), "{err}");
+    env.ok(&["config", "apply"]);
     assert!(env.list().is_empty());
 
     let added = env.json(&add_args(
@@ -812,4 +816,46 @@ fn parallel_def_add_processes_all_succeed() {
         let i: u64 = target.trim_start_matches("droplet:").parse().expect("id");
         assert_eq!(d["retention"], i, "{d}");
     }
+}
+
+/// `H` depends on the identity: `schedule next --definition` previews the
+/// times the definition really fires at (the status's next fire), while a
+/// bare expression with `H` says it used an example identity.
+#[test]
+fn schedule_next_for_a_definition_resolves_its_own_h() {
+    let env = TestEnv::base();
+    let mut firsts = Vec::new();
+    for (name, target) in [("a", "droplet:3164444"), ("b", "droplet:3164445")] {
+        env.json(&add_args(name, "do", target, &["--schedule", "H H * * *"]));
+        let next = env.json(&["schedule", "next", "--definition", name, "--count", "1"]);
+        let status = env.json(&["status"]);
+        let def = status
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == name))
+            .unwrap_or_else(|| panic!("{name} not in status: {status}"))
+            .clone();
+        let at = |v: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time")).expect("RFC 3339")
+        };
+        assert_eq!(
+            at(&next[0]),
+            at(&def["next_fire"]),
+            "{name}: {next} vs {def}"
+        );
+        firsts.push(at(&next[0]));
+    }
+    // Two identities, two (almost surely) different resolutions; the hash
+    // is stable, so this is deterministic for these identities.
+    assert_ne!(firsts[0], firsts[1], "H resolved alike for two identities");
+
+    let (code, _, err) = env.run(&["schedule", "next", "H H * * *", "--count", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("example identity") && err.contains("--definition"),
+        "{err}"
+    );
+    let err = env.usage_error(&["schedule", "next", "--definition", "nosuch"]);
+    assert!(err.contains("no definition named 'nosuch'"), "{err}");
+    let err = env.usage_error(&["schedule", "next", "0 3 * * *", "--target", "x"]);
+    assert!(err.contains("--definition"), "{err}");
 }

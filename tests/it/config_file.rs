@@ -677,3 +677,67 @@ fn config_default_prints_the_example_and_it_applies() {
     let out = env.ok(&["--database", db.to_str().unwrap(), "config", "apply"]);
     assert!(out.contains("added 2"), "{out}");
 }
+
+/// The README's hand install, followed literally: its `sed` turns the
+/// shipped example's environment variables into secret files, and with
+/// those files in place `config check` passes outside systemd.
+#[test]
+fn the_readmes_install_steps_give_a_passing_config_check() {
+    let readme = include_str!("../../README.md");
+    let block = &readme[readme.find("Install by hand").expect("install section")..];
+    let block = &block[block.find("```sh\n").expect("code block") + 6..];
+    let block = &block[..block.find("```").expect("block end")];
+    let sed = block
+        .replace("\\\n", " ")
+        .lines()
+        .find(|l| l.trim_start().starts_with("sed -i"))
+        .expect("the README's sed line")
+        .to_owned();
+
+    let env = TestEnv::new(snapsched::config::EXAMPLE);
+    let dir = env.path().display().to_string();
+    let sed = sed
+        .replace(
+            "/etc/snapsched/config.toml",
+            &env.config.display().to_string(),
+        )
+        .replace("/etc/snapsched/", &format!("{dir}/"));
+    let out = std::process::Command::new("bash")
+        .args(["-c", &sed])
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{sed}: {out:?}");
+    // Before the secret files exist, check names the missing file.
+    let (code, _, err) = env.run(&["config", "check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("do.token"), "{err}");
+    env.write("do.token", "dop_v1_x\n", 0o600);
+    env.write("dc1.key", "k\n", 0o600);
+    let (code, out, err) = env.run(&["config", "check"]);
+    assert_eq!(
+        code, 0,
+        "the README's install fails config check: {out}{err}"
+    );
+}
+
+/// Every problem the file has is located (file:line:column, dotted key) and
+/// a misspelt key gets the key it most likely meant.
+#[test]
+fn config_errors_name_file_line_column_and_the_nearest_key() {
+    let env = TestEnv::new(
+        "[daemon]\ndatabse = \"x.db\"\n\n[[definitions]]\nprovider = \"fake\"\ntarget = \"vm1\"\nname = \"a\"\nschedule = \"0 3 * * *\"\n  retention = \"seven\"\n",
+    );
+    let err = env.usage_error(&["config", "check"]);
+    let file = env.config.display().to_string();
+    assert!(
+        err.contains(&format!("{file}:2:1: daemon.databse: unknown key"))
+            && err.contains("did you mean `database`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:9:3: definitions[0].retention: invalid type"
+        )),
+        "{err}"
+    );
+}

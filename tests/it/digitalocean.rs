@@ -232,6 +232,44 @@ async fn droplet_snapshots_get_tags_after_creation() {
 }
 
 #[tokio::test]
+async fn a_request_that_cannot_be_built_is_a_permanent_error_and_is_not_sent() {
+    let fake = fake().await;
+    // A token with a line break inside cannot go into a header: retrying
+    // would only fail the same way until run_timeout.
+    let mut s = settings(&fake);
+    s.token = Secret::new("dop_v1_abc\ndef");
+    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let e = p
+        .list_snapshots(&Target::Droplet(DROPLET), 0)
+        .await
+        .expect_err("a token with a line break cannot be sent");
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("could not be built"), "{e}");
+    assert!(!e.message.contains("abc"), "{e}");
+    assert_eq!(fake.requests(LIST_DROPLET), 0);
+}
+
+#[tokio::test]
+async fn credentials_in_api_url_never_reach_an_error_message() {
+    let fake = fake().await;
+    // A port nothing listens on: the client's error quotes the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let mut s = settings(&fake);
+    s.api_url = format!("http://admin:URLSECRET@127.0.0.1:{port}/")
+        .parse()
+        .expect("URL parses");
+    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let e = p
+        .list_snapshots(&Target::Droplet(DROPLET), 0)
+        .await
+        .expect_err("nothing listens there");
+    assert!(!e.message.contains("URLSECRET"), "{e}");
+    assert!(!format!("{p:?}").contains("URLSECRET"), "{p:?}");
+}
+
+#[tokio::test]
 async fn listing_follows_every_page() {
     let fake = fake().await;
     let base = Utc::now() - chrono::Duration::days(400);

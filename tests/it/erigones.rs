@@ -685,3 +685,44 @@ async fn request_count_of_one_create_poll_list_delete_cycle() {
     assert_eq!(total, 8, "{:?}", env.fake.state.requests_by_route());
     assert_eq!(env.fake.state.total_requests(), total);
 }
+
+/// A server on loopback that answers every request with `200` and `body`.
+async fn answering(body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = conn.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/api/")
+}
+
+#[tokio::test]
+async fn a_snapshot_list_of_the_wrong_shape_is_worded_plainly() {
+    let base = answering(r#"{"result": "nope"}"#).await;
+    let provider = Erigones::new(settings(&base, Duration::from_secs(2))).expect("provider");
+    let e = provider
+        .list_snapshots(&vm(), 1)
+        .await
+        .expect_err("a string is not a snapshot list");
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(
+        e.message.starts_with(&format!(
+            "Erigones sent the snapshot list of {VM} disk 1 in an unexpected shape"
+        )),
+        "{e}"
+    );
+    assert!(!e.message.contains("unexpected the"), "{e}");
+}

@@ -459,6 +459,7 @@ async fn a_hook_past_its_timeout_is_killed_with_its_process_group() {
 #[test]
 fn hook_settings_are_checked_and_shown_by_the_cli() {
     let env = TestEnv::base();
+    env.ok(&["config", "apply"]);
     let add = |extra: &[&str]| {
         let mut args = vec![
             "def",
@@ -589,7 +590,7 @@ async fn sigkill_between_pre_and_post_runs_the_post_hook_once_after_restart() {
     let env = TestEnv::base();
     let hooks = Hooks::new(&env);
     env.write_config(&daemon_config(&fake, &hooks, "* * * * * *"));
-    env.ok(&["def", "list"]);
+    env.ok(&["config", "apply"]);
     hooks.touch("hold-pre");
     let mut daemon = spawn_daemon(&env, 0);
     hooks.wait_held("pre", &mut daemon, &env);
@@ -658,7 +659,7 @@ async fn sigterm_during_the_pre_hook_kills_it_and_still_runs_the_post_hook() {
     let env = TestEnv::base();
     let hooks = Hooks::new(&env);
     env.write_config(&daemon_config(&fake, &hooks, "* * * * * *"));
-    env.ok(&["def", "list"]);
+    env.ok(&["config", "apply"]);
     hooks.touch("hold-pre");
     let mut daemon = spawn_daemon(&env, 0);
     hooks.wait_held("pre", &mut daemon, &env);
@@ -694,7 +695,7 @@ async fn an_erigones_post_hook_waits_for_the_snapshot_task_to_finish() {
     let config = crate::support::BASE_CONFIG.replace(
         "api_url = \"http://127.0.0.1:9/api\"\n",
         &format!(
-            "api_url = \"{}\"\npoll_interval = \"50ms\"\npoll_max_interval = \"100ms\"\n",
+            "api_url = \"{}\"\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\n",
             es.base_url
         ),
     );

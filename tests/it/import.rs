@@ -30,7 +30,7 @@ fn erigones_def(host: &str, name: &str, disk_id: u32, schedule: &str) -> FakeDef
         name: name.to_owned(),
         disk_id,
         schedule: schedule.to_owned(),
-        retention: 10 + disk_id,
+        retention: 10 + i64::from(disk_id),
         active: true,
         desc: format!("{name} of {host}"),
         fsfreeze: disk_id == 2,
@@ -277,6 +277,35 @@ fn schedules_the_parser_refuses_are_skipped_with_the_parse_error() {
 }
 
 #[test]
+fn a_retention_snapsched_refuses_skips_that_definition_alone() {
+    let w = World::seeded();
+    let mut negative = erigones_def(DB, "minus", 1, "0 4 * * *");
+    negative.retention = -1;
+    w.fake.state.add_definition(negative);
+    let mut huge = erigones_def(WEB, "huge", 1, "0 4 * * *");
+    huge.retention = 1 << 40;
+    w.fake.state.add_definition(huge);
+    let report = w.import_json(&[]);
+    assert_eq!(report["created"], 3, "{report}");
+    assert_eq!(report["skipped"], 2, "{report}");
+    for (name, value) in [("minus", "-1"), ("huge", "1099511627776")] {
+        let item = report["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {report}"));
+        assert_eq!(item["action"], "skip");
+        let reason = item["reason"].as_str().expect("a reason");
+        assert!(
+            reason.contains("retention") && reason.contains(value),
+            "{reason}"
+        );
+    }
+    assert_eq!(keys(&w.defs()).len(), 3);
+}
+
+#[test]
 fn dry_run_writes_nothing() {
     let w = World::seeded();
     let report = w.import_json(&["--dry-run"]);
@@ -295,7 +324,8 @@ fn dry_run_writes_nothing() {
         "a dry run created the database {}",
         w.env.db().display()
     );
-    assert!(w.defs().is_empty());
+    let (code, _, err) = w.env.run(&["def", "list"]);
+    assert!(code == 1 && err.contains("no snapsched store at"), "{err}");
 
     // With a database in place, a dry run reports skips and still writes nothing.
     w.ok(&["import", "erigones", "--provider", "dc1", "--vm", DB]);

@@ -265,6 +265,14 @@ fn metrics_scrape_and_healthz() {
         Some(1.0)
     );
 
+    assert_eq!(
+        value(
+            &samples,
+            "snapsched_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
     let (code, body) = get(daemon.addr, "/healthz");
     assert_eq!(code, 200, "/healthz: {body}");
     daemon.stop();
@@ -430,6 +438,7 @@ mod gauges_from_store {
             DefinitionValues {
                 identity: d.clone(),
                 last_success: None,
+                last_failure: Some(t0 + TimeDelta::seconds(30)),
                 snapshots: 0,
                 // Weekdays only: the longest gap is Friday to Monday.
                 interval: Some(std::time::Duration::from_secs(3 * 86_400)),
@@ -437,6 +446,7 @@ mod gauges_from_store {
             DefinitionValues {
                 identity: w.clone(),
                 last_success: Some(t0 + TimeDelta::days(1) + TimeDelta::seconds(30)),
+                last_failure: Some(t0 + TimeDelta::days(2) + TimeDelta::seconds(30)),
                 snapshots: 2,
                 interval: Some(std::time::Duration::from_secs(86_400)),
             },

@@ -244,6 +244,7 @@ fn nodes_on_a_store_that_cannot_be_opened_is_a_runtime_error() {
 #[test]
 fn nodes_on_a_fresh_store_is_an_empty_list() {
     let env = TestEnv::base();
+    env.ok(&["config", "apply"]);
     assert_eq!(env.json(&["nodes"]), serde_json::json!([]));
     let table = env.ok(&["nodes"]);
     assert!(table.starts_with("Node"), "{table}");

@@ -68,6 +68,7 @@ fn a_definition_gives_the_policy_and_flags_override_it() {
 #[test]
 fn bad_input_exits_2_with_the_fix() {
     let env = TestEnv::base();
+    env.ok(&["config", "apply"]);
     let cases: [(&[&str], &str); 5] = [
         (
             &[

@@ -72,6 +72,9 @@ fn manual_runs_then_reports(env: &TestEnv) {
     assert_eq!(listed, newest_first, "history is newest first");
     let limited = env.json(&["history", "web", "--limit", "1"]);
     assert_eq!(limited.as_array().map(Vec::len), Some(1), "{limited}");
+    // An unknown name is an error, as in every command, not an empty table.
+    let err = env.usage_error(&["history", "nosuch"]);
+    assert!(err.contains("no definition named 'nosuch'"), "{err}");
 
     let status = env.json(&["status"]);
     let web = &status[0];
@@ -96,6 +99,38 @@ fn manual_runs_then_reports(env: &TestEnv) {
     assert!(
         table.contains("web") && table.contains("0 3 * * * (UTC)") && table.contains("succeeded"),
         "status table: {table}"
+    );
+    // One zone for every time, shown with it; relative times; compact by
+    // default, every column with --wide.
+    let wide = env.ok(&["status", "--wide", "--utc"]);
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("Active") && header.contains("Last error"),
+        "{wide}"
+    );
+    let row = wide.lines().nth(2).unwrap_or_default();
+    assert!(
+        row.contains(" UTC (in ") && (row.contains(" ago)") || row.contains(" UTC (now)")),
+        "wide row lacks zoned and relative times: {row}"
+    );
+    assert!(!row.contains("+00:00") && !row.contains("+01:00"), "{row}");
+    let compact = env.ok(&["status", "--utc"]);
+    assert!(
+        !compact
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("Active"),
+        "{compact}"
+    );
+    let crow = compact.lines().nth(2).unwrap_or_default();
+    assert!(
+        crow.contains("succeeded") && (crow.contains(" ago") || crow.contains("succeeded now")),
+        "{crow}"
+    );
+    assert!(
+        crow.len() < row.len(),
+        "compact {crow:?} not narrower than wide {row:?}"
     );
     let table = env.ok(&["history"]);
     for n in &names {
@@ -148,13 +183,24 @@ async fn a_failed_run_exits_1_with_the_provider_message_and_is_recorded() {
     let env = TestEnv::new(&config_with_do_api(fake.url()));
     env.add_droplet("web", 3164444);
     let env_ref = &env;
-    let (code, _out, err) = tokio::task::block_in_place(|| {
+    let (code, out, err) = tokio::task::block_in_place(|| {
         env_ref.run_env(
             &["run", "web", "--wait"],
             &[("SNAPSCHED_TEST_DO_TOKEN", "not-the-right-token")],
         )
     });
     assert_eq!(code, 1, "stderr: {err}");
+    // Said once, clearly, and no snapshot name as if one existed.
+    let all = format!("{out}{err}");
+    assert_eq!(
+        all.matches("Unable to authenticate you").count(),
+        1,
+        "the failure is not said exactly once:\n{all}"
+    );
+    assert!(
+        !all.contains("web-20"),
+        "a failed run shows a snapshot name:\n{all}"
+    );
     assert_no_panic(&err);
     assert!(
         err.contains("Unable to authenticate you"),

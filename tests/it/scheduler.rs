@@ -442,6 +442,91 @@ async fn a_slot_during_a_long_run_is_skipped() {
 }
 
 #[tokio::test]
+async fn a_panicking_run_fails_with_the_panic_message_and_the_definition_goes_on() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 30);
+    env.store
+        .insert_definition(
+            &spec("minutely", "web01", "* * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    env.fake
+        .panic_next(Call::Create, "DateTime + TimeDelta overflowed");
+    let (token, handle) = looping(&env, Clock::tokio(start), settings());
+    let h = wait_until(
+        &env.store,
+        "minutely",
+        Duration::from_secs(1),
+        Duration::from_secs(600),
+        |h| h.iter().any(|r| r.state == RunState::Succeeded) && all_final(h),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("the loop survives a panicking run");
+    // The first run panicked: it is failed with the panic's message, not
+    // left in flight; the next slot runs and succeeds.
+    assert_eq!(h[0].state, RunState::Failed, "{h:#?}");
+    assert!(
+        h[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("DateTime + TimeDelta overflowed"),
+        "{:?}",
+        h[0]
+    );
+    assert!(
+        env.store
+            .active_run(&h[0].identity)
+            .await
+            .expect("active run")
+            .is_none(),
+        "{h:#?}"
+    );
+    assert!(
+        h[1..].iter().all(|r| r.state != RunState::Skipped),
+        "no slot after the panic is skipped: {h:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_provider_error_is_stored_truncated() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    env.store
+        .insert_definition(
+            &spec("hourly", "web01", "0 * * * *"),
+            Source::Cli,
+            None,
+            start,
+        )
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, Clock::tokio(start), settings());
+    s.start().await.expect("start");
+    let page = format!("<html>{}</html>", "x".repeat(10 << 20));
+    env.fake
+        .fail_next(Call::Create, ProviderError::permanent(page));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    settle(&env.store, "hourly").await;
+    s.drain().await;
+    let h = runs(&env.store, "hourly").await;
+    assert_eq!(h[0].state, RunState::Failed, "{:?}", h[0].state);
+    let error = h[0].error.as_deref().unwrap_or("");
+    assert!(error.len() <= 4200, "{} bytes stored", error.len());
+    assert!(error.starts_with("<html>xxx"), "{}", &error[..40]);
+    assert!(
+        error.contains("[truncated: 10485773 bytes in all]"),
+        "{}",
+        &error[error.len() - 60..]
+    );
+}
+
+#[tokio::test]
 async fn max_concurrent_runs_is_never_exceeded() {
     let env = env(Duration::from_secs(30)).await;
     let start = utc(2026, 1, 10, 0, 59, 0);

@@ -74,7 +74,9 @@ pub struct FakeDefinition {
     pub name: String,
     pub disk_id: u32,
     pub schedule: String,
-    pub retention: u32,
+    /// Signed: a real installation may hold a value snapsched refuses
+    /// (`-1`), which the importer must skip alone.
+    pub retention: i64,
     pub active: bool,
     pub desc: String,
     pub fsfreeze: bool,

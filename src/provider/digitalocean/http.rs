@@ -127,6 +127,15 @@ impl Http {
         metrics::provider_request(&self.provider, outcome, started.elapsed());
         let (status, headers, body) = match result {
             Ok(r) => r,
+            // A request that cannot even be built (a token or URL with
+            // characters not allowed in it) fails the same way every time.
+            Err(e) if e.is_builder() => {
+                return Err(ProviderError::permanent(format!(
+                    "DigitalOcean {what} could not be built, so it was not sent (check providers.{}: the token and api_url): {}",
+                    self.provider,
+                    error_chain(&e)
+                )));
+            }
             Err(e) => {
                 let kind = if e.is_timeout() {
                     "timed out"

@@ -174,6 +174,17 @@ impl Http {
                     retry_after,
                 })
             }
+            // A request that cannot even be built fails the same way every
+            // time: retrying it would only wait for run_timeout.
+            Err(e) if e.is_builder() => {
+                let detail = std::error::Error::source(&e)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                Err(ProviderError::permanent(self.scrub(format!(
+                    "Erigones request for {what} could not be built, so it was not sent (check providers.{}: the api_url){detail}",
+                    self.name
+                ))))
+            }
             Err(e) => {
                 let why = if e.is_timeout() {
                     format!(

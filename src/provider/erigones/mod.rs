@@ -59,11 +59,14 @@ pub struct ErigonesSettings {
 pub struct ErigonesDefinition {
     pub hostname: String,
     pub name: String,
-    pub disk_id: u32,
+    /// As Erigones sent it: an out-of-range value is the importer's to
+    /// refuse for this definition alone, not a reason to refuse the whole
+    /// listing.
+    pub disk_id: i64,
     /// 5-field cron, in UTC.
     pub schedule: String,
-    /// Snapshots to keep; 0 keeps all.
-    pub retention: u32,
+    /// Snapshots to keep; 0 keeps all. As sent (see `disk_id`).
+    pub retention: i64,
     #[serde(default = "default_true")]
     pub active: bool,
     #[serde(default)]
@@ -91,7 +94,10 @@ impl fmt::Debug for Erigones {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Erigones")
             .field("provider", &self.inner.http.name)
-            .field("api_url", &self.inner.http.base().as_str())
+            .field(
+                "api_url",
+                &crate::secret::redacted_url(self.inner.http.base()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -224,7 +230,9 @@ impl Erigones {
             return Err(self.http().refusal(&reply, &what));
         }
         let unexpected = |why: String| {
-            ProviderError::permanent(format!("Erigones sent an unexpected {what}: {why}"))
+            ProviderError::permanent(format!(
+                "Erigones sent {what} in an unexpected shape: {why}"
+            ))
         };
         // Without a `page` parameter Erigones returns the whole list in
         // `result`; anything else would be a partial view, hence an error.
