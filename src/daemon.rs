@@ -37,11 +37,14 @@ pub async fn run(
     }
     reconcile(&store, &cfg).await?;
     let providers: Providers<AnyProvider> = Providers::new(wiring::build_providers(&cfg, &store)?);
+    let settings = wiring::settings(&cfg);
+    // Swapped on reload, like the providers.
+    let hook_defaults = settings.run.hooks.clone();
     let mut scheduler = Scheduler::new(
         store.clone(),
         providers.clone(),
         Clock::System,
-        wiring::settings(&cfg),
+        settings,
         shutdown.clone(),
     );
     if let Some(tick) = hooks.tick.clone() {
@@ -88,14 +91,16 @@ pub async fn run(
         let store = store.clone();
         let providers = providers.clone();
         let hooks = hooks.clone();
+        let hook_defaults = hook_defaults.clone();
         tokio::spawn(async move {
             while rx.recv().await.is_some() {
                 if let Some(r) = &hooks.reloading {
                     r(true);
                 }
                 match reload_once(&config_path, &overrides, &store).await {
-                    Ok(map) => {
+                    Ok((map, levels)) => {
                         providers.replace(map);
+                        hook_defaults.replace(levels);
                         tracing::info!("configuration reloaded");
                     }
                     Err(e) => {
@@ -129,11 +134,11 @@ async fn reload_once(
     path: &std::path::Path,
     overrides: &Overrides,
     store: &Store,
-) -> anyhow::Result<ProviderMap> {
+) -> anyhow::Result<(ProviderMap, crate::run::HookLevels)> {
     let cfg = config::load(path, overrides)?;
     let map = wiring::build_providers(&cfg, store)?;
     reconcile(store, &cfg).await?;
-    Ok(map)
+    Ok((map, wiring::hook_levels(&cfg)))
 }
 
 /// Offer the file's definitions to the store and log what happened: applied

@@ -14,9 +14,23 @@
 //! until `run_timeout`; permanent errors fail the run at once with the
 //! provider's message.
 //!
+//! Hooks ([`hooks`]) bracket the create request: the pre hook runs right
+//! before it (its failure aborts the run, or with `on_pre_hook_failure =
+//! "continue"` makes the snapshot crash-consistent), the post hook as soon
+//! as the provider has the snapshot's point in time
+//! ([`crate::provider::PointInTime`]). Once a pre hook has started, its
+//! post hook runs whatever happens next: a failed create, a transient
+//! error (the next attempt runs the pair again), a timeout, shutdown. The
+//! row records `hook_state = pre` before the pre hook starts and `done`
+//! after the post hook, so a run resumed by another process (after a
+//! crash) runs the post hook it owes first, once.
+//! `on_failure` / `on_success` run after the run's final state is written.
+//!
 //! A prune run (`snapsched prune`) has a shorter life of its own: see
 //! [`prune_run`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,21 +41,27 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::cluster::LeaseHandle;
 use crate::domain::definition::DefinitionSpec;
+use crate::domain::hooks::{Consistency, HookState, Hooks, OnPreHookFailure};
 use crate::domain::{RemoteSnapshot, Target};
 use crate::domain::{Run, RunState};
 use crate::provider::{
-    CreateOutcome, CreateRequest, ErrorClass, Operation, PollOutcome, Provider, ProviderError,
+    CreateOutcome, CreateRequest, ErrorClass, Operation, PointInTime, PollOutcome, Provider,
+    ProviderError,
 };
 use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 
+pub mod hooks;
 mod prune;
 
+pub use hooks::{HookDefaults, HookLevels};
 pub use prune::{prune_run, PruneRunEnd, PruneRunError};
 
+use hooks::{run_hook, HookEnv, HookStatus, Phase};
+
 /// Settings that shape every run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Give up on transient errors after this long from the run's creation.
     pub run_timeout: Duration,
@@ -56,6 +76,9 @@ pub struct RunOptions {
     /// `daemon.max_deletes_per_run`: a post-run prune that would delete
     /// more is blocked (0 = no limit).
     pub max_deletes_per_run: u32,
+    /// The providers' and the daemon's hook settings, below each
+    /// definition's own.
+    pub hooks: HookDefaults,
 }
 
 impl Default for RunOptions {
@@ -69,6 +92,7 @@ impl Default for RunOptions {
             // The daemon's limit comes from the configuration
             // ([`crate::wiring::run_options`]); without one, none.
             max_deletes_per_run: 0,
+            hooks: HookDefaults::default(),
         }
     }
 }
@@ -140,6 +164,87 @@ enum Step {
     Stop(Ended),
 }
 
+/// One drive's hooks and what it owes.
+struct HookCtx {
+    hooks: Hooks,
+    env: HookEnv,
+    /// A pre hook (or the bracket of a post-only definition) started in this
+    /// process and its post hook has not.
+    owed: AtomicBool,
+    /// This attempt's hook output entries, for the run record.
+    output: Mutex<Vec<String>>,
+}
+
+impl HookCtx {
+    fn owed(&self) -> bool {
+        self.owed.load(Ordering::SeqCst)
+    }
+
+    /// Record `entry` and return the record's text.
+    fn push_output(&self, entry: String) -> String {
+        let mut out = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        out.push(entry);
+        out.join("\n")
+    }
+}
+
+/// Run the post hook `run` owes when it cannot be resumed (its provider is
+/// no longer configured, so no `Runner` can drive it), with
+/// `SNAPSCHED_RESULT=aborted`, and record it done. Nothing to do for a run
+/// that owes none.
+pub async fn settle_owed_post(
+    store: &Store,
+    spec: &DefinitionSpec,
+    defaults: &HookDefaults,
+    run: Run,
+    clock: Clock,
+) -> Result<Run, StoreError> {
+    if !run.hook_state.is_some_and(HookState::post_owed) {
+        return Ok(run);
+    }
+    let hooks = defaults.resolve(spec);
+    let mut output = None;
+    if let Some(post) = &hooks.post {
+        let env = HookEnv {
+            identity: spec.identity.clone(),
+            slot: run.slot,
+            snapshot_name: run
+                .snapshot_name
+                .clone()
+                .unwrap_or_else(|| snapshot_name(&spec.identity.name, run.slot)),
+            trigger: run.trigger.as_str(),
+        };
+        let vars = env.vars(Phase::Post, Some("aborted"), None, None);
+        let out = run_hook(Phase::Post, post, &vars, hooks.timeout, None).await;
+        if out.succeeded() {
+            tracing::info!(definition = %spec.identity, "owed post hook {post} {}", out.describe());
+        } else {
+            tracing::warn!(definition = %spec.identity, output = out.tail(), "owed post hook {post} {}", out.describe());
+        }
+        output = Some(out.record());
+    }
+    store
+        .update_run(
+            &run,
+            Update {
+                hook_state: Some(HookState::Done),
+                hook_output: output.as_deref(),
+                ..Default::default()
+            },
+            clock.now(),
+        )
+        .await
+}
+
+/// `SNAPSCHED_RESULT` for a post hook run after the run ended with `state`.
+fn post_result(state: RunState) -> &'static str {
+    match state {
+        RunState::Succeeded | RunState::Pruning => "succeeded",
+        RunState::Failed => "failed",
+        _ => "aborted",
+    }
+}
+
 impl<P: Provider> Runner<'_, P> {
     /// Execute (or resume) `run` until it is final or shutdown suspends it.
     pub async fn drive(&self, run: Run) -> Result<Ended, RunError> {
@@ -152,10 +257,15 @@ impl<P: Provider> Runner<'_, P> {
             state = run.state.as_str(),
             "run started"
         );
-        let ended = self
-            .drive_inner(run)
-            .await
-            .map_err(|source| RunError { run_id, source })?;
+        let was_final = run.state.is_final();
+        let ctx = self.hook_ctx(&run);
+        let run = match self.owed_post(&ctx, run).await {
+            Ok(run) => run,
+            Err(source) => return Err(RunError { run_id, source }),
+        };
+        let ended = self.drive_inner(run, &ctx).await;
+        let ended = self.settle_post(&ctx, ended).await;
+        let ended = ended.map_err(|source| RunError { run_id, source })?;
         if let Ended::Final(run) = &ended {
             let elapsed = crate::domain::run::human_duration(started.elapsed());
             match run.state {
@@ -193,6 +303,9 @@ impl<P: Provider> Runner<'_, P> {
             {
                 tracing::warn!(definition = %self.spec.identity, "cannot trim history: {e}");
             }
+            if !was_final {
+                self.notify(&ctx, run).await;
+            }
         }
         Ok(ended)
     }
@@ -215,7 +328,8 @@ impl<P: Provider> Runner<'_, P> {
         }
     }
 
-    /// Record a panicked run as failed, unless it already ended.
+    /// Record a panicked run as failed, unless it already ended; a post
+    /// hook it owes runs first.
     async fn fail_after_panic(&self, run: Run, message: &str) -> Result<Ended, RunError> {
         let run_id = run.id;
         let at = |source| RunError { run_id, source };
@@ -223,6 +337,15 @@ impl<P: Provider> Runner<'_, P> {
         if current.state.is_final() {
             return Ok(Ended::Final(current));
         }
+        let current = settle_owed_post(
+            self.store,
+            self.spec,
+            &self.options.hooks,
+            current,
+            self.clock,
+        )
+        .await
+        .map_err(at)?;
         let failed = self
             .store
             .update_run(
@@ -248,11 +371,288 @@ impl<P: Provider> Runner<'_, P> {
         Ok(Ended::Final(failed))
     }
 
-    async fn drive_inner(&self, mut run: Run) -> Result<Ended, StoreError> {
+    fn hook_ctx(&self, run: &Run) -> HookCtx {
+        HookCtx {
+            hooks: self.options.hooks.resolve(self.spec),
+            env: HookEnv {
+                identity: self.spec.identity.clone(),
+                slot: run.slot,
+                snapshot_name: self.request(run, false).name,
+                trigger: run.trigger.as_str(),
+            },
+            owed: AtomicBool::new(false),
+            output: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Run the post hook a previous owner of `run` owes (it crashed, or
+    /// lost its lease, between the pre and the post hook), before anything
+    /// else happens to the run.
+    async fn owed_post(&self, ctx: &HookCtx, run: Run) -> Result<Run, StoreError> {
+        if !run.hook_state.is_some_and(HookState::post_owed) || run.state.is_final() {
+            return Ok(run);
+        }
+        self.check_lease(&run)?;
+        let taken = match run.state {
+            RunState::Pruning => true,
+            RunState::Waiting => self.provider.point_in_time(&self.target) == PointInTime::Accepted,
+            _ => false,
+        };
+        tracing::warn!(
+            definition = %self.spec.identity,
+            run = run.id,
+            "running the post hook an interrupted run owes"
+        );
+        let result = if taken { "succeeded" } else { "aborted" };
+        let mut run = run;
+        if run.state == RunState::Waiting && !taken {
+            // Thawed before the provider took the snapshot.
+            run = self
+                .store
+                .update_run(
+                    &run,
+                    Update {
+                        consistency: Some(Consistency::Crash),
+                        ..Default::default()
+                    },
+                    self.clock.now(),
+                )
+                .await?;
+        }
+        let snapshot_id = run.snapshot_id.clone();
+        self.post(ctx, run, result, snapshot_id.as_deref()).await
+    }
+
+    /// After the run's steps ended, however they ended: the post hook a
+    /// pre hook of this drive still owes.
+    async fn settle_post(
+        &self,
+        ctx: &HookCtx,
+        ended: Result<Ended, StoreError>,
+    ) -> Result<Ended, StoreError> {
+        if !ctx.owed() {
+            return ended;
+        }
+        match ended {
+            Ok(Ended::Final(run)) => {
+                let result = post_result(run.state);
+                let id = run.snapshot_id.clone();
+                Ok(Ended::Final(
+                    self.post(ctx, run, result, id.as_deref()).await?,
+                ))
+            }
+            Ok(Ended::Suspended(run)) => {
+                // A snapshot still being taken is no longer consistent.
+                let run = if run.state == RunState::Waiting {
+                    self.store
+                        .update_run(
+                            &run,
+                            Update {
+                                consistency: Some(Consistency::Crash),
+                                ..Default::default()
+                            },
+                            self.clock.now(),
+                        )
+                        .await?
+                } else {
+                    run
+                };
+                Ok(Ended::Suspended(
+                    self.post(ctx, run, "aborted", None).await?,
+                ))
+            }
+            Err(e) => {
+                // The row cannot be written (fenced, or the store is down):
+                // run the hook anyway; the row still says it is owed, so a
+                // later owner may run it once more.
+                ctx.owed.store(false, Ordering::SeqCst);
+                if let Some(post) = &ctx.hooks.post {
+                    let vars = ctx.env.vars(Phase::Post, Some("aborted"), None, None);
+                    let out = run_hook(Phase::Post, post, &vars, ctx.hooks.timeout, None).await;
+                    self.log_hook(post, &out);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Run the post hook (if any) now and record the bracket closed. The
+    /// hook runs even when its row cannot be written.
+    async fn post(
+        &self,
+        ctx: &HookCtx,
+        run: Run,
+        result: &str,
+        snapshot_id: Option<&str>,
+    ) -> Result<Run, StoreError> {
+        ctx.owed.store(false, Ordering::SeqCst);
+        let Some(post) = &ctx.hooks.post else {
+            return self
+                .store
+                .update_run(
+                    &run,
+                    Update {
+                        hook_state: Some(HookState::Done),
+                        ..Default::default()
+                    },
+                    self.clock.now(),
+                )
+                .await;
+        };
+        let started = self
+            .store
+            .update_run(
+                &run,
+                Update {
+                    hook_state: Some(HookState::Post),
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await;
+        let vars = ctx.env.vars(Phase::Post, Some(result), snapshot_id, None);
+        let out = run_hook(Phase::Post, post, &vars, ctx.hooks.timeout, None).await;
+        self.log_hook(post, &out);
+        let text = ctx.push_output(out.record());
+        let run = started?;
+        self.store
+            .update_run(
+                &run,
+                Update {
+                    hook_state: Some(HookState::Done),
+                    hook_output: Some(&text),
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await
+    }
+
+    /// Run the pre hook (if any); `Ok(None)` when the run goes on with
+    /// `consistency`, `Ok(Some(step))` when it stops here.
+    async fn pre(&self, ctx: &HookCtx, run: Run) -> Result<(Run, Option<Step>), StoreError> {
+        ctx.output.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let run = self
+            .store
+            .update_run(
+                &run,
+                Update {
+                    hook_state: Some(HookState::Pre),
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await?;
+        ctx.owed.store(true, Ordering::SeqCst);
+        let Some(pre) = &ctx.hooks.pre else {
+            // A post hook alone: nothing quiesced the disk.
+            return Ok((run, None));
+        };
+        let vars = ctx.env.vars(Phase::Pre, None, None, None);
+        let out = run_hook(
+            Phase::Pre,
+            pre,
+            &vars,
+            ctx.hooks.timeout,
+            Some(&self.shutdown),
+        )
+        .await;
+        self.log_hook(pre, &out);
+        let text = ctx.push_output(out.record());
+        // Recorded only when a snapshot is going to be requested.
+        let consistency = match (out.succeeded(), ctx.hooks.on_pre_failure) {
+            (true, _) => Some(Consistency::App),
+            (false, OnPreHookFailure::Continue) if out.status != HookStatus::Cancelled => {
+                Some(Consistency::Crash)
+            }
+            _ => None,
+        };
+        let run = self
+            .store
+            .update_run(
+                &run,
+                Update {
+                    hook_output: Some(&text),
+                    consistency,
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await?;
+        if out.status == HookStatus::Cancelled {
+            let run = self.post(ctx, run, "aborted", None).await?;
+            return Ok((run.clone(), Some(Step::Stop(Ended::Suspended(run)))));
+        }
+        if out.succeeded() {
+            return Ok((run, None));
+        }
+        match ctx.hooks.on_pre_failure {
+            OnPreHookFailure::Continue => {
+                tracing::warn!(definition = %self.spec.identity, "pre hook {}; taking a crash-consistent snapshot (on_pre_hook_failure = \"continue\")", out.describe());
+                Ok((run, None))
+            }
+            OnPreHookFailure::Abort => {
+                let run = self.post(ctx, run, "aborted", None).await?;
+                let tail = out.tail();
+                let e = ProviderError::permanent(format!(
+                    "pre hook {pre} {}; no snapshot was requested (on_pre_hook_failure = \"abort\"){}",
+                    out.describe(),
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; output: {tail}")
+                    }
+                ));
+                let step = self.fail(&run, RunState::Failed, &e).await?;
+                Ok((run, Some(step)))
+            }
+        }
+    }
+
+    fn log_hook(&self, command: &crate::domain::hooks::Command, out: &hooks::HookOutcome) {
+        let elapsed = crate::domain::run::human_duration(out.elapsed);
+        tracing::debug!(
+            definition = %self.spec.identity,
+            phase = out.phase.as_str(),
+            "hook {command} output:\n{}",
+            out.output
+        );
+        if out.succeeded() {
+            tracing::info!(definition = %self.spec.identity, phase = out.phase.as_str(), duration = %elapsed, "hook {command} {}", out.describe());
+        } else {
+            tracing::warn!(definition = %self.spec.identity, phase = out.phase.as_str(), duration = %elapsed, output = out.tail(), "hook {command} {}", out.describe());
+        }
+    }
+
+    /// `on_success` / `on_failure` after the run's final state is written.
+    async fn notify(&self, ctx: &HookCtx, run: &Run) {
+        let (phase, command) = match run.state {
+            RunState::Succeeded => (Phase::OnSuccess, &ctx.hooks.on_success),
+            RunState::Failed | RunState::Interrupted => (Phase::OnFailure, &ctx.hooks.on_failure),
+            _ => return,
+        };
+        let Some(command) = command else {
+            return;
+        };
+        let error = match phase {
+            Phase::OnFailure => Some(run.error.as_deref().unwrap_or(run.state.as_str())),
+            _ => None,
+        };
+        let vars = ctx.env.vars(
+            phase,
+            Some(run.state.as_str()),
+            run.snapshot_id.as_deref(),
+            error,
+        );
+        let out = run_hook(phase, command, &vars, ctx.hooks.timeout, None).await;
+        self.log_hook(command, &out);
+    }
+
+    async fn drive_inner(&self, mut run: Run, ctx: &HookCtx) -> Result<Ended, StoreError> {
         loop {
             let step = match run.state {
-                RunState::Pending | RunState::Creating => self.create(run).await?,
-                RunState::Waiting => self.wait(run).await?,
+                RunState::Pending | RunState::Creating => self.create(run, ctx).await?,
+                RunState::Waiting => self.wait(run, ctx).await?,
                 RunState::Pruning => self.prune(run).await?,
                 _ => Step::Stop(Ended::Final(run)),
             };
@@ -272,6 +672,13 @@ impl<P: Provider> Runner<'_, P> {
             .snapshot_name
             .clone()
             .unwrap_or_else(|| snapshot_name(&self.spec.identity.name, run.slot));
+        let mut tags = self.spec.tags.clone();
+        // A run with hooks says how consistent its snapshot is (DigitalOcean
+        // tags it; droplet snapshots get their tags once the action ends,
+        // from the request rebuilt for polling, hence from the row).
+        if let (Some(_), Some(c)) = (run.hook_state, run.consistency) {
+            tags.push(format!("consistency:{}", c.as_str()));
+        }
         CreateRequest {
             target: self.target.clone(),
             disk_id: self.spec.identity.disk_id,
@@ -283,7 +690,7 @@ impl<P: Provider> Runner<'_, P> {
             ),
             name,
             fsfreeze: self.spec.fsfreeze,
-            tags: self.spec.tags.clone(),
+            tags,
             may_exist,
         }
     }
@@ -341,7 +748,7 @@ impl<P: Provider> Runner<'_, P> {
         hint.unwrap_or(Duration::ZERO).max(base.mul_f64(jitter))
     }
 
-    async fn create(&self, run: Run) -> Result<Step, StoreError> {
+    async fn create(&self, run: Run, ctx: &HookCtx) -> Result<Step, StoreError> {
         let mut transient = 0u32;
         // A run that was already `creating` may have reached the provider.
         let mut may_exist = run.state == RunState::Creating || run.attempts > 0;
@@ -372,8 +779,9 @@ impl<P: Provider> Runner<'_, P> {
             return self.fail(&run, RunState::Interrupted, &e).await;
         }
         let mut run = run;
+        let bracketed = ctx.hooks.brackets_snapshot();
         loop {
-            let req = self.request(&run, may_exist);
+            let mut req = self.request(&run, may_exist);
             run = self
                 .store
                 .update_run(
@@ -383,16 +791,33 @@ impl<P: Provider> Runner<'_, P> {
                         snapshot_name: Some(&req.name),
                         add_attempt: true,
                         started: true,
+                        // Without a pre hook nothing quiesces the disk.
+                        consistency: ctx.hooks.pre.is_none().then_some(Consistency::Crash),
                         ..Default::default()
                     },
                     self.clock.now(),
                 )
                 .await?;
             self.check_lease(&run)?;
+            if bracketed {
+                let (next, stop) = self.pre(ctx, run).await?;
+                run = next;
+                if let Some(step) = stop {
+                    return Ok(step);
+                }
+                self.check_lease(&run)?;
+                // Now with the consistency the pre hook decided.
+                req = self.request(&run, may_exist);
+            }
             match self.provider.create_snapshot(&req).await {
-                Ok(CreateOutcome::Done(snap)) => return self.created(run, snap).await,
+                Ok(CreateOutcome::Done(snap)) => {
+                    if ctx.owed() {
+                        run = self.post(ctx, run, "succeeded", Some(&snap.id)).await?;
+                    }
+                    return self.created(run, snap).await;
+                }
                 Ok(CreateOutcome::Pending(op)) => {
-                    let run = self
+                    let mut run = self
                         .store
                         .update_run(
                             &run,
@@ -405,9 +830,18 @@ impl<P: Provider> Runner<'_, P> {
                             self.clock.now(),
                         )
                         .await?;
+                    if ctx.owed()
+                        && self.provider.point_in_time(&self.target) == PointInTime::Accepted
+                    {
+                        run = self.post(ctx, run, "succeeded", None).await?;
+                    }
                     return Ok(Step::Continue(run));
                 }
                 Err(e) if e.is_transient() => {
+                    if ctx.owed() {
+                        // The next attempt runs the pre hook again.
+                        run = self.post(ctx, run, "failed", None).await?;
+                    }
                     may_exist = true;
                     let wait = self.backoff(transient, e.retry_after);
                     transient += 1;
@@ -430,12 +864,17 @@ impl<P: Provider> Runner<'_, P> {
                         return Ok(Step::Stop(Ended::Suspended(run)));
                     }
                 }
-                Err(e) => return self.fail(&run, RunState::Failed, &e).await,
+                Err(e) => {
+                    if ctx.owed() {
+                        run = self.post(ctx, run, "failed", None).await?;
+                    }
+                    return self.fail(&run, RunState::Failed, &e).await;
+                }
             }
         }
     }
 
-    async fn wait(&self, mut run: Run) -> Result<Step, StoreError> {
+    async fn wait(&self, mut run: Run, ctx: &HookCtx) -> Result<Step, StoreError> {
         let Some(op_id) = run.operation_id.clone() else {
             // Waiting without an operation id cannot happen through `create`;
             // treat it like an interrupted create.
@@ -453,7 +892,12 @@ impl<P: Provider> Runner<'_, P> {
             }
             interval = (interval * 2).min(policy.max);
             match self.provider.poll(&req, &op).await {
-                Ok(PollOutcome::Done(snap)) => return self.created(run, snap).await,
+                Ok(PollOutcome::Done(snap)) => {
+                    if ctx.owed() {
+                        run = self.post(ctx, run, "succeeded", Some(&snap.id)).await?;
+                    }
+                    return self.created(run, snap).await;
+                }
                 Ok(PollOutcome::Pending) => {}
                 Err(e) if e.is_transient() => {
                     tracing::warn!(definition = %self.spec.identity, "transient error polling {}: {e}", op.id);

@@ -18,7 +18,7 @@ use crate::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
 use crate::provider::erigones::{Erigones, ErigonesSettings};
 use crate::provider::ratelimit::{BudgetFuture, RateLimits, SharedBudget, SharedGrant};
 use crate::provider::{AnyProvider, ProviderError};
-use crate::run::RunOptions;
+use crate::run::{HookDefaults, HookLevels, RunOptions};
 use crate::scheduler::Settings;
 use crate::secret::Credential;
 use crate::store::{
@@ -262,7 +262,22 @@ pub fn run_options(cfg: &Config) -> RunOptions {
         history_keep: cfg.daemon.history_keep,
         default_zone: cfg.daemon.timezone,
         max_deletes_per_run: cfg.daemon.max_deletes_per_run,
+        hooks: HookDefaults::new(hook_levels(cfg)),
         ..RunOptions::default()
+    }
+}
+
+/// The hook settings definitions fall back to: their provider's, then the
+/// daemon's.
+pub fn hook_levels(cfg: &Config) -> HookLevels {
+    HookLevels {
+        daemon: cfg.daemon.hooks.clone(),
+        providers: cfg
+            .providers
+            .iter()
+            .filter(|(_, p)| !p.hooks.is_empty())
+            .map(|(name, p)| (name.clone(), p.hooks.clone()))
+            .collect(),
     }
 }
 

@@ -8,6 +8,7 @@ use super::output::{print_json, print_table, prune_report, view, DefinitionView,
 use super::{CliError, CliResult};
 use crate::config::Config;
 use crate::domain::definition::{self, Definition, DefinitionSpec, RawDefinition, Source};
+use crate::domain::hooks::HOOK_KEYS;
 
 #[derive(Debug, Subcommand)]
 pub enum DefCommand {
@@ -17,8 +18,11 @@ pub enum DefCommand {
     /// Change a definition: KEY=VALUE pairs for schedule, timezone, retention
     /// (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly,
     /// keep_yearly, keep_within, active, desc, fsfreeze, max_age,
-    /// catch_up_deadline, max_deletes_per_run. Name, target and
-    /// disk identify a definition and cannot change
+    /// catch_up_deadline, max_deletes_per_run, pre_hook, post_hook,
+    /// hook_timeout, on_pre_hook_failure, on_failure, on_success (a command
+    /// is a JSON array such as '["/usr/local/sbin/pg-start","--fast"]' or one
+    /// absolute path; KEY=default takes the provider's or daemon's). Name,
+    /// target and disk identify a definition and cannot change
     ///
     /// The same changes go as the flags `def add` takes (`--retention 7
     /// --schedule "0 3 * * *"`), or both ways at once.
@@ -106,6 +110,8 @@ pub struct AddArgs {
     /// [default: daemon.max_deletes_per_run]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_deletes_per_run: Option<i64>,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -139,6 +145,8 @@ pub struct SetFlags {
     /// The most snapshots one post-run prune may delete, 0 = no limit
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_deletes_per_run: Option<i64>,
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 impl SetFlags {
@@ -164,10 +172,71 @@ impl SetFlags {
                 "max_deletes_per_run",
                 self.max_deletes_per_run.map(|n| n.to_string()),
             ),
+            ("pre_hook", self.hooks.pre_hook.clone()),
+            ("post_hook", self.hooks.post_hook.clone()),
+            ("hook_timeout", self.hooks.hook_timeout.clone()),
+            (
+                "on_pre_hook_failure",
+                self.hooks.on_pre_hook_failure.clone(),
+            ),
+            ("on_failure", self.hooks.on_failure.clone()),
+            ("on_success", self.hooks.on_success.clone()),
         ];
         text.into_iter()
             .filter_map(|(key, value)| Some(format!("{key}={}", value?)))
             .collect()
+    }
+}
+
+/// Hook commands: a JSON array of strings (no shell) or one absolute path.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// Run before the snapshot, e.g. '["/usr/local/sbin/pg-backup-start","--fast"]'
+    /// [default: the provider's, else daemon's pre_hook]
+    #[arg(long, value_name = "COMMAND")]
+    pub pre_hook: Option<String>,
+    /// Run once the provider has the snapshot's point in time (always after
+    /// a pre hook that started)
+    #[arg(long, value_name = "COMMAND")]
+    pub post_hook: Option<String>,
+    /// Kill a hook's process group after this long, 1s-1h [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub hook_timeout: Option<String>,
+    /// abort (no snapshot) or continue (crash-consistent snapshot) when the
+    /// pre hook fails [default: abort]
+    #[arg(long, value_name = "abort|continue")]
+    pub on_pre_hook_failure: Option<String>,
+    /// Run after a run failed; gets SNAPSCHED_ERROR
+    #[arg(long, value_name = "COMMAND")]
+    pub on_failure: Option<String>,
+    /// Run after a run succeeded
+    #[arg(long, value_name = "COMMAND")]
+    pub on_success: Option<String>,
+}
+
+impl HookArgs {
+    /// Set the given flags on `spec`.
+    fn apply_to(&self, spec: &mut DefinitionSpec) -> CliResult {
+        let given = [
+            ("pre_hook", &self.pre_hook),
+            ("post_hook", &self.post_hook),
+            ("hook_timeout", &self.hook_timeout),
+            ("on_pre_hook_failure", &self.on_pre_hook_failure),
+            ("on_failure", &self.on_failure),
+            ("on_success", &self.on_success),
+        ];
+        let errors: Vec<definition::FieldError> = given
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let value = value.as_deref()?;
+                spec.hooks.set_text(key, value).err()
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(field_errors(errors))
+        }
     }
 }
 
@@ -339,11 +408,16 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
                     }
                 }
             }
+            k if HOOK_KEYS.contains(&k) => spec
+                .hooks
+                .set_text(k, value)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             "name" | "target" | "disk" | "disk_id" | "provider" => Err(format!(
                 "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
             )),
             other => Err(format!(
-                "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run"
+                "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run, pre_hook, post_hook, hook_timeout, on_pre_hook_failure, on_failure, on_success"
             )),
         };
         if let Err(e) = result {
@@ -408,6 +482,34 @@ fn print_one(v: &DefinitionView, times: &Times) {
                 .map_or_else(|| "- (daemon default)".into(), |n| n.to_string()),
         ),
         (
+            "pre_hook",
+            opt_shown(s.hooks.pre_hook.as_ref().map(ToString::to_string)),
+        ),
+        (
+            "post_hook",
+            opt_shown(s.hooks.post_hook.as_ref().map(ToString::to_string)),
+        ),
+        (
+            "hook_timeout",
+            opt_shown(
+                s.hooks
+                    .hook_timeout
+                    .map(|d| humantime::format_duration(d).to_string()),
+            ),
+        ),
+        (
+            "on_pre_fail",
+            opt_shown(s.hooks.on_pre_hook_failure.map(|o| o.as_str().to_owned())),
+        ),
+        (
+            "on_failure",
+            opt_shown(s.hooks.on_failure.as_ref().map(ToString::to_string)),
+        ),
+        (
+            "on_success",
+            opt_shown(s.hooks.on_success.as_ref().map(ToString::to_string)),
+        ),
+        (
             "source",
             match &d.source_path {
                 Some(p) if d.source == Source::Config => format!("config ({p})"),
@@ -424,8 +526,13 @@ fn print_one(v: &DefinitionView, times: &Times) {
         ("updated", times.at(d.updated_at)),
     ];
     for (k, val) in rows {
-        println!("{k:<11} {val}");
+        println!("{k:<12} {val}");
     }
+}
+
+/// A definition's own setting, or where the value comes from instead.
+fn opt_shown(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "- (provider or daemon default)".into())
 }
 
 pub async fn run(cmd: DefCommand, ctx: &Context) -> CliResult {
@@ -495,7 +602,8 @@ async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> 
         ..RawDefinition::default()
     };
     args.keep.apply_to(&mut raw);
-    let spec = raw.validate(kind).map_err(field_errors)?;
+    let mut spec = raw.validate(kind).map_err(field_errors)?;
+    args.hooks.apply_to(&mut spec)?;
     let store = ctx.open_store(cfg).await?;
     let def = store
         .insert_definition(&spec, Source::Cli, None, now)

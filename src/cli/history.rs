@@ -49,6 +49,7 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
                 times.at(r.slot),
                 r.state.as_str().into(),
                 r.snapshot_name.clone().unwrap_or_else(|| "-".into()),
+                r.consistency.map_or("-", |c| c.as_str()).into(),
                 run_duration(r),
                 match (r.missed_count, &r.error) {
                     (Some(n), _) => format!("{n} missed"),
@@ -67,6 +68,7 @@ pub async fn run(args: HistoryArgs, ctx: &Context) -> CliResult {
             "Slot",
             "State",
             "Snapshot",
+            "Consistency",
             "Duration",
             "Error",
         ],

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::problems::Collector;
 use super::{database, ser};
 use crate::domain::definition::{self, DurationRange};
+use crate::domain::hooks::{HookSpec, RawHooks};
 use crate::secret::Credential;
 use crate::store::Location;
 
@@ -51,6 +52,10 @@ pub struct DaemonConfig {
     pub lease_ttl: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Hook settings for every definition that sets none of its own (nor
+    /// its provider).
+    #[serde(flatten)]
+    pub hooks: HookSpec,
 }
 
 fn password_file(c: &Option<Credential>) -> Option<&PathBuf> {
@@ -90,6 +95,12 @@ pub(super) struct RawDaemon {
     lease_ttl: Option<String>,
     log_level: Option<String>,
     log_format: Option<String>,
+    pre_hook: Option<Vec<String>>,
+    post_hook: Option<Vec<String>>,
+    hook_timeout: Option<String>,
+    on_pre_hook_failure: Option<String>,
+    on_failure: Option<Vec<String>>,
+    on_success: Option<Vec<String>>,
 }
 
 /// Parse `[daemon]`; problems go to `c`, and a bad value stands in as its
@@ -146,6 +157,17 @@ pub(super) fn parse(
         lease_ttl: lease_ttl(d.lease_ttl.as_deref(), c),
         log_level: log_level(d.log_level, c),
         log_format: log_format(d.log_format.as_deref(), c),
+        hooks: c.hooks(
+            "daemon",
+            RawHooks {
+                pre_hook: d.pre_hook,
+                post_hook: d.post_hook,
+                hook_timeout: d.hook_timeout,
+                on_pre_hook_failure: d.on_pre_hook_failure,
+                on_failure: d.on_failure,
+                on_success: d.on_success,
+            },
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::domain::definition::{self, DurationRange};
+use crate::domain::hooks::{HookSpec, RawHooks};
 
 /// One problem with the configuration, at a key path such as
 /// `definitions[2].schedule` or `providers.do.token_file`.
@@ -108,6 +109,17 @@ impl Collector {
                 default
             }),
         }
+    }
+
+    /// The hook settings of the section at `prefix`; each invalid one is a
+    /// problem at its key (the configuration is then refused as a whole).
+    pub fn hooks(&mut self, prefix: &str, raw: RawHooks) -> HookSpec {
+        raw.validate().unwrap_or_else(|errors| {
+            for e in errors {
+                self.push(join(prefix, e.field), e.message);
+            }
+            HookSpec::default()
+        })
     }
 
     /// Deserialize the section at the dotted `prefix` from its layered

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::problems::Collector;
 use super::{database, ser};
 use crate::domain::definition::DurationRange;
+use crate::domain::hooks::{HookSpec, RawHooks};
 use crate::domain::ProviderKind;
 use crate::provider::kinds::{self, ApiUrl, KindSpec};
 use crate::provider::PollPolicy;
@@ -43,6 +44,10 @@ pub struct ProviderConfig {
     /// The settings only this kind takes ([`KindSpec::settings`]).
     #[serde(flatten)]
     pub settings: KindSettings,
+    /// Hook settings for this provider's definitions that set none of
+    /// their own; unset ones come from `[daemon]`.
+    #[serde(flatten)]
+    pub hooks: HookSpec,
 }
 
 /// A kind's own settings by key, each given or defaulted.
@@ -84,6 +89,12 @@ struct RawProvider {
     tags: Option<Vec<String>>,
     requests_per_minute: Option<i64>,
     requests_per_hour: Option<i64>,
+    pre_hook: Option<Vec<String>>,
+    post_hook: Option<Vec<String>>,
+    hook_timeout: Option<String>,
+    on_pre_hook_failure: Option<String>,
+    on_failure: Option<Vec<String>>,
+    on_success: Option<Vec<String>>,
 }
 
 /// The keys of one secret family (`token`, `token_file`, `token_env`).
@@ -167,6 +178,17 @@ fn parse_one(
     let settings = kind_settings(spec, unknown, value, &prefix, c);
     let credential = credential(&raw, name, spec.kind, file, c);
     let api_url = api_url(raw.api_url.as_deref(), spec, &key("api_url"), c);
+    let hooks = c.hooks(
+        &prefix,
+        RawHooks {
+            pre_hook: raw.pre_hook.clone(),
+            post_hook: raw.post_hook.clone(),
+            hook_timeout: raw.hook_timeout.clone(),
+            on_pre_hook_failure: raw.on_pre_hook_failure.clone(),
+            on_failure: raw.on_failure.clone(),
+            on_success: raw.on_success.clone(),
+        },
+    );
     let defaults = PollPolicy::default();
     let poll = PollPolicy {
         initial: c.dur(
@@ -210,6 +232,7 @@ fn parse_one(
         requests_per_minute: rate(&key("requests_per_minute"), raw.requests_per_minute, 250, c),
         requests_per_hour: rate(&key("requests_per_hour"), raw.requests_per_hour, 5000, c),
         settings,
+        hooks,
     })
 }
 

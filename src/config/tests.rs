@@ -228,6 +228,67 @@ fn config_check_reads_the_database_password_file() {
 }
 
 #[test]
+fn hook_problems_name_key_value_and_fix_at_every_level() {
+    let text = "[daemon]\npre_hook = []\non_pre_hook_failure = \"ignore\"\n\
+        [providers.lab]\nkind = \"fake\"\npost_hook = [\"thaw\", \"--now\"]\n\
+        [[definitions]]\nname = \"a\"\nprovider = \"lab\"\ntarget = \"web01\"\n\
+        schedule = \"@daily\"\nretention = 1\nhook_timeout = \"3h\"\non_failure = [\"./page\"]\n";
+    let p = problem_at(text, "daemon.pre_hook");
+    assert!(p.message.contains("must not be empty"), "{p}");
+    let p = problem_at(text, "daemon.on_pre_hook_failure");
+    assert!(
+        p.message.contains("'ignore'") && p.message.contains("\"abort\""),
+        "{p}"
+    );
+    let p = problem_at(text, "providers.lab.post_hook");
+    assert!(p.message.contains("'thaw' is not an absolute path"), "{p}");
+    assert!(p.message.contains("/usr/local/sbin/thaw"), "{p}");
+    let p = problem_at(text, "definitions[0].hook_timeout");
+    assert!(
+        p.message.contains("'3h'") && p.message.contains("1s to 1h"),
+        "{p}"
+    );
+    let p = problem_at(text, "definitions[0].on_failure");
+    assert!(p.message.contains("'./page'"), "{p}");
+}
+
+#[test]
+fn hooks_are_read_at_every_level() {
+    let text = "[daemon]\non_failure = [\"/usr/bin/logger\", \"failed\"]\nhook_timeout = \"2m\"\n\
+        [providers.lab]\nkind = \"fake\"\npre_hook = [\"/usr/local/sbin/freeze\"]\n\
+        on_pre_hook_failure = \"continue\"\n\
+        [[definitions]]\nname = \"a\"\nprovider = \"lab\"\ntarget = \"web01\"\n\
+        schedule = \"@daily\"\nretention = 1\npost_hook = [\"/usr/local/sbin/thaw\", \"--all\"]\n";
+    let (_dir, cfg) = load_text(text);
+    let cfg = cfg.unwrap();
+    assert_eq!(
+        cfg.daemon
+            .hooks
+            .on_failure
+            .as_ref()
+            .map(|c| c.argv().to_vec()),
+        Some(vec!["/usr/bin/logger".to_owned(), "failed".to_owned()])
+    );
+    let lab = &cfg.providers["lab"].hooks;
+    assert_eq!(
+        lab.pre_hook.as_ref().map(|c| c.program()),
+        Some("/usr/local/sbin/freeze")
+    );
+    let def = &cfg.definitions[0];
+    assert_eq!(
+        def.hooks.post_hook.as_ref().map(|c| c.args().to_vec()),
+        Some(vec!["--all".to_owned()])
+    );
+    let eff = def.hooks.or(lab).or(&cfg.daemon.hooks).effective();
+    assert_eq!(eff.timeout, std::time::Duration::from_secs(120));
+    assert_eq!(
+        eff.on_pre_failure,
+        crate::domain::hooks::OnPreHookFailure::Continue
+    );
+    assert!(eff.pre.is_some() && eff.post.is_some() && eff.on_failure.is_some());
+}
+
+#[test]
 fn an_inline_secret_with_a_line_break_is_refused_at_load() {
     let p = problem_at(
         "[providers.do]\nkind = \"digitalocean\"\ntoken = \"dop_v1_SECRET\\nX-Injected: 1\"\n",

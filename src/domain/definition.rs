@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::hooks::{HookSpec, RawHooks};
 use super::schedule::Schedule;
 use super::target::{ProviderKind, Target};
 pub use super::text::excerpt;
@@ -36,7 +37,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         FieldError {
             field,
             message: message.into(),
@@ -498,6 +499,10 @@ pub struct DefinitionSpec {
     pub tags: Vec<String>,
     /// Overrides `[daemon] max_deletes_per_run` (0 = no limit).
     pub max_deletes_per_run: Option<u32>,
+    /// The definition's own hook settings; what it leaves unset comes from
+    /// its provider's, then the daemon's.
+    #[serde(flatten)]
+    pub hooks: HookSpec,
 }
 
 impl DefinitionSpec {
@@ -557,6 +562,12 @@ pub struct RawDefinition {
     pub catch_up_deadline: Option<String>,
     pub tags: Option<Vec<String>>,
     pub max_deletes_per_run: Option<i64>,
+    pub pre_hook: Option<Vec<String>>,
+    pub post_hook: Option<Vec<String>>,
+    pub hook_timeout: Option<String>,
+    pub on_pre_hook_failure: Option<String>,
+    pub on_failure: Option<Vec<String>>,
+    pub on_success: Option<Vec<String>>,
 }
 
 impl RawDefinition {
@@ -677,6 +688,11 @@ impl RawDefinition {
                 .map_err(|e| errors.push(e))
                 .ok()
         });
+        let hooks = self
+            .raw_hooks()
+            .validate()
+            .map_err(|e| errors.extend(e))
+            .unwrap_or_default();
         let (Some(name), Some(target), Some(disk_id), Some(schedule), Some(retention), Some(desc)) =
             (name, target, disk_id, parsed_schedule, retention, desc)
         else {
@@ -701,6 +717,7 @@ impl RawDefinition {
             catch_up_deadline,
             tags,
             max_deletes_per_run,
+            hooks,
         };
         if errors.is_empty() {
             Ok(spec)
@@ -711,6 +728,18 @@ impl RawDefinition {
 }
 
 impl RawDefinition {
+    /// The hook fields, for [`RawHooks::validate`].
+    pub fn raw_hooks(&self) -> RawHooks {
+        RawHooks {
+            pre_hook: self.pre_hook.clone(),
+            post_hook: self.post_hook.clone(),
+            hook_timeout: self.hook_timeout.clone(),
+            on_pre_hook_failure: self.on_pre_hook_failure.clone(),
+            on_failure: self.on_failure.clone(),
+            on_success: self.on_success.clone(),
+        }
+    }
+
     /// The keep tiers (invalid ones reported and left off) and `keep_last`.
     fn keep_fields(&self, errors: &mut Vec<FieldError>) -> (KeepTiers, Option<i64>) {
         let mut count = |field: &'static str, n: Option<i64>| -> u32 {

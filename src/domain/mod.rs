@@ -4,6 +4,7 @@
 
 pub mod definition;
 pub mod event;
+pub mod hooks;
 pub mod node;
 pub mod run;
 pub mod schedule;
@@ -14,6 +15,7 @@ pub mod text;
 pub use definition::{
     Definition, DefinitionSpec, FieldError, Identity, KeepTiers, RawDefinition, Source,
 };
+pub use hooks::{Consistency, HookSpec, HookState, Hooks};
 pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::definition::Identity;
+use super::hooks::{Consistency, HookState};
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -132,6 +133,12 @@ pub struct Run {
     /// every state change of the run is conditional on (not in JSON).
     #[serde(skip)]
     pub lease_epoch: i64,
+    /// How consistent the snapshot is, once its create request was sent.
+    pub consistency: Option<Consistency>,
+    /// Where the run is with its pre and post hooks (`None`: it has none).
+    pub hook_state: Option<HookState>,
+    /// The tail of the pre and post hooks' output, each with its exit status.
+    pub hook_output: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,

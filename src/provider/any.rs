@@ -6,7 +6,8 @@ use super::erigones::Erigones;
 #[cfg(feature = "fake-provider")]
 use super::fake::FakeProvider;
 use super::{
-    CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderResult,
+    CreateOutcome, CreateRequest, Operation, PointInTime, PollOutcome, PollPolicy, Provider,
+    ProviderResult,
 };
 use crate::domain::{RemoteSnapshot, Target};
 
@@ -59,5 +60,9 @@ impl Provider for AnyProvider {
 
     fn poll_policy(&self) -> PollPolicy {
         dispatch!(self, p => p.poll_policy())
+    }
+
+    fn point_in_time(&self, target: &Target) -> PointInTime {
+        dispatch!(self, p => p.point_in_time(target))
     }
 }

@@ -207,4 +207,23 @@ pub trait Provider: Send + Sync {
 
     /// How to pace polling of this provider's operations.
     fn poll_policy(&self) -> PollPolicy;
+
+    /// When a snapshot of `target` has its point in time, so that a post
+    /// hook (which thaws what the pre hook froze) runs no earlier.
+    fn point_in_time(&self, _target: &Target) -> PointInTime {
+        PointInTime::Accepted
+    }
+}
+
+/// When the provider fixes a snapshot's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointInTime {
+    /// Once the create request is accepted: DigitalOcean volume snapshots
+    /// (made synchronously) and droplet snapshot actions (the action has
+    /// started when the request returns).
+    Accepted,
+    /// Only once the asynchronous operation has finished: an Erigones
+    /// create is a queued task, and the ZFS snapshot is taken when the
+    /// compute node runs it.
+    Completed,
 }

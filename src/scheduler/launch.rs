@@ -54,7 +54,7 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
             .cloned()?;
         let store = self.store.clone();
         let clock = self.clock;
-        let options = self.options;
+        let options = self.options.clone();
         let shutdown = self.shutdown.clone();
         let lease = self.lease.clone();
         Some(async move {

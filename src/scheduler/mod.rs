@@ -62,7 +62,7 @@ pub use self::providers::{ProviderMap, Providers};
 pub use crate::telemetry::{Status, Tick};
 
 /// Scheduler settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub max_concurrent_runs: usize,
     pub catch_up_deadline: Duration,
@@ -130,7 +130,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             store: store.clone(),
             providers: providers.clone(),
             clock,
-            options: settings.run,
+            options: settings.run.clone(),
             shutdown: shutdown.clone(),
             lease: None,
         };
@@ -138,11 +138,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             store,
             providers,
             clock,
-            settings,
             timers: TimerQueue::new(),
             last_slot: HashMap::new(),
             changes: ChangeWatch::new(settings.change_poll),
             pool: RunPool::new(launcher, settings.max_concurrent_runs),
+            settings,
             status: StatusCache::default(),
             cluster: cluster::ClusterState::default(),
             shutdown,

@@ -13,7 +13,9 @@
 //!   finishes, so a snapshot it made is recorded and pruned like any other.
 //! - A run whose definition is gone, or whose provider is no longer
 //!   configured, is marked `interrupted` with the reason; nothing is sent
-//!   to a provider for it.
+//!   to a provider for it. A post hook it owes (a pre hook started and the
+//!   process died) still runs when the definition is there to name it; a
+//!   resumable run's owed post hook is the `Runner`'s first step.
 
 use std::sync::Arc;
 
@@ -64,6 +66,29 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             return Ok(false);
         };
         let Some((def, target)) = resumable else {
+            // A definition whose provider is gone still has its hooks: the
+            // post hook a pre hook of this run started is owed all the same.
+            let run = match self.store.get_definition(&run.identity).await? {
+                Some(def) => {
+                    crate::run::settle_owed_post(
+                        &self.store,
+                        &def.spec,
+                        &self.settings.run.hooks,
+                        run,
+                        self.clock,
+                    )
+                    .await?
+                }
+                None => {
+                    if run
+                        .hook_state
+                        .is_some_and(crate::domain::HookState::post_owed)
+                    {
+                        tracing::warn!(definition = %run.identity, "run {} owed its post hook, but its definition is gone: the hook cannot be run", run.id);
+                    }
+                    run
+                }
+            };
             let update = Update {
                 state: Some(RunState::Interrupted),
                 error: Some(("permanent", UNRESUMABLE)),

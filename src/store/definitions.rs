@@ -39,6 +39,7 @@ struct DefinitionRow {
     keep_yearly: i64,
     keep_within_secs: Option<i64>,
     max_deletes_per_run: Option<i64>,
+    hooks: String,
     tags: String,
     source: String,
     source_path: Option<String>,
@@ -87,6 +88,8 @@ impl DefinitionRow {
             .transpose()?;
         let tags = serde_json::from_str(&self.tags)
             .map_err(|e| corrupt(format!("tags '{}': {e}", self.tags)))?;
+        let hooks = serde_json::from_str(&self.hooks)
+            .map_err(|e| corrupt(format!("hooks '{}': {e}", self.hooks)))?;
         let source = Source::parse(&self.source)
             .ok_or_else(|| corrupt(format!("source '{}'", self.source)))?;
         Ok(Definition {
@@ -105,6 +108,7 @@ impl DefinitionRow {
                 catch_up_deadline: secs(self.catch_up_deadline_secs),
                 tags,
                 max_deletes_per_run,
+                hooks,
             },
             source,
             source_path: self.source_path,
@@ -376,10 +380,10 @@ fn spec_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .text(serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()))
 }
 
-/// The keep-tier and blast-radius columns, bound after everything else (so
-/// that the other placeholders keep their numbers), in the order
+/// The keep-tier, blast-radius and hook columns, bound after everything
+/// else (so that the other placeholders keep their numbers), in the order
 /// [`keep_args`] binds them.
-const KEEP_COLUMNS: [&str; 7] = [
+const KEEP_COLUMNS: [&str; 8] = [
     "keep_hourly",
     "keep_daily",
     "keep_weekly",
@@ -387,6 +391,7 @@ const KEEP_COLUMNS: [&str; 7] = [
     "keep_yearly",
     "keep_within_secs",
     "max_deletes_per_run",
+    "hooks",
 ];
 
 /// Bind the spec's keep tiers, as [`KEEP_COLUMNS`] names them.
@@ -399,6 +404,7 @@ fn keep_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .int(k.yearly)
         .int(k.within.map(|d| d.as_secs() as i64))
         .int(spec.max_deletes_per_run)
+        .text(serde_json::to_string(&spec.hooks).unwrap_or_else(|_| "{}".into()))
 }
 
 /// `$first, $first+1, ...` for the keep-tier columns.
@@ -418,8 +424,8 @@ async fn insert_in(
     source_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$23
-    // keep tiers and max_deletes_per_run.
+    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$24
+    // keep tiers, max_deletes_per_run and hooks.
     let sql = format!(
         "INSERT INTO definitions (provider, target, disk_id, name, {}, source, source_path,
              created_at, updated_at, {})
@@ -448,8 +454,8 @@ async fn update_in(
     config_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$22 keep
-    // tiers and max_deletes_per_run.
+    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$23 keep
+    // tiers, max_deletes_per_run and hooks.
     let sets: Vec<String> = SPEC_COLUMNS
         .iter()
         .enumerate()

@@ -20,7 +20,7 @@ use super::{
     active_states, parse_opt_ts, parse_ts, ts, ts_ms, IdentityRow, Store, StoreError, StoreResult,
     OF_IDENTITY,
 };
-use crate::domain::{Claim, Identity, Run, RunState, Trigger};
+use crate::domain::{Claim, Consistency, HookState, Identity, Run, RunState, Trigger};
 
 /// A change to apply to a run row in one statement.
 #[derive(Debug, Clone, Default)]
@@ -33,11 +33,16 @@ pub struct Update<'a> {
     pub error: Option<(&'a str, &'a str)>,
     pub clear_error: bool,
     pub started: bool,
+    pub consistency: Option<Consistency>,
+    pub hook_state: Option<HookState>,
+    /// Replaces the recorded hook output.
+    pub hook_output: Option<&'a str>,
 }
 
 const COLS: &str = "id, provider, target, disk_id, def_name, slot, trigger, state, snapshot_name,
     snapshot_id, operation_id, attempts, missed_count, error_class, error, owner_pid, created_at,
-    started_at, updated_at, finished_at, owner_node, lease_epoch";
+    started_at, updated_at, finished_at, owner_node, lease_epoch, consistency, hook_state,
+    hook_output";
 
 /// A `runs` row as read through [`COLS`].
 #[derive(sqlx::FromRow)]
@@ -62,6 +67,9 @@ struct RunRow {
     finished_at: Option<String>,
     owner_node: Option<String>,
     lease_epoch: i64,
+    consistency: Option<String>,
+    hook_state: Option<String>,
+    hook_output: Option<String>,
 }
 
 impl RunRow {
@@ -88,6 +96,21 @@ impl RunRow {
             finished_at: parse_opt_ts(self.finished_at.as_deref())?,
             owner_node: self.owner_node,
             lease_epoch: self.lease_epoch,
+            consistency: self
+                .consistency
+                .map(|c| {
+                    Consistency::parse(&c)
+                        .ok_or_else(|| StoreError::Corrupt(format!("consistency '{c}'")))
+                })
+                .transpose()?,
+            hook_state: self
+                .hook_state
+                .map(|h| {
+                    HookState::parse(&h)
+                        .ok_or_else(|| StoreError::Corrupt(format!("hook state '{h}'")))
+                })
+                .transpose()?,
+            hook_output: self.hook_output,
         })
     }
 }
@@ -239,6 +262,9 @@ impl Store {
                               ELSE started_at END,
                  finished_at = COALESCE($12, finished_at),
                  owner_pid = CASE WHEN $12 IS NOT NULL THEN NULL ELSE owner_pid END,
+                 consistency = COALESCE($15, consistency),
+                 hook_state = COALESCE($16, hook_state),
+                 hook_output = COALESCE($17, hook_output),
                  updated_at = $11
              WHERE id = $1 AND owner_node IS NOT DISTINCT FROM $13 AND lease_epoch = $14
              RETURNING {COLS}"
@@ -257,7 +283,10 @@ impl Store {
             .text(ts_ms(now))
             .text(finished.clone())
             .text(run.owner_node.as_deref())
-            .int(run.lease_epoch);
+            .int(run.lease_epoch)
+            .text(u.consistency.map(Consistency::as_str))
+            .text(u.hook_state.map(HookState::as_str))
+            .text(u.hook_output);
         // A final state and the notification events it produces commit
         // together (see [`super::notify`]).
         let notify = self.notify_queue_limit().filter(|_| finished.is_some());

@@ -1350,3 +1350,75 @@ async fn the_sender_is_the_longest_running_live_daemon() {
         );
     }
 }
+
+#[tokio::test]
+async fn hook_settings_and_hook_progress_round_trip() {
+    use crate::domain::hooks::{Consistency, HookState};
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let mut s = spec("db", "db01");
+        for (k, v) in [
+            (
+                "pre_hook",
+                r#"["/usr/local/sbin/pg-start", "--fast", "a b"]"#,
+            ),
+            ("post_hook", "/usr/local/sbin/pg-stop"),
+            ("hook_timeout", "90s"),
+            ("on_pre_hook_failure", "continue"),
+            ("on_failure", "/usr/bin/logger"),
+        ] {
+            assert!(s.hooks.set_text(k, v).expect("valid"), "{k}");
+        }
+        let def = store
+            .insert_definition(&s, Source::Cli, None, at(1, 0))
+            .await
+            .expect("insert");
+        assert_eq!(def.spec, s, "{b:?}");
+        s.hooks.set_text("pre_hook", "default").expect("valid");
+        assert!(store.update_definition(&s, at(1, 1)).await.expect("update"));
+        let back = store.get_definition(&s.identity).await.expect("get");
+        assert_eq!(back.map(|d| d.spec), Some(s.clone()), "{b:?}");
+
+        let run = claimed(
+            &store
+                .claim_run(&s.identity, at(2, 0), Trigger::Schedule, at(2, 0))
+                .await
+                .expect("claim"),
+        )
+        .clone();
+        assert_eq!((run.consistency, run.hook_state), (None, None), "{b:?}");
+        let run = store
+            .update_run(
+                &run,
+                Update {
+                    hook_state: Some(HookState::Pre),
+                    consistency: Some(Consistency::App),
+                    hook_output: Some("pre: exited with status 0\nfrozen"),
+                    ..Default::default()
+                },
+                at(2, 1),
+            )
+            .await
+            .expect("update");
+        // Fields not named keep their values.
+        let run = store
+            .update_run(
+                &run,
+                Update {
+                    hook_state: Some(HookState::Done),
+                    ..Default::default()
+                },
+                at(2, 2),
+            )
+            .await
+            .expect("update");
+        let read = store.get_run(run.id).await.expect("get").expect("run");
+        assert_eq!(read.hook_state, Some(HookState::Done), "{b:?}");
+        assert_eq!(read.consistency, Some(Consistency::App), "{b:?}");
+        assert_eq!(
+            read.hook_output.as_deref(),
+            Some("pre: exited with status 0\nfrozen"),
+            "{b:?}"
+        );
+    }
+}

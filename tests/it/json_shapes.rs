@@ -65,7 +65,8 @@ fn every_commands_json_has_the_documented_keys() {
             .unwrap_or_else(|| panic!("docs/json.md has no `keys {name}` block"));
         let got = keys(first(value));
         assert_eq!(
-            &got, want,
+            &got,
+            want,
             "`{name}` JSON differs from docs/json.md: undocumented {:?}, missing {:?}",
             got.difference(want).collect::<Vec<_>>(),
             want.difference(&got).collect::<Vec<_>>()

@@ -13,6 +13,7 @@ mod cron_oracle;
 mod digitalocean;
 mod erigones;
 mod hardening;
+mod hooks;
 mod import;
 mod json_shapes;
 mod metrics;

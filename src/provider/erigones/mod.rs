@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use crate::domain::{RemoteSnapshot, SnapshotStatus, Target};
 use crate::provider::{
-    CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderResult,
+    CreateOutcome, CreateRequest, Operation, PointInTime, PollOutcome, PollPolicy, Provider,
+    ProviderError, ProviderResult,
 };
 use crate::secret::Secret;
 
@@ -582,6 +582,12 @@ impl Provider for Erigones {
 
     fn poll_policy(&self) -> PollPolicy {
         self.inner.poll
+    }
+
+    /// The create call only queues a task; the ZFS snapshot is taken when
+    /// the compute node runs it, so a post hook waits for the task.
+    fn point_in_time(&self, _target: &Target) -> PointInTime {
+        PointInTime::Completed
     }
 }
 
