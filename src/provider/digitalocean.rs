@@ -299,11 +299,41 @@ impl DigitalOcean {
         Ok(all)
     }
 
+    /// A snapshot action in progress on droplet `id`, from the newest page
+    /// of its actions. A droplet runs one event at a time, so there is at
+    /// most one; a create request now would be refused until it ends.
+    async fn snapshot_action_in_progress(&self, id: u64) -> ProviderResult<Option<Operation>> {
+        let mut url = self
+            .http()
+            .url(&["v2", "droplets", &id.to_string(), "actions"]);
+        url.query_pairs_mut().append_pair("per_page", "50");
+        let reply = self.http().send::<()>(Method::GET, url, None).await?;
+        if !reply.status.is_success() {
+            return Err(reply.error(&format!("droplet {id}")));
+        }
+        let page: model::ActionPage = reply.json()?;
+        Ok(page
+            .actions
+            .into_iter()
+            .find(|a| a.status == "in-progress" && a.kind.as_deref() == Some("snapshot"))
+            .map(|a| Operation {
+                id: a.id.to_string(),
+            }))
+    }
+
     async fn create_droplet(&self, id: u64, req: &CreateRequest) -> ProviderResult<CreateOutcome> {
         let target = Target::Droplet(id);
         if req.may_exist {
             // Droplet snapshot names are not unique: a second action would
-            // make a duplicate, so look first.
+            // make a duplicate, so look first. An earlier attempt's action
+            // may still be running (its snapshot is listed only once it
+            // completes): follow that action rather than start another. The
+            // actions are read before the snapshots, so an action that
+            // completes in between is found in the listing.
+            if let Some(op) = self.snapshot_action_in_progress(id).await? {
+                tracing::info!(provider = %self.http().provider, droplet = id, action = %op.id, snapshot = %req.name, "following the snapshot action already in progress on the droplet");
+                return Ok(CreateOutcome::Pending(op));
+            }
             let existing = self.list_raw(&target).await?;
             if let Some(s) = newest_named(existing, &req.name, None) {
                 let snap = s.into_remote();

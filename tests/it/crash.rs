@@ -104,7 +104,14 @@ fn logs(env: &TestEnv) -> String {
     while let Ok(text) = std::fs::read_to_string(env.path().join(format!("round-{round}.log"))) {
         let lines: Vec<&str> = text.lines().collect();
         out.push_str(&format!("--- round {round} ---\n"));
-        for l in &lines[lines.len().saturating_sub(15)..] {
+        for l in &lines[lines.len().saturating_sub(
+            if std::env::var_os("SNAPSCHED_CRASH_FULL_LOGS").is_some() {
+                usize::MAX
+            } else {
+                15
+            },
+        )..]
+        {
             out.push_str(l);
             out.push('\n');
         }

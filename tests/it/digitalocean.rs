@@ -468,12 +468,11 @@ async fn crash_after_create_adopts_the_snapshot_by_name() {
     ));
 
     req.may_exist = true;
-    // Still running: the retry neither finds it nor starts a second action.
-    let err = p
-        .create_snapshot(&req)
-        .await
-        .expect_err("still in progress");
-    assert!(err.is_transient());
+    // Still running: the retry follows it rather than start a second one.
+    assert!(matches!(
+        p.create_snapshot(&req).await,
+        Ok(CreateOutcome::Pending(_))
+    ));
     fake.advance(Duration::from_secs(240));
     match p.create_snapshot(&req).await {
         Ok(CreateOutcome::Done(s)) => assert_eq!(s.name, req.name),
@@ -617,4 +616,44 @@ async fn html_instead_of_json_is_a_transient_error_with_context() {
     );
     assert!(err.message.contains("/v2/actions/"), "{}", err.message);
     assert_eq!(p.poll(&req, &op).await, Ok(PollOutcome::Pending));
+}
+
+/// A create that may have reached DigitalOcean before (a resumed or retried
+/// run) follows the snapshot action already running on the droplet: the
+/// snapshot is listed only once the action completes, and a second action
+/// started after it would make a second snapshot of the same name.
+#[tokio::test]
+async fn a_resumed_create_follows_the_action_an_earlier_attempt_started() {
+    let fake = fake().await;
+    let p = provider(&fake);
+    let mut req = request(Target::Droplet(DROPLET), "web-20261201_030000");
+    let CreateOutcome::Pending(first) = p.create_snapshot(&req).await.expect("first attempt")
+    else {
+        panic!("a droplet snapshot is an action");
+    };
+    // The first attempt's answer is lost; the run resumes.
+    req.may_exist = true;
+    match p.create_snapshot(&req).await.expect("resumed attempt") {
+        CreateOutcome::Pending(op) => assert_eq!(op.id, first.id, "not the running action"),
+        other => panic!("resumed attempt: {other:?}"),
+    }
+    let snap = drive(&p, &fake, &req).await.expect("the action completes");
+    assert_eq!(snap.name, req.name);
+    assert_eq!(
+        fake.requests("POST /v2/droplets/{droplet_id}/actions"),
+        1,
+        "a second snapshot action was started"
+    );
+    let named = fake
+        .snapshots_of(Resource::Droplet(DROPLET))
+        .into_iter()
+        .filter(|s| s.name == req.name)
+        .count();
+    assert_eq!(named, 1, "snapshots named {}", req.name);
+    // Once it completed, a resumed attempt adopts the snapshot.
+    match p.create_snapshot(&req).await.expect("after completion") {
+        CreateOutcome::Done(s) => assert_eq!(s.id, snap.id),
+        other => panic!("after completion: {other:?}"),
+    }
+    assert_contract(&fake);
 }

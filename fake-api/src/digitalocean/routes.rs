@@ -18,7 +18,10 @@ use super::Shared;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v2/actions/{action_id}", get(get_action))
-        .route("/v2/droplets/{droplet_id}/actions", post(droplet_action))
+        .route(
+            "/v2/droplets/{droplet_id}/actions",
+            get(droplet_actions).post(droplet_action),
+        )
         .route(
             "/v2/droplets/{droplet_id}/snapshots",
             get(droplet_snapshots),
@@ -96,6 +99,40 @@ fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Option<
         .take(per_page)
         .collect();
     Some(json!({"snapshots": chunk, "links": {"pages": pages}, "meta": {"total": total}}))
+}
+
+/// `GET /v2/droplets/{droplet_id}/actions`: the droplet's actions, newest
+/// first, paginated like every listing.
+async fn droplet_actions(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return not_found();
+    };
+    let mut st = s.lock();
+    st.settle();
+    if !st.droplets.contains_key(&id) {
+        return not_found();
+    }
+    let items: Vec<Value> = st
+        .actions
+        .values()
+        .rev()
+        .filter(|a| a.droplet == id)
+        .map(|a| st.action_json(a))
+        .collect();
+    let path = format!("/v2/droplets/{id}/actions");
+    match paginate(&s.base_url(), &path, &q, items) {
+        Some(mut v) => {
+            if let Some(items) = v.as_object_mut().and_then(|o| o.remove("snapshots")) {
+                v["actions"] = items;
+            }
+            Json(v).into_response()
+        }
+        None => bad_request("page and per_page must be positive integers"),
+    }
 }
 
 async fn get_action(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

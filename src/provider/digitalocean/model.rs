@@ -115,6 +115,13 @@ pub(crate) struct Action {
     pub region_slug: Option<String>,
 }
 
+/// A page of `GET /v2/droplets/{id}/actions`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionPage {
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
 /// The body of every 4xx/5xx answer.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ApiError {
