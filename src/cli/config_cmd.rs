@@ -48,10 +48,13 @@ pub async fn run(cmd: ConfigCommand, ctx: &Context) -> CliResult {
         }
         ConfigCommand::Show { json } => {
             let cfg = ctx.config()?;
+            let shown = crate::config::shown(&cfg).map_err(|e| {
+                super::CliError::Runtime(anyhow::anyhow!("cannot encode the configuration: {e}"))
+            })?;
             if json {
-                print_json(&cfg)
+                print_json(&shown)
             } else {
-                let text = toml::to_string_pretty(&cfg).map_err(|e| {
+                let text = toml::to_string_pretty(&shown).map_err(|e| {
                     super::CliError::Runtime(anyhow::anyhow!("cannot encode TOML: {e}"))
                 })?;
                 print!("{text}");

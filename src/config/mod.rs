@@ -29,6 +29,7 @@ mod notify;
 mod problems;
 mod providers;
 mod ser;
+pub use ser::shown;
 
 pub use daemon::{DaemonConfig, LogFormat};
 pub use database::{default_database, redact as redact_url};

@@ -741,3 +741,52 @@ fn config_errors_name_file_line_column_and_the_nearest_key() {
         "{err}"
     );
 }
+
+/// `config show` prints a configuration that `config check` accepts and
+/// that shows again the same: it round-trips, with every setting written
+/// out (the poll settings included) and no internal key.
+#[test]
+fn config_show_round_trips_through_config_check() {
+    let env = TestEnv::new(snapsched::config::EXAMPLE);
+    let creds = [
+        ("DIGITALOCEAN_TOKEN", "dop_v1_x"),
+        ("ERIGONES_API_KEY", "k"),
+    ];
+    let (code, shown, err) = env.run_env(&["config", "show"], &creds);
+    assert_eq!(code, 0, "{err}");
+    for key in [
+        "poll_interval",
+        "poll_max_interval",
+        "action_timeout",
+        "token_env",
+        "api_key_env",
+    ] {
+        assert!(
+            shown.contains(&format!("\n{key} = ")),
+            "{key} missing:\n{shown}"
+        );
+    }
+    for internal in ["\nname = \"do\"", "credential"] {
+        assert!(!shown.contains(internal), "{internal:?} shown:\n{shown}");
+    }
+    let again = TestEnv::new(&shown);
+    let (code, out, err) = again.run_env(&["config", "check"], &creds);
+    assert_eq!(
+        code, 0,
+        "config show's output fails config check:\n{out}{err}\n{shown}"
+    );
+    let (code, reshown, err) = again.run_env(&["config", "show"], &creds);
+    assert_eq!(code, 0, "{err}");
+    // The database path is the only line that names where the file is.
+    let strip = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with("database = "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(&reshown),
+        strip(&shown),
+        "config show does not round-trip"
+    );
+}
