@@ -212,8 +212,10 @@ pub struct PgIdle {
     /// The database's transactions per second by `pg_stat_database`
     /// (every client of the database, this benchmark's readings removed).
     pub server_xacts_per_s: Option<f64>,
-    /// Sessions on the database that were not the daemons' at the end of
-    /// the window: when non-zero the server figure includes their work.
+    /// Sessions on the database that were not the daemons', the more of
+    /// two counts at the start and the end of the window: when non-zero the
+    /// server figure includes their work (sessions that came and went in
+    /// between are not seen).
     pub other_sessions: Option<i64>,
 }
 
@@ -529,6 +531,7 @@ async fn idle(
                     .collect::<anyhow::Result<_>>()?;
                 let q0: Vec<u64> = proxies.iter().map(CountingProxy::statements).collect();
                 let x0 = server.xacts().await?;
+                let others_before = server.other_sessions().await.ok();
                 let t0 = Instant::now();
                 tokio::time::sleep(Duration::from_secs(plan.idle_window_s)).await;
                 let c1: Vec<f64> = nodes
@@ -538,7 +541,7 @@ async fn idle(
                 let q1: Vec<u64> = proxies.iter().map(CountingProxy::statements).collect();
                 let secs = t0.elapsed().as_secs_f64();
                 let x1 = server.xacts().await?;
-                let other = server.other_sessions().await.ok();
+                let other = server.other_sessions().await.ok().max(others_before);
                 let rss = nodes
                     .iter()
                     .map(|n| procfs::memory(n.pid).map(|m| m.0))

@@ -393,7 +393,7 @@ pub fn ha_table(sqlite: &[ScaleResult], pg: &PgReport) -> String {
     );
     let _ = writeln!(
         t,
-        "{:<38} {:>7} {:>14} {:>18} {:>24}  target at N=100000",
+        "{:<38} {:>7} {:>20} {:>20} {:>24}  target at N=100000",
         "metric", "N", "sqlite 1 node", "postgres 1 node", "postgres 3 nodes"
     );
     let mut sizes: Vec<usize> = pg.results.iter().map(|r| r.n).collect();
@@ -564,7 +564,7 @@ pub fn ha_table(sqlite: &[ScaleResult], pg: &PgReport) -> String {
             ),
         ];
         for (name, a, b, c, target) in rows {
-            let line = format!("{name:<38} {n:>7} {a:>14} {b:>18} {c:>24}  {target}");
+            let line = format!("{name:<38} {n:>7} {a:>20} {b:>20} {c:>24}  {target}");
             let _ = writeln!(t, "{}", line.trim_end());
         }
         let _ = writeln!(t);
@@ -675,10 +675,10 @@ mod tests {
         vec![
             &line[..38],
             &line[39..46],
-            &line[47..61],
-            &line[62..80],
-            &line[81..105],
-            line.get(107..).unwrap_or(""),
+            &line[47..67],
+            &line[68..88],
+            &line[89..113],
+            line.get(115..).unwrap_or(""),
         ]
     }
 
