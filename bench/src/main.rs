@@ -6,11 +6,18 @@
 //! binary re-executed with the hidden `child` command), so CPU time and RSS
 //! read from `/proc` belong to one system only.
 //!
-//! Run: `cargo run --release -p snapsched-bench -- [--quick] [--json PATH]`.
+//! With `--postgres-url` (or `SNAPSCHED_BENCH_POSTGRES_URL`) the daemon is
+//! also measured with its store on PostgreSQL, alone and as a cluster of
+//! three, and the table sets those rows beside the SQLite ones.
+//!
+//! Run: `cargo run --release -p snapsched-bench -- [--quick] [--json PATH]
+//! [--backend sqlite|postgres|both] [--postgres-url URL]`.
 
 mod api;
 mod cron;
 mod peer;
+mod pg;
+mod pgwire;
 mod procfs;
 mod report;
 mod scenario;
@@ -44,8 +51,44 @@ struct Cli {
     /// Leave the peer out (a quicker look at snapsched alone).
     #[arg(long)]
     no_peer: bool,
+    /// Only the scheduler scenarios: leave out the cron engine, store
+    /// growth and API efficiency.
+    #[arg(long)]
+    scale_only: bool,
+    /// Which store backends to measure. PostgreSQL runs the scenarios at
+    /// N = 10,000 and 100,000 (10,000 with --quick; --sizes overrides) on
+    /// one node and on three, and adds failover.
+    #[arg(long, value_enum, default_value = "both")]
+    backend: BackendChoice,
+    /// The PostgreSQL server for the PostgreSQL rows (each scenario in a
+    /// schema of its own, dropped afterwards). Without it `--backend both`
+    /// leaves the PostgreSQL rows out, saying so.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SNAPSCHED_BENCH_POSTGRES_URL",
+        hide_env_values = true
+    )]
+    postgres_url: Option<String>,
     #[command(subcommand)]
     command: Option<Hidden>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+impl BackendChoice {
+    fn sqlite(self) -> bool {
+        self != BackendChoice::Postgres
+    }
+    fn postgres(self) -> bool {
+        self != BackendChoice::Sqlite
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +118,11 @@ pub struct Plan {
     pub spread_window_s: u64,
     pub all_due_repeats: usize,
     pub store_runs: u64,
+    pub backend: BackendChoice,
+    /// N on PostgreSQL.
+    pub pg_sizes: Vec<usize>,
+    /// Runs of "all due at once" per N and cluster size on PostgreSQL.
+    pub pg_all_due_repeats: usize,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +149,9 @@ fn main() -> ExitCode {
             spread_window_s: 15,
             all_due_repeats: 3,
             store_runs: 100_000,
+            backend: cli.backend,
+            pg_sizes: vec![10_000],
+            pg_all_due_repeats: 1,
         }
     } else {
         Plan {
@@ -110,15 +161,49 @@ fn main() -> ExitCode {
             spread_window_s: 60,
             all_due_repeats: 3,
             store_runs: 1_000_000,
+            backend: cli.backend,
+            pg_sizes: vec![10_000, 100_000],
+            pg_all_due_repeats: 1,
         }
     };
     let plan = Plan {
         sizes: cli.sizes.clone().unwrap_or(plan.sizes.clone()),
+        pg_sizes: cli.sizes.clone().unwrap_or(plan.pg_sizes.clone()),
         ..plan
+    };
+    let postgres = match postgres_server(cli.backend, cli.postgres_url.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("snapsched-bench: {e:#}");
+            return ExitCode::from(2);
+        }
     };
     let json = cli.json.clone();
     let no_peer = cli.no_peer;
-    block_on(async move { run(plan, json, no_peer).await })
+    let extras = !cli.scale_only;
+    block_on(async move { run(plan, json, no_peer, extras, postgres).await })
+}
+
+/// The PostgreSQL server to measure on, or why the PostgreSQL rows are
+/// left out; an error when they were asked for alone and cannot be run.
+fn postgres_server(
+    backend: BackendChoice,
+    url: Option<&str>,
+) -> anyhow::Result<Result<pg::PgServer, String>> {
+    if !backend.postgres() {
+        return Ok(Err("not asked for (--backend sqlite)".into()));
+    }
+    match url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => Ok(Ok(pg::PgServer::parse(u)?)),
+        None if backend == BackendChoice::Postgres => anyhow::bail!(
+            "--backend postgres needs --postgres-url URL or SNAPSCHED_BENCH_POSTGRES_URL \
+             (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        ),
+        None => Ok(Err(
+            "no PostgreSQL server: give --postgres-url URL or set SNAPSCHED_BENCH_POSTGRES_URL"
+                .into(),
+        )),
+    }
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
@@ -142,7 +227,7 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCod
 }
 
 /// The next whole second at least `lead` from now.
-fn slot_in(lead: Duration) -> chrono::DateTime<Utc> {
+pub fn slot_in(lead: Duration) -> chrono::DateTime<Utc> {
     let t = Utc::now() + chrono::Duration::from_std(lead).unwrap_or_default();
     t.duration_trunc(chrono::Duration::seconds(1)).unwrap_or(t) + chrono::Duration::seconds(1)
 }
@@ -221,15 +306,24 @@ async fn scale(plan: &Plan, system: System, n: usize, ticks: f64) -> SystemResul
     SystemResult::new(idle, all_due, spread)
 }
 
-async fn run(plan: Plan, json: PathBuf, no_peer: bool) -> anyhow::Result<()> {
+async fn run(
+    plan: Plan,
+    json: PathBuf,
+    no_peer: bool,
+    extras: bool,
+    postgres: Result<pg::PgServer, String>,
+) -> anyhow::Result<()> {
     let (ticks, ticks_known) = procfs::clock_ticks();
-    eprintln!("warm-up: one all-due run of each system at N=1000 (discarded)");
-    for system in [System::Snapsched, System::Peer] {
-        let at = slot_in(Duration::from_secs(3));
-        measure(system, 1_000, Mode::AllDue { at }, ticks).await;
+    let sqlite = plan.backend.sqlite();
+    if sqlite {
+        eprintln!("warm-up: one all-due run of each system at N=1000 (discarded)");
+        for system in [System::Snapsched, System::Peer] {
+            let at = slot_in(Duration::from_secs(3));
+            measure(system, 1_000, Mode::AllDue { at }, ticks).await;
+        }
     }
     let mut scale_results = Vec::new();
-    for &n in &plan.sizes {
+    for &n in plan.sizes.iter().filter(|_| sqlite) {
         let snapsched = scale(&plan, System::Snapsched, n, ticks).await;
         let peer = if no_peer {
             SystemResult::new(Outcome::default(), Vec::new(), Outcome::default())
@@ -238,12 +332,42 @@ async fn run(plan: Plan, json: PathBuf, no_peer: bool) -> anyhow::Result<()> {
         };
         scale_results.push(ScaleResult { n, snapsched, peer });
     }
-    eprintln!("cron next-fire computations");
-    let cron = cron::measure();
-    eprintln!("store growth ({} runs)", plan.store_runs);
-    let store = store_growth::measure(plan.store_runs).await?;
-    eprintln!("API efficiency against the fake DigitalOcean and Erigones APIs");
-    let api = api::measure().await?;
+    let postgres = match postgres {
+        Ok(server) => {
+            let pg_plan = pg::PgPlan {
+                idle_window_s: plan.idle_window_s,
+                spread_window_s: plan.spread_window_s,
+                all_due_repeats: plan.pg_all_due_repeats,
+            };
+            let mut results = Vec::new();
+            for &n in &plan.pg_sizes {
+                for nodes in [1, 3] {
+                    results.push(pg::measure(&server, n, nodes, pg_plan, ticks).await);
+                }
+            }
+            report::PgReport {
+                server: Some(server.shown()),
+                skipped: None,
+                lease_ttl_s: pg::LEASE_TTL.as_secs(),
+                results,
+            }
+        }
+        Err(why) => report::PgReport {
+            server: None,
+            skipped: Some(why),
+            lease_ttl_s: pg::LEASE_TTL.as_secs(),
+            results: Vec::new(),
+        },
+    };
+    let (mut cron, mut store, mut api) = (Vec::new(), None, None);
+    if sqlite && extras {
+        eprintln!("cron next-fire computations");
+        cron = cron::measure();
+        eprintln!("store growth ({} runs)", plan.store_runs);
+        store = Some(store_growth::measure(plan.store_runs).await?);
+        eprintln!("API efficiency against the fake DigitalOcean and Erigones APIs");
+        api = Some(api::measure().await?);
+    }
     let report = report::Report {
         machine: procfs::machine(),
         clock_ticks_per_s: ticks,
@@ -253,6 +377,7 @@ async fn run(plan: Plan, json: PathBuf, no_peer: bool) -> anyhow::Result<()> {
         cron,
         store,
         api,
+        postgres,
     };
     print!("{}", report.table());
     if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -22,7 +22,7 @@ use crate::scenario::{self, Mode, Outcome};
 use crate::stats::Lateness;
 
 /// How long a child may take to become ready before it counts as timed out.
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 const FINAL_STATES: &str = "('succeeded', 'failed', 'skipped', 'missed', 'interrupted')";
 
@@ -78,7 +78,7 @@ kind = "fake"
 }
 
 /// Wait for `READY=1` on the notify socket; `None` on time-out.
-fn wait_ready(sock: &UnixDatagram, deadline: Instant) -> Option<Instant> {
+pub(crate) fn wait_ready(sock: &UnixDatagram, deadline: Instant) -> Option<Instant> {
     let mut buf = vec![0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
