@@ -73,9 +73,7 @@ impl Default for RunOptions {
     }
 }
 
-/// The error class of a run whose post-run prune was blocked by
-/// `max_deletes_per_run`; the run itself succeeded.
-pub const PRUNE_BLOCKED: &str = "prune_blocked";
+pub use crate::domain::run::PRUNE_BLOCKED;
 
 pub use crate::domain::snapshot::snapshot_name;
 

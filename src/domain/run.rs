@@ -151,3 +151,7 @@ pub enum Claim {
     /// Another run of this definition is in flight.
     Busy(Run),
 }
+
+/// The error class of a run whose post-run prune was blocked by
+/// `max_deletes_per_run`; the run itself succeeded.
+pub const PRUNE_BLOCKED: &str = "prune_blocked";
