@@ -437,6 +437,14 @@ impl<P: Provider> Runner<'_, P> {
         )
         .await;
         // The run succeeded either way: the snapshot is made.
+        let id = &self.spec.identity;
+        match &outcome {
+            Ok(_) => crate::telemetry::metrics::prune_blocked(id, false),
+            Err(crate::prune::PruneError::Blocked { .. }) => {
+                crate::telemetry::metrics::prune_blocked(id, true)
+            }
+            Err(_) => {}
+        }
         let error = match &outcome {
             Ok(_) => None,
             Err(e @ crate::prune::PruneError::Blocked { .. }) => {

@@ -55,6 +55,8 @@ pub const STORE_UP: &str = "snapsched_store_up";
 /// 1 while this daemon's config file differs from the version the store
 /// holds (and was not applied because it is not newer), else 0.
 pub const CONFIG_DRIFT: &str = "snapsched_config_drift";
+/// 1 while a definition's latest prune was blocked by `max_deletes_per_run`.
+pub const PRUNE_BLOCKED: &str = "snapsched_prune_blocked";
 
 /// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
 /// tens of milliseconds to the request timeout (a minute).
@@ -101,6 +103,10 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         CONFIG_DRIFT,
         "1 while this daemon's config file differs from the applied version in the store and is not newer, else 0"
+    );
+    metrics::describe_gauge!(
+        PRUNE_BLOCKED,
+        "1 while a definition's latest prune was blocked by max_deletes_per_run (apply it with snapsched prune NAME --yes), else 0"
     );
     metrics::describe_counter!(RUNS, "Finished runs by result");
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
@@ -186,6 +192,12 @@ pub fn node_status(node: &Node, up: bool) {
     metrics::gauge!(NODE_UP, &with_role).set(if up { 1.0 } else { 0.0 });
     metrics::gauge!(NODE_HEARTBEAT_AGE, &labels).set(node.heartbeat_age_ms.max(0) as f64 / 1000.0);
     metrics::gauge!(NODE_RUNS_HELD, &labels).set(node.runs_held as f64);
+}
+
+/// Whether a definition's latest prune was blocked by the blast-radius
+/// limit.
+pub fn prune_blocked(id: &Identity, blocked: bool) {
+    metrics::gauge!(PRUNE_BLOCKED, &identity_labels(id)).set(if blocked { 1.0 } else { 0.0 });
 }
 
 /// Whether the daemon's latest read of the store succeeded.
