@@ -783,3 +783,131 @@ async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones(
         claims[2]
     );
 }
+
+/// The daemon's loop makes hourly snapshots for three days across the
+/// fall-back night in Europe/Bratislava and prunes after each run with
+/// keep_last 3, keep_hourly 6, keep_daily 3. It ends with exactly the set
+/// the independent oracle keeps from everything made, plus a snapshot held
+/// since its second hour, which no prune deleted.
+#[tokio::test]
+async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 10, 23, 21, 30, 0);
+    let clock = Clock::tokio(start);
+    let provider = env.fake.clone().with_clock(clock);
+    let map = HashMap::from([("fake".to_owned(), (provider, ProviderKind::Fake))]);
+    let providers = Providers::new(map);
+    let zone = "Europe/Bratislava";
+    let mut def = spec_with("tiered", "web01", "0 * * * *", Some(zone), None);
+    def.retention = 3;
+    def.keep.hourly = 6;
+    def.keep.daily = 3;
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut st = settings();
+    st.change_poll = Duration::from_secs(3600);
+    let token = CancellationToken::new();
+    let mut s = Scheduler::new(
+        env.store.clone(),
+        providers,
+        clock,
+        st,
+        token.clone(),
+    );
+    let handle = tokio::spawn(async move {
+        s.start().await.expect("scheduler starts");
+        s.run(Duration::from_secs(30)).await.expect("loop runs");
+    });
+
+    // Hold the second snapshot once it exists; retention would delete it
+    // within hours.
+    let h = wait_until(
+        &env.store,
+        "tiered",
+        Duration::from_secs(60),
+        Duration::from_secs(3 * 3600),
+        |h| h.len() >= 2 && all_final(h),
+    )
+    .await;
+    let held = h[1].snapshot_name.clone().expect("second run's snapshot");
+    assert!(env
+        .store
+        .hold_snapshot(&def.identity, &held, "audit", clock.now())
+        .await
+        .expect("hold"));
+
+    let last_slot = utc(2026, 10, 26, 11, 0, 0);
+    let h = wait_until(
+        &env.store,
+        "tiered",
+        Duration::from_secs(300),
+        Duration::from_secs(3 * 86_400),
+        |h| h.iter().any(|r| r.slot == last_slot) && all_final(h),
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    for r in &h {
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        assert_eq!(r.error, None, "a prune failed or was blocked: {r:?}");
+    }
+    // Both 02:00 of the fall-back night are slots of "0 * * * *" or one is;
+    // either way the history spans it.
+    assert!(h.first().is_some_and(|r| r.slot < utc(2026, 10, 25, 0, 0, 0)));
+
+    let records = env
+        .store
+        .snapshot_records(Some("tiered"))
+        .await
+        .expect("records");
+    assert_eq!(records.len(), h.len(), "one snapshot per run");
+    let times: Vec<i64> = records
+        .iter()
+        .filter(|r| r.snapshot != held)
+        .map(|r| r.created_at.expect("created_at recorded").timestamp())
+        .collect();
+    let policy = snapsched::prune::policy(&def, zone.parse().expect("zone"));
+    let now = *times.iter().max().expect("snapshots made");
+    let answer = crate::support::oracle::run(&[crate::support::oracle::input(
+        zone, &policy, now, &times,
+    )]);
+    let verdicts = answer[0].as_array().expect("one verdict a snapshot");
+    let mut sorted_times = times.clone();
+    sorted_times.sort_unstable();
+    assert_eq!(verdicts.len(), sorted_times.len());
+    let kept_times: Vec<i64> = sorted_times
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| v[0] == true)
+        .map(|(t, _)| *t)
+        .collect();
+    let mut expected: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            r.snapshot == held
+                || kept_times.contains(&r.created_at.expect("created_at").timestamp())
+        })
+        .map(|r| r.snapshot.clone())
+        .collect();
+    expected.sort();
+    assert!(
+        expected.len() > 4 && expected.len() < records.len() / 2,
+        "a trivial expectation: {expected:?}"
+    );
+
+    let target =
+        snapsched::domain::definition::parse_target("web01", ProviderKind::Fake).expect("target");
+    let mut at_provider = env.fake.names(&target, def.identity.disk_id);
+    at_provider.sort();
+    assert_eq!(at_provider, expected, "the provider keeps another set");
+    let mut present: Vec<String> = records
+        .iter()
+        .filter(|r| r.state == snapsched::domain::RecordState::Present)
+        .map(|r| r.snapshot.clone())
+        .collect();
+    present.sort();
+    assert_eq!(present, expected, "the store records another set");
+    assert!(at_provider.contains(&held), "the held snapshot was deleted");
+}

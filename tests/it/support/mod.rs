@@ -2,7 +2,8 @@
 //! config file and a database, and a way to run the real `snapsched` binary
 //! against it ([`TestEnv`], here); running and stopping the binary
 //! ([`process`]); definitions and configuration files ([`fixtures`]); the
-//! fake provider APIs set up for the CLI ([`fake`]). Test files import
+//! fake provider APIs set up for the CLI ([`fake`]); the retention oracle
+//! ([`oracle`]). Test files import
 //! helpers from here, never from each other.
 //!
 //! Invariants: every `TestEnv` owns its own directory (removed on drop) and
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod db;
 pub mod fake;
 pub mod fixtures;
+pub mod oracle;
 pub mod process;
 pub mod proxy;
 
