@@ -110,11 +110,13 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             last_success,
             last_error,
             config_drift: drift.is_some(),
-            prune_blocked: blocked.remove(&view.definition.spec.identity).map(|r| PruneBlocked {
-                run_id: r.id,
-                slot: r.slot.to_rfc3339(),
-                message: r.error,
-            }),
+            prune_blocked: blocked
+                .remove(&view.definition.spec.identity)
+                .map(|r| PruneBlocked {
+                    run_id: r.id,
+                    slot: r.slot.to_rfc3339(),
+                    message: r.error,
+                }),
         });
     }
     if args.json {
@@ -179,7 +181,9 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
                 s.identity.disk_id,
                 b.run_id,
                 b.slot,
-                b.message.as_deref().unwrap_or("more deletions than max_deletes_per_run")
+                b.message
+                    .as_deref()
+                    .unwrap_or("more deletions than max_deletes_per_run")
             );
         }
     }

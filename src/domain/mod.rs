@@ -15,5 +15,7 @@ pub use definition::{
 pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;
-pub use snapshot::{describe_hold, Hold, RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus};
+pub use snapshot::{
+    describe_hold, Hold, RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus,
+};
 pub use target::{ProviderKind, Target};

@@ -34,8 +34,7 @@ pub use super::ratelimit::RateLimits;
 use super::ratelimit::{RateLimiter, SharedBudget};
 use super::{
     CreateOutcome, CreateRequest, HoldMark, Operation, PollOutcome, PollPolicy, Provider,
-    ProviderError, HOLD_TAG,
-    ProviderResult,
+    ProviderError, ProviderResult, HOLD_TAG,
 };
 use crate::domain::{RemoteSnapshot, Target};
 use crate::secret::Secret;

@@ -40,8 +40,8 @@ async fn three_days() -> (FakeHandle, TestEnv, Vec<String>) {
             .single()
             .expect("valid time"),
     );
-    let config = config_with_do_api(fake.url())
-        .replace("[daemon]\n", "[daemon]\nmax_deletes_per_run = 0\n");
+    let config =
+        config_with_do_api(fake.url()).replace("[daemon]\n", "[daemon]\nmax_deletes_per_run = 0\n");
     let env = TestEnv::new(&config);
     let target = format!("volume:{VOLUME}");
     env.ok(&[
@@ -94,7 +94,14 @@ async fn a_held_snapshot_survives_prune_and_def_rm_until_released() {
     tokio::task::block_in_place(|| {
         // Held before snapsched recorded it: the name rule adopts it.
         let out = env.run_env(
-            &["snapshots", "hold", "web", oldest, "--reason", "legal hold 7"],
+            &[
+                "snapshots",
+                "hold",
+                "web",
+                oldest,
+                "--reason",
+                "legal hold 7",
+            ],
             &[DO_TOKEN],
         );
         assert_eq!(out.0, 0, "hold failed: {}", out.2);
@@ -147,7 +154,8 @@ async fn a_held_snapshot_survives_prune_and_def_rm_until_released() {
         let out = env.run_env(&["snapshots", "release", "web", oldest], &[DO_TOKEN]);
         assert_eq!(out.0, 0, "release failed: {}", out.2);
         assert!(tags_of(&fake, oldest).is_empty(), "the tag stayed");
-        assert!(env.json(&["snapshots", "web"])
+        assert!(env
+            .json(&["snapshots", "web"])
             .as_array()
             .is_some_and(|rows| rows.iter().all(|r| r["hold"].is_null())));
 
@@ -166,11 +174,11 @@ async fn hold_and_release_refuse_what_they_cannot_do() {
         let (code, _out, err) = env.run_env(&["prune", "web", "--dry-run"], &[DO_TOKEN]);
         assert_eq!(code, 0, "{err}");
         let err = env.usage_error_env(&["snapshots", "hold", "web", "no-such"], &[DO_TOKEN]);
-        assert!(err.contains("no snapshot named or with id 'no-such'"), "{err}");
-        let err = env.usage_error_env(
-            &["snapshots", "hold", "web", "before upgrade"],
-            &[DO_TOKEN],
+        assert!(
+            err.contains("no snapshot named or with id 'no-such'"),
+            "{err}"
         );
+        let err = env.usage_error_env(&["snapshots", "hold", "web", "before upgrade"], &[DO_TOKEN]);
         assert!(err.contains("not owned by"), "{err}");
         let err = env.usage_error_env(&["snapshots", "hold", "nosuchdef", &names[1]], &[DO_TOKEN]);
         assert!(err.contains("no definition named 'nosuchdef'"), "{err}");

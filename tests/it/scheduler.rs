@@ -809,13 +809,7 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
     let mut st = settings();
     st.change_poll = Duration::from_secs(3600);
     let token = CancellationToken::new();
-    let mut s = Scheduler::new(
-        env.store.clone(),
-        providers,
-        clock,
-        st,
-        token.clone(),
-    );
+    let mut s = Scheduler::new(env.store.clone(), providers, clock, st, token.clone());
     let handle = tokio::spawn(async move {
         s.start().await.expect("scheduler starts");
         s.run(Duration::from_secs(30)).await.expect("loop runs");
@@ -855,7 +849,9 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
     }
     // Both 02:00 of the fall-back night are slots of "0 * * * *" or one is;
     // either way the history spans it.
-    assert!(h.first().is_some_and(|r| r.slot < utc(2026, 10, 25, 0, 0, 0)));
+    assert!(h
+        .first()
+        .is_some_and(|r| r.slot < utc(2026, 10, 25, 0, 0, 0)));
 
     let records = env
         .store
@@ -870,9 +866,8 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
         .collect();
     let policy = snapsched::prune::policy(&def, zone.parse().expect("zone"));
     let now = *times.iter().max().expect("snapshots made");
-    let answer = crate::support::oracle::run(&[crate::support::oracle::input(
-        zone, &policy, now, &times,
-    )]);
+    let answer =
+        crate::support::oracle::run(&[crate::support::oracle::input(zone, &policy, now, &times)]);
     let verdicts = answer[0].as_array().expect("one verdict a snapshot");
     let mut sorted_times = times.clone();
     sorted_times.sort_unstable();

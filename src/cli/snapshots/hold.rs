@@ -83,7 +83,10 @@ pub async fn hold(args: HoldArgs, ctx: &Context) -> CliResult {
         )));
     }
     let remote_id = record.remote_id.as_deref().unwrap_or(&record.snapshot);
-    let mark = match provider.mark_held(&target, id.disk_id, remote_id, true).await {
+    let mark = match provider
+        .mark_held(&target, id.disk_id, remote_id, true)
+        .await
+    {
         Ok(mark) => mark,
         Err(e) => {
             // Take the store's hold back: the command failed as a whole.
@@ -164,7 +167,8 @@ fn recorded<'a>(
     id: &Identity,
     wanted: &str,
 ) -> CliResult<Option<&'a SnapshotRecord>> {
-    let named = |r: &&SnapshotRecord| r.snapshot == wanted || r.remote_id.as_deref() == Some(wanted);
+    let named =
+        |r: &&SnapshotRecord| r.snapshot == wanted || r.remote_id.as_deref() == Some(wanted);
     let Some(record) = records
         .iter()
         .filter(named)
@@ -184,7 +188,10 @@ fn recorded<'a>(
             "snapshot {} of {id} is {} ({}); only a present snapshot can be held or released",
             record.snapshot,
             record.state.as_str(),
-            record.delete_reason.as_deref().unwrap_or("no reason recorded")
+            record
+                .delete_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
         )));
     }
     Ok(Some(record))
@@ -215,10 +222,7 @@ async fn own_record(
                 id.disk_id
             ))
         })?;
-    let Some(snap) = listing
-        .iter()
-        .find(|s| s.name == wanted || s.id == wanted)
-    else {
+    let Some(snap) = listing.iter().find(|s| s.name == wanted || s.id == wanted) else {
         return Err(CliError::usage(format!(
             "no snapshot named or with id '{wanted}' on {target} disk {}; see `snapsched snapshots {} --all`",
             id.disk_id, id.name
@@ -239,7 +243,10 @@ async fn own_record(
     let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
         .await?;
-    recorded(&records, id, &snap.name)?
-        .cloned()
-        .ok_or_else(|| CliError::Runtime(anyhow::anyhow!("snapshot {} vanished from the store", snap.name)))
+    recorded(&records, id, &snap.name)?.cloned().ok_or_else(|| {
+        CliError::Runtime(anyhow::anyhow!(
+            "snapshot {} vanished from the store",
+            snap.name
+        ))
+    })
 }

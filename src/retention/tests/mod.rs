@@ -600,8 +600,8 @@ fn a_hold_on_a_name_the_definition_does_not_own_changes_nothing() {
 
 #[test]
 fn held_reason_has_stable_json() {
-    let json = serde_json::to_value([Reason::Held("legal".into()), Reason::Held(String::new())])
-        .unwrap();
+    let json =
+        serde_json::to_value([Reason::Held("legal".into()), Reason::Held(String::new())]).unwrap();
     assert_eq!(
         json,
         serde_json::json!([
