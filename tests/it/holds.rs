@@ -209,3 +209,40 @@ async fn hold_and_release_refuse_what_they_cannot_do() {
         assert_eq!(fake.contract_violations(), Vec::<String>::new());
     });
 }
+
+/// A droplet snapshot is an `image` to the tags API; the hold tag is
+/// created at the provider the first time it is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_droplet_snapshot_is_tagged_as_an_image() {
+    let fake = FakeDigitalOcean::start(FakeConfig::default())
+        .await
+        .expect("fake DigitalOcean");
+    fake.add_droplet(3164494, "web01");
+    let at = Utc
+        .with_ymd_and_hms(2026, 1, 1, 5, 30, 0)
+        .single()
+        .expect("valid time");
+    let name = format!("app-{}", at.format("%Y%m%d_%H%M%S"));
+    fake.add_snapshot(Resource::Droplet(3164494), &name, at);
+    let env = TestEnv::new(&config_with_do_api(fake.url()));
+    env.add_droplet("app", 3164494);
+    tokio::task::block_in_place(|| {
+        let (code, _out, err) = env.run_env(
+            &[
+                "snapshots",
+                "hold",
+                "app",
+                &name,
+                "--reason",
+                "before migration",
+            ],
+            &[DO_TOKEN],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(tags_of(&fake, &name), [TAG]);
+        let (code, _out, err) = env.run_env(&["snapshots", "release", "app", &name], &[DO_TOKEN]);
+        assert_eq!(code, 0, "{err}");
+        assert!(tags_of(&fake, &name).is_empty());
+        assert_eq!(fake.contract_violations(), Vec::<String>::new());
+    });
+}
