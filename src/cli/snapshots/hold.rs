@@ -123,7 +123,7 @@ pub async fn release(args: ReleaseArgs, ctx: &Context) -> CliResult {
     let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
         .await?;
-    let record = recorded(&records, id, &args.snapshot)?.ok_or_else(|| {
+    let record = recorded(&records, id, &args.snapshot, false)?.ok_or_else(|| {
         CliError::usage(format!(
             "snapshot '{}' is not held: {id} has no record of it; see `snapsched snapshots {}`",
             args.snapshot, id.name
@@ -160,12 +160,15 @@ pub async fn release(args: ReleaseArgs, ctx: &Context) -> CliResult {
 }
 
 /// The record `wanted` (a name or a provider id) names among the records on
-/// `id`'s disk: `id`'s own present one, `None` when no record matches, or
-/// an error when it is another definition's or no longer present.
+/// `id`'s disk: `id`'s own one, `None` when no record matches, or an error
+/// when it is another definition's or (with `present_only`, for a new
+/// hold) no longer present. A hold on a snapshot since deleted by hand can
+/// still be released.
 fn recorded<'a>(
     records: &'a [SnapshotRecord],
     id: &Identity,
     wanted: &str,
+    present_only: bool,
 ) -> CliResult<Option<&'a SnapshotRecord>> {
     let named =
         |r: &&SnapshotRecord| r.snapshot == wanted || r.remote_id.as_deref() == Some(wanted);
@@ -183,9 +186,9 @@ fn recorded<'a>(
             record.snapshot, record.identity
         )));
     }
-    if record.state != RecordState::Present {
+    if present_only && record.state != RecordState::Present {
         return Err(CliError::usage(format!(
-            "snapshot {} of {id} is {} ({}); only a present snapshot can be held or released",
+            "snapshot {} of {id} is {} ({}); only a present snapshot can be held",
             record.snapshot,
             record.state.as_str(),
             record
@@ -210,7 +213,7 @@ async fn own_record(
     let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
         .await?;
-    if let Some(r) = recorded(&records, id, wanted)? {
+    if let Some(r) = recorded(&records, id, wanted, true)? {
         return Ok(r.clone());
     }
     let listing = provider
@@ -243,10 +246,12 @@ async fn own_record(
     let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
         .await?;
-    recorded(&records, id, &snap.name)?.cloned().ok_or_else(|| {
-        CliError::Runtime(anyhow::anyhow!(
-            "snapshot {} vanished from the store",
-            snap.name
-        ))
-    })
+    recorded(&records, id, &snap.name, true)?
+        .cloned()
+        .ok_or_else(|| {
+            CliError::Runtime(anyhow::anyhow!(
+                "snapshot {} vanished from the store",
+                snap.name
+            ))
+        })
 }
