@@ -784,6 +784,83 @@ async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones(
     );
 }
 
+/// A tick hook that keeps the loop's count of runs in flight.
+fn in_flight_counter() -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    snapsched::scheduler::Tick,
+) {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    let tick: snapsched::scheduler::Tick = Arc::new(move |st: &snapsched::scheduler::Status| {
+        seen.store(st.in_flight, std::sync::atomic::Ordering::SeqCst);
+    });
+    (count, tick)
+}
+
+/// Drive the scheduler `step` of virtual time at a time until `until`,
+/// calling `also` with each step (to move another clock in step). Before
+/// every step it waits, bounded in real time, until every slot of `def`
+/// due since `from` has a final run and the loop's last tick counted no
+/// run in flight (`in_flight`, see [`in_flight_counter`]): the store (PostgreSQL over loopback,
+/// or SQLite on its threads) and the HTTP fakes work in real time, and
+/// virtual time must not move on by a whole step under a run or a request
+/// in flight (it moves by a second at a time while waiting).
+#[allow(clippy::too_many_arguments)]
+async fn step_through(
+    store: &Store,
+    def: &DefinitionSpec,
+    zone: chrono_tz::Tz,
+    clock: Clock,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    step: Duration,
+    also: &dyn Fn(Duration),
+    in_flight: &std::sync::atomic::AtomicUsize,
+) -> Vec<Run> {
+    loop {
+        let now = clock.now();
+        // The latest slot due (the fall-back night may repeat an hour, so
+        // slots are not counted).
+        let mut latest = None;
+        let mut t = from;
+        while let Some(next) = def.schedule.next_after(t, zone).filter(|n| *n <= now) {
+            latest = Some(next);
+            t = next;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut nudge_after = std::time::Instant::now() + Duration::from_millis(200);
+        let h = loop {
+            for _ in 0..200 {
+                tokio::task::yield_now().await;
+            }
+            // A run may wait in virtual time (a lease renewal, a retry):
+            // move on by a second now and then, far below any request
+            // timeout.
+            if std::time::Instant::now() > nudge_after {
+                also(Duration::from_secs(1));
+                tokio::time::advance(Duration::from_secs(1)).await;
+                nudge_after = std::time::Instant::now() + Duration::from_millis(200);
+            }
+            let h = runs(store, &def.identity.name).await;
+            // The loop reaps a finished run's task after its row is final.
+            let idle = in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0;
+            let ran = latest.is_none_or(|slot| h.iter().any(|r| r.slot == slot));
+            if ran && all_final(&h) && idle {
+                break h;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slot {latest:?} due at {now}: no final run within a minute: {h:#?}"
+            );
+        };
+        if now >= until {
+            return h;
+        }
+        also(step);
+        tokio::time::advance(step).await;
+    }
+}
+
 /// The daemon's loop makes hourly snapshots for three days across the
 /// fall-back night in Europe/Bratislava and prunes after each run with
 /// keep_last 3, keep_hourly 6, keep_daily 3. It ends with exactly the set
@@ -810,6 +887,8 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
     st.change_poll = Duration::from_secs(3600);
     let token = CancellationToken::new();
     let mut s = Scheduler::new(env.store.clone(), providers, clock, st, token.clone());
+    let (in_flight, tick) = in_flight_counter();
+    s.on_tick(tick);
     let handle = tokio::spawn(async move {
         s.start().await.expect("scheduler starts");
         s.run(Duration::from_secs(30)).await.expect("loop runs");
@@ -817,14 +896,22 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
 
     // Hold the second snapshot once it exists; retention would delete it
     // within hours.
-    let h = wait_until(
+    let tz: chrono_tz::Tz = zone.parse().expect("zone");
+    let step = Duration::from_secs(300);
+    let no_other_clock = |_: Duration| {};
+    let h = step_through(
         &env.store,
-        "tiered",
-        Duration::from_secs(60),
-        Duration::from_secs(3 * 3600),
-        |h| h.len() >= 2 && all_final(h),
+        &def,
+        tz,
+        clock,
+        start,
+        start + chrono::TimeDelta::hours(2),
+        step,
+        &no_other_clock,
+        &in_flight,
     )
     .await;
+    assert_eq!(h.len(), 2, "{h:#?}");
     let held = h[1].snapshot_name.clone().expect("second run's snapshot");
     assert!(env
         .store
@@ -833,14 +920,19 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
         .expect("hold"));
 
     let last_slot = utc(2026, 10, 26, 11, 0, 0);
-    let h = wait_until(
+    let h = step_through(
         &env.store,
-        "tiered",
-        Duration::from_secs(300),
-        Duration::from_secs(3 * 86_400),
-        |h| h.iter().any(|r| r.slot == last_slot) && all_final(h),
+        &def,
+        tz,
+        clock,
+        start,
+        last_slot,
+        step,
+        &no_other_clock,
+        &in_flight,
     )
     .await;
+    assert_eq!(h.last().map(|r| r.slot), Some(last_slot));
     token.cancel();
     handle.await.expect("loop ends");
     for r in &h {
@@ -905,4 +997,132 @@ async fn the_daemon_keeps_exactly_the_tiered_set_across_a_dst_change() {
     present.sort();
     assert_eq!(present, expected, "the store records another set");
     assert!(at_provider.contains(&held), "the held snapshot was deleted");
+}
+
+/// The same over HTTP: the daemon's loop against the fake DigitalOcean API
+/// (its clock advanced in step with tokio's paused one) makes a volume
+/// snapshot every hour for three days across the next DST change of
+/// Europe/Bratislava and ends with exactly the oracle's tiered set.
+#[tokio::test]
+async fn the_daemon_keeps_the_tiered_set_at_the_fake_digitalocean_api() {
+    use chrono::Offset;
+    use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
+    use snapsched::secret::Secret;
+    use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, Resource};
+
+    let dir = TempDir::new().expect("temp dir");
+    let store = crate::support::db::open(&dir.path().join("snapsched.db")).await;
+    let fake = FakeDigitalOcean::start(FakeConfig::default())
+        .await
+        .expect("fake DigitalOcean");
+    let volume: uuid::Uuid = crate::support::fake::VOLUME.parse().expect("uuid");
+    fake.add_volume(volume, "data");
+    let mut settings_do = DigitalOceanSettings::new("do", Secret::new("fake-do-token"));
+    settings_do.api_url = url::Url::parse(fake.url()).expect("fake url");
+    let provider = DigitalOcean::new(settings_do).expect("provider builds");
+
+    // The fake's clock starts at the wall clock: move it (and start tokio's)
+    // to the evening two days before the zone's next DST change.
+    let zone_name = "Europe/Bratislava";
+    let zone: chrono_tz::Tz = zone_name.parse().expect("zone");
+    let offset = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix();
+    let mut change = fake.now();
+    while offset(change) == offset(fake.now()) {
+        change += chrono::TimeDelta::hours(1);
+    }
+    let start = change - chrono::TimeDelta::hours(52) - chrono::TimeDelta::minutes(30);
+    fake.advance((start - fake.now()).to_std().expect("start is ahead"));
+    assert_eq!(fake.now(), start);
+
+    tokio::time::pause();
+    let spinner = hold_clock();
+    let clock = Clock::tokio(start);
+    let map = HashMap::from([("do".to_owned(), (provider, ProviderKind::DigitalOcean))]);
+    let target = format!("volume:{volume}");
+    let mut def = fixtures::spec("do", &target, "tiered")
+        .schedule("0 * * * *")
+        .timezone(zone_name)
+        .retention(3)
+        .build();
+    def.keep.hourly = 6;
+    def.keep.daily = 3;
+    store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut st = settings();
+    st.change_poll = Duration::from_secs(3600);
+    let token = CancellationToken::new();
+    let mut s = Scheduler::new(store.clone(), Providers::new(map), clock, st, token.clone());
+    let (in_flight, tick) = in_flight_counter();
+    s.on_tick(tick);
+    let handle = tokio::spawn(async move {
+        s.start().await.expect("scheduler starts");
+        s.run(Duration::from_secs(30)).await.expect("loop runs");
+    });
+
+    // Three days of virtual time, the fake's clock in step with tokio's.
+    let end = start + chrono::TimeDelta::days(3);
+    let move_fake = |by: Duration| fake.advance(by);
+    step_through(
+        &store,
+        &def,
+        zone,
+        clock,
+        start,
+        end,
+        Duration::from_secs(300),
+        &move_fake,
+        &in_flight,
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    spinner.abort();
+
+    let h = runs(&store, "tiered").await;
+    assert!(h.len() >= 70, "only {} runs in three days", h.len());
+    for r in &h {
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        assert_eq!(r.error, None, "a prune failed or was blocked: {r:?}");
+    }
+    let made: Vec<(String, i64)> = store
+        .snapshot_records(Some("tiered"))
+        .await
+        .expect("records")
+        .into_iter()
+        .map(|r| (r.snapshot, r.created_at.expect("created_at").timestamp()))
+        .collect();
+    assert_eq!(made.len(), h.len(), "one snapshot per run");
+    let mut times: Vec<i64> = made.iter().map(|(_, t)| *t).collect();
+    times.sort_unstable();
+    let policy = snapsched::prune::policy(&def, zone);
+    let answer = crate::support::oracle::run(&[crate::support::oracle::input(
+        zone_name,
+        &policy,
+        *times.last().expect("made"),
+        &times,
+    )]);
+    let kept: Vec<i64> = times
+        .iter()
+        .zip(answer[0].as_array().expect("verdicts"))
+        .filter(|(_, v)| v[0] == true)
+        .map(|(t, _)| *t)
+        .collect();
+    let mut expected: Vec<String> = made
+        .iter()
+        .filter(|(_, t)| kept.contains(t))
+        .map(|(n, _)| n.clone())
+        .collect();
+    expected.sort();
+    let mut at_fake: Vec<String> = fake
+        .snapshots_of(Resource::Volume(volume))
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    at_fake.sort();
+    assert!(expected.len() > 4, "a trivial expectation: {expected:?}");
+    assert_eq!(at_fake, expected);
+    assert_eq!(fake.contract_violations(), Vec::<String>::new());
+    store.close().await;
 }
