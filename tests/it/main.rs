@@ -18,6 +18,7 @@ mod metrics;
 mod nodes;
 mod notify;
 mod prune_guard;
+mod retention_daemon;
 mod retention_e2e;
 mod retention_oracle;
 mod retention_simulate;

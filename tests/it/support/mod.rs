@@ -3,7 +3,7 @@
 //! against it ([`TestEnv`], here); running and stopping the binary
 //! ([`process`]); definitions and configuration files ([`fixtures`]); the
 //! fake provider APIs set up for the CLI ([`fake`]); the retention oracle
-//! ([`oracle`]). Test files import
+//! ([`oracle`]); the scheduler on tokio's paused clock ([`paused`]). Test files import
 //! helpers from here, never from each other.
 //!
 //! Invariants: every `TestEnv` owns its own directory (removed on drop) and
@@ -17,6 +17,7 @@ pub mod db;
 pub mod fake;
 pub mod fixtures;
 pub mod oracle;
+pub mod paused;
 pub mod process;
 pub mod proxy;
 
