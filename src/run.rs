@@ -97,9 +97,7 @@ impl Default for RunOptions {
     }
 }
 
-/// The error class of a run whose post-run prune was blocked by
-/// `max_deletes_per_run`; the run itself succeeded.
-pub const PRUNE_BLOCKED: &str = "prune_blocked";
+pub use crate::domain::run::PRUNE_BLOCKED;
 
 /// The tracing target of the one "run ended" line per run, so that a
 /// front end that reports the end itself (`snapsched run`) can leave it out.
@@ -953,6 +951,14 @@ impl<P: Provider> Runner<'_, P> {
         )
         .await;
         // The run succeeded either way: the snapshot is made.
+        let id = &self.spec.identity;
+        match &outcome {
+            Ok(_) => crate::telemetry::metrics::prune_blocked(id, false),
+            Err(crate::prune::PruneError::Blocked { .. }) => {
+                crate::telemetry::metrics::prune_blocked(id, true)
+            }
+            Err(_) => {}
+        }
         let error = match &outcome {
             Ok(_) => None,
             Err(e @ crate::prune::PruneError::Blocked { .. }) => {

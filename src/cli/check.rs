@@ -88,6 +88,7 @@ impl Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Problem {
     Failed,
+    PruneBlocked,
     NeverSucceeded,
     Stale,
 }
@@ -96,6 +97,7 @@ impl Problem {
     fn adjective(self) -> &'static str {
         match self {
             Problem::Failed => "failed",
+            Problem::PruneBlocked => "prune blocked",
             Problem::NeverSucceeded => "never succeeded",
             Problem::Stale => "stale",
         }
@@ -141,6 +143,9 @@ pub struct DefinitionInput {
     /// The latest finished snapshot run and the latest success.
     pub last_run: Option<Run>,
     pub last_success: Option<Run>,
+    /// The run whose prune `max_deletes_per_run` blocked, while that is
+    /// the latest prune ([`crate::store::Store::blocked_prunes`]).
+    pub prune_blocked: Option<Run>,
 }
 
 /// One definition's verdict; the JSON field names are stable.
@@ -268,6 +273,19 @@ fn check_one(
                 run.error.as_deref().unwrap_or("no error recorded")
             ),
         )
+    } else if let Some(run) = &d.prune_blocked {
+        // Snapshots pile up until an operator looks: as urgent as a failure.
+        (
+            Status::Critical,
+            Some(Problem::PruneBlocked),
+            format!(
+                "prune blocked since slot {}: {}; review `snapsched prune {} --dry-run`, apply with `snapsched prune {} --yes`",
+                run.slot.to_rfc3339(),
+                run.error.as_deref().unwrap_or("more deletions than max_deletes_per_run"),
+                d.identity.name,
+                d.identity.name
+            ),
+        )
     } else if d.last_success.is_none() {
         let reason = format!(
             "never succeeded, created {} ago{every}",
@@ -345,7 +363,12 @@ pub fn evaluate(
             None => "no daemon heartbeat in the store (no daemon has joined it)".to_owned(),
         });
     }
-    for problem in [Problem::Failed, Problem::NeverSucceeded, Problem::Stale] {
+    for problem in [
+        Problem::Failed,
+        Problem::PruneBlocked,
+        Problem::NeverSucceeded,
+        Problem::Stale,
+    ] {
         let hit: Vec<&DefinitionCheck> = checks
             .iter()
             .filter(|c| c.problem == Some(problem))
@@ -487,6 +510,7 @@ async fn judge(
         )));
     }
     let mut outcomes = store.last_snapshot_outcomes().await?;
+    let mut blocked = store.blocked_prunes().await?;
     let nodes = store.nodes().await?;
     let inputs: Vec<DefinitionInput> = defs
         .into_iter()
@@ -494,6 +518,7 @@ async fn judge(
             let (last_run, last_success) = outcomes.remove(&d.spec.identity).unwrap_or_default();
             let zone = d.spec.zone(default_tz);
             DefinitionInput {
+                prune_blocked: blocked.remove(&d.spec.identity),
                 interval: nominal_interval(&d.spec.schedule, zone, now),
                 identity: d.spec.identity,
                 created_at: d.created_at,

@@ -659,6 +659,7 @@ async fn rm(
     let def = ctx.resolve(&store, address).await?;
     ensure_cli_managed(&def)?;
     if delete_snapshots {
+        refuse_held(&store, &def).await?;
         confirm_delete(&def, yes)?;
         let (provider, target) = ctx.provider_for(cfg, &def, &store)?;
         let report = crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
@@ -672,6 +673,19 @@ async fn rm(
                 failed
             )));
         }
+        // A hold placed after the check above: the planner kept it.
+        let held = report
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.reasons.first(), Some(crate::retention::Reason::Held(_))))
+            .count();
+        if held > 0 {
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "{held} held snapshots were kept; the definition is kept (release them with \
+                 `snapsched snapshots release {} SNAPSHOT`)",
+                def.spec.identity.name
+            )));
+        }
         store.delete_definition(&def.spec.identity).await?;
         println!("removed {} and its snapshots", def.spec.identity);
         return Ok(());
@@ -682,6 +696,32 @@ async fn rm(
         def.spec.identity
     );
     Ok(())
+}
+
+/// `def rm --delete-snapshots` deletes nothing while the definition holds
+/// snapshots: held snapshots are never deleted, and removing the
+/// definition would leave holds that no command can release.
+async fn refuse_held(store: &crate::store::Store, def: &Definition) -> CliResult {
+    let id = &def.spec.identity;
+    let held: Vec<String> = store
+        .snapshot_records_on(&id.provider, &id.target, id.disk_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.identity == *id && r.state == crate::domain::RecordState::Present)
+        .filter_map(|r| r.hold.map(|h| format!("{} ({})", r.snapshot, h.describe())))
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "{id} has {} held snapshot{}: {}; nothing was deleted. Held snapshots are never \
+         deleted: release them first (`snapsched snapshots release {name} SNAPSHOT`), or remove \
+         the definition without --delete-snapshots (its snapshots stay at the provider)",
+        held.len(),
+        if held.len() == 1 { "" } else { "s" },
+        held.join(", "),
+        name = id.name
+    )))
 }
 
 async fn list(json: bool, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> CliResult {

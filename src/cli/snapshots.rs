@@ -4,25 +4,34 @@
 //! with their state (present, deleted, gone). `--all` lists the one matching
 //! definition's disk at the provider and adds every other snapshot there,
 //! marked as not managed. `--orphaned`: present snapshots recorded for a
-//! definition identity that no longer exists.
+//! definition identity that no longer exists. Held snapshots show their
+//! hold in the Hold column (`held: TEXT`) and the JSON `hold` object
+//! (`reason`, `held_at`).
+//!
+//! `snapshots hold` and `snapshots release`: see [`hold`].
+
+mod hold;
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::context::{Address, Context, Filters};
 use super::output::print_json;
 use super::{CliError, CliResult};
 use crate::domain::definition::Identity;
-use crate::domain::{RecordState, SnapshotRecord};
+use crate::domain::{Hold, RecordState, SnapshotRecord};
 use crate::provider::Provider;
 use crate::retention::{self, Ownership, StoreRecords};
 use crate::table;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SnapshotsArgs {
+    #[command(subcommand)]
+    pub action: Option<SnapshotsAction>,
     /// Definition name (all definitions when omitted)
     pub name: Option<String>,
     #[command(flatten)]
@@ -36,6 +45,17 @@ pub struct SnapshotsArgs {
     pub orphaned: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Holding a snapshot so that snapsched never deletes it.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsAction {
+    /// Hold a snapshot: snapsched deletes it by no rule (retention,
+    /// prune, def rm --delete-snapshots) until it is released. On
+    /// DigitalOcean the snapshot is also tagged snapsched-hold
+    Hold(hold::HoldArgs),
+    /// Release a held snapshot: the next prune applies the retention to it
+    Release(hold::ReleaseArgs),
 }
 
 /// One line of output.
@@ -55,6 +75,8 @@ pub struct SnapshotRow {
     pub adopted: bool,
     /// Why it was deleted or gone, or what `--all` found.
     pub note: Option<String>,
+    /// Set while the snapshot is held (`reason`, `held_at`).
+    pub hold: Option<Hold>,
 }
 
 fn from_record(r: SnapshotRecord) -> SnapshotRow {
@@ -69,10 +91,16 @@ fn from_record(r: SnapshotRecord) -> SnapshotRow {
         state: r.state.as_str().to_owned(),
         adopted: r.adopted,
         note: r.delete_reason,
+        hold: r.hold,
     }
 }
 
 pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
+    match args.action {
+        Some(SnapshotsAction::Hold(a)) => return hold::hold(a, ctx).await,
+        Some(SnapshotsAction::Release(a)) => return hold::release(a, ctx).await,
+        None => {}
+    }
     let cfg = ctx.config()?;
     let store = ctx.open_store_read_only(&cfg).await?;
     let filter = args.filters.filter();
@@ -212,6 +240,9 @@ pub fn all_rows(
                 state,
                 adopted: record.is_some_and(|r| r.adopted) || c.ownership == Ownership::Adopted,
                 note,
+                hold: record
+                    .filter(|r| r.identity == *id)
+                    .and_then(|r| r.hold.clone()),
             }
         })
         .collect();
@@ -255,6 +286,7 @@ pub fn render(rows: &[SnapshotRow]) -> String {
                 } else {
                     r.state.clone()
                 },
+                r.hold.as_ref().map(Hold::describe).unwrap_or_default(),
                 r.note.clone().unwrap_or_default(),
             ]
         })
@@ -268,6 +300,7 @@ pub fn render(rows: &[SnapshotRow]) -> String {
             "Snapshot",
             "Created",
             "State",
+            "Hold",
             "Note",
         ],
         &body,

@@ -38,6 +38,18 @@ pub struct DefinitionStatus {
     /// Whether this configuration file's definitions differ from the
     /// version the store holds (the same for every row).
     pub config_drift: bool,
+    /// Set while the definition's latest prune was blocked by
+    /// `max_deletes_per_run`: that run and why.
+    pub prune_blocked: Option<PruneBlocked>,
+}
+
+/// A prune the blast-radius guard blocked, waiting for `snapsched prune
+/// NAME` to apply it.
+#[derive(Debug, Serialize)]
+pub struct PruneBlocked {
+    pub run_id: i64,
+    pub slot: String,
+    pub message: Option<String>,
 }
 
 /// The node owning a run in flight.
@@ -78,6 +90,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let now = Utc::now();
     let mut owners = owners(&store).await?;
     let drift = crate::wiring::config_drift(&cfg, &store).await?;
+    let mut blocked = store.blocked_prunes().await?;
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
@@ -99,6 +112,13 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             last_success,
             last_error,
             config_drift: drift.is_some(),
+            prune_blocked: blocked
+                .remove(&view.definition.spec.identity)
+                .map(|r| PruneBlocked {
+                    run_id: r.id,
+                    slot: r.slot.to_rfc3339(),
+                    message: r.error,
+                }),
         });
     }
     if args.json {
@@ -106,6 +126,21 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     }
     let times = ctx.times(Utc::now());
     print_status_table(&out, &times, ctx.wide);
+    for s in &out {
+        if let Some(b) = &s.prune_blocked {
+            println!(
+                "prune blocked: {} {} disk {} (run {}, slot {}): {}",
+                s.identity.name,
+                s.identity.target,
+                s.identity.disk_id,
+                b.run_id,
+                b.slot,
+                b.message
+                    .as_deref()
+                    .unwrap_or("more deletions than max_deletes_per_run")
+            );
+        }
+    }
     if let Some(a) = drift {
         println!(
             "config drift: the definitions in {} differ from the version {} applied from {} \

@@ -19,5 +19,7 @@ pub use hooks::{Consistency, HookSpec, HookState, Hooks};
 pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;
-pub use snapshot::{RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus};
+pub use snapshot::{
+    describe_hold, Hold, RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus,
+};
 pub use target::{ProviderKind, Target};

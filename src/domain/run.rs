@@ -195,3 +195,7 @@ mod human_duration_tests {
         }
     }
 }
+
+/// The error class of a run whose post-run prune was blocked by
+/// `max_deletes_per_run`; the run itself succeeded.
+pub const PRUNE_BLOCKED: &str = "prune_blocked";

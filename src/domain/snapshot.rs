@@ -81,6 +81,32 @@ pub struct SnapshotRecord {
     pub recorded_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub delete_reason: Option<String>,
+    /// Set while the snapshot is held: snapsched deletes it by no rule.
+    pub hold: Option<Hold>,
+}
+
+/// An operator's hold on a snapshot (`snapsched snapshots hold`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    /// The operator's text; empty when none was given.
+    pub reason: String,
+    pub held_at: DateTime<Utc>,
+}
+
+impl Hold {
+    /// The hold as a keep reason reads: `held: TEXT`, or `held`.
+    pub fn describe(&self) -> String {
+        describe_hold(&self.reason)
+    }
+}
+
+/// `held: TEXT`, or `held` for a hold without a reason.
+pub fn describe_hold(reason: &str) -> String {
+    if reason.is_empty() {
+        "held".to_owned()
+    } else {
+        format!("held: {reason}")
+    }
 }
 
 /// The snapshot name for a slot: `<definition>-YYYYmmdd_HHMMSS` in UTC

@@ -6,8 +6,8 @@ use super::erigones::Erigones;
 #[cfg(feature = "fake-provider")]
 use super::fake::FakeProvider;
 use super::{
-    CreateOutcome, CreateRequest, Operation, PointInTime, PollOutcome, PollPolicy, Provider,
-    ProviderResult,
+    CreateOutcome, CreateRequest, HoldMark, Operation, PointInTime, PollOutcome, PollPolicy,
+    Provider, ProviderResult,
 };
 use crate::domain::{RemoteSnapshot, Target};
 
@@ -56,6 +56,16 @@ impl Provider for AnyProvider {
         snapshots: &[RemoteSnapshot],
     ) -> Vec<ProviderResult<()>> {
         dispatch!(self, p => p.delete_snapshots(target, disk_id, snapshots).await)
+    }
+
+    async fn mark_held(
+        &self,
+        target: &Target,
+        disk_id: u32,
+        snapshot_id: &str,
+        held: bool,
+    ) -> ProviderResult<HoldMark> {
+        dispatch!(self, p => p.mark_held(target, disk_id, snapshot_id, held).await)
     }
 
     fn poll_policy(&self) -> PollPolicy {

@@ -33,8 +33,8 @@ use self::model::{
 pub use super::ratelimit::RateLimits;
 use super::ratelimit::{RateLimiter, SharedBudget};
 use super::{
-    CreateOutcome, CreateRequest, Operation, PollOutcome, PollPolicy, Provider, ProviderError,
-    ProviderResult,
+    CreateOutcome, CreateRequest, HoldMark, Operation, PollOutcome, PollPolicy, Provider,
+    ProviderError, ProviderResult, HOLD_TAG,
 };
 use crate::domain::{RemoteSnapshot, Target};
 use crate::secret::Secret;
@@ -403,41 +403,66 @@ impl DigitalOcean {
         req: &CreateRequest,
     ) -> ProviderResult<()> {
         for tag in self.tags_for(req) {
-            let url = self.http().url(&["v2", "tags", &tag, "resources"]);
-            let body = TagResources {
-                resources: vec![TagResource {
-                    resource_id: &snap.id,
-                    resource_type: "image",
-                }],
-            };
-            let reply = self
-                .http()
-                .send(Method::POST, url.clone(), Some(&body))
-                .await?;
-            if reply.status.is_success() {
-                continue;
-            }
-            if reply.status != StatusCode::NOT_FOUND {
-                return Err(reply.error(&format!("tag {tag}")));
-            }
-            let create = self
-                .http()
-                .send(
-                    Method::POST,
-                    self.http().url(&["v2", "tags"]),
-                    Some(&TagCreate { name: &tag }),
-                )
-                .await?;
-            // 422 here means another caller created it meanwhile.
-            if !create.status.is_success() && create.status != StatusCode::UNPROCESSABLE_ENTITY {
-                return Err(create.error(&format!("tag {tag}")));
-            }
-            let retry = self.http().send(Method::POST, url, Some(&body)).await?;
-            if !retry.status.is_success() {
-                return Err(retry.error(&format!("tag {tag}")));
-            }
+            self.tag(&tag, &snap.id, "image").await?;
         }
         Ok(())
+    }
+
+    /// Tag one resource, creating the tag when the API says it does not
+    /// exist yet.
+    async fn tag(&self, tag: &str, resource_id: &str, resource_type: &str) -> ProviderResult<()> {
+        let url = self.http().url(&["v2", "tags", tag, "resources"]);
+        let body = TagResources {
+            resources: vec![TagResource {
+                resource_id,
+                resource_type,
+            }],
+        };
+        let reply = self
+            .http()
+            .send(Method::POST, url.clone(), Some(&body))
+            .await?;
+        if reply.status.is_success() {
+            return Ok(());
+        }
+        if reply.status != StatusCode::NOT_FOUND {
+            return Err(reply.error(&format!("tag {tag}")));
+        }
+        let create = self
+            .http()
+            .send(
+                Method::POST,
+                self.http().url(&["v2", "tags"]),
+                Some(&TagCreate { name: tag }),
+            )
+            .await?;
+        // 422 here means another caller created it meanwhile.
+        if !create.status.is_success() && create.status != StatusCode::UNPROCESSABLE_ENTITY {
+            return Err(create.error(&format!("tag {tag}")));
+        }
+        let retry = self.http().send(Method::POST, url, Some(&body)).await?;
+        if !retry.status.is_success() {
+            return Err(retry.error(&format!("tag {tag}")));
+        }
+        Ok(())
+    }
+
+    /// Remove a tag from one resource; a tag that no longer exists (404)
+    /// is not on the resource either, so that is success.
+    async fn untag(&self, tag: &str, resource_id: &str, resource_type: &str) -> ProviderResult<()> {
+        let url = self.http().url(&["v2", "tags", tag, "resources"]);
+        let body = TagResources {
+            resources: vec![TagResource {
+                resource_id,
+                resource_type,
+            }],
+        };
+        let reply = self.http().send(Method::DELETE, url, Some(&body)).await?;
+        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(reply.error(&format!("untag {tag}")))
+        }
     }
 }
 
@@ -580,6 +605,29 @@ impl Provider for DigitalOcean {
 
     fn poll_policy(&self) -> PollPolicy {
         self.inner.poll
+    }
+
+    /// A held snapshot carries [`HOLD_TAG`]: droplet snapshots are tagged
+    /// as `image`, volume snapshots as `volume_snapshot` (the tags API's
+    /// resource types).
+    async fn mark_held(
+        &self,
+        target: &Target,
+        _disk_id: u32,
+        snapshot_id: &str,
+        held: bool,
+    ) -> ProviderResult<HoldMark> {
+        let resource_type = match target {
+            Target::Droplet(_) => "image",
+            Target::Volume(_) => "volume_snapshot",
+            _ => return Err(vm_target(target)),
+        };
+        if held {
+            self.tag(HOLD_TAG, snapshot_id, resource_type).await?;
+        } else {
+            self.untag(HOLD_TAG, snapshot_id, resource_type).await?;
+        }
+        Ok(HoldMark::Tagged(HOLD_TAG))
     }
 }
 

@@ -213,6 +213,21 @@ pub trait Provider: Send + Sync {
     fn point_in_time(&self, _target: &Target) -> PointInTime {
         PointInTime::Accepted
     }
+
+    /// Show (`held`) or stop showing an operator's hold on the snapshot at
+    /// the provider, where the API allows (DigitalOcean: the
+    /// [`HOLD_TAG`] tag). The hold itself lives in the store; this only
+    /// makes it visible in the provider's control panel. Providers without
+    /// a way to show it answer [`HoldMark::NotShown`].
+    fn mark_held(
+        &self,
+        _target: &Target,
+        _disk_id: u32,
+        _snapshot_id: &str,
+        _held: bool,
+    ) -> impl Future<Output = ProviderResult<HoldMark>> + Send {
+        async { Ok(HoldMark::NotShown) }
+    }
 }
 
 /// When the provider fixes a snapshot's content.
@@ -226,4 +241,16 @@ pub enum PointInTime {
     /// create is a queued task, and the ZFS snapshot is taken when the
     /// compute node runs it.
     Completed,
+}
+
+/// The tag a held snapshot carries at DigitalOcean.
+pub const HOLD_TAG: &str = "snapsched-hold";
+
+/// How a provider shows a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldMark {
+    /// The snapshot carries (or no longer carries) this tag.
+    Tagged(&'static str),
+    /// The provider has no way to show it; the hold is in the store only.
+    NotShown,
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::ownership::{classify, Classification, StoreRecords};
-use super::plan::{plan, plan_removal, Decision, Policy};
+use super::plan::{plan_held, plan_removal_held, Decision, Policy};
 use crate::domain::RemoteSnapshot;
 
 /// What a prune is for.
@@ -38,8 +38,10 @@ pub fn plan_listing(
 ) -> ListedPlan {
     let classification = classify(listing, store, definition);
     let decisions = match intent {
-        Intent::Retention(policy) => plan(&classification.candidates, policy, now),
-        Intent::RemoveAll => plan_removal(&classification.candidates),
+        Intent::Retention(policy) => {
+            plan_held(&classification.candidates, &store.held, policy, now)
+        }
+        Intent::RemoveAll => plan_removal_held(&classification.candidates, &store.held),
     };
     ListedPlan {
         classification,

@@ -35,10 +35,13 @@ pub(crate) mod tests;
 
 pub use listing::{plan_listing, Intent, ListedPlan};
 pub use ownership::{
-    classify, matches_definition_pattern, Candidate, Classification, Ownership, StoreRecords,
-    NAME_TIME_FORMAT,
+    classify, matches_definition_pattern, Candidate, Classification, Holds, Ownership,
+    StoreRecords, NAME_TIME_FORMAT,
 };
-pub use plan::{format_duration, plan, plan_removal, Decision, PlanSummary, Policy, Reason};
+pub use plan::{
+    format_duration, plan, plan_held, plan_removal, plan_removal_held, Decision, PlanSummary,
+    Policy, Reason,
+};
 pub use render::{join_reasons, render_json, render_table, CREATED_FORMAT};
 pub use simulate::{simulate, KeptSnapshot, SimulateError, Simulation, SimulationInput, MAX_SLOTS};
 pub use tiers::{keep_reasons, Tier, Tiers};

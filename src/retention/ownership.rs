@@ -30,7 +30,7 @@
 //! listing an error), otherwise "missing from the listing" would wrongly mark
 //! snapshots gone.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
@@ -88,7 +88,13 @@ pub struct StoreRecords {
     /// Names recorded for any other definition identity on this target and
     /// disk, whatever their state.
     pub others: HashSet<String>,
+    /// This definition's held snapshots: name → the hold's reason text
+    /// (empty when none was given). The planner keeps them by no other rule.
+    pub held: Holds,
 }
+
+/// Held snapshots by name, with the hold's reason text.
+pub type Holds = BTreeMap<String, String>;
 
 impl StoreRecords {
     /// Split the store's records of one (provider, target, disk) into
@@ -104,6 +110,9 @@ impl StoreRecords {
                 &mut out.gone
             };
             set.insert(r.snapshot.clone());
+            if let (Some(hold), true) = (&r.hold, r.identity == *id) {
+                out.held.insert(r.snapshot.clone(), hold.reason.clone());
+            }
         }
         out
     }
@@ -300,6 +309,7 @@ mod tests {
             live: set(&["daily-20260101_000000", "daily-20251231_000000"]),
             gone: set(&["daily-20260102_000000", "daily-20251201_000000"]),
             others: set(&["daily-20260104_000000", "weekly-20260105_000000"]),
+            ..StoreRecords::default()
         };
         let c = classify(&listing, &store, "daily");
         let got: Vec<(&str, Ownership)> = c
@@ -350,6 +360,7 @@ mod tests {
             live: set(&["daily-20260103_000000", "daily-20260101_000000"]),
             gone: set(&["daily-20251201_000000"]),
             others: set(&["weekly-20251201_000000"]),
+            ..StoreRecords::default()
         };
         let c = classify(&[], &store, "daily");
         assert_eq!(

@@ -11,11 +11,20 @@
 //! - The newest owned ready snapshot is never deleted by anything.
 //!
 //! Everything else is kept and never counted: snapshots not owned by the
-//! definition, and owned ones that are not ready.
+//! definition, owned ones that are not ready, and held ones.
+//!
+//! Holds ([`plan_held`]): a held own snapshot is kept with the one reason
+//! `held: TEXT`, whatever its status, and is left out of every rule as if
+//! it were not there, as restic does with `--keep-tag`: it takes no tier
+//! slot, is not "the newest", and `keep_within` measures from the newest
+//! snapshot that is not held. So a hold keeps that snapshot *in addition*
+//! to what the policy keeps, and releasing it later gives exactly the plan
+//! a never-held snapshot would get.
 //!
 //! Invariants (property-tested): a decision for every input; output order
-//! and content do not depend on input order; nothing not owned is deleted;
-//! planning again after applying a plan deletes nothing more.
+//! and content do not depend on input order; nothing not owned and nothing
+//! held is deleted; planning again after applying a plan deletes nothing
+//! more.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -25,9 +34,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 
-use super::ownership::{Candidate, Ownership};
+use super::ownership::{Candidate, Holds, Ownership};
 use super::tiers::{keep_reasons, Tier, Tiers};
-use crate::domain::{RemoteSnapshot, SnapshotStatus};
+use crate::domain::{describe_hold, RemoteSnapshot, SnapshotStatus};
 
 /// A definition's retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +76,11 @@ impl Policy {
 
 /// Why a snapshot is kept or deleted. `Display` gives the CLI wording; the
 /// JSON form is `{"kind": "...", "text": "...", ...fields}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
+    /// Held by an operator (`snapsched snapshots hold`): never deleted,
+    /// never counted; the hold's reason text (empty for none).
+    Held(String),
     /// Not owned by the definition: never counted, never deleted.
     NotManaged(Ownership),
     /// Owned but not ready (being created, rolled back, lost): not counted.
@@ -98,6 +110,7 @@ impl Reason {
     /// Stable machine-readable name of the reason.
     pub fn kind(&self) -> &'static str {
         match self {
+            Reason::Held(_) => "held",
             Reason::NotManaged(_) => "not_managed",
             Reason::NotReady(_) => "not_ready",
             Reason::Newest => "newest",
@@ -120,6 +133,7 @@ impl fmt::Display for Reason {
                 f.write_str("not managed by this definition (another definition's)")
             }
             Reason::NotManaged(_) => f.write_str("not managed by this definition"),
+            Reason::Held(reason) => f.write_str(&describe_hold(reason)),
             Reason::NotReady(status) => write!(f, "not ready ({})", status_str(*status)),
             Reason::Newest => f.write_str("newest ready snapshot"),
             Reason::Tier { tier, nth, of } => write!(f, "{tier} {nth}/{of}"),
@@ -141,6 +155,7 @@ impl Serialize for Reason {
         map.serialize_entry("kind", self.kind())?;
         map.serialize_entry("text", &self.to_string())?;
         match self {
+            Reason::Held(reason) => map.serialize_entry("hold_reason", reason)?,
             Reason::NotManaged(o) => map.serialize_entry("ownership", o)?,
             Reason::NotReady(s) => map.serialize_entry("status", s)?,
             Reason::BeyondRetention(n) => map.serialize_entry("retention", n)?,
@@ -252,10 +267,28 @@ impl fmt::Display for PlanSummary {
 /// Returns one decision per input, ordered by creation time, name, id (then
 /// the remaining fields), whatever the input order.
 pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
+    plan_held(snapshots, &Holds::new(), policy, now)
+}
+
+/// [`plan`] with the definition's holds (snapshot name → reason): a held
+/// own snapshot is kept and takes no part in any rule (see the module
+/// header).
+pub fn plan_held(
+    snapshots: &[Candidate],
+    held: &Holds,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = snapshots.iter().collect();
     sorted.sort_by(|a, b| total_order(a, b));
 
-    let ready = |c: &Candidate| c.ownership.is_owned() && c.snapshot.status == SnapshotStatus::Ok;
+    let hold = |c: &Candidate| {
+        held.get(&c.snapshot.name)
+            .filter(|_| c.ownership.is_owned())
+    };
+    let ready = |c: &Candidate| {
+        c.ownership.is_owned() && c.snapshot.status == SnapshotStatus::Ok && hold(c).is_none()
+    };
     let newest_first: Vec<DateTime<Utc>> = sorted
         .iter()
         .rev()
@@ -278,6 +311,8 @@ pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec
         .map(|c| {
             let (keep, reasons) = if !c.ownership.is_owned() {
                 (true, vec![Reason::NotManaged(c.ownership)])
+            } else if let Some(reason) = hold(c) {
+                (true, vec![Reason::Held(reason.clone())])
             } else if c.snapshot.status != SnapshotStatus::Ok {
                 (true, vec![Reason::NotReady(c.snapshot.status)])
             } else {
@@ -303,20 +338,26 @@ pub fn plan(snapshots: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec
 /// --delete-snapshots`): every owned snapshot is deleted, ready or not;
 /// nothing else is touched. Same order as [`plan`].
 pub fn plan_removal(snapshots: &[Candidate]) -> Vec<Decision> {
+    plan_removal_held(snapshots, &Holds::new())
+}
+
+/// [`plan_removal`] that keeps the held own snapshots.
+pub fn plan_removal_held(snapshots: &[Candidate], held: &Holds) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = snapshots.iter().collect();
     sorted.sort_by(|a, b| total_order(a, b));
     sorted
         .into_iter()
         .map(|c| {
             let owned = c.ownership.is_owned();
+            let hold = held.get(&c.snapshot.name).filter(|_| owned);
             Decision {
                 snapshot: c.snapshot.clone(),
                 ownership: c.ownership,
-                keep: !owned,
-                reasons: vec![if owned {
-                    Reason::DefinitionRemoved
-                } else {
-                    Reason::NotManaged(c.ownership)
+                keep: !owned || hold.is_some(),
+                reasons: vec![match hold {
+                    Some(reason) => Reason::Held(reason.clone()),
+                    None if owned => Reason::DefinitionRemoved,
+                    None => Reason::NotManaged(c.ownership),
                 }],
             }
         })

@@ -98,6 +98,10 @@ pub async fn prune_run<P: Provider>(
             clock.now(),
         )
         .await?;
+    if error.is_none() {
+        // The plan is applied: a block by max_deletes_per_run is over.
+        crate::telemetry::metrics::prune_blocked(id, false);
+    }
     metrics::counter!(
         "snapsched_runs_total",
         "definition" => id.name.clone(),

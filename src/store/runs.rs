@@ -539,6 +539,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The definitions whose latest prune was blocked by
+    /// `max_deletes_per_run`, with that run. A prune happened in every
+    /// succeeded run (the run's own after its snapshot, or `snapsched
+    /// prune`) and in a failed `snapsched prune`; the latest of those
+    /// decides: a block clears once a later prune applies a plan, the
+    /// operator's `snapsched prune --yes` or a run whose plan is within the
+    /// limit.
+    pub async fn blocked_prunes(&self) -> StoreResult<HashMap<Identity, Run>> {
+        let runs = into_runs(
+            self.pool
+                .fetch_all(
+                    &format!(
+                        "SELECT {COLS} FROM runs WHERE error_class = $1 AND id IN (
+                           SELECT MAX(id) FROM runs
+                           WHERE state = 'succeeded' OR (trigger = 'prune' AND state = 'failed')
+                           GROUP BY provider, target, disk_id, def_name)"
+                    ),
+                    &Args::new().text(crate::domain::run::PRUNE_BLOCKED),
+                )
+                .await?,
+        )?;
+        Ok(runs.into_iter().map(|r| (r.identity.clone(), r)).collect())
+    }
+
     /// Delete all but the newest `keep` final runs of a definition.
     pub async fn trim_history(&self, id: &Identity, keep: u32) -> StoreResult<u64> {
         self.pool

@@ -9,7 +9,7 @@ use super::{
     parse_opt_ts, parse_ts, ts_ms, IdentityRow, Store, StoreError, StoreResult, OF_IDENTITY,
 };
 use crate::domain::event::SnapshotInfo;
-use crate::domain::{Identity, RecordState, RemoteSnapshot, SnapshotRecord};
+use crate::domain::{Hold, Identity, RecordState, RemoteSnapshot, SnapshotRecord};
 
 /// A `snapshots` row as stored.
 #[derive(sqlx::FromRow)]
@@ -26,6 +26,8 @@ struct SnapshotRow {
     recorded_at: String,
     deleted_at: Option<String>,
     delete_reason: Option<String>,
+    held_at: Option<String>,
+    hold_reason: Option<String>,
 }
 
 impl SnapshotRow {
@@ -43,6 +45,13 @@ impl SnapshotRow {
             recorded_at: parse_ts(&self.recorded_at)?,
             deleted_at: parse_opt_ts(self.deleted_at.as_deref())?,
             delete_reason: self.delete_reason,
+            hold: match parse_opt_ts(self.held_at.as_deref())? {
+                Some(held_at) => Some(Hold {
+                    reason: self.hold_reason.unwrap_or_default(),
+                    held_at,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -235,5 +244,49 @@ impl Store {
             )
             .await?;
         Ok(n)
+    }
+
+    /// Hold the recorded snapshot `snapshot` of `id`'s disk with `reason`
+    /// (empty for none). Returns false when the snapshot is already held
+    /// (or not recorded for `id`): only one hold at a time, so a second
+    /// hold cannot silently replace the first one's reason.
+    pub async fn hold_snapshot(
+        &self,
+        id: &Identity,
+        snapshot: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = self
+            .pool
+            .execute(
+                &format!(
+                    "UPDATE snapshots SET held_at = $6, hold_reason = $7
+                     WHERE {OF_IDENTITY} AND name = $5 AND held_at IS NULL"
+                ),
+                &Args::new()
+                    .identity(id)
+                    .text(snapshot)
+                    .text(ts_ms(now))
+                    .text(reason),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Release the hold on `id`'s snapshot `snapshot`. Returns false when it
+    /// was not held (or is not recorded for `id`).
+    pub async fn release_snapshot(&self, id: &Identity, snapshot: &str) -> StoreResult<bool> {
+        let n = self
+            .pool
+            .execute(
+                &format!(
+                    "UPDATE snapshots SET held_at = NULL, hold_reason = NULL
+                     WHERE {OF_IDENTITY} AND name = $5 AND held_at IS NOT NULL"
+                ),
+                &Args::new().identity(id).text(snapshot),
+            )
+            .await?;
+        Ok(n > 0)
     }
 }

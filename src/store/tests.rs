@@ -1422,3 +1422,152 @@ async fn hook_settings_and_hook_progress_round_trip() {
         );
     }
 }
+
+#[tokio::test]
+async fn holds_are_kept_once_and_released_once_on_both_backends() {
+    use crate::domain::{RemoteSnapshot, SnapshotStatus};
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let id = spec("daily", "vm1").identity;
+        let other = spec("weekly", "vm1").identity;
+        for (owner, name) in [(&id, "s1"), (&id, "s2"), (&other, "w1")] {
+            let snap = RemoteSnapshot {
+                id: format!("r-{name}"),
+                name: name.into(),
+                created_at: at(1, 0),
+                status: SnapshotStatus::Ok,
+                size_bytes: None,
+                note: None,
+            };
+            store
+                .record_snapshot(owner, &snap, None, false, at(1, 0))
+                .await
+                .expect("record");
+        }
+        assert!(store
+            .hold_snapshot(&id, "s1", "ticket 7", at(2, 0))
+            .await
+            .expect("hold"));
+        assert!(
+            !store
+                .hold_snapshot(&id, "s1", "again", at(3, 0))
+                .await
+                .expect("hold again"),
+            "{b:?}: a second hold must not replace the first"
+        );
+        assert!(
+            !store
+                .hold_snapshot(&id, "w1", "", at(2, 0))
+                .await
+                .expect("hold another's"),
+            "{b:?}: a definition cannot hold another definition's snapshot"
+        );
+        let records = store
+            .snapshot_records(Some("daily"))
+            .await
+            .expect("records");
+        let hold = records[0].hold.clone().expect("s1 held");
+        assert_eq!(
+            (hold.reason.as_str(), hold.held_at),
+            ("ticket 7", at(2, 0)),
+            "{b:?}"
+        );
+        assert_eq!(records[1].hold, None, "{b:?}");
+        let on_disk = store
+            .snapshot_records_on("fake", "vm1", 1)
+            .await
+            .expect("on disk");
+        let held: Vec<(&str, &str)> = on_disk
+            .iter()
+            .filter_map(|r| {
+                r.hold
+                    .as_ref()
+                    .map(|h| (r.snapshot.as_str(), h.reason.as_str()))
+            })
+            .collect();
+        assert_eq!(held, [("s1", "ticket 7")], "{b:?}");
+
+        assert!(store.release_snapshot(&id, "s1").await.expect("release"));
+        assert!(!store
+            .release_snapshot(&id, "s1")
+            .await
+            .expect("release again"));
+        let records = store
+            .snapshot_records(Some("daily"))
+            .await
+            .expect("records");
+        assert!(records.iter().all(|r| r.hold.is_none()), "{b:?}");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_latest_prune_decides_whether_a_definition_is_blocked_on_both_backends() {
+    use crate::domain::run::PRUNE_BLOCKED;
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let id = spec("daily", "vm1").identity;
+        let finish = |run: Run, state: RunState, error: Option<(&'static str, &'static str)>, h| {
+            let store = store.clone();
+            async move {
+                store
+                    .update_run(
+                        &run,
+                        Update {
+                            state: Some(state),
+                            error,
+                            ..Default::default()
+                        },
+                        at(h, 1),
+                    )
+                    .await
+                    .expect("finish")
+            }
+        };
+        let claim = |h, trigger| {
+            let store = store.clone();
+            let id = id.clone();
+            async move {
+                claimed(
+                    &store
+                        .claim_run(&id, at(h, 0), trigger, at(h, 0))
+                        .await
+                        .expect("claim"),
+                )
+                .clone()
+            }
+        };
+        assert!(store.blocked_prunes().await.expect("blocked").is_empty());
+        let run = claim(1, Trigger::Schedule).await;
+        finish(
+            run,
+            RunState::Succeeded,
+            Some((PRUNE_BLOCKED, "blocked: 12 > 10")),
+            1,
+        )
+        .await;
+        // A later run that failed before its prune does not clear it.
+        let run = claim(2, Trigger::Schedule).await;
+        finish(
+            run,
+            RunState::Failed,
+            Some(("permanent", "no such disk")),
+            2,
+        )
+        .await;
+        let blocked = store.blocked_prunes().await.expect("blocked");
+        assert_eq!(
+            blocked.get(&id).and_then(|r| r.error.clone()).as_deref(),
+            Some("blocked: 12 > 10"),
+            "{b:?}"
+        );
+        // A prune that applied the plan clears it.
+        let run = claim(3, Trigger::Prune).await;
+        finish(run, RunState::Succeeded, None, 3).await;
+        assert!(
+            store.blocked_prunes().await.expect("blocked").is_empty(),
+            "{b:?}"
+        );
+        store.close().await;
+    }
+}

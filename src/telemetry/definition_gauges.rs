@@ -10,6 +10,12 @@
 //!   `snapsched run` in another process too).
 //! - `snapsched_snapshots`: present snapshots the definition owns, per the
 //!   store. Set after every prune and re-read by [`start`].
+//! - `snapsched_prune_blocked`: 1 while the definition's latest prune was
+//!   blocked by `max_deletes_per_run` (per the store's runs, see
+//!   [`Store::blocked_prunes`]), else 0. Set by the run engine when a
+//!   post-run prune is blocked or applied, and re-read by [`start`], so a
+//!   `snapsched prune --yes` in another process clears it at the next
+//!   refresh.
 //! - `snapsched_interval_seconds`: the schedule's nominal interval, the
 //!   longest gap between consecutive fires over the coming week (at least
 //!   two gaps), see [`nominal_interval`]. The longest rather than the next
@@ -81,6 +87,8 @@ pub struct DefinitionValues {
     pub last_failure: Option<DateTime<Utc>>,
     /// Present snapshots the definition owns.
     pub snapshots: i64,
+    /// Whether its latest prune was blocked by `max_deletes_per_run`.
+    pub prune_blocked: bool,
     /// See [`nominal_interval`]; `None` for a schedule that (no longer)
     /// fires twice, or one that does not parse.
     pub interval: Option<Duration>,
@@ -115,6 +123,7 @@ impl DefinitionGauges {
         let failures: HashMap<Identity, DateTime<Utc>> =
             store.last_failures().await?.into_iter().collect();
         let counts: HashMap<Identity, i64> = store.owned_counts().await?.into_iter().collect();
+        let blocked = store.blocked_prunes().await?;
         let mut seen = HashSet::with_capacity(defs.len());
         let mut out = Vec::with_capacity(defs.len());
         for def in defs.into_iter().filter(|d| d.spec.active) {
@@ -138,6 +147,7 @@ impl DefinitionGauges {
                 last_success: successes.get(&spec.identity).copied(),
                 last_failure: failures.get(&spec.identity).copied(),
                 snapshots: counts.get(&spec.identity).copied().unwrap_or(0),
+                prune_blocked: blocked.contains_key(&spec.identity),
                 interval,
                 identity: spec.identity,
             });
@@ -159,6 +169,7 @@ impl DefinitionGauges {
                 metrics::last_failure(&v.identity, at);
             }
             metrics::snapshot_count(&v.identity, v.snapshots);
+            metrics::prune_blocked(&v.identity, v.prune_blocked);
             if let Some(i) = v.interval {
                 metrics::definition_interval(&v.identity, i);
             }

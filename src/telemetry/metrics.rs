@@ -70,6 +70,8 @@ pub const NOTIFY_FAILED: &str = "snapsched_notify_failed_total";
 pub const NOTIFY_DROPPED: &str = "snapsched_notify_dropped_total";
 /// Notifications waiting in the store's queue.
 pub const NOTIFY_QUEUE_DEPTH: &str = "snapsched_notify_queue_depth";
+/// 1 while a definition's latest prune was blocked by `max_deletes_per_run`.
+pub const PRUNE_BLOCKED: &str = "snapsched_prune_blocked";
 
 /// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
 /// tens of milliseconds to the request timeout (a minute).
@@ -140,6 +142,10 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         NOTIFY_QUEUE_DEPTH,
         "Notifications waiting in the store's queue"
+    );
+    metrics::describe_gauge!(
+        PRUNE_BLOCKED,
+        "1 while a definition's latest prune was blocked by max_deletes_per_run (apply it with snapsched prune NAME --yes), else 0"
     );
     metrics::describe_counter!(RUNS, "Finished runs by result");
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
@@ -235,6 +241,12 @@ pub fn node_status(node: &Node, up: bool) {
     metrics::gauge!(NODE_UP, &with_role).set(if up { 1.0 } else { 0.0 });
     metrics::gauge!(NODE_HEARTBEAT_AGE, &labels).set(node.heartbeat_age_ms.max(0) as f64 / 1000.0);
     metrics::gauge!(NODE_RUNS_HELD, &labels).set(node.runs_held as f64);
+}
+
+/// Whether a definition's latest prune was blocked by the blast-radius
+/// limit.
+pub fn prune_blocked(id: &Identity, blocked: bool) {
+    metrics::gauge!(PRUNE_BLOCKED, &identity_labels(id)).set(if blocked { 1.0 } else { 0.0 });
 }
 
 /// Whether the daemon's latest read of the store succeeded.

@@ -726,3 +726,20 @@ async fn a_snapshot_list_of_the_wrong_shape_is_worded_plainly() {
     );
     assert!(!e.message.contains("unexpected the"), "{e}");
 }
+
+/// Erigones has no tags: a hold lives in the store only, and marking it
+/// sends nothing to the API.
+#[tokio::test]
+async fn a_hold_is_not_shown_at_erigones_and_sends_no_request() {
+    let env = env().await;
+    let before = env.fake.state.total_requests();
+    for held in [true, false] {
+        let mark = env
+            .provider
+            .mark_held(&vm(), 1, "web-20260101_000000", held)
+            .await
+            .expect("mark");
+        assert_eq!(mark, snapsched::provider::HoldMark::NotShown);
+    }
+    assert_eq!(env.fake.state.total_requests(), before);
+}

@@ -264,6 +264,8 @@ fn metrics_scrape_and_healthz() {
         value(&samples, "snapsched_interval_seconds", WEB),
         Some(1.0)
     );
+    // Retention 3 deletes one snapshot a run: within the daemon's limit.
+    assert_eq!(value(&samples, "snapsched_prune_blocked", WEB), Some(0.0));
 
     assert_eq!(
         value(
@@ -418,6 +420,26 @@ mod gauges_from_store {
         finish(&store, w, t0 + TimeDelta::days(1), RunState::Succeeded).await;
         finish(&store, w, t0 + TimeDelta::days(2), RunState::Failed).await;
         finish(&store, d, t0, RunState::Failed).await;
+        // d's latest prune was blocked by max_deletes_per_run.
+        let Claim::Claimed(run) = store
+            .claim_run(d, t0 + TimeDelta::days(1), Trigger::Schedule, t0)
+            .await
+            .expect("claim")
+        else {
+            panic!("not claimed");
+        };
+        store
+            .update_run(
+                &run,
+                Update {
+                    state: Some(RunState::Succeeded),
+                    error: Some((snapsched::run::PRUNE_BLOCKED, "prune blocked")),
+                    ..Default::default()
+                },
+                t0 + TimeDelta::days(1),
+            )
+            .await
+            .expect("update");
         finish(&store, o, t0, RunState::Succeeded).await;
         snapshot(&store, w, "a", t0).await;
         snapshot(&store, w, "b", t0 + TimeDelta::days(1)).await;
@@ -437,9 +459,10 @@ mod gauges_from_store {
         let expect = vec![
             DefinitionValues {
                 identity: d.clone(),
-                last_success: None,
+                last_success: Some(t0 + TimeDelta::days(1)),
                 last_failure: Some(t0 + TimeDelta::seconds(30)),
                 snapshots: 0,
+                prune_blocked: true,
                 // Weekdays only: the longest gap is Friday to Monday.
                 interval: Some(std::time::Duration::from_secs(3 * 86_400)),
             },
@@ -448,6 +471,7 @@ mod gauges_from_store {
                 last_success: Some(t0 + TimeDelta::days(1) + TimeDelta::seconds(30)),
                 last_failure: Some(t0 + TimeDelta::days(2) + TimeDelta::seconds(30)),
                 snapshots: 2,
+                prune_blocked: false,
                 interval: Some(std::time::Duration::from_secs(86_400)),
             },
         ];

@@ -79,6 +79,7 @@ async fn a_prune_beyond_the_limit_is_blocked_until_applied_with_yes() {
             5,
             "a blocked prune deleted something"
         );
+        assert_blocked(&env, true);
 
         // Off a terminal, applying the plan takes --yes.
         let (code, _out, err) = env.run_env(&["prune", "web"], &[DO_TOKEN]);
@@ -100,7 +101,43 @@ async fn a_prune_beyond_the_limit_is_blocked_until_applied_with_yes() {
         );
         let left: Vec<String> = fake.snapshots().into_iter().map(|s| s.name).collect();
         assert_eq!(left, [run["snapshot_name"].as_str().unwrap_or_default()]);
+        assert_blocked(&env, false);
     });
+}
+
+/// `status` (JSON and text) and `check` show the blocked prune, or not.
+fn assert_blocked(env: &TestEnv, blocked: bool) {
+    let status = env.json(&["status"]);
+    let web = &status[0];
+    assert_eq!(web["prune_blocked"].is_object(), blocked, "{status}");
+    if blocked {
+        let message = web["prune_blocked"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("deletes 4 snapshots"), "{status}");
+    }
+    let text = env.ok(&["status"]);
+    assert_eq!(text.contains("prune blocked: web"), blocked, "{text}");
+
+    // No daemon runs, so the whole verdict is CRITICAL either way; the
+    // definition's own line says why.
+    let (code, out, err) = env.run(&["check", "--json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let verdict: Value = serde_json::from_str(&out).expect("check --json");
+    let def = &verdict["definitions"][0];
+    let reason = def["reason"].as_str().unwrap_or_default();
+    assert_eq!(reason.contains("prune blocked"), blocked, "{verdict}");
+    assert_eq!(
+        def["state"],
+        if blocked { "CRITICAL" } else { "OK" },
+        "{verdict}"
+    );
+    if blocked {
+        assert!(
+            reason.contains("snapsched prune web --yes"),
+            "the check does not say how to apply the plan: {reason}"
+        );
+        let summary = verdict["summary"].as_str().unwrap_or_default();
+        assert!(summary.contains("prune blocked"), "{summary}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

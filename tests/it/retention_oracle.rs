@@ -6,8 +6,6 @@
 //!
 //! Python runs once with every case on stdin.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -15,6 +13,8 @@ use chrono_tz::Tz;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+
+use crate::support::oracle;
 use snapsched::domain::{RemoteSnapshot, SnapshotStatus};
 use snapsched::retention::{plan, Candidate, Ownership, Policy, Tiers};
 
@@ -29,10 +29,6 @@ const ZONES: [&str; 8] = [
     "UTC",
 ];
 const HISTORIES: usize = 4000;
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
 
 struct Case {
     zone: &'static str,
@@ -135,54 +131,12 @@ fn ours(case: &Case) -> Value {
 }
 
 fn oracle_input(case: &Case) -> String {
-    let k = &case.policy.keep;
-    json!({
-        "zone": case.zone,
-        "now": case.now,
-        "max_age": case.policy.max_age.map(|d| d.as_secs()),
-        "keep": {
-            "last": k.last, "hourly": k.hourly, "daily": k.daily, "weekly": k.weekly,
-            "monthly": k.monthly, "yearly": k.yearly, "within": k.within.map(|d| d.as_secs()),
-        },
-        "times": case.times,
-    })
-    .to_string()
+    oracle::input(case.zone, &case.policy, case.now, &case.times)
 }
 
 fn oracle(cases: &[Case]) -> Vec<Value> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/oracle/retention_keep.py"
-    );
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} {script}: {e}", python()));
-    let input: String = cases.iter().map(|c| oracle_input(c) + "\n").collect();
-    let mut stdin = child.stdin.take().expect("stdin pipe");
-    // The oracle reads all of its input before it writes, so writing first
-    // cannot deadlock.
-    stdin
-        .write_all(input.as_bytes())
-        .expect("writing to the oracle");
-    drop(stdin);
-    let mut output = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout pipe")
-        .read_to_string(&mut output)
-        .expect("reading the oracle");
-    assert!(
-        child.wait().expect("oracle exit").success(),
-        "the oracle failed"
-    );
-    output
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("oracle JSON"))
-        .collect()
+    let inputs: Vec<String> = cases.iter().map(oracle_input).collect();
+    oracle::run(&inputs)
 }
 
 #[test]

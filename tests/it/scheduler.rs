@@ -3,95 +3,26 @@
 //! milliseconds. The store is a real database: a sqlite file in a temporary
 //! directory, or a schema of its own on PostgreSQL (`support::db`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use snapsched::clock::Clock;
 use snapsched::domain::definition::{DefinitionSpec, Source};
 use snapsched::domain::ProviderKind;
 use snapsched::domain::{Run, RunState, Trigger};
 use snapsched::provider::fake::{Call, FakeProvider};
-use snapsched::provider::{PollPolicy, ProviderError};
+use snapsched::provider::ProviderError;
 use snapsched::run::snapshot_name;
-use snapsched::scheduler::{Providers, Scheduler, Settings};
+use snapsched::scheduler::{Scheduler, Settings};
 use snapsched::store::Store;
-use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::fixtures;
-
-struct Env {
-    _dir: TempDir,
-    spinner: JoinHandle<()>,
-    store: Store,
-    fake: FakeProvider,
-    providers: Providers<FakeProvider>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.spinner.abort();
-    }
-}
-
-fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-        .single()
-        .expect("valid UTC time")
-}
-
-async fn env(operation_time: Duration) -> Env {
-    let dir = TempDir::new().expect("temp dir");
-    let store = crate::support::db::open(&dir.path().join("snapsched.db")).await;
-    // The pool connects on a worker thread; with the clock already paused,
-    // tokio would skip ahead to the pool's acquire timeout meanwhile.
-    tokio::time::pause();
-    let fake = FakeProvider::new(Duration::ZERO, operation_time).with_poll_policy(PollPolicy {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(5),
-        timeout: Duration::from_secs(3600),
-    });
-    let map = HashMap::from([("fake".to_owned(), (fake.clone(), ProviderKind::Fake))]);
-    Env {
-        _dir: dir,
-        spinner: hold_clock(),
-        store,
-        fake,
-        providers: Providers::new(map),
-    }
-}
+use crate::support::paused::{all_final, env, runs, settings, spec_with, utc, Env};
 
 fn spec(name: &str, target: &str, schedule: &str) -> DefinitionSpec {
     spec_with(name, target, schedule, None, None)
-}
-
-fn spec_with(
-    name: &str,
-    target: &str,
-    schedule: &str,
-    timezone: Option<&str>,
-    catch_up: Option<&str>,
-) -> DefinitionSpec {
-    let mut spec = fixtures::spec("fake", target, name)
-        .schedule(schedule)
-        .retention(100);
-    if let Some(zone) = timezone {
-        spec = spec.timezone(zone);
-    }
-    if let Some(deadline) = catch_up {
-        spec = spec.catch_up_deadline(deadline);
-    }
-    spec.build()
-}
-
-fn settings() -> Settings {
-    let mut s = Settings::default();
-    s.run.retry_initial = Duration::from_secs(2);
-    s.run.retry_max = Duration::from_secs(10);
-    s
 }
 
 fn scheduler(env: &Env, clock: Clock, settings: Settings) -> Scheduler<FakeProvider> {
@@ -102,15 +33,6 @@ fn scheduler(env: &Env, clock: Clock, settings: Settings) -> Scheduler<FakeProvi
         settings,
         CancellationToken::new(),
     )
-}
-
-/// Tests run on tokio's paused clock, paused by [`env`] once the store is
-/// open.
-/// Oldest first.
-async fn runs(store: &Store, name: &str) -> Vec<Run> {
-    let mut h = store.history(Some(name), 1000).await.expect("history");
-    h.sort_by_key(|r| (r.slot, r.id));
-    h
 }
 
 /// Poll the store (in virtual time) until `done` holds, for at most `limit`
@@ -141,18 +63,6 @@ where
         }
         tokio::time::advance(step).await;
     }
-}
-
-/// Keep the runtime busy so that tokio never auto-advances the paused clock:
-/// sqlite works on its own threads, and an idle runtime meanwhile would jump
-/// to the next timer (the pool's acquire timeout among them). Time then
-/// moves only by `tokio::time::advance`.
-fn hold_clock() -> JoinHandle<()> {
-    tokio::spawn(async {
-        loop {
-            tokio::task::yield_now().await;
-        }
-    })
 }
 
 fn spawn_loop(mut s: Scheduler<FakeProvider>) -> JoinHandle<Scheduler<FakeProvider>> {
@@ -201,10 +111,6 @@ async fn settle(store: &Store, name: &str) {
         all_final,
     )
     .await;
-}
-
-fn all_final(h: &[Run]) -> bool {
-    h.iter().all(|r| r.state.is_final())
 }
 
 #[tokio::test]

@@ -280,6 +280,7 @@ mod tests {
             ("get", "/v2/volumes/{volume_id}/snapshots"),
             ("delete", "/v2/snapshots/{snapshot_id}"),
             ("post", "/v2/tags/{tag_id}/resources"),
+            ("delete", "/v2/tags/{tag_id}/resources"),
             ("post", "/v2/tags"),
         ] {
             assert!(operation(m, p).is_ok(), "{m} {p}");

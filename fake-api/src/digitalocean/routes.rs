@@ -35,7 +35,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             delete(delete_snapshot).get(get_snapshot),
         )
         .route("/v2/tags", post(create_tag))
-        .route("/v2/tags/{tag_id}/resources", post(tag_resources))
+        .route(
+            "/v2/tags/{tag_id}/resources",
+            post(tag_resources).delete(untag_resources),
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -382,6 +385,21 @@ async fn tag_resources(
     Path(tag): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
+    retag(&s, tag, body, true)
+}
+
+/// `DELETE /v2/tags/{tag}/resources`: as the real API, 404 for an unknown
+/// tag or resource, 204 otherwise (also when the resource did not carry
+/// the tag).
+async fn untag_resources(
+    State(s): State<Arc<Shared>>,
+    Path(tag): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    retag(&s, tag, body, false)
+}
+
+fn retag(s: &Shared, tag: String, body: Option<Json<Value>>, add: bool) -> Response {
     let Some(resources) = body
         .as_ref()
         .and_then(|Json(b)| b.get("resources"))
@@ -411,7 +429,9 @@ async fn tag_resources(
         }) else {
             return not_found();
         };
-        if !snap.tags.contains(&tag) {
+        if !add {
+            snap.tags.retain(|t| *t != tag);
+        } else if !snap.tags.contains(&tag) {
             snap.tags.push(tag.clone());
         }
     }

@@ -158,5 +158,5 @@ pub(crate) struct TagResources<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct TagResource<'a> {
     pub resource_id: &'a str,
-    pub resource_type: &'static str,
+    pub resource_type: &'a str,
 }

@@ -537,3 +537,117 @@ fn plan_summary_counts_and_lists_deletions() {
     assert_eq!(summary.to_delete[0].name, "daily-20260101_000000");
     assert_eq!(summary.to_string(), "1 to keep, 3 to delete");
 }
+
+// ------------------------------------------------------------------ holds
+
+fn holds(entries: &[(&str, &str)]) -> Holds {
+    entries
+        .iter()
+        .map(|(n, r)| (n.to_string(), r.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_held_snapshot_is_kept_with_its_reason_and_takes_no_slot() {
+    // Five daily snapshots, keep 2: days 3 and 4. Holding day 1 keeps it
+    // too, and still keeps days 3 and 4 (restic-style: in addition).
+    let snaps = daily(5);
+    let name = |day: usize| snaps[day].snapshot.name.clone();
+    let held = holds(&[(&name(1), "ticket 42")]);
+    let plan = plan_held(&snaps, &held, &policy(2, None), at_secs(5 * DAY));
+    assert_eq!(kept(&plan), [name(1), name(3), name(4)]);
+    assert_eq!(deleted(&plan), [name(0), name(2)]);
+    assert_eq!(reasons_of(&plan, &name(1)), ["held: ticket 42"]);
+}
+
+#[test]
+fn a_held_newest_snapshot_is_not_the_newest_and_max_age_spares_it() {
+    // The newest is held: the next one becomes "the newest" that nothing
+    // deletes; max_age deletes neither the held one nor that one.
+    let snaps = daily(4);
+    let name = |day: usize| snaps[day].snapshot.name.clone();
+    let held = holds(&[(&name(3), "")]);
+    let plan = plan_held(&snaps, &held, &policy(1, Some(1)), at_secs(400 * DAY));
+    assert_eq!(kept(&plan), [name(2), name(3)]);
+    assert_eq!(reasons_of(&plan, &name(3)), ["held"]);
+    assert_eq!(reasons_of(&plan, &name(2))[0], "newest ready snapshot");
+}
+
+#[test]
+fn removal_keeps_held_snapshots_and_deletes_the_rest() {
+    let snaps = daily(3);
+    let name = |day: usize| snaps[day].snapshot.name.clone();
+    let held = holds(&[(&name(0), "audit")]);
+    let plan = plan_removal_held(&snaps, &held);
+    assert_eq!(kept(&plan), [name(0)]);
+    assert_eq!(deleted(&plan), [name(1), name(2)]);
+    assert_eq!(reasons_of(&plan, &name(0)), ["held: audit"]);
+}
+
+#[test]
+fn a_hold_on_a_name_the_definition_does_not_own_changes_nothing() {
+    let snaps = vec![
+        candidate("manual", 0, Ownership::Unmanaged),
+        candidate("daily-x", 1, Ownership::Recorded),
+    ];
+    let held = holds(&[("manual", "x")]);
+    let plan = plan_held(&snaps, &held, &policy(1, None), at_secs(2 * DAY));
+    assert_eq!(
+        reasons_of(&plan, "manual"),
+        ["not managed by this definition"]
+    );
+}
+
+#[test]
+fn held_reason_has_stable_json() {
+    let json =
+        serde_json::to_value([Reason::Held("legal".into()), Reason::Held(String::new())]).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"kind": "held", "text": "held: legal", "hold_reason": "legal"},
+            {"kind": "held", "text": "held", "hold_reason": ""},
+        ])
+    );
+}
+
+#[test]
+fn store_records_carry_only_the_definitions_own_holds() {
+    use crate::domain::{Hold, Identity, RecordState, SnapshotRecord};
+    let id = Identity {
+        provider: "fake".into(),
+        target: "vm1".into(),
+        disk_id: 0,
+        name: "daily".into(),
+    };
+    let other = Identity {
+        name: "weekly".into(),
+        ..id.clone()
+    };
+    let record = |identity: &Identity, name: &str, hold: Option<&str>| SnapshotRecord {
+        identity: identity.clone(),
+        snapshot: name.into(),
+        remote_id: None,
+        run_id: None,
+        created_at: None,
+        size_bytes: None,
+        state: RecordState::Present,
+        adopted: false,
+        recorded_at: t0(),
+        deleted_at: None,
+        delete_reason: None,
+        hold: hold.map(|r| Hold {
+            reason: r.into(),
+            held_at: t0(),
+        }),
+    };
+    let records = StoreRecords::of(
+        &id,
+        &[
+            record(&id, "a", Some("keep")),
+            record(&id, "b", None),
+            record(&other, "c", Some("theirs")),
+        ],
+    );
+    assert_eq!(records.held, holds(&[("a", "keep")]));
+}

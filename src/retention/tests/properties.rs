@@ -353,3 +353,57 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------------ holds
+
+/// Holds on some of the candidates' names (owned or not: a hold recorded
+/// for a name that another definition owns must not matter either).
+fn arb_holds() -> impl Strategy<Value = Holds> {
+    proptest::collection::btree_map(
+        (0u8..6).prop_map(|n| format!("daily-{n}")),
+        prop_oneof![Just(String::new()), Just("legal".to_owned())],
+        0..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn nothing_held_or_foreign_is_ever_deleted(
+        snaps in proptest::collection::vec(arb_candidate(), 0..30),
+        held in arb_holds(),
+        policy in arb_tier_policy(),
+    ) {
+        for d in plan_held(&snaps, &held, &policy, now()) {
+            if !d.keep {
+                prop_assert!(d.ownership.is_owned(), "deleted a foreign snapshot {:?}", d);
+                prop_assert!(!held.contains_key(&d.snapshot.name), "deleted a held snapshot {:?}", d);
+            }
+            if d.ownership.is_owned() && held.contains_key(&d.snapshot.name) {
+                prop_assert_eq!(&d.reasons, &vec![Reason::Held(held[&d.snapshot.name].clone())]);
+            }
+        }
+        for d in plan_removal_held(&snaps, &held) {
+            prop_assert!(d.keep || (d.ownership.is_owned() && !held.contains_key(&d.snapshot.name)),
+                "removal deleted {:?}", d);
+        }
+    }
+
+    /// A hold keeps its snapshot in addition: the other snapshots get
+    /// exactly the plan they would get if the held ones were not listed.
+    #[test]
+    fn held_snapshots_take_no_tier_slot(
+        snaps in proptest::collection::vec(arb_candidate(), 0..30),
+        held in arb_holds(),
+        policy in arb_tier_policy(),
+    ) {
+        let is_held = |c: &Candidate| c.ownership.is_owned() && held.contains_key(&c.snapshot.name);
+        let with_holds: Vec<Decision> = plan_held(&snaps, &held, &policy, now())
+            .into_iter()
+            .filter(|d| !(d.ownership.is_owned() && held.contains_key(&d.snapshot.name)))
+            .collect();
+        let rest: Vec<Candidate> = snaps.iter().filter(|c| !is_held(c)).cloned().collect();
+        prop_assert_eq!(with_holds, plan(&rest, &policy, now()));
+    }
+}

@@ -3,7 +3,8 @@
 //! against it ([`TestEnv`], here); running and stopping the binary
 //! ([`process`]); definitions and configuration files ([`fixtures`]); the
 //! fake provider APIs set up for the CLI ([`fake`]); a webhook receiver
-//! ([`receiver`]). Test files import
+//! ([`receiver`]); the retention oracle
+//! ([`oracle`]); the scheduler on tokio's paused clock ([`paused`]). Test files import
 //! helpers from here, never from each other.
 //!
 //! Invariants: every `TestEnv` owns its own directory (removed on drop) and
@@ -16,6 +17,8 @@ pub mod cluster;
 pub mod db;
 pub mod fake;
 pub mod fixtures;
+pub mod oracle;
+pub mod paused;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
