@@ -73,6 +73,10 @@ impl Default for RunOptions {
     }
 }
 
+/// How long a run resumed after its deadline may look for the snapshot an
+/// earlier attempt made.
+const LATE_LOOKUP: Duration = Duration::from_secs(60);
+
 /// The error class of a run whose post-run prune was blocked by
 /// `max_deletes_per_run`; the run itself succeeded.
 pub const PRUNE_BLOCKED: &str = "prune_blocked";
@@ -194,6 +198,24 @@ impl<P: Provider> Runner<'_, P> {
         run.created_at + chrono::Duration::from_std(self.options.run_timeout).unwrap_or_default()
     }
 
+    /// Run `call` to its end or until the run's deadline, whichever comes
+    /// first: a provider that never answers, or answers for ever (endless
+    /// pages, a trickling body), cannot hold a run past `run_timeout`.
+    async fn bounded<T>(
+        &self,
+        run: &Run,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let deadline = self.clock.instant_of(self.deadline(run));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::permanent(format!(
+                "run_timeout {} reached while waiting for the provider",
+                humantime::format_duration(self.options.run_timeout)
+            ))),
+        }
+    }
+
     fn request(&self, run: &Run, may_exist: bool) -> CreateRequest {
         let name = run
             .snapshot_name
@@ -276,10 +298,20 @@ impl<P: Provider> Runner<'_, P> {
             // Resumed after the deadline: too late to make the snapshot now,
             // but if the earlier attempt made it, it is ours and is recorded.
             let name = self.request(&run, true).name;
-            let listed = self
-                .provider
-                .list_snapshots(&self.target, self.spec.identity.disk_id)
-                .await;
+            // The deadline has passed: the lookup gets a short bound of
+            // its own.
+            let listed = tokio::time::timeout(
+                LATE_LOOKUP,
+                self.provider
+                    .list_snapshots(&self.target, self.spec.identity.disk_id),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProviderError::transient(format!(
+                    "no answer within {}",
+                    humantime::format_duration(LATE_LOOKUP)
+                )))
+            });
             let found = match &listed {
                 Ok(all) => all.iter().find(|s| s.name == name).cloned(),
                 Err(_) => None,
@@ -316,7 +348,10 @@ impl<P: Provider> Runner<'_, P> {
                 )
                 .await?;
             self.check_lease(&run)?;
-            match self.provider.create_snapshot(&req).await {
+            match self
+                .bounded(&run, self.provider.create_snapshot(&req))
+                .await
+            {
                 Ok(CreateOutcome::Done(snap)) => return self.created(run, snap).await,
                 Ok(CreateOutcome::Pending(op)) => {
                     let run = self
@@ -378,11 +413,12 @@ impl<P: Provider> Runner<'_, P> {
         let give_up = give_up.min(self.deadline(&run));
         let mut interval = policy.initial;
         loop {
-            if !self.pause(interval).await {
+            let left = (give_up - self.clock.now()).to_std().unwrap_or_default();
+            if !self.pause(interval.min(left)).await {
                 return Ok(Step::Stop(Ended::Suspended(run)));
             }
             interval = (interval * 2).min(policy.max);
-            match self.provider.poll(&req, &op).await {
+            match self.bounded(&run, self.provider.poll(&req, &op)).await {
                 Ok(PollOutcome::Done(snap)) => return self.created(run, snap).await,
                 Ok(PollOutcome::Pending) => {}
                 Err(e) if e.is_transient() => {
@@ -406,6 +442,17 @@ impl<P: Provider> Runner<'_, P> {
     }
 
     async fn created(&self, run: Run, snap: RemoteSnapshot) -> Result<Step, StoreError> {
+        // Ownership is recorded by name: a reply that names another
+        // snapshot (a confused or hostile server) must not make that
+        // snapshot ours, where retention would later delete it.
+        let wanted = self.request(&run, true).name;
+        if snap.name != wanted {
+            let e = ProviderError::permanent(format!(
+                "the provider answered the create of {wanted} with snapshot {:?} (id {:?}); it is not recorded as this definition's",
+                snap.name, snap.id
+            ));
+            return self.fail(&run, RunState::Failed, &e).await;
+        }
         let now = self.clock.now();
         self.store
             .record_snapshot(&self.spec.identity, &snap, Some(run.id), false, now)
@@ -428,7 +475,7 @@ impl<P: Provider> Runner<'_, P> {
 
     async fn prune(&self, run: Run) -> Result<Step, StoreError> {
         self.check_lease(&run)?;
-        let outcome = crate::prune::after_success_limited(
+        let prune = crate::prune::after_success_limited(
             self.store,
             self.provider,
             self.spec,
@@ -436,8 +483,30 @@ impl<P: Provider> Runner<'_, P> {
             self.spec.zone(self.options.default_zone),
             self.clock.now(),
             crate::prune::max_deletes(self.spec, self.options.max_deletes_per_run),
-        )
-        .await;
+        );
+        // The prune, too, ends at the run's deadline; what it did not get
+        // to, the next prune does.
+        let deadline = self.clock.instant_of(self.deadline(&run));
+        let Ok(outcome) = tokio::time::timeout_at(deadline, prune).await else {
+            let message = format!(
+                "snapshot made; pruning stopped at run_timeout {}, the next prune goes on",
+                humantime::format_duration(self.options.run_timeout)
+            );
+            tracing::warn!(definition = %self.spec.identity, "{message}");
+            let run = self
+                .store
+                .update_run(
+                    &run,
+                    Update {
+                        state: Some(RunState::Succeeded),
+                        error: Some(("prune", &message)),
+                        ..Default::default()
+                    },
+                    self.clock.now(),
+                )
+                .await?;
+            return Ok(Step::Stop(Ended::Final(run)));
+        };
         // The run succeeded either way: the snapshot is made.
         let error = match &outcome {
             Ok(_) => None,

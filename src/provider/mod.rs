@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::domain::{RemoteSnapshot, Target};
 
 mod any;
+pub mod body;
 pub mod digitalocean;
 pub mod erigones;
 #[cfg(feature = "fake-provider")]
@@ -30,6 +31,7 @@ pub mod kinds;
 pub mod ratelimit;
 
 pub use any::AnyProvider;
+pub use body::DEFAULT_MAX_RESPONSE_BYTES;
 pub use kinds::{ApiUrl, KindSpec};
 
 /// What to create.

@@ -12,6 +12,7 @@ mod crash;
 mod cron_oracle;
 mod digitalocean;
 mod erigones;
+mod hostile;
 mod import;
 mod metrics;
 mod nodes;

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod db;
 pub mod fake;
 pub mod fixtures;
+pub mod hostile;
 pub mod process;
 pub mod proxy;
 
