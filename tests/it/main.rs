@@ -14,6 +14,7 @@ mod digitalocean;
 mod erigones;
 mod hostile;
 mod import;
+mod lost_answers;
 mod metrics;
 mod nodes;
 mod notify;
