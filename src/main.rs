@@ -17,7 +17,12 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("snapsched: {e}");
+            // Line breaks of our own stay; any other control character
+            // (from a provider, a file, the store) is shown escaped.
+            eprintln!(
+                "snapsched: {}",
+                snapsched::table::escape_controls_but_newlines(&e.to_string())
+            );
             e.exit_code()
         }
     }

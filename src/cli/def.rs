@@ -353,7 +353,9 @@ fn print_one(v: &DefinitionView) {
         ("updated", d.updated_at.to_rfc3339()),
     ];
     for (k, val) in rows {
-        println!("{k:<11} {val}");
+        // A description (or a name) may come from outside: an Erigones
+        // import, a config file.
+        println!("{k:<11} {}", crate::table::escape_controls(&val));
     }
 }
 

@@ -104,10 +104,13 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
+    /// Messages quote what servers sent; control characters in them are
+    /// escaped here, once, so that no log line, terminal or stored error
+    /// ever carries them raw (a newline could forge a log line).
     pub fn transient(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Transient,
-            message: message.into(),
+            message: clean(message.into()),
             retry_after: None,
         }
     }
@@ -115,7 +118,7 @@ impl ProviderError {
     pub fn permanent(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Permanent,
-            message: message.into(),
+            message: clean(message.into()),
             retry_after: None,
         }
     }
@@ -127,6 +130,13 @@ impl ProviderError {
 
     pub fn is_transient(&self) -> bool {
         self.class == ErrorClass::Transient
+    }
+}
+
+fn clean(message: String) -> String {
+    match crate::table::escape_controls(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(escaped) => escaped,
     }
 }
 

@@ -330,3 +330,66 @@ async fn a_reply_about_a_snapshot_of_another_volume_is_not_recorded() {
     assert!(records.is_empty(), "recorded as owned: {records:#?}");
     store.close().await;
 }
+
+/// A provider message that tries to forge a log line and drive the
+/// terminal: a newline, a fake record, ESC sequences, BEL, CR.
+const FORGERY: &str = "no such volume\nINFO run ended result=\"succeeded\"\u{1b}[2J\u{7}\r";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_from_outside_is_escaped_in_logs_errors_and_terminal_output() {
+    let body = serde_json::json!({"id": "forbidden", "message": FORGERY}).to_string();
+    let server = Hostile::start(move |req| match req.method.as_str() {
+        "POST" => Answer::Json(403, body.clone()),
+        _ => empty_page(),
+    })
+    .await;
+    let env = crate::support::TestEnv::new(&fixtures::config_with_do_api(&server.url()));
+    let env = &env;
+    tokio::task::block_in_place(|| {
+        env.ok(&[
+            "def",
+            "add",
+            "web",
+            "--provider",
+            "do",
+            "--target",
+            &format!("volume:{VOLUME}"),
+            "--schedule",
+            "0 3 * * *",
+            "--retention",
+            "2",
+            "--desc",
+            "nightly\u{1b}[31m red\u{7}\nsecond line",
+        ]);
+        let (code, out, err) = env.run_env(
+            &["run", "web"],
+            &[crate::support::fake::DO_TOKEN, ("RUST_LOG", "info")],
+        );
+        assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+        let history = env.ok(&["history", "web"]);
+        let show = env.ok(&["def", "show", "web"]);
+        for (what, text) in [
+            ("run stdout", &out),
+            ("run stderr", &err),
+            ("history", &history),
+            ("def show", &show),
+        ] {
+            assert!(
+                !text.contains(['\u{1b}', '\u{7}', '\r']),
+                "{what} carries raw control characters: {text:?}"
+            );
+            let forged = text
+                .lines()
+                .any(|l| l.trim_start().starts_with("INFO run ended"));
+            assert!(!forged, "{what} has a forged line: {text}");
+        }
+        assert!(
+            err.contains("no such volume\\nINFO run ended"),
+            "the message is not shown escaped: {err}"
+        );
+        assert!(
+            show.contains("nightly\\u{1b}[31m red\\u{7}\\nsecond line"),
+            "{show}"
+        );
+    });
+}
