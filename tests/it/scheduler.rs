@@ -783,3 +783,65 @@ async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones(
         claims[2]
     );
 }
+
+#[tokio::test]
+async fn a_wall_clock_stepped_back_recomputes_the_queue_and_fires_each_slot_once() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 5, 0, 30);
+    let (clock, stepper) = Clock::stepped(start);
+    let def = spec("minutely", "web01", "* * * * *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("start");
+    let id = def.identity.clone();
+    assert_eq!(s.fire_due().await.expect("fire"), 0, "a first reading");
+    // 05:01 and 05:02 run.
+    for _ in 0..2 {
+        let next = s.next_fire(&id).expect("scheduled");
+        tokio::time::advance((next - clock.now()).to_std().expect("ahead")).await;
+        assert_eq!(s.fire_due().await.expect("fire"), 1);
+        s.drain().await;
+    }
+    assert_eq!(clock.now(), utc(2026, 1, 10, 5, 2, 0));
+
+    // Back 90 s: 05:01 and 05:02 come round again and must not run twice.
+    stepper.step(chrono::Duration::seconds(-90));
+    s.fire_due().await.expect("fire");
+    assert_eq!(s.next_fire(&id), Some(utc(2026, 1, 10, 5, 1, 0)));
+    for _ in 0..3 {
+        let next = s.next_fire(&id).expect("scheduled");
+        tokio::time::advance((next - clock.now()).to_std().expect("ahead")).await;
+        s.fire_due().await.expect("fire");
+        s.drain().await;
+    }
+    let slots: Vec<_> = runs(&env.store, "minutely")
+        .await
+        .iter()
+        .map(|r| r.slot)
+        .collect();
+    assert_eq!(
+        slots,
+        vec![
+            utc(2026, 1, 10, 5, 1, 0),
+            utc(2026, 1, 10, 5, 2, 0),
+            utc(2026, 1, 10, 5, 3, 0)
+        ],
+        "each slot once"
+    );
+
+    // Back an hour: the next fire is a minute away, as `def list` says,
+    // not an hour and a minute.
+    stepper.step(chrono::Duration::hours(-1));
+    s.fire_due().await.expect("fire");
+    assert_eq!(s.next_fire(&id), Some(utc(2026, 1, 10, 4, 4, 0)));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    let h = runs(&env.store, "minutely").await;
+    assert_eq!(h.len(), 4, "{h:#?}");
+    assert_eq!(h[0].slot, utc(2026, 1, 10, 4, 4, 0));
+    assert!(h.iter().all(|r| r.state == RunState::Succeeded), "{h:#?}");
+}
