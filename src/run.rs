@@ -10,6 +10,11 @@
 //! - `waiting` with an operation id: resume polling it.
 //! - `pruning`: the snapshot exists and is recorded; prune again.
 //!
+//! On shutdown a run waiting on an operation keeps polling it within
+//! `shutdown_grace` and finishes if the provider does; otherwise (and in
+//! every other state) it is suspended as its row stands, for the next
+//! start (or another node) to resume.
+//!
 //! Transient provider errors are retried with exponential backoff and jitter
 //! until `run_timeout`; permanent errors fail the run at once with the
 //! provider's message.
@@ -56,6 +61,11 @@ pub struct RunOptions {
     /// `daemon.max_deletes_per_run`: a post-run prune that would delete
     /// more is blocked (0 = no limit).
     pub max_deletes_per_run: u32,
+    /// `daemon.shutdown_grace`: after shutdown is asked for, a run waiting
+    /// on a provider operation keeps polling it for this long (less a
+    /// margin), so work about to finish is recorded now rather than at the
+    /// next start. Zero suspends at once.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RunOptions {
@@ -69,6 +79,7 @@ impl Default for RunOptions {
             // The daemon's limit comes from the configuration
             // ([`crate::wiring::run_options`]); without one, none.
             max_deletes_per_run: 0,
+            shutdown_grace: Duration::ZERO,
         }
     }
 }
@@ -279,6 +290,14 @@ impl<P: Provider> Runner<'_, P> {
         }
     }
 
+    /// How long a run waiting on an operation goes on polling after
+    /// shutdown: the grace less a margin (a tenth, at most a second), so it
+    /// ends by itself before the grace runs out and its task is aborted.
+    fn drain_window(&self) -> Duration {
+        let grace = self.options.shutdown_grace;
+        grace.saturating_sub((grace / 10).min(Duration::from_secs(1)))
+    }
+
     /// Backoff with ±20% jitter for transient error number `attempt`.
     fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
         let base = self
@@ -412,10 +431,33 @@ impl<P: Provider> Runner<'_, P> {
             + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
         let give_up = give_up.min(self.deadline(&run));
         let mut interval = policy.initial;
+        // Set once shutdown is asked for: poll on until then.
+        let mut stop_at: Option<tokio::time::Instant> = None;
         loop {
             let left = (give_up - self.clock.now()).to_std().unwrap_or_default();
-            if !self.pause(interval.min(left)).await {
-                return Ok(Step::Stop(Ended::Suspended(run)));
+            let nap = interval.min(left);
+            match stop_at {
+                None => {
+                    if !self.pause(nap).await {
+                        let window = self.drain_window();
+                        if window.is_zero() {
+                            return Ok(Step::Stop(Ended::Suspended(run)));
+                        }
+                        tracing::info!(
+                            definition = %self.spec.identity,
+                            operation = %op.id,
+                            "shutting down: still polling the operation for up to {}",
+                            humantime::format_duration(window)
+                        );
+                        stop_at = Some(tokio::time::Instant::now() + window);
+                    }
+                }
+                Some(stop) => {
+                    tokio::time::sleep_until(stop.min(tokio::time::Instant::now() + nap)).await;
+                    if tokio::time::Instant::now() >= stop {
+                        return Ok(Step::Stop(Ended::Suspended(run)));
+                    }
+                }
             }
             interval = (interval * 2).min(policy.max);
             match self.bounded(&run, self.provider.poll(&req, &op)).await {

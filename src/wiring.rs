@@ -264,6 +264,7 @@ pub fn run_options(cfg: &Config) -> RunOptions {
         history_keep: cfg.daemon.history_keep,
         default_zone: cfg.daemon.timezone,
         max_deletes_per_run: cfg.daemon.max_deletes_per_run,
+        shutdown_grace: cfg.daemon.shutdown_grace,
         ..RunOptions::default()
     }
 }

@@ -53,7 +53,11 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         spec: &def.spec,
         target,
         clock: Clock::System,
-        options: crate::wiring::run_options(&cfg),
+        options: crate::run::RunOptions {
+            // Ctrl-C stops a run driven here at once.
+            shutdown_grace: std::time::Duration::ZERO,
+            ..crate::wiring::run_options(&cfg)
+        },
         shutdown,
         lease: Some(node.lease()),
     };
