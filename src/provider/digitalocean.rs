@@ -195,6 +195,7 @@ impl DigitalOcean {
             .map_err(|e| {
                 ProviderError::permanent(format!("provider {name}: cannot build HTTP client: {e}"))
             })?;
+        limiter.set_label(&name);
         if let Some(budget) = settings.shared_budget {
             limiter.share_with(budget, budget_bucket(&settings.api_url, &settings.token));
         }
