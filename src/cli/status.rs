@@ -36,10 +36,49 @@ pub struct DefinitionStatus {
     /// Whether this configuration file's definitions differ from the
     /// version the store holds (the same for every row).
     pub config_drift: bool,
+    /// Requests of the definition's provider held back by a live daemon's
+    /// request budget (as of its last lease renewal); `None` when none are.
+    pub budget_wait: Option<BudgetWait>,
+}
+
+/// Requests of one provider waiting for a node's API request budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetWait {
+    pub waiting: usize,
+    pub since: chrono::DateTime<Utc>,
+    pub node: NodeRef,
+}
+
+/// Budget waits by provider, recorded by nodes that are live.
+async fn budget_waits(store: &crate::store::Store) -> CliResult<HashMap<String, BudgetWait>> {
+    let live: HashMap<String, String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.state == crate::domain::NodeState::Live)
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    let mut out: HashMap<String, BudgetWait> = HashMap::new();
+    for (node, provider, waiting, since) in store.budget_waits().await? {
+        let Some(hostname) = live.get(&node) else {
+            continue;
+        };
+        let entry = out.entry(provider).or_insert(BudgetWait {
+            waiting: 0,
+            since,
+            node: NodeRef {
+                id: node.clone(),
+                hostname: Some(hostname.clone()),
+            },
+        });
+        entry.waiting += waiting;
+        entry.since = entry.since.min(since);
+    }
+    Ok(out)
 }
 
 /// The node owning a run in flight.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeRef {
     pub id: String,
     /// `None` when the store no longer lists the node.
@@ -76,6 +115,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let now = Utc::now();
     let mut owners = owners(&store).await?;
     let drift = crate::wiring::config_drift(&cfg, &store).await?;
+    let waits = budget_waits(&store).await?;
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
@@ -92,6 +132,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             next_fire: view.next_fire.clone(),
             snapshots: store.owned_count(&id).await?,
             node: owners.remove(&id),
+            budget_wait: waits.get(&id.provider).cloned(),
             identity: id,
             last_run,
             last_success,
@@ -152,6 +193,16 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
         headers.insert(NODE_COLUMN, "Node");
     }
     print_table(&headers, &rows);
+    let mut held: Vec<(&String, &BudgetWait)> = waits.iter().collect();
+    held.sort_by(|a, b| a.0.cmp(b.0));
+    for (provider, w) in held {
+        println!(
+            "request budget: {} requests of provider {provider} wait for the API request budget since {} (node {}); runs are held back until it allows them",
+            w.waiting,
+            w.since.to_rfc3339(),
+            label(&w.node)
+        );
+    }
     if let Some(a) = drift {
         println!(
             "config drift: the definitions in {} differ from the version {} applied from {} \

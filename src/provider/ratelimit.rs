@@ -132,6 +132,30 @@ static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 /// Limiters of this process holding requests back now.
 static STRETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Per provider label: since when its limiter holds requests back (wall
+/// time) and how many wait. Only limiters in a stretch are listed.
+static HELD_BACK: StdMutex<Vec<(String, usize, chrono::DateTime<chrono::Utc>)>> =
+    StdMutex::new(Vec::new());
+
+/// The providers whose requests are held back by the request budget now:
+/// (provider, requests waiting, since when).
+pub fn held_back() -> Vec<(String, usize, chrono::DateTime<chrono::Utc>)> {
+    HELD_BACK.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn note_held_back(label: &str, waiters: usize, since: Option<chrono::DateTime<chrono::Utc>>) {
+    let mut all = HELD_BACK.lock().unwrap_or_else(|e| e.into_inner());
+    let pos = all.iter().position(|(l, ..)| l == label);
+    match (pos, since) {
+        (Some(i), _) if waiters == 0 => {
+            all.remove(i);
+        }
+        (Some(i), _) => all[i].1 = waiters,
+        (None, Some(at)) if waiters > 0 => all.push((label.to_owned(), waiters, at)),
+        _ => {}
+    }
+}
+
 /// How many requests of this process wait for a request budget now (for
 /// the daemon's status line): none while no limiter holds requests back,
 /// however many are passing through.
@@ -166,6 +190,7 @@ impl Drop for Waiter<'_> {
         }
         h.waiters -= 1;
         crate::telemetry::metrics::budget_waiting(&h.label, h.waiters);
+        note_held_back(&h.label, h.waiters, None);
         if h.waiters == 0 {
             if let Some(since) = h.stretch_since.take() {
                 STRETCHES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -245,6 +270,7 @@ impl RateLimiter {
         if h.stretch_since.is_none() {
             h.stretch_since = Some(waiter.began);
             STRETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            note_held_back(&h.label, h.waiters, Some(chrono::Utc::now()));
             tracing::info!(
                 provider = %h.label,
                 per_minute = self.limits.per_minute,
@@ -499,6 +525,13 @@ mod tests {
         settle().await;
         assert_eq!(limiter.waiting(), 3);
         assert!(requests_waiting() >= 3, "{}", requests_waiting());
+        assert!(
+            held_back()
+                .iter()
+                .any(|(label, n, _)| label == "do" && *n == 3),
+            "{:?}",
+            held_back()
+        );
         for _ in 0..3 {
             clock.advance(MINUTE);
             settle().await;
@@ -507,6 +540,11 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(limiter.waiting(), 0);
+        assert!(
+            held_back().iter().all(|(label, ..)| label != "do"),
+            "{:?}",
+            held_back()
+        );
         let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         let began = text
             .matches("requests wait for the API request budget")

@@ -35,6 +35,9 @@ pub(super) struct ClusterState {
     deferred: Vec<(DateTime<Utc>, Due)>,
     /// Slots whose claim failed on a store error, to claim next turn.
     pub unclaimed: Vec<Due>,
+    /// Whether the store holds budget waits of this node (so an empty
+    /// list needs writing once, not at every renewal).
+    budget_waits_recorded: bool,
 }
 
 impl ClusterState {
@@ -137,6 +140,14 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             self.status.mark_dirty();
         }
         m.sweep().await?;
+        // Which providers' requests the request budget holds back, for
+        // `snapsched status` (its log line and metrics are this
+        // process's own).
+        let waits = crate::provider::ratelimit::held_back();
+        if !waits.is_empty() || self.cluster.budget_waits_recorded {
+            self.store.record_budget_waits(m.id(), &waits).await?;
+            self.cluster.budget_waits_recorded = !waits.is_empty();
+        }
         self.cluster.live = m.live_daemons().await?;
         self.cluster.next_renewal = Some(Instant::now() + every);
         self.take_over_orphans().await?;

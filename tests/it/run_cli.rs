@@ -244,3 +244,48 @@ async fn a_run_left_by_a_killed_run_command_is_finished_by_the_next_one() {
     assert_eq!(names.len(), 2, "one snapshot per run: {names:?}");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_when_a_live_daemon_holds_requests_back_for_the_budget() {
+    let env = TestEnv::new(&config_with_do_api("http://127.0.0.1:9"));
+    env.add_droplet("web", 3164444);
+    let store = crate::support::db::open(&env.db()).await;
+    let node = snapsched::cluster::Membership::join(
+        &store,
+        snapsched::domain::NodeRole::Daemon,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .expect("join");
+    let since: DateTime<Utc> = "2026-01-01T08:00:00Z".parse().expect("time");
+    store
+        .record_budget_waits(node.id(), &[("do".to_owned(), 3, since)])
+        .await
+        .expect("recorded");
+    let env_ref = &env;
+    let table = tokio::task::block_in_place(|| env_ref.ok(&["status"]));
+    assert!(
+        table.contains("3 requests of provider do wait for the API request budget since 2026-01-01T08:00:00+00:00"),
+        "{table}"
+    );
+    let json = tokio::task::block_in_place(|| env_ref.json(&["status"]));
+    assert_eq!(json[0]["budget_wait"]["waiting"], 3, "{json}");
+
+    // The budget lets requests through again: the node records nothing.
+    store
+        .record_budget_waits(node.id(), &[])
+        .await
+        .expect("recorded");
+    let table = tokio::task::block_in_place(|| env_ref.ok(&["status"]));
+    assert!(!table.contains("request budget"), "{table}");
+
+    // A wait recorded by a node that is gone is not shown.
+    store
+        .record_budget_waits(node.id(), &[("do".to_owned(), 2, since)])
+        .await
+        .expect("recorded");
+    node.leave().await.expect("leave");
+    let json = tokio::task::block_in_place(|| env_ref.json(&["status"]));
+    assert!(json[0]["budget_wait"].is_null(), "{json}");
+    store.close().await;
+}
