@@ -9,7 +9,8 @@
 //!   a 409 (duplicate name) adopts the earlier attempt's snapshot.
 //!
 //! Invariants: listings follow `links.pages.next` to the end and fail
-//! rather than return a partial list; pagination links are only followed on
+//! rather than return a partial list, and fail too on a link back to a page
+//! already read or past the pages `meta.total` (at most 1,000) allows; pagination links are only followed on
 //! `api_url`'s origin; one [`RateLimiter`] is shared by every instance that
 //! uses the same token on the same API; the token appears in no message and
 //! no `Debug` output.

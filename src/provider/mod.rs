@@ -11,7 +11,10 @@
 //!   (retention must not plan from an incomplete view).
 //! - Errors carry their class in the type ([`ErrorClass`]): callers never
 //!   match on message strings.
-//! - Secrets never appear in an error message.
+//! - Secrets never appear in an error message; control characters in a
+//!   message (quoted from a server) are escaped where it is built.
+//! - Memory per request is bounded: response bodies are read up to a cap
+//!   ([`body`]), listings up to a number of pages.
 
 use std::future::Future;
 use std::time::Duration;
