@@ -393,3 +393,26 @@ async fn text_from_outside_is_escaped_in_logs_errors_and_terminal_output() {
         );
     });
 }
+
+#[test]
+fn max_response_mib_is_read_and_bounded() {
+    let env = crate::support::TestEnv::base();
+    let text = format!(
+        "{}\n[providers.big]\nkind = \"digitalocean\"\ntoken_env = \"X\"\nmax_response_mib = {{}}\n",
+        crate::support::BASE_CONFIG
+    );
+    let load = |value: &str| {
+        env.write_config(&text.replace("{}", value));
+        snapsched::config::load(&env.config, &snapsched::config::Overrides::default())
+    };
+    let cfg = load("2").expect("2 MiB is accepted");
+    assert_eq!(cfg.providers["big"].max_response_bytes, 2 * MIB);
+    for bad in ["0", "1025", "-1"] {
+        let err = load(bad).expect_err(bad);
+        let text = err.to_string();
+        assert!(
+            text.contains("providers.big.max_response_mib") && text.contains("1 to 1024"),
+            "{bad}: {text}"
+        );
+    }
+}
