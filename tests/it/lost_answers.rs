@@ -4,9 +4,10 @@
 //! the fake over loopback, with lost answers injected at random (seeded;
 //! `SNAPSCHED_LOST_SEED` replays a sequence).
 //!
-//! What must hold: every snapshot the daemon's own retention deleted is
-//! recorded `deleted` with its reason, never `gone`; a snapshot deleted by
-//! hand is still recorded `gone`; no snapshot of a slot exists twice.
+//! What must hold: every run succeeds (a create whose answer was lost is
+//! adopted by name on retry); every snapshot the daemon's own retention
+//! deleted is recorded `deleted` with its reason, never `gone`; a snapshot
+//! deleted by hand is still recorded `gone`; each run has one record.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -93,6 +94,16 @@ async fn every_deletion_the_daemon_made_is_recorded_as_its_own_when_answers_are_
             };
             fake.state.inject(Fault {
                 route: Some(route.to_owned()),
+                kind: FaultKind::DropAfterWork,
+                times: 1,
+            });
+        }
+        // And now and then the answer to the create: the retry must adopt
+        // the snapshot the lost request made, not make a second one.
+        if rng.random_bool(0.3) {
+            lost += 1;
+            fake.state.inject(Fault {
+                route: Some(route::CREATE_SNAPSHOT.to_owned()),
                 kind: FaultKind::DropAfterWork,
                 times: 1,
             });
