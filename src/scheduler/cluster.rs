@@ -105,13 +105,37 @@ impl Outage {
         self.failures = 0;
     }
 
-    /// How long to wait before the next turn: no limit while healthy, then
-    /// 0.5 s doubling to 10 s.
-    pub fn backoff(&self) -> Duration {
+    /// How long to wait before the next turn, given what the loop wants
+    /// (`wake`): that while the store answers; during an outage the
+    /// backoff (0.5 s doubling to 10 s) and nothing shorter, however
+    /// overdue the queue is (a due slot that cannot be claimed must not
+    /// turn the loop into a spin, thousands of retries a second, on a full
+    /// disk).
+    pub fn wait(&self, wake: Duration) -> Duration {
         match self.failures {
-            0 => Duration::MAX,
+            0 => wake,
             n => Duration::from_millis(500u64 << (n - 1).min(5)).min(Duration::from_secs(10)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_backs_off_even_with_slots_overdue() {
+        let mut o = Outage::default();
+        assert_eq!(o.wait(Duration::ZERO), Duration::ZERO, "healthy: as asked");
+        let e = StoreError::Corrupt("database or disk is full".into());
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            o.failed(&e);
+            waits.push(o.wait(Duration::ZERO).as_millis());
+        }
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+        o.ended();
+        assert_eq!(o.wait(Duration::from_secs(3)), Duration::from_secs(3));
     }
 }
 

@@ -206,7 +206,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 Err(e) => outage.failed(&e),
             }
             self.tick();
-            let wake = self.wake_in().min(outage.backoff());
+            let wake = outage.wait(self.wake_in());
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wake) => {}
