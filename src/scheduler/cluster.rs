@@ -119,26 +119,6 @@ impl Outage {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_outage_backs_off_even_with_slots_overdue() {
-        let mut o = Outage::default();
-        assert_eq!(o.wait(Duration::ZERO), Duration::ZERO, "healthy: as asked");
-        let e = StoreError::Corrupt("database or disk is full".into());
-        let mut waits = Vec::new();
-        for _ in 0..8 {
-            o.failed(&e);
-            waits.push(o.wait(Duration::ZERO).as_millis());
-        }
-        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
-        o.ended();
-        assert_eq!(o.wait(Duration::from_secs(3)), Duration::from_secs(3));
-    }
-}
-
 impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Join the store as a daemon node (once).
     pub(super) async fn join(&mut self) -> StoreResult<()> {
@@ -185,5 +165,25 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 tracing::warn!("could not record this node's departure: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_backs_off_even_with_slots_overdue() {
+        let mut o = Outage::default();
+        assert_eq!(o.wait(Duration::ZERO), Duration::ZERO, "healthy: as asked");
+        let e = StoreError::Corrupt("database or disk is full".into());
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            o.failed(&e);
+            waits.push(o.wait(Duration::ZERO).as_millis());
+        }
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+        o.ended();
+        assert_eq!(o.wait(Duration::from_secs(3)), Duration::from_secs(3));
     }
 }
