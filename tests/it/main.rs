@@ -11,6 +11,7 @@ mod confirm;
 mod crash;
 mod cron_oracle;
 mod digitalocean;
+mod disk_full;
 mod erigones;
 mod hostile;
 mod import;
