@@ -27,6 +27,26 @@ pub enum Clock {
         start: DateTime<Utc>,
         origin: tokio::time::Instant,
     },
+    /// [`Clock::Tokio`] plus an offset a test can change at any moment: a
+    /// wall clock that steps (an operator's `date -s`, a bad NTP server)
+    /// while monotonic time goes on.
+    Stepped {
+        start: DateTime<Utc>,
+        origin: tokio::time::Instant,
+        offset_ms: &'static std::sync::atomic::AtomicI64,
+    },
+}
+
+/// Steps the wall time of a [`Clock::Stepped`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClockStepper(&'static std::sync::atomic::AtomicI64);
+
+impl ClockStepper {
+    /// Move the wall clock by `by` (back when negative) at once.
+    pub fn step(&self, by: chrono::Duration) {
+        self.0
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Clock {
@@ -38,12 +58,37 @@ impl Clock {
         }
     }
 
+    /// [`Clock::tokio`] whose wall time the returned stepper can move. Each
+    /// call leaks one word (the offset), which is what a test can afford.
+    pub fn stepped(start: DateTime<Utc>) -> (Self, ClockStepper) {
+        let offset: &'static std::sync::atomic::AtomicI64 =
+            Box::leak(Box::new(std::sync::atomic::AtomicI64::new(0)));
+        let clock = Clock::Stepped {
+            start,
+            origin: tokio::time::Instant::now(),
+            offset_ms: offset,
+        };
+        (clock, ClockStepper(offset))
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Tokio { start, origin } => {
                 let elapsed = tokio::time::Instant::now().duration_since(*origin);
                 *start + chrono::Duration::from_std(elapsed).unwrap_or_default()
+            }
+            Clock::Stepped {
+                start,
+                origin,
+                offset_ms,
+            } => {
+                let elapsed = tokio::time::Instant::now().duration_since(*origin);
+                *start
+                    + chrono::Duration::from_std(elapsed).unwrap_or_default()
+                    + chrono::Duration::milliseconds(
+                        offset_ms.load(std::sync::atomic::Ordering::SeqCst),
+                    )
             }
         }
     }

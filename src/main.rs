@@ -17,11 +17,14 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Bounded: an error may quote what came from outside.
-            let text = e.to_string();
+            // Line breaks of our own stay; any other control character
+            // (from a provider, a file, the store) is shown escaped.
             eprintln!(
                 "snapsched: {}",
-                snapsched::domain::text::bounded(&text, 4 * snapsched::domain::text::ERROR_MAX)
+                snapsched::table::escape_controls_but_newlines(&snapsched::domain::text::bounded(
+                    &e.to_string(),
+                    4 * snapsched::domain::text::ERROR_MAX
+                ))
             );
             e.exit_code()
         }

@@ -10,19 +10,26 @@
 //!    ([`list_and_plan`]); a failed listing (a listing that stopped
 //!    part-way is one) prunes nothing and is returned as the error;
 //! 3. unless it is a dry run, bring the store in line with the listing:
-//!    record adoptions, mark snapshots the provider no longer lists as gone,
-//!    mark reappeared ones present again;
-//! 4. unless it is a dry run, delete what the plan deletes ([`execute`])
-//!    and record every deletion with its reasons.
+//!    record adoptions, mark snapshots the provider no longer lists as gone
+//!    (or as deleted, with the reason, when an earlier prune asked for
+//!    their deletion and lost the answer), mark reappeared ones present
+//!    again;
+//! 4. unless it is a dry run, note on each record to delete why it is being
+//!    deleted, delete what the plan deletes ([`execute`]) and record every
+//!    deletion with its reasons.
 //!
 //! Invariants: a dry run writes nothing, neither to the provider nor to the
 //! store; only snapshots the planner marks owned are ever sent for deletion;
-//! a deletion is recorded only when the provider confirmed it (or said the
-//! snapshot was already gone).
+//! a deletion is recorded when the provider confirmed it (or said the
+//! snapshot was already gone), or when a snapshot whose deletion was asked
+//! for is no longer listed; `gone` is kept for snapshots that disappeared
+//! without being asked to.
 
 mod delete;
 #[cfg(test)]
 mod tests;
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -255,7 +262,17 @@ async fn run<P: Provider>(
     mode: Mode,
 ) -> Result<PruneReport, PruneError> {
     let id = &spec.identity;
-    let records = store_records(store, id).await?;
+    let rows = store
+        .snapshot_records_on(&id.provider, &id.target, id.disk_id)
+        .await?;
+    let records = StoreRecords::of(id, &rows);
+    // Deletions asked for earlier whose answer never came: the reason each
+    // was asked for.
+    let requested: HashMap<String, String> = rows
+        .into_iter()
+        .filter(|r| r.identity == *id && r.state == RecordState::Present)
+        .filter_map(|r| r.delete_reason.map(|reason| (r.snapshot, reason)))
+        .collect();
     let ListedPlan {
         classification,
         decisions,
@@ -301,7 +318,16 @@ async fn run<P: Provider>(
         }
     }
 
-    sync_store(store, id, &report, now).await?;
+    sync_store(store, id, &report, &requested, now).await?;
+    for d in report
+        .decisions
+        .iter()
+        .filter(|d| !d.keep && d.ownership.is_owned())
+    {
+        store
+            .request_deletion(id, &d.snapshot.name, &join_reasons(&d.reasons))
+            .await?;
+    }
     report.deletions = execute(provider, target, id.disk_id, &report.decisions).await;
     record_deletions(store, id, &report.deletions, now).await?;
     publish_owned_count(store, id).await;
@@ -352,6 +378,7 @@ async fn sync_store(
     store: &Store,
     id: &Identity,
     report: &PruneReport,
+    requested: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     for snap in &report.adopted {
@@ -362,6 +389,19 @@ async fn sync_store(
         );
     }
     for name in &report.gone {
+        if let Some(reason) = requested.get(name) {
+            // Our own deletion, whose answer was lost (or that failed at
+            // first and went through after all): ours, with its reason.
+            store
+                .mark_snapshot(id, name, RecordState::Deleted, Some(reason), now)
+                .await?;
+            tracing::info!(
+                definition = %id, snapshot = %name, reason = %reason,
+                "snapshot whose deletion was asked for is no longer listed; recorded deleted"
+            );
+            metrics::snapshot_pruned(id);
+            continue;
+        }
         store
             .mark_snapshot(
                 id,
@@ -375,6 +415,13 @@ async fn sync_store(
             definition = %id, snapshot = %name,
             "recorded snapshot no longer listed by the provider (deleted by hand?); marked gone"
         );
+    }
+    // A deletion asked for earlier that did not happen (the snapshot is
+    // still listed): forget it, so that a later disappearance is not taken
+    // for ours unless it is asked for again.
+    let gone: HashSet<&String> = report.gone.iter().collect();
+    for name in requested.keys().filter(|n| !gone.contains(n)) {
+        store.clear_deletion_request(id, name).await?;
     }
     for name in &report.reappeared {
         store.mark_snapshot_present(id, name).await?;

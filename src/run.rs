@@ -10,6 +10,11 @@
 //! - `waiting` with an operation id: resume polling it.
 //! - `pruning`: the snapshot exists and is recorded; prune again.
 //!
+//! On shutdown a run waiting on an operation keeps polling it within
+//! `shutdown_grace` and finishes if the provider does; otherwise (and in
+//! every other state) it is suspended as its row stands, for the next
+//! start (or another node) to resume.
+//!
 //! Transient provider errors are retried with exponential backoff and jitter
 //! until `run_timeout`; permanent errors fail the run at once with the
 //! provider's message.
@@ -79,6 +84,11 @@ pub struct RunOptions {
     /// The providers' and the daemon's hook settings, below each
     /// definition's own.
     pub hooks: HookDefaults,
+    /// `daemon.shutdown_grace`: after shutdown is asked for, a run waiting
+    /// on a provider operation keeps polling it for this long (less a
+    /// margin), so work about to finish is recorded now rather than at the
+    /// next start. Zero suspends at once.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RunOptions {
@@ -93,11 +103,16 @@ impl Default for RunOptions {
             // ([`crate::wiring::run_options`]); without one, none.
             max_deletes_per_run: 0,
             hooks: HookDefaults::default(),
+            shutdown_grace: Duration::ZERO,
         }
     }
 }
 
 pub use crate::domain::run::PRUNE_BLOCKED;
+
+/// How long a run resumed after its deadline may look for the snapshot an
+/// earlier attempt made.
+const LATE_LOOKUP: Duration = Duration::from_secs(60);
 
 /// The tracing target of the one "run ended" line per run, so that a
 /// front end that reports the end itself (`snapsched run`) can leave it out.
@@ -665,6 +680,24 @@ impl<P: Provider> Runner<'_, P> {
         later(run.created_at, self.options.run_timeout)
     }
 
+    /// Run `call` to its end or until the run's deadline, whichever comes
+    /// first: a provider that never answers, or answers for ever (endless
+    /// pages, a trickling body), cannot hold a run past `run_timeout`.
+    async fn bounded<T>(
+        &self,
+        run: &Run,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let deadline = self.clock.instant_of(self.deadline(run));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::permanent(format!(
+                "run_timeout {} reached while waiting for the provider",
+                humantime::format_duration(self.options.run_timeout)
+            ))),
+        }
+    }
+
     fn request(&self, run: &Run, may_exist: bool) -> CreateRequest {
         let name = run
             .snapshot_name
@@ -735,6 +768,14 @@ impl<P: Provider> Runner<'_, P> {
         }
     }
 
+    /// How long a run waiting on an operation goes on polling after
+    /// shutdown: the grace less a margin (a tenth, at most a second), so it
+    /// ends by itself before the grace runs out and its task is aborted.
+    fn drain_window(&self) -> Duration {
+        let grace = self.options.shutdown_grace;
+        grace.saturating_sub((grace / 10).min(Duration::from_secs(1)))
+    }
+
     /// Backoff with ±20% jitter for transient error number `attempt`.
     fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
         let base = self
@@ -754,10 +795,20 @@ impl<P: Provider> Runner<'_, P> {
             // Resumed after the deadline: too late to make the snapshot now,
             // but if the earlier attempt made it, it is ours and is recorded.
             let name = self.request(&run, true).name;
-            let listed = self
-                .provider
-                .list_snapshots(&self.target, self.spec.identity.disk_id)
-                .await;
+            // The deadline has passed: the lookup gets a short bound of
+            // its own.
+            let listed = tokio::time::timeout(
+                LATE_LOOKUP,
+                self.provider
+                    .list_snapshots(&self.target, self.spec.identity.disk_id),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProviderError::transient(format!(
+                    "no answer within {}",
+                    humantime::format_duration(LATE_LOOKUP)
+                )))
+            });
             let found = match &listed {
                 Ok(all) => all.iter().find(|s| s.name == name).cloned(),
                 Err(_) => None,
@@ -807,7 +858,10 @@ impl<P: Provider> Runner<'_, P> {
                 // Now with the consistency the pre hook decided.
                 req = self.request(&run, may_exist);
             }
-            match self.provider.create_snapshot(&req).await {
+            match self
+                .bounded(&run, self.provider.create_snapshot(&req))
+                .await
+            {
                 Ok(CreateOutcome::Done(snap)) => {
                     if ctx.owed() {
                         run = self.post(ctx, run, "succeeded", Some(&snap.id)).await?;
@@ -884,12 +938,36 @@ impl<P: Provider> Runner<'_, P> {
         let give_up = later(run.started_at.unwrap_or(run.created_at), policy.timeout);
         let give_up = give_up.min(self.deadline(&run));
         let mut interval = policy.initial;
+        // Set once shutdown is asked for: poll on until then.
+        let mut stop_at: Option<tokio::time::Instant> = None;
         loop {
-            if !self.pause(interval).await {
-                return Ok(Step::Stop(Ended::Suspended(run)));
+            let left = (give_up - self.clock.now()).to_std().unwrap_or_default();
+            let nap = interval.min(left);
+            match stop_at {
+                None => {
+                    if !self.pause(nap).await {
+                        let window = self.drain_window();
+                        if window.is_zero() {
+                            return Ok(Step::Stop(Ended::Suspended(run)));
+                        }
+                        tracing::info!(
+                            definition = %self.spec.identity,
+                            operation = %op.id,
+                            "shutting down: still polling the operation for up to {}",
+                            humantime::format_duration(window)
+                        );
+                        stop_at = Some(tokio::time::Instant::now() + window);
+                    }
+                }
+                Some(stop) => {
+                    tokio::time::sleep_until(stop.min(tokio::time::Instant::now() + nap)).await;
+                    if tokio::time::Instant::now() >= stop {
+                        return Ok(Step::Stop(Ended::Suspended(run)));
+                    }
+                }
             }
             interval = (interval * 2).min(policy.max);
-            match self.provider.poll(&req, &op).await {
+            match self.bounded(&run, self.provider.poll(&req, &op)).await {
                 Ok(PollOutcome::Done(snap)) => {
                     if ctx.owed() {
                         run = self.post(ctx, run, "succeeded", Some(&snap.id)).await?;
@@ -918,6 +996,17 @@ impl<P: Provider> Runner<'_, P> {
     }
 
     async fn created(&self, run: Run, snap: RemoteSnapshot) -> Result<Step, StoreError> {
+        // Ownership is recorded by name: a reply that names another
+        // snapshot (a confused or hostile server) must not make that
+        // snapshot ours, where retention would later delete it.
+        let wanted = self.request(&run, true).name;
+        if snap.name != wanted {
+            let e = ProviderError::permanent(format!(
+                "the provider answered the create of {wanted} with snapshot {:?} (id {:?}); it is not recorded as this definition's",
+                snap.name, snap.id
+            ));
+            return self.fail(&run, RunState::Failed, &e).await;
+        }
         let now = self.clock.now();
         self.store
             .record_snapshot(&self.spec.identity, &snap, Some(run.id), false, now)
@@ -940,7 +1029,7 @@ impl<P: Provider> Runner<'_, P> {
 
     async fn prune(&self, run: Run) -> Result<Step, StoreError> {
         self.check_lease(&run)?;
-        let outcome = crate::prune::after_success_limited(
+        let prune = crate::prune::after_success_limited(
             self.store,
             self.provider,
             self.spec,
@@ -948,8 +1037,30 @@ impl<P: Provider> Runner<'_, P> {
             self.spec.zone(self.options.default_zone),
             self.clock.now(),
             crate::prune::max_deletes(self.spec, self.options.max_deletes_per_run),
-        )
-        .await;
+        );
+        // The prune, too, ends at the run's deadline; what it did not get
+        // to, the next prune does.
+        let deadline = self.clock.instant_of(self.deadline(&run));
+        let Ok(outcome) = tokio::time::timeout_at(deadline, prune).await else {
+            let message = format!(
+                "snapshot made; pruning stopped at run_timeout {}, the next prune goes on",
+                humantime::format_duration(self.options.run_timeout)
+            );
+            tracing::warn!(definition = %self.spec.identity, "{message}");
+            let run = self
+                .store
+                .update_run(
+                    &run,
+                    Update {
+                        state: Some(RunState::Succeeded),
+                        error: Some(("prune", &message)),
+                        ..Default::default()
+                    },
+                    self.clock.now(),
+                )
+                .await?;
+            return Ok(Step::Stop(Ended::Final(run)));
+        };
         // The run succeeded either way: the snapshot is made.
         let id = &self.spec.identity;
         match &outcome {

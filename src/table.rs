@@ -120,18 +120,36 @@ fn push_line(out: &mut String, cells: &[String], widths: &[usize]) {
 }
 
 fn sanitize(cell: &str) -> String {
-    if !cell.chars().any(char::is_control) {
-        return cell.to_string();
+    escape_controls(cell).into_owned()
+}
+
+/// `text` with every control character escaped (`\n`, `\u{1b}`, ...), so
+/// that text from outside (a provider's message, a description) cannot
+/// move the cursor, recolour the terminal or start a new log line.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
     }
-    cell.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// [`escape_controls`], keeping line breaks: for multi-line messages of
+/// our own that may quote text from outside.
+pub fn escape_controls_but_newlines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| escape_controls(line).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

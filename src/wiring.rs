@@ -149,6 +149,7 @@ fn digitalocean(
     settings.tags = cfg.tags.clone();
     settings.connect_timeout = cfg.connect_timeout;
     settings.request_timeout = cfg.request_timeout;
+    settings.max_response_bytes = cfg.max_response_bytes;
     settings.limits = RateLimits {
         per_minute: cfg.requests_per_minute,
         per_hour: cfg.requests_per_hour,
@@ -170,6 +171,7 @@ fn erigones(cfg: &ProviderConfig) -> Result<Erigones, String> {
         poll: cfg.poll,
         connect_timeout: cfg.connect_timeout,
         request_timeout: cfg.request_timeout,
+        max_response_bytes: cfg.max_response_bytes,
     })
     .map_err(|e: ProviderError| e.message)
 }
@@ -263,6 +265,7 @@ pub fn run_options(cfg: &Config) -> RunOptions {
         default_zone: cfg.daemon.timezone,
         max_deletes_per_run: cfg.daemon.max_deletes_per_run,
         hooks: HookDefaults::new(hook_levels(cfg)),
+        shutdown_grace: cfg.daemon.shutdown_grace,
         ..RunOptions::default()
     }
 }

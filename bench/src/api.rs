@@ -151,6 +151,7 @@ pub async fn measure() -> anyhow::Result<ApiResult> {
         poll: policy,
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(30),
+        max_response_bytes: snapsched::provider::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let advance = |d: Duration| es.state.advance(d);

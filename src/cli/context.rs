@@ -160,6 +160,10 @@ impl Context {
         )
         .await?;
         m.lease().guard_provider_requests();
+        // Nodes that are gone (a CLI process killed on this host, a node
+        // whose lease lapsed) are expired now, so that their runs can be
+        // taken over by this process instead of blocking it.
+        m.sweep().await?;
         Ok(m.keep_alive())
     }
 

@@ -526,7 +526,7 @@ fn print_one(v: &DefinitionView, times: &Times) {
         ("updated", times.at(d.updated_at)),
     ];
     for (k, val) in rows {
-        println!("{k:<12} {val}");
+        println!("{k:<12} {}", crate::table::escape_controls(&val));
     }
 }
 

@@ -3,7 +3,9 @@
 //! The run is driven by this process, whether or not a daemon is running;
 //! the store's per-definition lock keeps the daemon and the CLI from running
 //! the same definition at once. A run interrupted here (Ctrl-C, crash) is
-//! resumed by the daemon at its next start.
+//! resumed by the daemon at its next start, or by the next `snapsched run`
+//! of the definition: a run whose owner process is gone (no live node) is
+//! taken over and finished first, as the daemon's recovery does.
 
 use std::io::IsTerminal;
 
@@ -15,8 +17,9 @@ use super::context::{Address, Context};
 use super::output::print_json;
 use super::{CliError, CliResult};
 use crate::clock::Clock;
-use crate::domain::{Claim, RunState, Trigger};
+use crate::domain::{Claim, Run, RunState, Trigger};
 use crate::run::{Ended, Runner};
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -41,35 +44,6 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let id = def.spec.identity.clone();
     let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
     let node = ctx.join_as_cli(&store, &cfg).await?;
-    // A manual run's slot is the current second, which also names the
-    // snapshot; a second manual run within the same second waits for the
-    // next one rather than failing.
-    let mut attempts = 0;
-    let run = loop {
-        let now = Utc::now();
-        match store.claim_run(&id, now, Trigger::Manual, now).await? {
-            Claim::Claimed(run) => break run,
-            Claim::Busy(other) => {
-                return Err(CliError::Runtime(anyhow::anyhow!(
-                    "definition {id} is already running (run {}, {}, {}); try again when it ends",
-                    other.id,
-                    other.trigger.as_str(),
-                    other.state
-                )))
-            }
-            Claim::AlreadyRan if attempts < 3 => {
-                attempts += 1;
-                let into = u64::from(now.timestamp_subsec_millis());
-                tokio::time::sleep(std::time::Duration::from_millis(1_000 - into.min(999))).await;
-            }
-            Claim::AlreadyRan => {
-                return Err(CliError::Runtime(anyhow::anyhow!(
-                    "definition {id} already has a run for {}; try again",
-                    now.to_rfc3339()
-                )))
-            }
-        }
-    };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -83,9 +57,68 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         spec: &def.spec,
         target,
         clock: Clock::System,
-        options: crate::wiring::run_options(&cfg),
+        options: crate::run::RunOptions {
+            // Ctrl-C stops a run driven here at once.
+            shutdown_grace: std::time::Duration::ZERO,
+            ..crate::wiring::run_options(&cfg)
+        },
         shutdown,
         lease: Some(node.lease()),
+    };
+    // A manual run's slot is the current second, which also names the
+    // snapshot; a second manual run within the same second waits for the
+    // next one rather than failing.
+    let mut attempts = 0;
+    let mut took_over = false;
+    let run = loop {
+        let now = Utc::now();
+        match store.claim_run(&id, now, Trigger::Manual, now).await? {
+            Claim::Claimed(run) => break run,
+            Claim::Busy(other) if !took_over => {
+                took_over = true;
+                let Some(orphan) = take_over_orphan(&store, &other).await? else {
+                    return Err(busy(&id, &other));
+                };
+                eprintln!(
+                    "run {} of {id} ({}, {}) was left by a process that is gone; finishing it first",
+                    orphan.id,
+                    orphan.trigger.as_str(),
+                    orphan.state
+                );
+                match runner
+                    .drive(orphan)
+                    .await
+                    .map_err(|e| CliError::Runtime(e.into()))?
+                {
+                    Ended::Final(done) => eprintln!(
+                        "run {} {}: {} {}",
+                        done.id,
+                        done.state,
+                        done.snapshot_name.as_deref().unwrap_or("-"),
+                        done.error.as_deref().unwrap_or("")
+                    ),
+                    Ended::Suspended(left) => {
+                        return Err(CliError::Runtime(anyhow::anyhow!(
+                            "interrupted in state {}; run {} resumes at the next start of the daemon or of `snapsched run`",
+                            left.state,
+                            left.id
+                        )))
+                    }
+                }
+            }
+            Claim::Busy(other) => return Err(busy(&id, &other)),
+            Claim::AlreadyRan if attempts < 3 => {
+                attempts += 1;
+                let into = u64::from(now.timestamp_subsec_millis());
+                tokio::time::sleep(std::time::Duration::from_millis(1_000 - into.min(999))).await;
+            }
+            Claim::AlreadyRan => {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "definition {id} already has a run for {}; try again",
+                    now.to_rfc3339()
+                )))
+            }
+        }
     };
     let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -129,7 +162,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         Ended::Final(run) => run,
         Ended::Suspended(run) => {
             return Err(CliError::Runtime(anyhow::anyhow!(
-                "interrupted in state {}; the daemon resumes run {} at its next start",
+                "interrupted in state {}; run {} resumes at the next start of the daemon or of `snapsched run`",
                 run.state,
                 run.id
             )))
@@ -156,4 +189,29 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
             run.error.as_deref().unwrap_or("no detail")
         )))
     }
+}
+
+fn busy(id: &crate::domain::Identity, other: &Run) -> CliError {
+    CliError::Runtime(anyhow::anyhow!(
+        "definition {id} is already running (run {}, {}, {}); try again when it ends",
+        other.id,
+        other.trigger.as_str(),
+        other.state
+    ))
+}
+
+/// Take `run` over for this process if its owner is gone (no live node:
+/// killed, expired, or left with the run unfinished), as the daemon's
+/// recovery does; `None` when its owner is alive or another process took
+/// it first.
+async fn take_over_orphan(store: &Store, run: &Run) -> CliResult<Option<Run>> {
+    let orphaned = store
+        .orphaned_runs()
+        .await?
+        .into_iter()
+        .find(|r| r.id == run.id);
+    let Some(orphan) = orphaned else {
+        return Ok(None);
+    };
+    Ok(store.take_over_run(&orphan, Utc::now()).await?)
 }

@@ -90,7 +90,14 @@ fn from_record(r: SnapshotRecord) -> SnapshotRow {
         created_at: r.created_at,
         state: r.state.as_str().to_owned(),
         adopted: r.adopted,
-        note: r.delete_reason,
+        note: match r.state {
+            // A present record carries a reason only while its deletion
+            // is asked for and not yet confirmed.
+            RecordState::Present => r
+                .delete_reason
+                .map(|reason| format!("deletion requested: {reason}")),
+            _ => r.delete_reason,
+        },
         hold: r.hold,
     }
 }

@@ -41,6 +41,9 @@ pub struct DefinitionStatus {
     /// Set while the definition's latest prune was blocked by
     /// `max_deletes_per_run`: that run and why.
     pub prune_blocked: Option<PruneBlocked>,
+    /// Requests of the definition's provider held back by a live daemon's
+    /// request budget (as of its last lease renewal); `None` when none are.
+    pub budget_wait: Option<BudgetWait>,
 }
 
 /// A prune the blast-radius guard blocked, waiting for `snapsched prune
@@ -52,8 +55,44 @@ pub struct PruneBlocked {
     pub message: Option<String>,
 }
 
+/// Requests of one provider waiting for a node's API request budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetWait {
+    pub waiting: usize,
+    pub since: chrono::DateTime<Utc>,
+    pub node: NodeRef,
+}
+
+/// Budget waits by provider, recorded by nodes that are live.
+async fn budget_waits(store: &crate::store::Store) -> CliResult<HashMap<String, BudgetWait>> {
+    let live: HashMap<String, String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.state == crate::domain::NodeState::Live)
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    let mut out: HashMap<String, BudgetWait> = HashMap::new();
+    for (node, provider, waiting, since) in store.budget_waits().await? {
+        let Some(hostname) = live.get(&node) else {
+            continue;
+        };
+        let entry = out.entry(provider).or_insert(BudgetWait {
+            waiting: 0,
+            since,
+            node: NodeRef {
+                id: node.clone(),
+                hostname: Some(hostname.clone()),
+            },
+        });
+        entry.waiting += waiting;
+        entry.since = entry.since.min(since);
+    }
+    Ok(out)
+}
+
 /// The node owning a run in flight.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeRef {
     pub id: String,
     /// `None` when the store no longer lists the node.
@@ -91,6 +130,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let mut owners = owners(&store).await?;
     let drift = crate::wiring::config_drift(&cfg, &store).await?;
     let mut blocked = store.blocked_prunes().await?;
+    let waits = budget_waits(&store).await?;
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
@@ -107,6 +147,7 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
             next_fire: view.next_fire.clone(),
             snapshots: store.owned_count(&id).await?,
             node: owners.remove(&id),
+            budget_wait: waits.get(&id.provider).cloned(),
             identity: id,
             last_run,
             last_success,
@@ -140,6 +181,16 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
                     .unwrap_or("more deletions than max_deletes_per_run")
             );
         }
+    }
+    let mut held: Vec<(&String, &BudgetWait)> = waits.iter().collect();
+    held.sort_by(|a, b| a.0.cmp(b.0));
+    for (provider, w) in held {
+        println!(
+            "request budget: {} requests of provider {provider} wait for the API request budget since {} (node {}); runs are held back until it allows them",
+            w.waiting,
+            times.at(w.since),
+            label(&w.node)
+        );
     }
     if let Some(a) = drift {
         println!(

@@ -41,6 +41,9 @@ pub struct ProviderConfig {
     pub tags: Vec<String>,
     pub requests_per_minute: u32,
     pub requests_per_hour: u32,
+    /// `max_response_mib`, in bytes: a larger response body fails the
+    /// request (as a transient error naming the size).
+    pub max_response_bytes: usize,
     /// The settings only this kind takes ([`KindSpec::settings`]).
     #[serde(flatten)]
     pub settings: KindSettings,
@@ -95,6 +98,7 @@ struct RawProvider {
     on_pre_hook_failure: Option<String>,
     on_failure: Option<Vec<String>>,
     on_success: Option<Vec<String>>,
+    max_response_mib: Option<i64>,
 }
 
 /// The keys of one secret family (`token`, `token_file`, `token_env`).
@@ -231,6 +235,7 @@ fn parse_one(
         tags: raw.tags.unwrap_or_default(),
         requests_per_minute: rate(&key("requests_per_minute"), raw.requests_per_minute, 250, c),
         requests_per_hour: rate(&key("requests_per_hour"), raw.requests_per_hour, 5000, c),
+        max_response_bytes: response_cap(&key("max_response_mib"), raw.max_response_mib, c),
         settings,
         hooks,
     })
@@ -411,6 +416,25 @@ fn api_url(text: Option<&str>, spec: &KindSpec, key: &str, c: &mut Collector) ->
             None
         }
         (None, ApiUrl::Unused) => None,
+    }
+}
+
+/// `max_response_mib`: 1 to 1024 MiB, in bytes.
+fn response_cap(key: &str, v: Option<i64>, c: &mut Collector) -> usize {
+    const MIB: usize = 1024 * 1024;
+    match v {
+        None => crate::provider::DEFAULT_MAX_RESPONSE_BYTES,
+        Some(n) if (1..=1024).contains(&n) => n as usize * MIB,
+        Some(n) => {
+            c.push(
+                key,
+                format!(
+                    "{n} is out of range: give a size in MiB from 1 to 1024 (default {})",
+                    crate::provider::DEFAULT_MAX_RESPONSE_BYTES / MIB
+                ),
+            );
+            crate::provider::DEFAULT_MAX_RESPONSE_BYTES
+        }
     }
 }
 

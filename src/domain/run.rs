@@ -163,6 +163,10 @@ pub enum Claim {
     Busy(Run),
 }
 
+/// The error class of a run whose post-run prune was blocked by
+/// `max_deletes_per_run`; the run itself succeeded.
+pub const PRUNE_BLOCKED: &str = "prune_blocked";
+
 /// A duration as people read it in a log or a table: `850ms`, `4.55s`,
 /// `12.3s`, then whole seconds (`2m 5s`, `1h 2m 3s`).
 pub fn human_duration(d: std::time::Duration) -> String {
@@ -195,7 +199,3 @@ mod human_duration_tests {
         }
     }
 }
-
-/// The error class of a run whose post-run prune was blocked by
-/// `max_deletes_per_run`; the run itself succeeded.
-pub const PRUNE_BLOCKED: &str = "prune_blocked";

@@ -9,7 +9,8 @@
 //!   a 409 (duplicate name) adopts the earlier attempt's snapshot.
 //!
 //! Invariants: listings follow `links.pages.next` to the end and fail
-//! rather than return a partial list; pagination links are only followed on
+//! rather than return a partial list, and fail too on a link back to a page
+//! already read or past the pages `meta.total` (at most 1,000) allows; pagination links are only followed on
 //! `api_url`'s origin; one [`RateLimiter`] is shared by every instance that
 //! uses the same token on the same API; the token appears in no message and
 //! no `Debug` output.
@@ -52,6 +53,11 @@ pub const KIND: super::KindSpec = super::KindSpec {
 /// Largest page the API serves.
 const PER_PAGE: u32 = 200;
 
+/// Pages one listing reads at most (200,000 snapshots of one resource, far
+/// beyond any account's limit): a server that paginates for ever gets an
+/// error, not an endless listing.
+const MAX_PAGES: u64 = 1000;
+
 /// Everything a DigitalOcean provider needs, already parsed.
 #[derive(Debug, Clone)]
 pub struct DigitalOceanSettings {
@@ -65,6 +71,9 @@ pub struct DigitalOceanSettings {
     pub tags: Vec<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The largest response body read; a larger one fails the request as
+    /// transient.
+    pub max_response_bytes: usize,
     pub limits: RateLimits,
     /// The request budget shared with other processes on the same token
     /// (the store's), if any.
@@ -83,6 +92,7 @@ impl DigitalOceanSettings {
             tags: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            max_response_bytes: super::DEFAULT_MAX_RESPONSE_BYTES,
             limits: RateLimits::default(),
             shared_budget: None,
         }
@@ -189,6 +199,7 @@ impl DigitalOcean {
             .map_err(|e| {
                 ProviderError::permanent(format!("provider {name}: cannot build HTTP client: {e}"))
             })?;
+        limiter.set_label(&name);
         if let Some(budget) = settings.shared_budget {
             limiter.share_with(budget, budget_bucket(&settings.api_url, &settings.token));
         }
@@ -200,7 +211,14 @@ impl DigitalOcean {
         }
         Ok(DigitalOcean {
             inner: Arc::new(Inner {
-                http: Http::new(name, settings.api_url, settings.token, client, limiter),
+                http: Http::new(
+                    name,
+                    settings.api_url,
+                    settings.token,
+                    client,
+                    limiter,
+                    settings.max_response_bytes,
+                ),
                 poll: settings.poll,
                 tags,
             }),
@@ -252,14 +270,23 @@ impl DigitalOcean {
         let mut all = Vec::new();
         let mut total: Option<u64> = None;
         let mut pages = 0u64;
+        let mut seen = std::collections::HashSet::new();
         loop {
             pages += 1;
+            seen.insert(url.as_str().to_owned());
             let reply = self.http().send::<()>(Method::GET, url, None).await?;
             if !reply.status.is_success() {
                 return Err(reply.error(&subject));
             }
             let page: SnapshotPage = reply.json()?;
             if let Some(m) = &page.meta {
+                if m.total > MAX_PAGES * u64::from(PER_PAGE) {
+                    return Err(ProviderError::transient(format!(
+                        "listing snapshots of {subject}: DigitalOcean reports {} snapshots, more than the {} ({MAX_PAGES} pages) a listing reads",
+                        m.total,
+                        MAX_PAGES * u64::from(PER_PAGE)
+                    )));
+                }
                 total = Some(m.total);
             }
             all.extend(page.snapshots);
@@ -277,12 +304,18 @@ impl DigitalOcean {
                     next_url.origin().ascii_serialization()
                 )));
             }
+            if seen.contains(next_url.as_str()) {
+                return Err(ProviderError::transient(format!(
+                    "listing snapshots of {subject}: page {pages} links back to a page already read ({}); the pagination loops",
+                    next_url.path()
+                )));
+            }
             // A server that keeps linking to more pages than its total
-            // allows would otherwise loop forever.
-            let bound = total.map_or(10_000, |t| t / u64::from(PER_PAGE) + 2);
+            // allows would otherwise read on for ever.
+            let bound = total.map_or(MAX_PAGES, |t| (t / u64::from(PER_PAGE) + 2).min(MAX_PAGES));
             if pages >= bound {
                 return Err(ProviderError::transient(format!(
-                    "listing snapshots of {subject}: pagination did not end after {pages} pages"
+                    "listing snapshots of {subject}: pagination did not end after {pages} pages (at most {bound} expected)"
                 )));
             }
             url = next_url;
@@ -392,6 +425,15 @@ impl DigitalOcean {
             return Err(reply.error(&format!("volume {id}")));
         }
         let snap: SnapshotEnvelope = reply.json()?;
+        let of = snap.snapshot.resource_id.as_ref().map(ToString::to_string);
+        if of.as_deref().is_some_and(|r| r != id.to_string()) {
+            return Err(ProviderError::permanent(format!(
+                "volume {id}: DigitalOcean answered the create of snapshot {} with snapshot {:?} of resource {}",
+                req.name,
+                snap.snapshot.name,
+                of.unwrap_or_default()
+            )));
+        }
         Ok(CreateOutcome::Done(snap.snapshot.into_remote()))
     }
 

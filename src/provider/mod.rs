@@ -11,7 +11,10 @@
 //!   (retention must not plan from an incomplete view).
 //! - Errors carry their class in the type ([`ErrorClass`]): callers never
 //!   match on message strings.
-//! - Secrets never appear in an error message.
+//! - Secrets never appear in an error message; control characters in a
+//!   message (quoted from a server) are escaped where it is built.
+//! - Memory per request is bounded: response bodies are read up to a cap
+//!   ([`body`]), listings up to a number of pages.
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use serde::Serialize;
 use crate::domain::{RemoteSnapshot, Target};
 
 mod any;
+pub mod body;
 pub mod digitalocean;
 pub mod erigones;
 #[cfg(feature = "fake-provider")]
@@ -30,6 +34,7 @@ pub mod kinds;
 pub mod ratelimit;
 
 pub use any::AnyProvider;
+pub use body::DEFAULT_MAX_RESPONSE_BYTES;
 pub use kinds::{ApiUrl, KindSpec};
 
 /// What to create.
@@ -118,11 +123,13 @@ pub struct ProviderError {
 impl ProviderError {
     /// A transient error; a message longer than
     /// [`crate::domain::text::ERROR_MAX`] (a provider's whole error page) is
-    /// cut, as every message is.
+    /// cut, as every message is, and control characters in it (quoted from
+    /// servers) are escaped, once, so no log line, terminal or stored error
+    /// carries them raw.
     pub fn transient(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Transient,
-            message: bounded_message(message.into()),
+            message: clean(bounded_message(message.into())),
             retry_after: None,
         }
     }
@@ -130,7 +137,7 @@ impl ProviderError {
     pub fn permanent(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Permanent,
-            message: bounded_message(message.into()),
+            message: clean(bounded_message(message.into())),
             retry_after: None,
         }
     }
@@ -142,6 +149,13 @@ impl ProviderError {
 
     pub fn is_transient(&self) -> bool {
         self.class == ErrorClass::Transient
+    }
+}
+
+fn clean(message: String) -> String {
+    match crate::table::escape_controls(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(escaped) => escaped,
     }
 }
 

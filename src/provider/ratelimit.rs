@@ -112,6 +112,98 @@ pub struct RateLimiter {
     /// Server hints are recorded without waiting for the queue.
     hints: StdMutex<Hints>,
     shared: StdMutex<Option<Shared>>,
+    /// Who waits, for the log, the metrics and the status line.
+    held: StdMutex<Held>,
+}
+
+/// Requests held back by the limiter, and the current stretch of holding.
+#[derive(Debug, Default)]
+struct Held {
+    /// The provider the limiter's requests are for (metrics, log).
+    label: String,
+    /// Callers inside `acquire`.
+    waiters: usize,
+    /// Since when requests are held back; `None` while they pass freely.
+    stretch_since: Option<Instant>,
+}
+
+/// Callers inside `acquire` of any limiter of this process.
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Limiters of this process holding requests back now.
+static STRETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Per provider label: since when its limiter holds requests back (wall
+/// time) and how many wait. Only limiters in a stretch are listed.
+static HELD_BACK: StdMutex<Vec<(String, usize, chrono::DateTime<chrono::Utc>)>> =
+    StdMutex::new(Vec::new());
+
+/// The providers whose requests are held back by the request budget now:
+/// (provider, requests waiting, since when).
+pub fn held_back() -> Vec<(String, usize, chrono::DateTime<chrono::Utc>)> {
+    HELD_BACK.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn note_held_back(label: &str, waiters: usize, since: Option<chrono::DateTime<chrono::Utc>>) {
+    let mut all = HELD_BACK.lock().unwrap_or_else(|e| e.into_inner());
+    let pos = all.iter().position(|(l, ..)| l == label);
+    match (pos, since) {
+        (Some(i), _) if waiters == 0 => {
+            all.remove(i);
+        }
+        (Some(i), _) => all[i].1 = waiters,
+        (None, Some(at)) if waiters > 0 => all.push((label.to_owned(), waiters, at)),
+        _ => {}
+    }
+}
+
+/// How many requests of this process wait for a request budget now (for
+/// the daemon's status line): none while no limiter holds requests back,
+/// however many are passing through.
+pub fn requests_waiting() -> usize {
+    use std::sync::atomic::Ordering::Relaxed;
+    if STRETCHES.load(Relaxed) == 0 {
+        0
+    } else {
+        WAITING.load(Relaxed)
+    }
+}
+
+/// One caller inside `acquire`: counted in, and out even when the caller
+/// is dropped mid-wait.
+struct Waiter<'a> {
+    limiter: &'a RateLimiter,
+    began: Instant,
+    held: bool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let waited = self
+            .limiter
+            .clock
+            .instant()
+            .saturating_duration_since(self.began);
+        let mut h = self.limiter.held();
+        WAITING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.held {
+            crate::telemetry::metrics::budget_wait(&h.label, waited);
+        }
+        h.waiters -= 1;
+        crate::telemetry::metrics::budget_waiting(&h.label, h.waiters);
+        note_held_back(&h.label, h.waiters, None);
+        if h.waiters == 0 {
+            if let Some(since) = h.stretch_since.take() {
+                STRETCHES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    provider = %h.label,
+                    held_for = %humantime::format_duration(Duration::from_secs(
+                        self.limiter.clock.instant().saturating_duration_since(since).as_secs()
+                    )),
+                    "the API request budget lets requests through again"
+                );
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +237,47 @@ impl RateLimiter {
             window: Mutex::new(Window::default()),
             hints: StdMutex::new(Hints::default()),
             shared: StdMutex::new(None),
+            held: StdMutex::new(Held {
+                label: "api".to_owned(),
+                ..Held::default()
+            }),
+        }
+    }
+
+    /// Name the provider this limiter's requests are for, in its log lines
+    /// and metrics (the first name given stays when several share it).
+    pub fn set_label(&self, label: &str) {
+        let mut h = self.held();
+        if h.label == "api" {
+            h.label = label.to_owned();
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests waiting on this limiter now.
+    pub fn waiting(&self) -> usize {
+        self.held().waiters
+    }
+
+    /// A caller is about to wait `wait` for a permit: count it as held
+    /// back, and say so once per stretch.
+    fn holding(&self, waiter: &mut Waiter<'_>, wait: Duration) {
+        waiter.held = true;
+        let mut h = self.held();
+        if h.stretch_since.is_none() {
+            h.stretch_since = Some(waiter.began);
+            STRETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            note_held_back(&h.label, h.waiters, Some(chrono::Utc::now()));
+            tracing::info!(
+                provider = %h.label,
+                per_minute = self.limits.per_minute,
+                per_hour = self.limits.per_hour,
+                next_in = %humantime::format_duration(Duration::from_millis(wait.as_millis() as u64)),
+                "requests wait for the API request budget; runs are held back until it allows them"
+            );
         }
     }
 
@@ -161,8 +294,27 @@ impl RateLimiter {
 
     /// Wait for a permit to send one request.
     pub async fn acquire(&self) {
+        let mut waiter = Waiter {
+            limiter: self,
+            began: self.clock.instant(),
+            held: false,
+        };
+        {
+            let mut h = self.held();
+            WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            h.waiters += 1;
+            crate::telemetry::metrics::budget_waiting(&h.label, h.waiters);
+            if h.stretch_since.is_some() {
+                // Joins a stretch already under way: count it there.
+                note_held_back(&h.label, h.waiters, None);
+            }
+        }
         // Held across the waits below: later callers queue on the fair mutex.
         let mut w = self.window.lock().await;
+        if self.clock.instant() > waiter.began {
+            // Queued behind callers the budget held back.
+            self.holding(&mut waiter, Duration::ZERO);
+        }
         loop {
             self.absorb_hints(&mut w);
             let now = self.clock.instant();
@@ -209,6 +361,10 @@ impl RateLimiter {
                     }
                     Some(wait) => ready_at = self.clock.instant() + wait,
                 }
+            }
+            let now = self.clock.instant();
+            if ready_at > now {
+                self.holding(&mut waiter, ready_at - now);
             }
             self.clock.sleep_until(ready_at).await;
         }
@@ -331,6 +487,74 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(done.load(Ordering::SeqCst), 12);
+    }
+
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<StdMutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_held_back_are_counted_and_said_once_per_stretch() {
+        let log = LogBuffer::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let clock = Arc::new(ManualClock::new());
+        let limiter = Arc::new(RateLimiter::with_clock(
+            RateLimits {
+                per_minute: 1,
+                per_hour: 100,
+            },
+            clock.clone(),
+        ));
+        limiter.set_label("do-held-test");
+        limiter.acquire().await;
+        assert_eq!(limiter.waiting(), 0, "a free permit holds nobody back");
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let l = limiter.clone();
+            tasks.push(tokio::spawn(async move { l.acquire().await }));
+        }
+        settle().await;
+        assert_eq!(limiter.waiting(), 3);
+        assert!(requests_waiting() >= 3, "{}", requests_waiting());
+        assert!(
+            held_back()
+                .iter()
+                .any(|(label, n, _)| label == "do-held-test" && *n == 3),
+            "{:?}",
+            held_back()
+        );
+        for _ in 0..3 {
+            clock.advance(MINUTE);
+            settle().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(limiter.waiting(), 0);
+        assert!(
+            held_back()
+                .iter()
+                .all(|(label, ..)| label != "do-held-test"),
+            "{:?}",
+            held_back()
+        );
+        // The log lines themselves are not asserted here: tracing caches
+        // callsite interest across the test threads, so a capture in one
+        // test can miss them.
+        drop(log);
     }
 
     #[tokio::test]

@@ -35,6 +35,9 @@ pub(super) struct ClusterState {
     deferred: Vec<(DateTime<Utc>, Due)>,
     /// Slots whose claim failed on a store error, to claim next turn.
     pub unclaimed: Vec<Due>,
+    /// Whether the store holds budget waits of this node (so an empty
+    /// list needs writing once, not at every renewal).
+    budget_waits_recorded: bool,
 }
 
 impl ClusterState {
@@ -102,11 +105,15 @@ impl Outage {
         self.failures = 0;
     }
 
-    /// How long to wait before the next turn: no limit while healthy, then
-    /// 0.5 s doubling to 10 s.
-    pub fn backoff(&self) -> Duration {
+    /// How long to wait before the next turn, given what the loop wants
+    /// (`wake`): that while the store answers; during an outage the
+    /// backoff (0.5 s doubling to 10 s) and nothing shorter, however
+    /// overdue the queue is (a due slot that cannot be claimed must not
+    /// turn the loop into a spin, thousands of retries a second, on a full
+    /// disk).
+    pub fn wait(&self, wake: Duration) -> Duration {
         match self.failures {
-            0 => Duration::MAX,
+            0 => wake,
             n => Duration::from_millis(500u64 << (n - 1).min(5)).min(Duration::from_secs(10)),
         }
     }
@@ -137,6 +144,14 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             self.status.mark_dirty();
         }
         m.sweep().await?;
+        // Which providers' requests the request budget holds back, for
+        // `snapsched status` (its log line and metrics are this
+        // process's own).
+        let waits = crate::provider::ratelimit::held_back();
+        if !waits.is_empty() || self.cluster.budget_waits_recorded {
+            self.store.record_budget_waits(m.id(), &waits).await?;
+            self.cluster.budget_waits_recorded = !waits.is_empty();
+        }
         self.cluster.live = m.live_daemons().await?;
         self.cluster.next_renewal = Some(Instant::now() + every);
         self.take_over_orphans().await?;
@@ -150,5 +165,25 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 tracing::warn!("could not record this node's departure: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_backs_off_even_with_slots_overdue() {
+        let mut o = Outage::default();
+        assert_eq!(o.wait(Duration::ZERO), Duration::ZERO, "healthy: as asked");
+        let e = StoreError::Corrupt("database or disk is full".into());
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            o.failed(&e);
+            waits.push(o.wait(Duration::ZERO).as_millis());
+        }
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+        o.ended();
+        assert_eq!(o.wait(Duration::from_secs(3)), Duration::from_secs(3));
     }
 }

@@ -43,6 +43,9 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// handed on to be claimed.
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
         let now = self.clock.now();
+        if let Some(step) = self.wall.observe(tokio::time::Instant::now(), now) {
+            self.clock_stepped(step, now);
+        }
         // Claims a store outage interrupted, then slots whose preferred
         // node had its grace to claim them.
         let mut due: Vec<Due> = std::mem::take(&mut self.cluster.unclaimed);
@@ -94,6 +97,41 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             start = end;
         }
         Ok(n)
+    }
+
+    /// The wall clock moved by `step` against monotonic time. Forward, the
+    /// queue's instants are simply due (catch-up decides what runs).
+    /// Back, they lie up to `step` ahead: every definition's next fire is
+    /// recomputed from `now`, and the handled slots remembered past `now`
+    /// are forgotten, so an edit reschedules from `now` too.
+    fn clock_stepped(&mut self, step: chrono::Duration, now: DateTime<Utc>) {
+        let secs = step.num_seconds();
+        if step > chrono::Duration::zero() {
+            tracing::warn!(
+                step_secs = secs,
+                "the wall clock jumped forward; slots passed over are caught up or recorded missed"
+            );
+            return;
+        }
+        tracing::warn!(
+            step_secs = secs,
+            now = %now.to_rfc3339(),
+            "the wall clock was stepped back; every next fire is recomputed from the new time (slots that already ran do not run again)"
+        );
+        let next: Vec<(Arc<Identity>, Option<DateTime<Utc>>)> = self
+            .timers
+            .iter()
+            .map(|(id, entry, _)| {
+                (
+                    id.clone(),
+                    entry.def.spec.schedule.next_after(now, entry.zone),
+                )
+            })
+            .collect();
+        for (id, at) in next {
+            self.timers.reschedule(&id, at);
+        }
+        self.last_slot.retain(|_, slot| *slot <= now);
     }
 
     /// Record `count` slots of `id` up to `last` as one `missed` row.

@@ -51,7 +51,7 @@ use self::launch::RunLauncher;
 use self::pool::RunPool;
 use self::reload::ChangeWatch;
 use self::status::StatusCache;
-use self::timer::TimerQueue;
+use self::timer::{TimerQueue, WallWatch};
 use crate::clock::Clock;
 use crate::domain::{Definition, Identity};
 use crate::provider::Provider;
@@ -60,6 +60,10 @@ use crate::store::{Store, StoreResult};
 
 pub use self::providers::{ProviderMap, Providers};
 pub use crate::telemetry::{Status, Tick};
+
+/// A difference between wall and monotonic time beyond this, between two
+/// turns of the loop, is a step of the wall clock.
+const CLOCK_STEP_TOLERANCE_SECS: i64 = 5;
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -109,6 +113,8 @@ pub struct Scheduler<P: Provider + Clone + 'static> {
     settings: Settings,
     /// Scheduled definitions by next fire instant.
     timers: TimerQueue<Arc<Identity>, Entry>,
+    /// Wall time against monotonic time, to notice clock steps.
+    wall: WallWatch,
     /// Slots already handled per identity (kept across definition edits).
     last_slot: HashMap<Identity, DateTime<Utc>>,
     changes: ChangeWatch,
@@ -139,6 +145,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             providers,
             clock,
             timers: TimerQueue::new(),
+            wall: WallWatch::new(chrono::Duration::seconds(CLOCK_STEP_TOLERANCE_SECS)),
             last_slot: HashMap::new(),
             changes: ChangeWatch::new(settings.change_poll),
             pool: RunPool::new(launcher, settings.max_concurrent_runs),
@@ -199,7 +206,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 Err(e) => outage.failed(&e),
             }
             self.tick();
-            let wake = self.wake_in().min(outage.backoff());
+            let wake = outage.wait(self.wake_in());
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wake) => {}

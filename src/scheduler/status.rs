@@ -27,6 +27,7 @@ pub(crate) fn summary<V>(timers: &TimerQueue<Arc<Identity>, V>, in_flight: usize
             .filter_map(|(id, _, next)| next.map(|at| (id.clone(), at)))
             .collect(),
         revision: 0,
+        budget_waiting: crate::provider::ratelimit::requests_waiting(),
     }
 }
 
@@ -68,6 +69,7 @@ impl StatusCache {
         }
         if let Some(status) = self.cache.as_mut() {
             status.in_flight = in_flight;
+            status.budget_waiting = crate::provider::ratelimit::requests_waiting();
             tick(status);
         }
     }

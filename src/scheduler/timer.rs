@@ -192,6 +192,41 @@ impl<K: Clone + Eq + Hash + Ord, V> TimerQueue<K, V> {
     }
 }
 
+/// Watches the wall clock against monotonic time: between two
+/// observations both must move alike, so a difference beyond `tolerance`
+/// is a step of the wall clock (set by hand, a bad time server, a
+/// resumed VM whose clock was corrected). Pure: both times come in as
+/// arguments.
+#[derive(Debug, Clone)]
+pub struct WallWatch {
+    last: Option<(tokio::time::Instant, DateTime<Utc>)>,
+    tolerance: chrono::Duration,
+}
+
+impl WallWatch {
+    pub fn new(tolerance: chrono::Duration) -> Self {
+        WallWatch {
+            last: None,
+            tolerance,
+        }
+    }
+
+    /// Record a reading; the step since the last one (wall time minus what
+    /// monotonic time predicts), when it exceeds the tolerance.
+    pub fn observe(
+        &mut self,
+        mono: tokio::time::Instant,
+        wall: DateTime<Utc>,
+    ) -> Option<chrono::Duration> {
+        let last = self.last.replace((mono, wall));
+        let (then_mono, then_wall) = last?;
+        let elapsed = chrono::Duration::from_std(mono.saturating_duration_since(then_mono))
+            .unwrap_or(chrono::Duration::MAX);
+        let step = wall - then_wall - elapsed;
+        (step.abs() > self.tolerance).then_some(step)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +332,34 @@ mod tests {
         assert_eq!(popped.len(), 100, "each key pops once, with its last value");
         assert!(popped.windows(2).all(|w| w[0].1 <= w[1].1));
         assert!(q.iter().all(|(_, v, next)| *v == 49 && next.is_none()));
+    }
+
+    #[test]
+    fn wall_clock_steps_are_told_apart_from_time_passing() {
+        let mut w = WallWatch::new(chrono::Duration::seconds(5));
+        let mono = tokio::time::Instant::now();
+        let secs = |n: u64| std::time::Duration::from_secs(n);
+        assert_eq!(
+            w.observe(mono, t(0)),
+            None,
+            "the first reading is a baseline"
+        );
+        assert_eq!(
+            w.observe(mono + secs(60), t(60)),
+            None,
+            "both moved a minute"
+        );
+        assert_eq!(w.observe(mono + secs(61), t(63)), None, "within tolerance");
+        assert_eq!(
+            w.observe(mono + secs(62), t(64 - 3600)),
+            Some(chrono::Duration::seconds(-3600)),
+            "stepped back an hour"
+        );
+        assert_eq!(w.observe(mono + secs(63), t(65 - 3600)), None);
+        assert_eq!(
+            w.observe(mono + secs(64), t(66)),
+            Some(chrono::Duration::seconds(3600)),
+            "and forward again"
+        );
     }
 }

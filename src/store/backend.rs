@@ -318,6 +318,41 @@ impl Tx {
     }
 }
 
+/// Close the idle SQLite connections that believe they are inside a
+/// transaction. A COMMIT that fails because the disk is full leaves the
+/// connection's transaction count at one while SQLite has already rolled
+/// the transaction back, so the ROLLBACK on drop fails too; every later
+/// `BEGIN IMMEDIATE` on that connection is then refused, and without this
+/// the store would stay unwritable after the space came back.
+async fn close_stuck_sqlite_connections(p: &sqlx::SqlitePool) {
+    use sqlx::Connection;
+    let mut healthy = Vec::new();
+    let mut closed = 0;
+    while let Some(mut conn) = p.try_acquire() {
+        let stuck = match conn.begin_with("BEGIN").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => true,
+            Err(_) => false,
+            // Dropping it rolls the probe back.
+            Ok(_probe) => false,
+        };
+        if stuck {
+            conn.close_on_drop();
+            closed += 1;
+        } else {
+            // Held until the sweep ends, so `try_acquire` hands out each
+            // idle connection once.
+            healthy.push(conn);
+        }
+    }
+    drop(healthy);
+    if closed > 0 {
+        tracing::warn!(
+            closed,
+            "closed database connections left inside a failed transaction (a commit failed, the disk was full?)"
+        );
+    }
+}
+
 impl Pool {
     pub fn backend(&self) -> Backend {
         match self {
@@ -347,7 +382,13 @@ impl Pool {
     /// writes them.
     pub async fn begin_write(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(p) => match p.begin_with("BEGIN IMMEDIATE").await {
+                Err(sqlx::Error::InvalidSavePointStatement) => {
+                    close_stuck_sqlite_connections(p).await;
+                    Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?)
+                }
+                other => Tx::Sqlite(other?),
+            },
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }

@@ -7,6 +7,8 @@
 //! several processes opening a new database at once neither see it
 //! half-migrated (which would look foreign) nor apply a migration twice.
 
+use chrono::{DateTime, Utc};
+
 use super::backend::{Args, Conn, Pool, Tx};
 use super::{Store, StoreError, StoreResult};
 
@@ -186,4 +188,62 @@ impl Store {
         v.parse()
             .map_err(|_| StoreError::Corrupt(format!("definitions_generation '{v}'")))
     }
+
+    /// Record which providers' requests this node's request budget holds
+    /// back now (`provider`, waiting, since), replacing what it recorded
+    /// before, so that `snapsched status` can say so.
+    pub async fn record_budget_waits(
+        &self,
+        node: &str,
+        waits: &[(String, usize, DateTime<Utc>)],
+    ) -> StoreResult<()> {
+        let prefix = format!("{BUDGET_WAIT}{node}:");
+        let mut tx = self.pool.begin_write().await?;
+        tx.conn()
+            .execute(
+                "DELETE FROM meta WHERE key LIKE $1",
+                &Args::new().text(format!("{prefix}%")),
+            )
+            .await?;
+        for (provider, waiting, since) in waits {
+            tx.conn()
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2)",
+                    &Args::new()
+                        .text(format!("{prefix}{provider}"))
+                        .text(format!("{waiting} {}", since.to_rfc3339())),
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every node's recorded budget waits: (node, provider, waiting, since).
+    pub async fn budget_waits(&self) -> StoreResult<Vec<(String, String, usize, DateTime<Utc>)>> {
+        let rows: Vec<(String, String)> = self
+            .pool
+            .fetch_all(
+                "SELECT key, value FROM meta WHERE key LIKE $1 ORDER BY key",
+                &Args::new().text(format!("{BUDGET_WAIT}%")),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            let rest = key.trim_start_matches(BUDGET_WAIT);
+            let (Some((node, provider)), Some((n, since))) =
+                (rest.split_once(':'), value.split_once(' '))
+            else {
+                return Err(StoreError::Corrupt(format!("meta {key} = '{value}'")));
+            };
+            let (Ok(n), Ok(since)) = (n.parse(), DateTime::parse_from_rfc3339(since)) else {
+                return Err(StoreError::Corrupt(format!("meta {key} = '{value}'")));
+            };
+            out.push((node.to_owned(), provider.to_owned(), n, since.to_utc()));
+        }
+        Ok(out)
+    }
 }
+
+/// The meta key prefix of budget waits: `budget_wait:<node>:<provider>`.
+const BUDGET_WAIT: &str = "budget_wait:";

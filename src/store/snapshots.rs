@@ -194,6 +194,42 @@ impl Store {
         Ok(())
     }
 
+    /// Note on a present record that its deletion is about to be asked for,
+    /// and why: if the answer is lost, the next listing that no longer shows
+    /// the snapshot records it deleted with this reason (not gone).
+    pub async fn request_deletion(
+        &self,
+        id: &Identity,
+        snapshot: &str,
+        reason: &str,
+    ) -> StoreResult<()> {
+        self.pool
+            .execute(
+                &format!(
+                    "UPDATE snapshots SET delete_reason = $6
+                     WHERE {OF_IDENTITY} AND name = $5 AND state = 'present'"
+                ),
+                &Args::new().identity(id).text(snapshot).text(reason),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forget a deletion request on a snapshot that is still listed (the
+    /// deletion failed): a later disappearance is then not ours.
+    pub async fn clear_deletion_request(&self, id: &Identity, snapshot: &str) -> StoreResult<()> {
+        self.pool
+            .execute(
+                &format!(
+                    "UPDATE snapshots SET delete_reason = NULL
+                     WHERE {OF_IDENTITY} AND name = $5 AND state = 'present'"
+                ),
+                &Args::new().identity(id).text(snapshot),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Mark a snapshot recorded as deleted or gone present again: the
     /// provider lists it again (a deletion still in progress, a lagging
     /// listing). Its deletion time and reason are cleared.

@@ -97,11 +97,32 @@ pub fn init(level: &str, format: LogFormat) {
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text if stderr_is_journal() => builder.event_format(journal_format()).try_init(),
+        LogFormat::Text if stderr_is_journal() => builder
+            .fmt_fields(escaped_fields())
+            .event_format(journal_format())
+            .try_init(),
         LogFormat::Text => builder
+            .fmt_fields(escaped_fields())
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+}
+
+/// The text format's fields, `message` first as is and the others as
+/// `name=value`, with every control character escaped: a value that came
+/// from outside (a provider's message, a snapshot name) cannot start a
+/// line of its own, forge another record or drive the terminal.
+pub fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::table::escape_controls(&text);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{}={text}", name.strip_prefix("r#").unwrap_or(name)),
+        }
+    })
+    .delimited(" ")
 }
 
 #[cfg(test)]
@@ -148,5 +169,26 @@ mod tests {
             );
         }
         assert!(lines[0].contains("definition=\"db\""), "{}", lines[0]);
+    }
+
+    #[test]
+    fn a_value_from_outside_cannot_forge_a_text_log_line() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(super::escaped_fields())
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let outside = "gone\nINFO run ended result=\"succeeded\"\u{1b}[2J\u{7}";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(snapshot = %outside, error = outside, "deleting {outside} failed");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains(['\u{1b}', '\u{7}']), "{text:?}");
+        assert!(text.contains("deleting gone\\nINFO run ended"), "{text}");
+        assert!(text.contains("snapshot=gone\\nINFO"), "{text}");
     }
 }

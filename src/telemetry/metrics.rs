@@ -48,6 +48,12 @@ pub const PROVIDER_REQUESTS: &str = "snapsched_provider_requests_total";
 /// Provider API request duration (histogram).
 pub const PROVIDER_REQUEST_DURATION: &str = "snapsched_provider_request_duration_seconds";
 
+/// Time requests waited for the client-side request budget (histogram;
+/// its `_sum` is the total time spent waiting).
+pub const API_BUDGET_WAIT: &str = "snapsched_api_budget_wait_seconds";
+/// Requests waiting for the client-side request budget now.
+pub const API_BUDGET_WAITING: &str = "snapsched_api_budget_waiting_requests";
+
 /// 1 for a node holding its lease (live, fresh heartbeat), 0 for one still
 /// listed that is stale, expired or stopped.
 pub const NODE_UP: &str = "snapsched_node_up";
@@ -82,6 +88,15 @@ pub(crate) const PROVIDER_REQUEST_BUCKETS: &[f64] = &[
 /// Give every metric its help text (and unit). Called once, after the
 /// recorder is installed.
 pub(crate) fn describe() {
+    metrics::describe_histogram!(
+        API_BUDGET_WAIT,
+        metrics::Unit::Seconds,
+        "Time provider requests waited for the client-side API request budget"
+    );
+    metrics::describe_gauge!(
+        API_BUDGET_WAITING,
+        "Provider requests waiting for the client-side API request budget now"
+    );
     metrics::describe_gauge!(DEFINITIONS, "Definitions the scheduler knows");
     metrics::describe_gauge!(NEXT_RUN, "Unix time of a definition's next scheduled run");
     metrics::describe_gauge!(
@@ -302,6 +317,17 @@ impl RequestOutcome {
 
 /// One request to the API of provider `provider` took `took` and ended
 /// with `outcome`.
+/// A request of `provider` waited `waited` for the request budget.
+pub fn budget_wait(provider: &str, waited: Duration) {
+    metrics::histogram!(API_BUDGET_WAIT, "provider" => provider.to_owned())
+        .record(waited.as_secs_f64());
+}
+
+/// `n` requests of `provider` are waiting for the request budget.
+pub fn budget_waiting(provider: &str, n: usize) {
+    metrics::gauge!(API_BUDGET_WAITING, "provider" => provider.to_owned()).set(n as f64);
+}
+
 pub fn provider_request(provider: &str, outcome: RequestOutcome, took: Duration) {
     metrics::histogram!(PROVIDER_REQUEST_DURATION, "provider" => provider.to_owned())
         .record(took.as_secs_f64());

@@ -24,10 +24,24 @@ pub struct Status {
     /// changed (`in_flight` is refreshed on every tick without it), so an
     /// observer doing per-definition work can skip an unchanged summary.
     pub revision: u64,
+    /// Provider requests held back by the client-side request budget now
+    /// (refreshed on every tick, like `in_flight`).
+    pub budget_waiting: usize,
 }
 
 impl Status {
     pub fn line(&self) -> String {
+        let line = self.schedule_line();
+        if self.budget_waiting == 0 {
+            return line;
+        }
+        format!(
+            "{line}; {} requests waiting for the API request budget",
+            self.budget_waiting
+        )
+    }
+
+    fn schedule_line(&self) -> String {
         match &self.next_fire {
             Some((at, id)) => format!(
                 "{} definitions, {} runs in flight, next {} at {}",

@@ -35,6 +35,7 @@ fn settings(base: &str, request_timeout: Duration) -> ErigonesSettings {
         },
         connect_timeout: Duration::from_secs(2),
         request_timeout,
+        max_response_bytes: snapsched::provider::DEFAULT_MAX_RESPONSE_BYTES,
     }
 }
 

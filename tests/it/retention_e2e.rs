@@ -589,6 +589,7 @@ mod erigones_e2e {
             },
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
+            max_response_bytes: snapsched::provider::DEFAULT_MAX_RESPONSE_BYTES,
         })
         .expect("provider builds");
 

@@ -151,7 +151,15 @@ async fn a_run_is_refused_while_another_run_of_the_definition_is_in_flight() {
         disk_id: 1,
         name: "web".to_owned(),
     };
-    // This process holds a pending run, as a daemon driving one would.
+    // This process holds a pending run, as a live daemon driving one
+    // would (a run whose owner is gone would be taken over instead).
+    let _node = snapsched::cluster::Membership::join(
+        &store,
+        snapsched::domain::NodeRole::Daemon,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .expect("join");
     let now = Utc::now() - chrono::Duration::minutes(1);
     let held = match store
         .claim_run(&id, now, Trigger::Schedule, now)
@@ -221,4 +229,109 @@ async fn a_failed_run_exits_1_with_the_provider_message_and_is_recorded() {
         "{status}"
     );
     assert!(status[0]["last_success"].is_null(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_by_a_killed_run_command_is_finished_by_the_next_one() {
+    // The droplet action stays in progress until the test moves the
+    // fake's clock, so the first `snapsched run` is caught waiting.
+    let fake = FakeDigitalOcean::start(FakeConfig::default())
+        .await
+        .expect("fake DigitalOcean");
+    fake.add_droplet(3164444, "web-01");
+    let config = config_with_do_api(fake.url()).replace(
+        "kind = \"digitalocean\"\n",
+        "kind = \"digitalocean\"\npoll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\n",
+    );
+    let env = TestEnv::new(&config);
+    env.add_droplet("web", 3164444);
+    let store = crate::support::db::open(&env.db()).await;
+    let token = crate::support::fake::DO_TOKEN;
+    let mut first = env
+        .command(&["run", "web"])
+        .env(token.0, token.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn snapsched run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let left = loop {
+        let runs = store.history(Some("web"), 10).await.expect("history");
+        if let Some(r) = runs.iter().find(|r| r.state.as_str() == "waiting") {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never reached waiting: {runs:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    fake.advance(std::time::Duration::from_secs(600));
+    fake.set_action_duration(std::time::Duration::ZERO);
+
+    let env_ref = &env;
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        env_ref.run_env(&["run", "web", "--json"], &[crate::support::fake::DO_TOKEN])
+    });
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert_no_panic(&err);
+    assert!(
+        err.contains(&format!("run {} of", left.id)) && err.contains("finishing it first"),
+        "{err}"
+    );
+    let finished = store.get_run(left.id).await.expect("run").expect("row");
+    assert_eq!(finished.state.as_str(), "succeeded", "{finished:?}");
+    let mine: Value = serde_json::from_str(&out).expect("run --json");
+    assert_eq!(mine["state"], "succeeded", "{mine}");
+    assert_ne!(mine["id"], left.id, "{mine}");
+    let names: Vec<String> = fake.snapshots().into_iter().map(|s| s.name).collect();
+    assert_eq!(names.len(), 2, "one snapshot per run: {names:?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_when_a_live_daemon_holds_requests_back_for_the_budget() {
+    let env = TestEnv::new(&config_with_do_api("http://127.0.0.1:9"));
+    env.add_droplet("web", 3164444);
+    let store = crate::support::db::open(&env.db()).await;
+    let node = snapsched::cluster::Membership::join(
+        &store,
+        snapsched::domain::NodeRole::Daemon,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .expect("join");
+    let since: DateTime<Utc> = "2026-01-01T08:00:00Z".parse().expect("time");
+    store
+        .record_budget_waits(node.id(), &[("do".to_owned(), 3, since)])
+        .await
+        .expect("recorded");
+    let env_ref = &env;
+    let table = tokio::task::block_in_place(|| env_ref.ok(&["status"]));
+    assert!(
+        table.contains("3 requests of provider do wait for the API request budget since 2026-01-01T08:00:00+00:00"),
+        "{table}"
+    );
+    let json = tokio::task::block_in_place(|| env_ref.json(&["status"]));
+    assert_eq!(json[0]["budget_wait"]["waiting"], 3, "{json}");
+
+    // The budget lets requests through again: the node records nothing.
+    store
+        .record_budget_waits(node.id(), &[])
+        .await
+        .expect("recorded");
+    let table = tokio::task::block_in_place(|| env_ref.ok(&["status"]));
+    assert!(!table.contains("request budget"), "{table}");
+
+    // A wait recorded by a node that is gone is not shown.
+    store
+        .record_budget_waits(node.id(), &[("do".to_owned(), 2, since)])
+        .await
+        .expect("recorded");
+    node.leave().await.expect("leave");
+    let json = tokio::task::block_in_place(|| env_ref.json(&["status"]));
+    assert!(json[0]["budget_wait"].is_null(), "{json}");
+    store.close().await;
 }

@@ -774,3 +774,145 @@ async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones(
         claims[2]
     );
 }
+
+#[tokio::test]
+async fn a_wall_clock_stepped_back_recomputes_the_queue_and_fires_each_slot_once() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 5, 0, 30);
+    let (clock, stepper) = Clock::stepped(start);
+    let def = spec("minutely", "web01", "* * * * *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut s = scheduler(&env, clock, settings());
+    s.start().await.expect("start");
+    let id = def.identity.clone();
+    assert_eq!(s.fire_due().await.expect("fire"), 0, "a first reading");
+    // 05:01 and 05:02 run.
+    for _ in 0..2 {
+        let next = s.next_fire(&id).expect("scheduled");
+        tokio::time::advance((next - clock.now()).to_std().expect("ahead")).await;
+        assert_eq!(s.fire_due().await.expect("fire"), 1);
+        s.drain().await;
+    }
+    assert_eq!(clock.now(), utc(2026, 1, 10, 5, 2, 0));
+
+    // Back 90 s: 05:01 and 05:02 come round again and must not run twice.
+    stepper.step(chrono::Duration::seconds(-90));
+    s.fire_due().await.expect("fire");
+    assert_eq!(s.next_fire(&id), Some(utc(2026, 1, 10, 5, 1, 0)));
+    for _ in 0..3 {
+        let next = s.next_fire(&id).expect("scheduled");
+        tokio::time::advance((next - clock.now()).to_std().expect("ahead")).await;
+        s.fire_due().await.expect("fire");
+        s.drain().await;
+    }
+    let slots: Vec<_> = runs(&env.store, "minutely")
+        .await
+        .iter()
+        .map(|r| r.slot)
+        .collect();
+    assert_eq!(
+        slots,
+        vec![
+            utc(2026, 1, 10, 5, 1, 0),
+            utc(2026, 1, 10, 5, 2, 0),
+            utc(2026, 1, 10, 5, 3, 0)
+        ],
+        "each slot once"
+    );
+
+    // Back an hour: the next fire is a minute away, as `def list` says,
+    // not an hour and a minute.
+    stepper.step(chrono::Duration::hours(-1));
+    s.fire_due().await.expect("fire");
+    assert_eq!(s.next_fire(&id), Some(utc(2026, 1, 10, 4, 4, 0)));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(s.fire_due().await.expect("fire"), 1);
+    s.drain().await;
+    let h = runs(&env.store, "minutely").await;
+    assert_eq!(h.len(), 4, "{h:#?}");
+    assert_eq!(h[0].slot, utc(2026, 1, 10, 4, 4, 0));
+    assert!(h.iter().all(|r| r.state == RunState::Succeeded), "{h:#?}");
+}
+
+/// Cancel the loop and move virtual time on until it has ended; returns
+/// how much virtual time that took.
+async fn shut_down(
+    token: CancellationToken,
+    handle: JoinHandle<Scheduler<FakeProvider>>,
+    limit: Duration,
+) -> Duration {
+    let began = tokio::time::Instant::now();
+    token.cancel();
+    while !handle.is_finished() {
+        assert!(
+            began.elapsed() < limit,
+            "the loop did not end within {limit:?}"
+        );
+        for _ in 0..2000 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(Duration::from_millis(250)).await;
+    }
+    handle.await.expect("loop ends");
+    began.elapsed()
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_operation_about_to_finish_finish_within_the_grace() {
+    // The snapshot takes 4 s; shutdown comes while the run waits on it.
+    let env = env(Duration::from_secs(4)).await;
+    let start = utc(2026, 1, 10, 0, 59, 59);
+    let def = spec("quick", "web01", "0 * * * *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut settings = settings();
+    settings.run.shutdown_grace = Duration::from_secs(10);
+    let (token, handle) = looping(&env, Clock::tokio(start), settings);
+    wait_until(
+        &env.store,
+        "quick",
+        Duration::from_millis(200),
+        Duration::from_secs(60),
+        |h| h.first().is_some_and(|r| r.state == RunState::Waiting),
+    )
+    .await;
+    let took = shut_down(token, handle, Duration::from_secs(20)).await;
+    let h = runs(&env.store, "quick").await;
+    assert_eq!(h[0].state, RunState::Succeeded, "{h:#?}");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+}
+
+#[tokio::test]
+async fn shutdown_leaves_a_long_operation_waiting_for_the_next_start() {
+    let env = env(Duration::from_secs(600)).await;
+    let start = utc(2026, 1, 10, 0, 59, 59);
+    let def = spec("slow", "web01", "0 * * * *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    let mut settings = settings();
+    settings.run.shutdown_grace = Duration::from_secs(5);
+    let (token, handle) = looping(&env, Clock::tokio(start), settings);
+    wait_until(
+        &env.store,
+        "slow",
+        Duration::from_millis(200),
+        Duration::from_secs(60),
+        |h| h.first().is_some_and(|r| r.state == RunState::Waiting),
+    )
+    .await;
+    let took = shut_down(token, handle, Duration::from_secs(20)).await;
+    let h = runs(&env.store, "slow").await;
+    assert_eq!(h[0].state, RunState::Waiting, "left resumable: {h:#?}");
+    assert!(h[0].operation_id.is_some(), "{h:#?}");
+    assert!(
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(6),
+        "the run polled on for the grace, less its margin: {took:?}"
+    );
+}

@@ -88,16 +88,12 @@ async fn gate(AxState(fake): AxState<FakeErigones>, req: Request, next: Next) ->
         Some(FaultKind::Status(code)) => return spoiled(code, "Internal Server Error"),
         Some(FaultKind::StatusWithDetail(code, text)) => return spoiled(code, &text),
         Some(FaultKind::Slow(d)) => tokio::time::sleep(d).await,
-        Some(FaultKind::Drop) => {
-            let broken = futures_util::stream::iter([Err::<Bytes, io::Error>(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "fault injection: connection dropped",
-            ))]);
-            return Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/json")
-                .body(Body::from_stream(broken))
-                .unwrap_or_default();
+        Some(FaultKind::Drop) => return broken(),
+        Some(FaultKind::DropAfterWork) => {
+            if key_ok {
+                let _ = next.run(req).await;
+            }
+            return broken();
         }
         None => {}
     }
@@ -105,6 +101,19 @@ async fn gate(AxState(fake): AxState<FakeErigones>, req: Request, next: Next) ->
         return detail(StatusCode::FORBIDDEN, "Invalid API key").into_response();
     }
     next.run(req).await
+}
+
+/// A 200 whose body breaks off: the client sees a failed transfer.
+fn broken() -> Response {
+    let broken = futures_util::stream::iter([Err::<Bytes, io::Error>(io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "fault injection: connection dropped",
+    ))]);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(broken))
+        .unwrap_or_default()
 }
 
 fn spoiled(code: u16, text: &str) -> Response {

@@ -142,6 +142,9 @@ pub enum FaultKind {
     Slow(Duration),
     /// Send the headers, then cut the connection in the body.
     Drop,
+    /// Handle the request (its effect takes place), then cut the connection
+    /// in the body: the answer is lost, the work is done.
+    DropAfterWork,
 }
 
 /// One fault, applied to the next `times` requests that match `route`.

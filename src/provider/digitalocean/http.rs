@@ -16,6 +16,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::model::ApiError;
+use crate::provider::body::{read_capped, BodyError};
 use crate::provider::ratelimit::RateLimiter;
 use crate::provider::ProviderError;
 
@@ -40,6 +41,8 @@ pub(crate) struct Http {
     client: reqwest::Client,
     pub limiter: Arc<RateLimiter>,
     sent: AtomicU64,
+    /// The largest response body read; a larger one fails the request.
+    max_body: usize,
 }
 
 impl Http {
@@ -49,6 +52,7 @@ impl Http {
         token: Secret,
         client: reqwest::Client,
         limiter: Arc<RateLimiter>,
+        max_body: usize,
     ) -> Self {
         Http {
             provider,
@@ -57,6 +61,7 @@ impl Http {
             client,
             limiter,
             sent: AtomicU64::new(0),
+            max_body,
         }
     }
 
@@ -111,11 +116,11 @@ impl Http {
             req = req.json(b);
         }
         let result = async {
-            let resp = req.send().await?;
+            let resp = req.send().await.map_err(BodyError::Transport)?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, body))
+            let body = read_capped(resp, self.max_body).await?;
+            Ok::<_, BodyError>((status, headers, body))
         }
         .await;
         // Every transport failure counts as `error` here (the message says
@@ -127,16 +132,21 @@ impl Http {
         metrics::provider_request(&self.provider, outcome, started.elapsed());
         let (status, headers, body) = match result {
             Ok(r) => r,
+            Err(e @ BodyError::TooLarge { .. }) => {
+                return Err(ProviderError::transient(format!(
+                    "DigitalOcean {what} failed: {e}"
+                )));
+            }
             // A request that cannot even be built (a token or URL with
             // characters not allowed in it) fails the same way every time.
-            Err(e) if e.is_builder() => {
+            Err(BodyError::Transport(e)) if e.is_builder() => {
                 return Err(ProviderError::permanent(format!(
                     "DigitalOcean {what} could not be built, so it was not sent (check providers.{}: the token and api_url): {}",
                     self.provider,
                     error_chain(&e)
                 )));
             }
-            Err(e) => {
+            Err(BodyError::Transport(e)) => {
                 let kind = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
@@ -155,7 +165,7 @@ impl Http {
         tracing::debug!(provider = %self.provider, request = %what, status = status.as_u16(), "DigitalOcean answered");
         Ok(Reply {
             status,
-            body: body.to_vec(),
+            body,
             what,
             retry_after,
         })

@@ -36,6 +36,9 @@ pub(crate) struct ApiSnapshot {
     /// `snapshot` or `backup` (droplet listings only).
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// The droplet or volume the snapshot is of.
+    #[serde(default)]
+    pub resource_id: Option<ApiId>,
 }
 
 impl ApiSnapshot {

@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
+use crate::provider::body::{read_capped, BodyError};
 use crate::provider::{ProviderError, ProviderResult};
 use crate::secret::Secret;
 use crate::telemetry::metrics::{self, RequestOutcome};
@@ -24,6 +25,8 @@ pub(super) struct Http {
     key: Secret,
     request_timeout: Duration,
     sent: AtomicU64,
+    /// The largest response body read; a larger one fails the request.
+    max_body: usize,
 }
 
 /// A response whose status and body were read in full.
@@ -40,6 +43,7 @@ impl Http {
         key: Secret,
         connect_timeout: Duration,
         request_timeout: Duration,
+        max_body: usize,
     ) -> ProviderResult<Self> {
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(ProviderError::permanent(format!(
@@ -77,6 +81,7 @@ impl Http {
             key,
             request_timeout,
             sent: AtomicU64::new(0),
+            max_body,
         })
     }
 
@@ -130,7 +135,7 @@ impl Http {
             req = req.json(body);
         }
         let result = async {
-            let resp = req.send().await?;
+            let resp = req.send().await.map_err(BodyError::Transport)?;
             let status = resp.status();
             let retry_after = resp
                 .headers()
@@ -138,14 +143,14 @@ impl Http {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let bytes = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, retry_after, bytes))
+            let bytes = read_capped(resp, self.max_body).await?;
+            Ok::<_, BodyError>((status, retry_after, bytes))
         }
         .await;
         let outcome = match &result {
             Ok((status, ..)) => RequestOutcome::Status(status.as_u16()),
-            Err(e) if e.is_timeout() => RequestOutcome::Timeout,
-            Err(e) if e.is_connect() => RequestOutcome::Connect,
+            Err(BodyError::Transport(e)) if e.is_timeout() => RequestOutcome::Timeout,
+            Err(BodyError::Transport(e)) if e.is_connect() => RequestOutcome::Connect,
             Err(_) => RequestOutcome::Error,
         };
         metrics::provider_request(&self.name, outcome, started.elapsed());
@@ -174,9 +179,12 @@ impl Http {
                     retry_after,
                 })
             }
+            Err(e @ BodyError::TooLarge { .. }) => Err(ProviderError::transient(
+                self.scrub(format!("Erigones request for {what} failed: {e}")),
+            )),
             // A request that cannot even be built fails the same way every
             // time: retrying it would only wait for run_timeout.
-            Err(e) if e.is_builder() => {
+            Err(BodyError::Transport(e)) if e.is_builder() => {
                 let detail = std::error::Error::source(&e)
                     .map(|s| format!(": {s}"))
                     .unwrap_or_default();
@@ -185,7 +193,7 @@ impl Http {
                     self.name
                 ))))
             }
-            Err(e) => {
+            Err(BodyError::Transport(e)) => {
                 let why = if e.is_timeout() {
                     format!(
                         "timed out after {}",

@@ -52,6 +52,9 @@ pub struct ErigonesSettings {
     pub poll: PollPolicy,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The largest response body read ([`super::DEFAULT_MAX_RESPONSE_BYTES`]
+    /// unless configured); a larger one fails the request as transient.
+    pub max_response_bytes: usize,
 }
 
 /// A snapshot definition kept inside Erigones, as read for `snapsched import`.
@@ -171,6 +174,7 @@ impl Erigones {
             settings.api_key,
             settings.connect_timeout,
             settings.request_timeout,
+            settings.max_response_bytes,
         )?;
         Ok(Erigones {
             inner: Arc::new(Inner {
@@ -627,6 +631,7 @@ mod tests {
             poll: PollPolicy::default(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            max_response_bytes: crate::provider::DEFAULT_MAX_RESPONSE_BYTES,
         };
         assert!(!format!("{settings:?}").contains("sekrit"));
         let provider = Erigones::new(settings).expect("valid settings");
@@ -642,6 +647,7 @@ mod tests {
             poll: PollPolicy::default(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            max_response_bytes: crate::provider::DEFAULT_MAX_RESPONSE_BYTES,
         };
         let provider = Erigones::new(settings).expect("valid settings");
         let url = provider

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod db;
 pub mod fake;
 pub mod fixtures;
+pub mod hostile;
 pub mod oracle;
 pub mod paused;
 pub mod process;
