@@ -52,6 +52,13 @@ pub fn shown(cfg: &super::Config) -> Result<toml::Value, String> {
         };
         table.remove("name");
         table.remove("credential");
+        // Kept in bytes, written in the MiB the file takes.
+        if table.remove("max_response_bytes").is_some() {
+            table.insert(
+                "max_response_mib".to_owned(),
+                toml::Value::Integer((p.max_response_bytes / (1024 * 1024)) as i64),
+            );
+        }
         if let (Some(word), Some(credential)) = (secret_name(p.kind), &p.credential) {
             let given = match credential {
                 Credential::File(path) => {

@@ -309,9 +309,9 @@ async fn status_says_when_a_live_daemon_holds_requests_back_for_the_budget() {
         .await
         .expect("recorded");
     let env_ref = &env;
-    let table = tokio::task::block_in_place(|| env_ref.ok(&["status"]));
+    let table = tokio::task::block_in_place(|| env_ref.ok(&["status", "--utc"]));
     assert!(
-        table.contains("3 requests of provider do wait for the API request budget since 2026-01-01T08:00:00+00:00"),
+        table.contains("3 requests of provider do wait for the API request budget since 2026-01-01 08:00:00 UTC"),
         "{table}"
     );
     let json = tokio::task::block_in_place(|| env_ref.json(&["status"]));
