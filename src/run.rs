@@ -309,6 +309,8 @@ impl<P: Provider> Runner<'_, P> {
                 let at = run.finished_at.unwrap_or_else(|| self.clock.now());
                 metrics::last_success(&self.spec.identity, at);
             }
+            // Decided before trimming, which may drop the run before it.
+            let notify = !was_final && self.should_notify(&ctx, run).await;
             if let Err(e) = self
                 .store
                 .trim_history(&self.spec.identity, self.options.history_keep)
@@ -316,7 +318,7 @@ impl<P: Provider> Runner<'_, P> {
             {
                 tracing::warn!(definition = %self.spec.identity, "cannot trim history: {e}");
             }
-            if !was_final {
+            if notify {
                 self.notify(&ctx, run).await;
             }
         }
@@ -634,6 +636,38 @@ impl<P: Provider> Runner<'_, P> {
             tracing::info!(definition = %self.spec.identity, phase = out.phase.as_str(), duration = %elapsed, "hook {command} {}", out.describe());
         } else {
             tracing::warn!(definition = %self.spec.identity, phase = out.phase.as_str(), duration = %elapsed, output = out.tail(), "hook {command} {}", out.describe());
+        }
+    }
+
+    /// Whether `run`'s end calls its `on_success` / `on_failure` command.
+    /// `on_failure` is called once per stretch of failures: for the first
+    /// failed run after a success (or ever), not again until a run
+    /// succeeds, so a definition that keeps failing does not page on every
+    /// slot (the webhook's `run_failed` follows the same rule).
+    async fn should_notify(&self, ctx: &HookCtx, run: &Run) -> bool {
+        match run.state {
+            RunState::Succeeded => ctx.hooks.on_success.is_some(),
+            RunState::Failed | RunState::Interrupted if ctx.hooks.on_failure.is_some() => {
+                match self
+                    .store
+                    .previous_outcome(&self.spec.identity, run.id)
+                    .await
+                {
+                    Ok(Some(RunState::Failed | RunState::Interrupted)) => {
+                        tracing::info!(
+                            definition = %self.spec.identity,
+                            "on_failure not called: the definition was already failing (it is called again after a success)"
+                        );
+                        false
+                    }
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(definition = %self.spec.identity, "cannot read the previous run ({e}); calling on_failure");
+                        true
+                    }
+                }
+            }
+            _ => false,
         }
     }
 

@@ -405,6 +405,34 @@ impl Store {
             .transpose()
     }
 
+    /// The final state of the definition's latest snapshot run (scheduled
+    /// or manual; not prune runs, not `missed` or `skipped` rows) before run
+    /// `before`: whether the definition was already failing when that run
+    /// ended.
+    pub async fn previous_outcome(
+        &self,
+        id: &Identity,
+        before: i64,
+    ) -> StoreResult<Option<RunState>> {
+        let row = self
+            .pool
+            .fetch_optional::<(String,)>(
+                &format!(
+                    "SELECT state FROM runs WHERE {OF_IDENTITY} AND id < $5
+                       AND trigger <> 'prune'
+                       AND state IN ('succeeded', 'failed', 'interrupted')
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                &Args::new().identity(id).int(before),
+            )
+            .await?;
+        row.map(|(state,)| {
+            RunState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("run state '{state}'")))
+        })
+        .transpose()
+    }
+
     /// Runs newest first, optionally of one definition name.
     pub async fn history(&self, name: Option<&str>, limit: u32) -> StoreResult<Vec<Run>> {
         into_runs(

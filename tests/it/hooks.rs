@@ -347,6 +347,62 @@ async fn a_failing_pre_hook_with_abort_sends_no_create_request() {
     assert_no_secret(&hooks);
 }
 
+/// `on_failure` pages once per stretch of failures: not for the second
+/// failure in a row, again after a success; `on_success` after every success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_is_called_once_until_the_definition_succeeds_again() {
+    let fake = fake_do().await;
+    let (env, hooks) = env_with(&fake, &format!("volume:{VOLUME}"), |h| {
+        h.toml(&["pre_hook", "on_failure", "on_success"])
+    });
+    let run = |expect: i32| {
+        let (code, out, err) = finish(spawn_run(&env));
+        assert_eq!(code, expect, "stdout {out}\nstderr {err}");
+    };
+    hooks.touch("fail-pre");
+    run(1);
+    run(1);
+    run(1);
+    hooks.remove("fail-pre");
+    run(0);
+    run(0);
+    hooks.touch("fail-pre");
+    run(1);
+    assert_eq!(
+        hooks.order(),
+        [
+            "pre",
+            "on_failure failed",
+            "pre",
+            "pre",
+            "pre",
+            "on_success succeeded",
+            "pre",
+            "on_success succeeded",
+            "pre",
+            "on_failure failed",
+        ]
+    );
+    let runs = env.json(&["history", "web"]);
+    let states: Vec<&str> = runs
+        .as_array()
+        .expect("history array")
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "failed",
+            "succeeded",
+            "succeeded",
+            "failed",
+            "failed",
+            "failed"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pre_hook_with_continue_takes_a_crash_consistent_snapshot() {
     let fake = fake_do().await;
