@@ -15,6 +15,9 @@ use crate::scheduler::{Providers, Scheduler};
 use crate::store::{ApplyMode, ConfigOutcome, Store};
 use crate::wiring::{self, ProviderMap};
 
+/// How long a stopping daemon waits for the store's connections to close.
+const STORE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub use crate::telemetry::Hooks;
 
 /// Run the daemon until `shutdown` is cancelled (the caller wires signals).
@@ -126,7 +129,17 @@ pub async fn run(
         // [notify] timeout).
         let _ = tokio::time::timeout(cfg.notify.timeout * 2, d).await;
     }
-    store.close().await;
+    // Closing waits for every connection to come back; a store that does
+    // not answer must not hold the exit up.
+    if tokio::time::timeout(STORE_CLOSE_TIMEOUT, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the store's connections did not close within {}s; exiting anyway",
+            STORE_CLOSE_TIMEOUT.as_secs()
+        );
+    }
     result.map_err(Into::into)
 }
 

@@ -14,6 +14,9 @@
 
 use std::time::Duration;
 
+/// How long a stopping node tries to record its departure.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
@@ -161,8 +164,15 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Leave the store cleanly at shutdown.
     pub(super) async fn leave(&mut self) {
         if let Some(m) = self.cluster.membership.take() {
-            if let Err(e) = m.leave().await {
-                tracing::warn!("could not record this node's departure: {e}");
+            // Bounded: a store that does not answer must not hold the exit
+            // up; the lease then expires instead.
+            match tokio::time::timeout(LEAVE_TIMEOUT, m.leave()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("could not record this node's departure: {e}"),
+                Err(_) => tracing::warn!(
+                    "could not record this node's departure within {}s; its lease expires instead",
+                    LEAVE_TIMEOUT.as_secs()
+                ),
             }
         }
     }

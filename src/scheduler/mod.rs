@@ -200,8 +200,17 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// a slot due during an outage runs (late) once the store is back.
     pub async fn run(&mut self, grace: Duration) -> StoreResult<()> {
         let mut outage = cluster::Outage::default();
+        let shutdown = self.shutdown.clone();
         loop {
-            match self.turn().await {
+            // A turn waiting on the store (an acquire under an outage, a
+            // lock held by a paused node) must not hold shutdown up: it is
+            // dropped at SIGTERM, which leaves at most claimed runs not yet
+            // started, recovered as after a crash.
+            let turn = tokio::select! {
+                r = self.turn() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match turn {
                 Ok(()) => outage.ended(),
                 Err(e) => outage.failed(&e),
             }
