@@ -32,6 +32,109 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Claim the current second for a manual run of `id`. A run left by a
+/// process that is gone is taken over and finished first; a second manual
+/// run within the same second waits for the next one rather than failing.
+async fn claim_manual<P: crate::provider::Provider>(
+    store: &Store,
+    runner: &Runner<'_, P>,
+    id: &crate::domain::Identity,
+) -> CliResult<Run> {
+    // The slot is the current second, which also names the snapshot.
+    let mut attempts = 0;
+    let mut took_over = false;
+    loop {
+        let now = Utc::now();
+        match store.claim_run(id, now, Trigger::Manual, now).await? {
+            Claim::Claimed(run) => return Ok(run),
+            Claim::Busy(other) if !took_over => {
+                took_over = true;
+                let Some(orphan) = take_over_orphan(store, &other).await? else {
+                    return Err(busy(id, &other));
+                };
+                eprintln!(
+                "run {} of {id} ({}, {}) was left by a process that is gone; finishing it first",
+                orphan.id,
+                orphan.trigger.as_str(),
+                orphan.state
+            );
+                match runner
+                .drive(orphan)
+                .await
+                .map_err(|e| CliError::Runtime(e.into()))?
+            {
+                Ended::Final(done) => eprintln!(
+                    "run {} {}: {} {}",
+                    done.id,
+                    done.state,
+                    done.snapshot_name.as_deref().unwrap_or("-"),
+                    done.error.as_deref().unwrap_or("")
+                ),
+                Ended::Suspended(left) => {
+                    return Err(CliError::Runtime(anyhow::anyhow!(
+                        "interrupted in state {}; run {} resumes at the next start of the daemon or of `snapsched run`",
+                        left.state,
+                        left.id
+                    )))
+                }
+            }
+            }
+            Claim::Busy(other) => return Err(busy(id, &other)),
+            Claim::AlreadyRan if attempts < 3 => {
+                attempts += 1;
+                let into = u64::from(now.timestamp_subsec_millis());
+                tokio::time::sleep(std::time::Duration::from_millis(1_000 - into.min(999))).await;
+            }
+            Claim::AlreadyRan => {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "definition {id} already has a run for {}; try again",
+                    now.to_rfc3339()
+                )))
+            }
+        }
+    }
+}
+
+/// The spinner of `run --wait` on a terminal, refreshed from the store.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(store: &Store, run: &Run) -> Progress {
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+            bar.set_style(style);
+        }
+        bar.set_message(format!("snapshot of {}: {}", run.identity, run.state));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let store = store.clone();
+        let run_id = run.id;
+        let shown = bar.clone();
+        let watcher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Ok(Some(r)) = store.get_run(run_id).await {
+                    shown.set_message(format!(
+                        "{} {} (attempt {})",
+                        r.state,
+                        r.snapshot_name.as_deref().unwrap_or(""),
+                        r.attempts
+                    ));
+                }
+            }
+        });
+        Progress { bar, watcher }
+    }
+
+    fn finish(self) {
+        self.watcher.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
 pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     // Warnings (retries) as they happen; the end is reported once, below.
@@ -65,98 +168,16 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
         shutdown,
         lease: Some(node.lease()),
     };
-    // A manual run's slot is the current second, which also names the
-    // snapshot; a second manual run within the same second waits for the
-    // next one rather than failing.
-    let mut attempts = 0;
-    let mut took_over = false;
-    let run = loop {
-        let now = Utc::now();
-        match store.claim_run(&id, now, Trigger::Manual, now).await? {
-            Claim::Claimed(run) => break run,
-            Claim::Busy(other) if !took_over => {
-                took_over = true;
-                let Some(orphan) = take_over_orphan(&store, &other).await? else {
-                    return Err(busy(&id, &other));
-                };
-                eprintln!(
-                    "run {} of {id} ({}, {}) was left by a process that is gone; finishing it first",
-                    orphan.id,
-                    orphan.trigger.as_str(),
-                    orphan.state
-                );
-                match runner
-                    .drive(orphan)
-                    .await
-                    .map_err(|e| CliError::Runtime(e.into()))?
-                {
-                    Ended::Final(done) => eprintln!(
-                        "run {} {}: {} {}",
-                        done.id,
-                        done.state,
-                        done.snapshot_name.as_deref().unwrap_or("-"),
-                        done.error.as_deref().unwrap_or("")
-                    ),
-                    Ended::Suspended(left) => {
-                        return Err(CliError::Runtime(anyhow::anyhow!(
-                            "interrupted in state {}; run {} resumes at the next start of the daemon or of `snapsched run`",
-                            left.state,
-                            left.id
-                        )))
-                    }
-                }
-            }
-            Claim::Busy(other) => return Err(busy(&id, &other)),
-            Claim::AlreadyRan if attempts < 3 => {
-                attempts += 1;
-                let into = u64::from(now.timestamp_subsec_millis());
-                tokio::time::sleep(std::time::Duration::from_millis(1_000 - into.min(999))).await;
-            }
-            Claim::AlreadyRan => {
-                return Err(CliError::Runtime(anyhow::anyhow!(
-                    "definition {id} already has a run for {}; try again",
-                    now.to_rfc3339()
-                )))
-            }
-        }
-    };
-    let progress = (args.wait && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
-            bar.set_style(style);
-        }
-        bar.set_message(format!("snapshot of {id}: {}", run.state));
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    });
-    let watcher = progress.clone().map(|bar| {
-        let store = store.clone();
-        let run_id = run.id;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if let Ok(Some(r)) = store.get_run(run_id).await {
-                    bar.set_message(format!(
-                        "{} {} (attempt {})",
-                        r.state,
-                        r.snapshot_name.as_deref().unwrap_or(""),
-                        r.attempts
-                    ));
-                }
-            }
-        })
-    });
+    let run = claim_manual(&store, &runner, &id).await?;
+    let progress =
+        (args.wait && std::io::stderr().is_terminal()).then(|| Progress::start(&store, &run));
     let ended = runner
         .drive_guarded(run)
         .await
         .map_err(|e| CliError::Runtime(e.into()));
     node.leave().await;
-    if let Some(w) = watcher {
-        w.abort();
-    }
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
+    if let Some(p) = progress {
+        p.finish();
     }
     let run = match ended? {
         Ended::Final(run) => run,

@@ -570,6 +570,32 @@ pub struct RawDefinition {
     pub on_success: Option<Vec<String>>,
 }
 
+/// Check the schedule even when other fields failed, so one attempt
+/// reports every problem. `H` fields hash the identity; parts that did
+/// not parse stand in as written, which only matters for a definition
+/// that is refused anyway.
+fn parse_schedule(
+    raw: &RawDefinition,
+    expr: &str,
+    target: Option<&Target>,
+    disk_id: Option<u32>,
+    name: Option<&str>,
+) -> Result<Schedule, FieldError> {
+    let hash_key = Identity {
+        provider: raw.provider.clone(),
+        target: target.map_or_else(|| raw.target.trim().to_owned(), ToString::to_string),
+        disk_id: disk_id.unwrap_or(1),
+        name: name.map_or_else(|| raw.name.clone(), str::to_owned),
+    }
+    .hash_key();
+    Schedule::parse(expr, &hash_key).map_err(|e| {
+        FieldError::new(
+            "schedule",
+            format!("'{}': {}", excerpt(expr), excerpt(&e.to_string())),
+        )
+    })
+}
+
 impl RawDefinition {
     /// Validate every field for a provider of `kind`, reporting every problem.
     /// A name that is one of Erigones' defaults (`hourly`, `daily`, `weekly`,
@@ -615,29 +641,11 @@ impl RawDefinition {
                 None
             }
         };
-        // Check the schedule even when other fields failed, so one attempt
-        // reports every problem. `H` fields hash the identity; parts that did
-        // not parse stand in as written, which only matters for a definition
-        // that is refused anyway.
-        let mut parsed_schedule = None;
-        if let Some(expr) = &schedule {
-            let hash_key = Identity {
-                provider: self.provider.clone(),
-                target: target
-                    .as_ref()
-                    .map_or_else(|| self.target.trim().to_owned(), ToString::to_string),
-                disk_id: disk_id.unwrap_or(1),
-                name: name.clone().unwrap_or_else(|| self.name.clone()),
-            }
-            .hash_key();
-            match Schedule::parse(expr, &hash_key) {
-                Ok(parsed) => parsed_schedule = Some(parsed),
-                Err(e) => errors.push(FieldError::new(
-                    "schedule",
-                    format!("'{}': {}", excerpt(expr), excerpt(&e.to_string())),
-                )),
-            }
-        }
+        let parsed_schedule = schedule.as_deref().and_then(|expr| {
+            parse_schedule(self, expr, target.as_ref(), disk_id, name.as_deref())
+                .map_err(|e| errors.push(e))
+                .ok()
+        });
         let retention = match (count, defaults) {
             (Some(n), _) => parse_retention(n).map_err(|e| errors.push(e)).ok(),
             (None, Some((_, n))) => Some(n),

@@ -87,11 +87,14 @@ impl ClusterState {
 #[derive(Default)]
 pub(super) struct Outage {
     failures: u32,
+    /// The latest failure's message, while failing.
+    error: Option<String>,
 }
 
 impl Outage {
     pub fn failed(&mut self, e: &StoreError) {
         self.failures = self.failures.saturating_add(1);
+        self.error = Some(e.to_string());
         if self.failures == 1 {
             tracing::error!(
                 "store unavailable: {e}; retrying, runs and claims resume when it is back"
@@ -106,6 +109,12 @@ impl Outage {
             tracing::info!(failures = self.failures, "store available again");
         }
         self.failures = 0;
+        self.error = None;
+    }
+
+    /// Why the store is failing, while it is.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// How long to wait before the next turn, given what the loop wants

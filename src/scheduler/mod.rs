@@ -214,7 +214,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 Ok(()) => outage.ended(),
                 Err(e) => outage.failed(&e),
             }
-            self.tick();
+            self.tick(outage.error());
             let wake = outage.wait(self.wake_in());
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
@@ -270,10 +270,13 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     }
 
     /// Hand the observers the (cached) status.
-    fn tick(&mut self) {
+    fn tick(&mut self, store_error: Option<&str>) {
         let in_flight = self.pool.in_flight();
         let timers = &self.timers;
-        self.status
-            .tick(|| status::summary(timers, in_flight), in_flight);
+        self.status.tick(
+            || status::summary(timers, in_flight),
+            in_flight,
+            store_error,
+        );
     }
 }

@@ -28,6 +28,7 @@ pub(crate) fn summary<V>(timers: &TimerQueue<Arc<Identity>, V>, in_flight: usize
             .collect(),
         revision: 0,
         budget_waiting: crate::provider::ratelimit::requests_waiting(),
+        store_error: None,
     }
 }
 
@@ -53,7 +54,12 @@ impl StatusCache {
 
     /// Call the hook with the cached status, rebuilt with `build` when
     /// stale, and `in_flight` as of now.
-    pub fn tick(&mut self, build: impl FnOnce() -> Status, in_flight: usize) {
+    pub fn tick(
+        &mut self,
+        build: impl FnOnce() -> Status,
+        in_flight: usize,
+        store_error: Option<&str>,
+    ) {
         let Some(tick) = self.tick.clone() else {
             return;
         };
@@ -70,6 +76,7 @@ impl StatusCache {
         if let Some(status) = self.cache.as_mut() {
             status.in_flight = in_flight;
             status.budget_waiting = crate::provider::ratelimit::requests_waiting();
+            status.store_error = store_error.map(str::to_owned);
             tick(status);
         }
     }

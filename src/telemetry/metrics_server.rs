@@ -67,6 +67,8 @@ pub enum MetricsError {
 #[derive(Debug, Default)]
 pub struct Liveness {
     last_tick: Mutex<Option<Instant>>,
+    /// The loop's store failure as of its latest tick.
+    store_error: Mutex<Option<String>>,
 }
 
 impl Liveness {
@@ -75,6 +77,20 @@ impl Liveness {
         if let Ok(mut t) = self.last_tick.lock() {
             *t = Some(Instant::now());
         }
+    }
+
+    /// Record what the loop's latest turn said of the store.
+    pub fn store_error(&self, error: Option<&str>) {
+        if let Ok(mut e) = self.store_error.lock() {
+            if e.as_deref() != error {
+                *e = error.map(str::to_owned);
+            }
+        }
+    }
+
+    /// The loop's store failure, while it lasts.
+    pub fn failing_store(&self) -> Option<String> {
+        self.store_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// True when a tick happened within `within` of `now`.
@@ -117,6 +133,12 @@ impl Health {
         }
         if !self.liveness.alive(now, HEALTHY_WITHIN) {
             return Err("scheduler loop not ticking".into());
+        }
+        // The ping reads; a store that answers reads but refuses writes (a
+        // full disk) shows in the loop's turns.
+        if let Some(e) = self.liveness.failing_store() {
+            let reason = format!("store failing: {e}");
+            return Err(reason.split_whitespace().collect::<Vec<_>>().join(" "));
         }
         Ok(())
     }
@@ -183,6 +205,7 @@ pub fn tick_hook(liveness: Arc<Liveness>) -> Tick {
     let next_runs = Mutex::new(NextRuns::default());
     Arc::new(move |status: &Status| {
         liveness.beat();
+        liveness.store_error(status.store_error.as_deref());
         metrics::scheduler_status(status.definitions, status.in_flight);
         if let Ok(mut n) = next_runs.lock() {
             n.publish(status, Instant::now());

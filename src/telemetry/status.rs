@@ -27,18 +27,25 @@ pub struct Status {
     /// Provider requests held back by the client-side request budget now
     /// (refreshed on every tick, like `in_flight`).
     pub budget_waiting: usize,
+    /// Why the loop's latest turn could not use the store (a write refused
+    /// on a full disk, a server gone), while that lasts (refreshed on every
+    /// tick, like `in_flight`).
+    pub store_error: Option<String>,
 }
 
 impl Status {
     pub fn line(&self) -> String {
-        let line = self.schedule_line();
-        if self.budget_waiting == 0 {
-            return line;
+        let mut line = self.schedule_line();
+        if self.budget_waiting > 0 {
+            line = format!(
+                "{line}; {} requests waiting for the API request budget",
+                self.budget_waiting
+            );
         }
-        format!(
-            "{line}; {} requests waiting for the API request budget",
-            self.budget_waiting
-        )
+        if let Some(e) = &self.store_error {
+            line = format!("store failing, retrying: {e}; {line}");
+        }
+        line
     }
 
     fn schedule_line(&self) -> String {
@@ -79,4 +86,26 @@ pub struct Hooks {
     pub reloading: Option<Arc<dyn Fn(bool) + Send + Sync>>,
     /// Called when shutdown begins.
     pub stopping: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_leads_with_a_failing_store() {
+        let mut status = Status {
+            definitions: 2,
+            ..Status::default()
+        };
+        assert_eq!(
+            status.line(),
+            "2 definitions, 0 runs in flight, nothing scheduled"
+        );
+        status.store_error = Some("database or disk is full".into());
+        assert_eq!(
+            status.line(),
+            "store failing, retrying: database or disk is full; 2 definitions, 0 runs in flight, nothing scheduled"
+        );
+    }
 }

@@ -122,3 +122,118 @@ async fn writes_work_again_once_a_full_disk_has_space() {
     );
     store.close().await;
 }
+
+/// `GET path` on `addr`: the status code and body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (code, body.to_owned())
+}
+
+/// Poll `/healthz` (bounded) until `want(code, body)`; returns the body.
+fn healthz_until(addr: &str, what: &str, want: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (code, body) = http_get(addr, "/healthz");
+        if want(code, &body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/healthz never {what}: last {code} {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The daemon on a store whose disk fills: it keeps running, `/healthz`
+/// answers 503 naming the failing store (its read ping alone would pass),
+/// and once space returns it is healthy again and stops cleanly.
+#[test]
+fn a_daemon_on_a_full_disk_reports_unhealthy_and_recovers() {
+    use std::io::BufRead;
+    if db::backend() != Backend::Sqlite {
+        eprintln!(
+            "disk_full: skipped on {:?} (a SQLite file test)",
+            db::backend()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(_mnt) = Tmpfs::mount(dir.path(), "8m") else {
+        eprintln!("disk_full: skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let config = fixtures::write_daemon_config(dir.path(), "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("schedule = \"0 3 * * *\"", "schedule = \"* * * * * *\"");
+    std::fs::write(&config, text).expect("config");
+    let mut child = Command::new(crate::support::process::bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the daemon logs its metrics address");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim_end_matches("/metrics").trim().to_owned();
+        }
+    };
+    healthz_until(&addr, "200 before the disk fills", |c, _| c == 200);
+
+    let filler = dir.path().join("filler");
+    fill(&filler);
+    let body = healthz_until(&addr, "503 on the full disk", |c, _| c == 503);
+    assert!(
+        body.starts_with("store failing: ") && body.contains("full"),
+        "{body}"
+    );
+    assert_eq!(body.lines().count(), 1, "one line: {body}");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the daemon exited on a full disk"
+    );
+
+    std::fs::remove_file(&filler).expect("space returns");
+    assert_eq!(
+        healthz_until(&addr, "200 once space returned", |c, _| c == 200),
+        "ok\n"
+    );
+    crate::support::process::signal(&child, "-TERM");
+    let exit = crate::support::process::wait_exit(&mut child, std::time::Duration::from_secs(20));
+    assert!(exit.success(), "daemon exited with {exit}");
+}
