@@ -85,6 +85,9 @@ pub enum PruneError {
 /// What one prune decided and did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {
+    /// Flat in JSON (`provider`, `target`, `disk_id`, `name`), as in every
+    /// other object about one definition.
+    #[serde(flatten)]
     pub definition: Identity,
     /// True when nothing was deleted or recorded, only planned.
     pub dry_run: bool,
@@ -281,7 +284,7 @@ async fn run<P: Provider>(
     )
     .await
     .map_err(|source| {
-        tracing::warn!(definition = %id, error = %source, "listing failed; nothing pruned");
+        tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, error = %source, "listing failed; nothing pruned");
         PruneError::Listing {
             target: target.to_string(),
             disk_id: id.disk_id,
@@ -305,7 +308,7 @@ async fn run<P: Provider>(
     if let Mode::Guarded(limit) = mode {
         if limit > 0 && planned > limit as usize {
             tracing::warn!(
-                definition = %id,
+                definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id,
                 planned,
                 limit,
                 "prune blocked: the plan deletes more than max_deletes_per_run; nothing deleted"
@@ -359,7 +362,9 @@ pub async fn list_and_plan<P: Provider>(
 async fn publish_owned_count(store: &Store, id: &Identity) {
     match store.owned_count(id).await {
         Ok(n) => metrics::snapshot_count(id, n),
-        Err(e) => tracing::warn!(definition = %id, "cannot count owned snapshots: {e}"),
+        Err(e) => {
+            tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "cannot count owned snapshots: {e}")
+        }
     }
 }
 
@@ -384,7 +389,7 @@ async fn sync_store(
     for snap in &report.adopted {
         store.record_snapshot(id, snap, None, true, now).await?;
         tracing::info!(
-            definition = %id, snapshot = %snap.name, snapshot_id = %snap.id,
+            definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, snapshot = %snap.name, snapshot_id = %snap.id,
             "adopted snapshot: no record in the store, name matches the definition"
         );
     }
@@ -396,7 +401,7 @@ async fn sync_store(
                 .mark_snapshot(id, name, RecordState::Deleted, Some(reason), now)
                 .await?;
             tracing::info!(
-                definition = %id, snapshot = %name, reason = %reason,
+                definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, snapshot = %name, reason = %reason,
                 "snapshot whose deletion was asked for is no longer listed; recorded deleted"
             );
             metrics::snapshot_pruned(id);
@@ -412,7 +417,7 @@ async fn sync_store(
             )
             .await?;
         tracing::warn!(
-            definition = %id, snapshot = %name,
+            definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, snapshot = %name,
             "recorded snapshot no longer listed by the provider (deleted by hand?); marked gone"
         );
     }
@@ -426,7 +431,7 @@ async fn sync_store(
     for name in &report.reappeared {
         store.mark_snapshot_present(id, name).await?;
         tracing::info!(
-            definition = %id, snapshot = %name,
+            definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, snapshot = %name,
             "snapshot recorded as deleted or gone is listed again; counted again"
         );
     }
@@ -454,7 +459,7 @@ async fn record_deletions(
             )
             .await?;
         tracing::info!(
-            definition = %id, snapshot = %d.snapshot.name, reason = %reason,
+            definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, snapshot = %d.snapshot.name, reason = %reason,
             "pruned snapshot recorded"
         );
         metrics::snapshot_pruned(id);

@@ -230,9 +230,9 @@ pub async fn settle_owed_post(
         let vars = env.vars(Phase::Post, Some("aborted"), None, None);
         let out = run_hook(Phase::Post, post, &vars, hooks.timeout, None).await;
         if out.succeeded() {
-            tracing::info!(definition = %spec.identity, "owed post hook {post} {}", out.describe());
+            tracing::info!(definition = %spec.identity.name, provider = %spec.identity.provider, target = %spec.identity.target, disk = spec.identity.disk_id, "owed post hook {post} {}", out.describe());
         } else {
-            tracing::warn!(definition = %spec.identity, output = out.tail(), "owed post hook {post} {}", out.describe());
+            tracing::warn!(definition = %spec.identity.name, provider = %spec.identity.provider, target = %spec.identity.target, disk = spec.identity.disk_id, output = out.tail(), "owed post hook {post} {}", out.describe());
         }
         output = Some(out.record());
     }
@@ -264,7 +264,7 @@ impl<P: Provider> Runner<'_, P> {
         let run_id = run.id;
         let started = std::time::Instant::now();
         tracing::info!(
-            definition = %self.spec.identity,
+            definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
             slot = %run.slot.to_rfc3339(),
             trigger = run.trigger.as_str(),
             state = run.state.as_str(),
@@ -284,7 +284,7 @@ impl<P: Provider> Runner<'_, P> {
             match run.state {
                 RunState::Succeeded => tracing::info!(
                     target: RUN_ENDED_TARGET,
-                    definition = %self.spec.identity,
+                    definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
                     slot = %run.slot.to_rfc3339(),
                     trigger = run.trigger.as_str(),
                     result = "succeeded",
@@ -294,7 +294,7 @@ impl<P: Provider> Runner<'_, P> {
                 ),
                 state => tracing::warn!(
                     target: RUN_ENDED_TARGET,
-                    definition = %self.spec.identity,
+                    definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
                     slot = %run.slot.to_rfc3339(),
                     trigger = run.trigger.as_str(),
                     result = state.as_str(),
@@ -316,7 +316,7 @@ impl<P: Provider> Runner<'_, P> {
                 .trim_history(&self.spec.identity, self.options.history_keep)
                 .await
             {
-                tracing::warn!(definition = %self.spec.identity, "cannot trim history: {e}");
+                tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "cannot trim history: {e}");
             }
             if notify {
                 self.notify(&ctx, run).await;
@@ -375,7 +375,7 @@ impl<P: Provider> Runner<'_, P> {
             .await
             .map_err(at)?;
         tracing::error!(
-            definition = %self.spec.identity,
+            definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
             slot = %failed.slot.to_rfc3339(),
             trigger = failed.trigger.as_str(),
             result = failed.state.as_str(),
@@ -414,7 +414,7 @@ impl<P: Provider> Runner<'_, P> {
             _ => false,
         };
         tracing::warn!(
-            definition = %self.spec.identity,
+            definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
             run = run.id,
             "running the post hook an interrupted run owes"
         );
@@ -603,7 +603,7 @@ impl<P: Provider> Runner<'_, P> {
         }
         match ctx.hooks.on_pre_failure {
             OnPreHookFailure::Continue => {
-                tracing::warn!(definition = %self.spec.identity, "pre hook {}; taking a crash-consistent snapshot (on_pre_hook_failure = \"continue\")", out.describe());
+                tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "pre hook {}; taking a crash-consistent snapshot (on_pre_hook_failure = \"continue\")", out.describe());
                 Ok((run, None))
             }
             OnPreHookFailure::Abort => {
@@ -627,15 +627,15 @@ impl<P: Provider> Runner<'_, P> {
     fn log_hook(&self, command: &crate::domain::hooks::Command, out: &hooks::HookOutcome) {
         let elapsed = crate::domain::run::human_duration(out.elapsed);
         tracing::debug!(
-            definition = %self.spec.identity,
+            definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
             phase = out.phase.as_str(),
             "hook {command} output:\n{}",
             out.output
         );
         if out.succeeded() {
-            tracing::info!(definition = %self.spec.identity, phase = out.phase.as_str(), duration = %elapsed, "hook {command} {}", out.describe());
+            tracing::info!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, phase = out.phase.as_str(), duration = %elapsed, "hook {command} {}", out.describe());
         } else {
-            tracing::warn!(definition = %self.spec.identity, phase = out.phase.as_str(), duration = %elapsed, output = out.tail(), "hook {command} {}", out.describe());
+            tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, phase = out.phase.as_str(), duration = %elapsed, output = out.tail(), "hook {command} {}", out.describe());
         }
     }
 
@@ -655,14 +655,14 @@ impl<P: Provider> Runner<'_, P> {
                 {
                     Ok(Some(RunState::Failed | RunState::Interrupted)) => {
                         tracing::info!(
-                            definition = %self.spec.identity,
+                            definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
                             "on_failure not called: the definition was already failing (it is called again after a success)"
                         );
                         false
                     }
                     Ok(_) => true,
                     Err(e) => {
-                        tracing::warn!(definition = %self.spec.identity, "cannot read the previous run ({e}); calling on_failure");
+                        tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "cannot read the previous run ({e}); calling on_failure");
                         true
                     }
                 }
@@ -848,7 +848,7 @@ impl<P: Provider> Runner<'_, P> {
                 Err(_) => None,
             };
             if let Some(snap) = found {
-                tracing::info!(definition = %self.spec.identity, snapshot = %name, "adopting the snapshot an interrupted run made");
+                tracing::info!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, snapshot = %name, "adopting the snapshot an interrupted run made");
                 return self.created(run, snap).await;
             }
             let why = match listed {
@@ -934,7 +934,7 @@ impl<P: Provider> Runner<'_, P> {
                     if later(self.clock.now(), wait) > self.deadline(&run) {
                         return self.fail(&run, RunState::Failed, &e).await;
                     }
-                    tracing::warn!(definition = %self.spec.identity, retry_in = %humantime::format_duration(wait), "transient error creating snapshot: {e}");
+                    tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, retry_in = %humantime::format_duration(wait), "transient error creating snapshot: {e}");
                     run = self
                         .store
                         .update_run(
@@ -985,7 +985,7 @@ impl<P: Provider> Runner<'_, P> {
                             return Ok(Step::Stop(Ended::Suspended(run)));
                         }
                         tracing::info!(
-                            definition = %self.spec.identity,
+                            definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id,
                             operation = %op.id,
                             "shutting down: still polling the operation for up to {}",
                             humantime::format_duration(window)
@@ -1010,7 +1010,7 @@ impl<P: Provider> Runner<'_, P> {
                 }
                 Ok(PollOutcome::Pending) => {}
                 Err(e) if e.is_transient() => {
-                    tracing::warn!(definition = %self.spec.identity, "transient error polling {}: {e}", op.id);
+                    tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "transient error polling {}: {e}", op.id);
                     if let Some(hint) = e.retry_after {
                         interval = interval.max(hint);
                     }
@@ -1080,7 +1080,7 @@ impl<P: Provider> Runner<'_, P> {
                 "snapshot made; pruning stopped at run_timeout {}, the next prune goes on",
                 humantime::format_duration(self.options.run_timeout)
             );
-            tracing::warn!(definition = %self.spec.identity, "{message}");
+            tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "{message}");
             let run = self
                 .store
                 .update_run(
@@ -1110,7 +1110,7 @@ impl<P: Provider> Runner<'_, P> {
                 Some((PRUNE_BLOCKED, format!("snapshot made; prune blocked: {e}")))
             }
             Err(e) => {
-                tracing::warn!(definition = %self.spec.identity, "pruning failed: {e}");
+                tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "pruning failed: {e}");
                 Some(("prune", format!("snapshot made; pruning failed: {e}")))
             }
         };

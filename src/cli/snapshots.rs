@@ -62,11 +62,13 @@ pub enum SnapshotsAction {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SnapshotRow {
     /// The owning definition's name; `None` for a snapshot no definition
-    /// owns.
+    /// owns. `name` in JSON, as in every other command's output.
+    #[serde(rename = "name")]
     pub definition: Option<String>,
     pub provider: String,
     pub target: String,
     pub disk_id: u32,
+    #[serde(rename = "snapshot_name")]
     pub snapshot: String,
     pub snapshot_id: Option<String>,
     pub created_at: Option<DateTime<Utc>>,

@@ -2,6 +2,12 @@
 
 use serde::Serialize;
 
+/// Milliseconds written as seconds with a fraction.
+fn ms_as_seconds<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    #[allow(clippy::cast_precision_loss)] // ages are far below 2^52 ms
+    s.serialize_f64(*ms as f64 / 1000.0)
+}
+
 /// What a node says about itself when it joins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -80,7 +86,9 @@ pub struct Node {
     pub role: NodeRole,
     pub state: NodeState,
     pub started_at: chrono::DateTime<chrono::Utc>,
-    /// Milliseconds since the last heartbeat, by the store's clock.
+    /// Milliseconds since the last heartbeat, by the store's clock
+    /// (`heartbeat_age_seconds` in JSON, like every duration there).
+    #[serde(rename = "heartbeat_age_seconds", serialize_with = "ms_as_seconds")]
     pub heartbeat_age_ms: i64,
     /// Runs in flight that this node owns.
     pub runs_held: i64,

@@ -70,7 +70,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 // Not fatal: the latest slot still runs; the record is what
                 // a store outage costs here.
                 if let Err(e) = self.record_missed(&id, count, last_missed, now).await {
-                    tracing::warn!(definition = %id, "cannot record missed slots: {e}");
+                    tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "cannot record missed slots: {e}");
                 }
             }
             self.timers.reschedule(&id, firing.next);
@@ -142,7 +142,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         last: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        tracing::warn!(definition = %id, missed = count, "missed slots (not running at the time); latest missed {}", last.to_rfc3339());
+        tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, missed = count, "missed slots (not running at the time); latest missed {}", last.to_rfc3339());
         let reason = format!("{count} slots missed while snapsched was not running");
         self.store
             .record_not_run(id, last, RunState::Missed, &reason, Some(count), now)
@@ -157,7 +157,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let mut claim = Vec::with_capacity(batch.len());
         for d in batch {
             if self.pool.is_running(&d.id) {
-                tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
+                tracing::warn!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
                 let reason = "overlap: the previous run is still active";
                 self.record_skipped(d, reason, self.clock.now()).await?;
             } else {
@@ -181,10 +181,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     target: d.target.clone(),
                 }),
                 Claim::AlreadyRan => {
-                    tracing::debug!(definition = %d.id, slot = %d.slot.to_rfc3339(), "slot already has a run");
+                    tracing::debug!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "slot already has a run");
                 }
                 Claim::Busy(other) => {
-                    tracing::warn!(definition = %d.id, slot = %d.slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
+                    tracing::warn!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "skipped: run {} ({}) is active", other.id, other.trigger.as_str());
                     let reason = format!(
                         "overlap: run {} ({}) is still active",
                         other.id,

@@ -73,16 +73,16 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
             match runner.drive_guarded(run).await {
                 Ok(Ended::Final(_)) => {}
                 Ok(Ended::Suspended(r)) => {
-                    tracing::info!(definition = %identity, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");
+                    tracing::info!(definition = %identity.name, provider = %identity.provider, target = %identity.target, disk = identity.disk_id, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");
                 }
                 Err(RunError {
                     run_id,
                     source: StoreError::Fenced { .. },
                 }) => {
-                    tracing::warn!(definition = %identity, run = run_id, "run dropped: another node took it over (this node's lease lapsed)");
+                    tracing::warn!(definition = %identity.name, provider = %identity.provider, target = %identity.target, disk = identity.disk_id, run = run_id, "run dropped: another node took it over (this node's lease lapsed)");
                 }
                 Err(e) => {
-                    tracing::error!(definition = %identity, "{e}; the run resumes when the store answers again")
+                    tracing::error!(definition = %identity.name, provider = %identity.provider, target = %identity.target, disk = identity.disk_id, "{e}; the run resumes when the store answers again")
                 }
             }
         })

@@ -84,7 +84,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                         .hook_state
                         .is_some_and(crate::domain::HookState::post_owed)
                     {
-                        tracing::warn!(definition = %run.identity, "run {} owed its post hook, but its definition is gone: the hook cannot be run", run.id);
+                        tracing::warn!(definition = %run.identity.name, provider = %run.identity.provider, target = %run.identity.target, disk = run.identity.disk_id, "run {} owed its post hook, but its definition is gone: the hook cannot be run", run.id);
                     }
                     run
                 }
@@ -99,7 +99,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 .await?;
             return Ok(false);
         };
-        tracing::info!(definition = %run.identity, state = run.state.as_str(), epoch = run.lease_epoch, "resuming run");
+        tracing::info!(definition = %run.identity.name, provider = %run.identity.provider, target = %run.identity.target, disk = run.identity.disk_id, state = run.state.as_str(), epoch = run.lease_epoch, "resuming run");
         self.pool.submit(RunJob { run, def, target });
         Ok(true)
     }

@@ -78,7 +78,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 continue;
             }
             let Some((_, kind)) = providers.get(&id.provider) else {
-                tracing::warn!(definition = %id, "provider '{}' is not configured; definition not scheduled", id.provider);
+                tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "provider '{}' is not configured; definition not scheduled", id.provider);
                 continue;
             };
             seen.insert(id.clone());
@@ -105,7 +105,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         // The target was parsed when the definition was made; this checks
         // it against the provider's kind, which the config may have changed.
         if let Err(e) = parse_target(&id.target, kind) {
-            tracing::error!(definition = %id, "{e}; definition not scheduled");
+            tracing::error!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "{e}; definition not scheduled");
             return None;
         }
         let zone = def.spec.zone(self.settings.default_tz);

@@ -111,7 +111,7 @@ async fn a_held_snapshot_survives_prune_and_def_rm_until_released() {
         let shown = env.json(&["snapshots", "web"]);
         let row = shown
             .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["snapshot"] == oldest.as_str()))
+            .and_then(|rows| rows.iter().find(|r| r["snapshot_name"] == oldest.as_str()))
             .unwrap_or_else(|| panic!("{oldest} not shown: {shown}"));
         assert_eq!(row["hold"]["reason"], "legal hold 7", "{row}");
         assert!(row["hold"]["held_at"].is_string(), "{row}");

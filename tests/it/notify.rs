@@ -257,3 +257,59 @@ fn daemon_survives_a_closed_log_pipe() {
     let exit = wait_exit(&mut child, Duration::from_secs(20));
     assert!(exit.success(), "daemon exited with {exit}");
 }
+
+/// Under the journal (`JOURNAL_STREAM` names the daemon's stderr) every
+/// line starts with its syslog priority, so `journalctl -p` can filter, and
+/// a line about a definition carries its identity as separate fields.
+#[test]
+fn journal_lines_carry_the_priority_and_the_identity_as_fields() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_daemon_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("0 3 * * *", "* * * * * *")).expect("config");
+    let log_path = dir.path().join("journal.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let meta = log.metadata().expect("stat");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapsched"))
+        .arg("--config")
+        .arg(&config)
+        .arg("daemon")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("daemon starts");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let ended = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("run ended")) {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run ended within {READ_TIMEOUT:?}; log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    signal(&child, "-TERM");
+    let exit = wait_exit(&mut child, READ_TIMEOUT);
+    assert!(exit.success(), "daemon exited with {exit}");
+    assert!(ended.starts_with("<6>"), "an info line: {ended}");
+    for field in ["definition=web", "provider=lab", "target=web01", "disk=1"] {
+        assert!(ended.contains(field), "{field} missing: {ended}");
+    }
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with('<') || l.starts_with(' ')),
+        "every line has a priority:\n{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colours in the journal:\n{text}"
+    );
+}

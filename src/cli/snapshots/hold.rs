@@ -242,7 +242,7 @@ async fn own_record(
     }
     let now = Utc::now();
     store.record_snapshot(id, snap, None, true, now).await?;
-    tracing::info!(definition = %id, snapshot = %snap.name, "adopted snapshot to hold it");
+    tracing::info!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, snapshot = %snap.name, "adopted snapshot to hold it");
     let records = store
         .snapshot_records_on(&id.provider, &id.target, id.disk_id)
         .await?;
