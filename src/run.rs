@@ -826,40 +826,7 @@ impl<P: Provider> Runner<'_, P> {
         // A run that was already `creating` may have reached the provider.
         let mut may_exist = run.state == RunState::Creating || run.attempts > 0;
         if may_exist && self.clock.now() > self.deadline(&run) {
-            // Resumed after the deadline: too late to make the snapshot now,
-            // but if the earlier attempt made it, it is ours and is recorded.
-            let name = self.request(&run, true).name;
-            // The deadline has passed: the lookup gets a short bound of
-            // its own.
-            let listed = tokio::time::timeout(
-                LATE_LOOKUP,
-                self.provider
-                    .list_snapshots(&self.target, self.spec.identity.disk_id),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(ProviderError::transient(format!(
-                    "no answer within {}",
-                    humantime::format_duration(LATE_LOOKUP)
-                )))
-            });
-            let found = match &listed {
-                Ok(all) => all.iter().find(|s| s.name == name).cloned(),
-                Err(_) => None,
-            };
-            if let Some(snap) = found {
-                tracing::info!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, snapshot = %name, "adopting the snapshot an interrupted run made");
-                return self.created(run, snap).await;
-            }
-            let why = match listed {
-                Ok(_) => String::new(),
-                Err(e) => format!("; looking for {name} failed: {e}"),
-            };
-            let e = ProviderError::permanent(format!(
-                "interrupted and not resumed within run_timeout {}{why}",
-                humantime::format_duration(self.options.run_timeout)
-            ));
-            return self.fail(&run, RunState::Interrupted, &e).await;
+            return self.adopt_late(run).await;
         }
         let mut run = run;
         let bracketed = ctx.hooks.brackets_snapshot();
@@ -902,27 +869,7 @@ impl<P: Provider> Runner<'_, P> {
                     }
                     return self.created(run, snap).await;
                 }
-                Ok(CreateOutcome::Pending(op)) => {
-                    let mut run = self
-                        .store
-                        .update_run(
-                            &run,
-                            Update {
-                                state: Some(RunState::Waiting),
-                                operation_id: Some(&op.id),
-                                clear_error: true,
-                                ..Default::default()
-                            },
-                            self.clock.now(),
-                        )
-                        .await?;
-                    if ctx.owed()
-                        && self.provider.point_in_time(&self.target) == PointInTime::Accepted
-                    {
-                        run = self.post(ctx, run, "succeeded", None).await?;
-                    }
-                    return Ok(Step::Continue(run));
-                }
+                Ok(CreateOutcome::Pending(op)) => return self.accepted(run, &op.id, ctx).await,
                 Err(e) if e.is_transient() => {
                     if ctx.owed() {
                         // The next attempt runs the pre hook again.
@@ -958,6 +905,65 @@ impl<P: Provider> Runner<'_, P> {
                 }
             }
         }
+    }
+
+    /// A run resumed after its deadline: too late to make the snapshot
+    /// now, but if the earlier attempt made it, it is ours and is recorded.
+    async fn adopt_late(&self, run: Run) -> Result<Step, StoreError> {
+        let name = self.request(&run, true).name;
+        // The deadline has passed: the lookup gets a short bound of
+        // its own.
+        let listed = tokio::time::timeout(
+            LATE_LOOKUP,
+            self.provider
+                .list_snapshots(&self.target, self.spec.identity.disk_id),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProviderError::transient(format!(
+                "no answer within {}",
+                humantime::format_duration(LATE_LOOKUP)
+            )))
+        });
+        let found = match &listed {
+            Ok(all) => all.iter().find(|s| s.name == name).cloned(),
+            Err(_) => None,
+        };
+        if let Some(snap) = found {
+            tracing::info!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, snapshot = %name, "adopting the snapshot an interrupted run made");
+            return self.created(run, snap).await;
+        }
+        let why = match listed {
+            Ok(_) => String::new(),
+            Err(e) => format!("; looking for {name} failed: {e}"),
+        };
+        let e = ProviderError::permanent(format!(
+            "interrupted and not resumed within run_timeout {}{why}",
+            humantime::format_duration(self.options.run_timeout)
+        ));
+        self.fail(&run, RunState::Interrupted, &e).await
+    }
+
+    /// The provider accepted the create and works on it as `op_id`: the run
+    /// waits on it, and a post hook owed at acceptance runs now.
+    async fn accepted(&self, run: Run, op_id: &str, ctx: &HookCtx) -> Result<Step, StoreError> {
+        let mut run = self
+            .store
+            .update_run(
+                &run,
+                Update {
+                    state: Some(RunState::Waiting),
+                    operation_id: Some(op_id),
+                    clear_error: true,
+                    ..Default::default()
+                },
+                self.clock.now(),
+            )
+            .await?;
+        if ctx.owed() && self.provider.point_in_time(&self.target) == PointInTime::Accepted {
+            run = self.post(ctx, run, "succeeded", None).await?;
+        }
+        Ok(Step::Continue(run))
     }
 
     async fn wait(&self, mut run: Run, ctx: &HookCtx) -> Result<Step, StoreError> {

@@ -302,125 +302,7 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
             ));
             continue;
         };
-        let key = key.trim();
-        let bool_of = |v: &str| match v {
-            "true" | "yes" | "1" | "on" => Ok(true),
-            "false" | "no" | "0" | "off" => Ok(false),
-            _ => Err(format!("{key}: '{v}' is not true or false")),
-        };
-        let result: Result<(), String> = match key {
-            "schedule" => {
-                spec.parse_schedule(value)
-                    .map(|s| spec.schedule = s)
-                    .map_err(|e| e.to_string())
-            }
-            "timezone" | "tz" => {
-                if value.is_empty() {
-                    spec.timezone = None;
-                    Ok(())
-                } else {
-                    definition::parse_timezone(value)
-                        .map(|z| spec.timezone = Some(z))
-                        .map_err(|e| e.to_string())
-                }
-            }
-            "retention" | "keep_last" => definition::parse_retention_text(value)
-                .map(|n| spec.retention = n)
-                .map_err(|e| e.to_string()),
-            "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly" => {
-                let field = match key {
-                    "keep_hourly" => "keep_hourly",
-                    "keep_daily" => "keep_daily",
-                    "keep_weekly" => "keep_weekly",
-                    "keep_monthly" => "keep_monthly",
-                    _ => "keep_yearly",
-                };
-                definition::parse_keep_count_text(field, value)
-                    .map(|n| {
-                        let k = &mut spec.keep;
-                        *match field {
-                            "keep_hourly" => &mut k.hourly,
-                            "keep_daily" => &mut k.daily,
-                            "keep_weekly" => &mut k.weekly,
-                            "keep_monthly" => &mut k.monthly,
-                            _ => &mut k.yearly,
-                        } = n
-                    })
-                    .map_err(|e| e.to_string())
-            }
-            "keep_within" => {
-                if value.is_empty() || value == "none" {
-                    spec.keep.within = None;
-                    Ok(())
-                } else {
-                    match definition::parse_duration("keep_within", value) {
-                        Ok(d) if d.is_zero() => Err(format!(
-                            "keep_within: '{value}' keeps nothing; give a positive duration such as 2d, or keep_within=none to turn it off"
-                        )),
-                        Ok(_) => definition::parse_keep_within(value)
-                            .map(|d| spec.keep.within = Some(d))
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-            }
-            "active" => bool_of(value).map(|b| spec.active = b),
-            "desc" => definition::parse_desc(value)
-                .map(|d| spec.desc = d)
-                .map_err(|e| e.to_string()),
-            "fsfreeze" => bool_of(value).map(|b| spec.fsfreeze = b),
-            "max_age" => {
-                if value.is_empty() || value == "none" {
-                    spec.max_age = None;
-                    Ok(())
-                } else {
-                    definition::parse_max_age(value)
-                        .map(|d| spec.max_age = Some(d))
-                        .map_err(|e| e.to_string())
-                }
-            }
-            "catch_up_deadline" => {
-                if value.is_empty() || value == "none" {
-                    spec.catch_up_deadline = None;
-                    Ok(())
-                } else {
-                    definition::parse_duration_in(
-                        "catch_up_deadline",
-                        value,
-                        definition::DurationRange::CATCH_UP_DEADLINE,
-                    )
-                    .map(|d| spec.catch_up_deadline = Some(d))
-                        .map_err(|e| e.to_string())
-                }
-            }
-            "max_deletes_per_run" => {
-                if value.is_empty() || value == "none" || value == "default" {
-                    spec.max_deletes_per_run = None;
-                    Ok(())
-                } else {
-                    match value.trim().parse::<i64>() {
-                        Ok(n) => definition::parse_max_deletes("max_deletes_per_run", n)
-                            .map(|n| spec.max_deletes_per_run = Some(n))
-                            .map_err(|e| e.to_string()),
-                        Err(_) => Err(format!(
-                            "max_deletes_per_run: '{value}' is not a number: give 0-65536 (0 = no limit), or max_deletes_per_run=default for daemon.max_deletes_per_run"
-                        )),
-                    }
-                }
-            }
-            k if HOOK_KEYS.contains(&k) => spec
-                .hooks
-                .set_text(k, value)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            "name" | "target" | "disk" | "disk_id" | "provider" => Err(format!(
-                "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
-            )),
-            other => Err(format!(
-                "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run, pre_hook, post_hook, hook_timeout, on_pre_hook_failure, on_failure, on_success"
-            )),
-        };
-        if let Err(e) = result {
+        if let Err(e) = apply_change(spec, key.trim(), value) {
             errors.push(e);
         }
     }
@@ -428,6 +310,145 @@ pub fn apply_changes(spec: &mut DefinitionSpec, changes: &[String]) -> CliResult
         Ok(())
     } else {
         Err(CliError::usage(errors.join("\n")))
+    }
+}
+
+/// Apply one `key=value` change to a spec, or say what is wrong with it.
+fn apply_change(spec: &mut DefinitionSpec, key: &str, value: &str) -> Result<(), String> {
+    let bool_of = |v: &str| match v {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(format!("{key}: '{v}' is not true or false")),
+    };
+    match key {
+        "schedule" => {
+            spec.parse_schedule(value)
+                .map(|s| spec.schedule = s)
+                .map_err(|e| e.to_string())
+        }
+        "timezone" | "tz" => {
+            if value.is_empty() {
+                spec.timezone = None;
+                Ok(())
+            } else {
+                definition::parse_timezone(value)
+                    .map(|z| spec.timezone = Some(z))
+                    .map_err(|e| e.to_string())
+            }
+        }
+        "retention" | "keep_last" => definition::parse_retention_text(value)
+            .map(|n| spec.retention = n)
+            .map_err(|e| e.to_string()),
+        "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly"
+        | "keep_within" => apply_keep(spec, key, value),
+        "active" => bool_of(value).map(|b| spec.active = b),
+        "desc" => definition::parse_desc(value)
+            .map(|d| spec.desc = d)
+            .map_err(|e| e.to_string()),
+        "fsfreeze" => bool_of(value).map(|b| spec.fsfreeze = b),
+        "max_age" | "catch_up_deadline" | "max_deletes_per_run" => apply_limit(spec, key, value),
+        k if HOOK_KEYS.contains(&k) => spec
+            .hooks
+            .set_text(k, value)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "name" | "target" | "disk" | "disk_id" | "provider" => Err(format!(
+            "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
+        )),
+        other => Err(format!(
+            "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run, pre_hook, post_hook, hook_timeout, on_pre_hook_failure, on_failure, on_success"
+        )),
+    }
+}
+
+/// The retention tiers besides `retention` (`keep_last`).
+fn apply_keep(spec: &mut DefinitionSpec, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "keep_hourly" | "keep_daily" | "keep_weekly" | "keep_monthly" | "keep_yearly" => {
+            let field = match key {
+                "keep_hourly" => "keep_hourly",
+                "keep_daily" => "keep_daily",
+                "keep_weekly" => "keep_weekly",
+                "keep_monthly" => "keep_monthly",
+                _ => "keep_yearly",
+            };
+            definition::parse_keep_count_text(field, value)
+                .map(|n| {
+                    let k = &mut spec.keep;
+                    *match field {
+                        "keep_hourly" => &mut k.hourly,
+                        "keep_daily" => &mut k.daily,
+                        "keep_weekly" => &mut k.weekly,
+                        "keep_monthly" => &mut k.monthly,
+                        _ => &mut k.yearly,
+                    } = n
+                })
+                .map_err(|e| e.to_string())
+        }
+        "keep_within" => {
+            if value.is_empty() || value == "none" {
+                spec.keep.within = None;
+                Ok(())
+            } else {
+                match definition::parse_duration("keep_within", value) {
+                    Ok(d) if d.is_zero() => Err(format!(
+                        "keep_within: '{value}' keeps nothing; give a positive duration such as 2d, or keep_within=none to turn it off"
+                    )),
+                    Ok(_) => definition::parse_keep_within(value)
+                        .map(|d| spec.keep.within = Some(d))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+        other => Err(format!("'{other}' is not a keep tier")),
+    }
+}
+
+/// The settings that `none` (or empty) turns off: `max_age`,
+/// `catch_up_deadline`, `max_deletes_per_run` (also `default`).
+fn apply_limit(spec: &mut DefinitionSpec, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "max_age" => {
+            if value.is_empty() || value == "none" {
+                spec.max_age = None;
+                Ok(())
+            } else {
+                definition::parse_max_age(value)
+                    .map(|d| spec.max_age = Some(d))
+                    .map_err(|e| e.to_string())
+            }
+        }
+        "catch_up_deadline" => {
+            if value.is_empty() || value == "none" {
+                spec.catch_up_deadline = None;
+                Ok(())
+            } else {
+                definition::parse_duration_in(
+                    "catch_up_deadline",
+                    value,
+                    definition::DurationRange::CATCH_UP_DEADLINE,
+                )
+                .map(|d| spec.catch_up_deadline = Some(d))
+                .map_err(|e| e.to_string())
+            }
+        }
+        "max_deletes_per_run" => {
+            if value.is_empty() || value == "none" || value == "default" {
+                spec.max_deletes_per_run = None;
+                Ok(())
+            } else {
+                match value.trim().parse::<i64>() {
+                    Ok(n) => definition::parse_max_deletes("max_deletes_per_run", n)
+                        .map(|n| spec.max_deletes_per_run = Some(n))
+                        .map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "max_deletes_per_run: '{value}' is not a number: give 0-65536 (0 = no limit), or max_deletes_per_run=default for daemon.max_deletes_per_run"
+                    )),
+                }
+            }
+        }
+        other => Err(format!("'{other}' is not a limit")),
     }
 }
 

@@ -615,50 +615,12 @@ impl RawDefinition {
                 .ok()
         });
         let (keep, keep_last) = self.keep_fields(&mut errors);
-        let count = match (self.retention, keep_last) {
-            (Some(r), Some(k)) if r != k => {
-                errors.push(FieldError::new(
-                    "keep_last",
-                    format!("{k} contradicts retention {r}: they are one setting; give only one of them"),
-                ));
-                None
-            }
-            (r, k) => r.or(k),
-        };
-        let tiered = !keep.is_off();
-        let defaults = match (&self.schedule, count) {
-            (None, None) if !tiered => super::schedule::erigones_default(&self.name),
-            _ => None,
-        };
-        let schedule = match (&self.schedule, defaults) {
-            (Some(s), _) => Some(s.trim().to_owned()),
-            (None, Some((s, _))) => Some(s.to_owned()),
-            (None, None) => {
-                errors.push(FieldError::new(
-                    "schedule",
-                    "is required (a 5-field cron expression such as \"30 5 * * *\"); only the names hourly, daily, weekly and monthly have a default",
-                ));
-                None
-            }
-        };
+        let (schedule, retention) = self.schedule_and_count(&keep, keep_last, &mut errors);
         let parsed_schedule = schedule.as_deref().and_then(|expr| {
             parse_schedule(self, expr, target.as_ref(), disk_id, name.as_deref())
                 .map_err(|e| errors.push(e))
                 .ok()
         });
-        let retention = match (count, defaults) {
-            (Some(n), _) => parse_retention(n).map_err(|e| errors.push(e)).ok(),
-            (None, Some((_, n))) => Some(n),
-            // Tiers alone: no count rule.
-            (None, None) if tiered => Some(0),
-            (None, None) => {
-                errors.push(FieldError::new(
-                    "retention",
-                    format!("is required: the number of snapshots to keep, 0-{RETENTION_MAX} (0 keeps all), or keep_hourly/daily/weekly/monthly/yearly/within tiers"),
-                ));
-                None
-            }
-        };
         let timezone = match &self.timezone {
             Some(tz) => parse_timezone(tz).map_err(|e| errors.push(e)).ok(),
             None => None,
@@ -749,6 +711,57 @@ impl RawDefinition {
     }
 
     /// The keep tiers (invalid ones reported and left off) and `keep_last`.
+    /// The schedule's text and the count rule, from the fields or, for a
+    /// definition named hourly, daily, weekly or monthly with neither set,
+    /// Erigones' defaults for that name.
+    fn schedule_and_count(
+        &self,
+        keep: &KeepTiers,
+        keep_last: Option<i64>,
+        errors: &mut Vec<FieldError>,
+    ) -> (Option<String>, Option<u32>) {
+        let count = match (self.retention, keep_last) {
+            (Some(r), Some(k)) if r != k => {
+                errors.push(FieldError::new(
+                    "keep_last",
+                    format!("{k} contradicts retention {r}: they are one setting; give only one of them"),
+                ));
+                None
+            }
+            (r, k) => r.or(k),
+        };
+        let tiered = !keep.is_off();
+        let defaults = match (&self.schedule, count) {
+            (None, None) if !tiered => super::schedule::erigones_default(&self.name),
+            _ => None,
+        };
+        let schedule = match (&self.schedule, defaults) {
+            (Some(s), _) => Some(s.trim().to_owned()),
+            (None, Some((s, _))) => Some(s.to_owned()),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    "schedule",
+                    "is required (a 5-field cron expression such as \"30 5 * * *\"); only the names hourly, daily, weekly and monthly have a default",
+                ));
+                None
+            }
+        };
+        let retention = match (count, defaults) {
+            (Some(n), _) => parse_retention(n).map_err(|e| errors.push(e)).ok(),
+            (None, Some((_, n))) => Some(n),
+            // Tiers alone: no count rule.
+            (None, None) if tiered => Some(0),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    "retention",
+                    format!("is required: the number of snapshots to keep, 0-{RETENTION_MAX} (0 keeps all), or keep_hourly/daily/weekly/monthly/yearly/within tiers"),
+                ));
+                None
+            }
+        };
+        (schedule, retention)
+    }
+
     fn keep_fields(&self, errors: &mut Vec<FieldError>) -> (KeepTiers, Option<i64>) {
         let mut count = |field: &'static str, n: Option<i64>| -> u32 {
             n.map(|n| {
