@@ -225,15 +225,57 @@ impl Drop for KeepAlive {
     }
 }
 
+/// This host's name, as gethostname(2) gives it. Not read from
+/// `/proc/sys/kernel/hostname`: under the shipped unit's `ProcSubset=pid`
+/// `/proc/sys` is hidden, and every daemon would call itself `localhost` —
+/// and take the live nodes of other hosts called so for its own dead ones.
 pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    nix::unistd::gethostname()
         .ok()
+        .and_then(|h| h.into_string().ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// Whether a process with this pid exists on this host, whoever owns it.
+/// kill(pid, 0), not `/proc/PID`: under the shipped unit's
+/// `ProtectProc=invisible` the daemon sees no `/proc` entry of another
+/// user's process (a CLI run as root), which must not count as gone.
 fn process_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    use nix::errno::Errno;
+    match i32::try_from(pid) {
+        // 0 and negative pids name process groups, not a process.
+        Ok(pid) if pid > 0 => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(Errno::ESRCH)
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_exists;
+
+    #[test]
+    fn a_process_exists_while_it_runs_and_not_after_it_was_reaped() {
+        assert!(process_exists(std::process::id()));
+        // pid 1 exists; run as another user than its owner, kill(1, 0)
+        // answers EPERM, which still means it exists.
+        assert!(process_exists(1));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_exists(pid));
+    }
+
+    #[test]
+    fn pids_that_name_no_single_process_do_not_exist() {
+        // kill(0, 0) and kill(-1, 0) would address process groups and succeed.
+        assert!(!process_exists(0));
+        assert!(!process_exists(u32::MAX));
+        assert!(!process_exists(i32::MAX as u32 + 1));
+    }
 }
