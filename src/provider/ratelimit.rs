@@ -311,8 +311,10 @@ impl RateLimiter {
         }
         // Held across the waits below: later callers queue on the fair mutex.
         let mut w = self.window.lock().await;
-        if self.clock.instant() > waiter.began {
-            // Queued behind callers the budget held back.
+        let in_stretch = self.held().stretch_since.is_some();
+        if in_stretch {
+            // Queued behind callers the budget holds back. Queueing behind
+            // callers that were merely being granted is not holding back.
             self.holding(&mut waiter, Duration::ZERO);
         }
         loop {
@@ -487,6 +489,67 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(done.load(Ordering::SeqCst), 12);
+    }
+
+    /// A shared budget whose every grant takes 5 ms of the clock, as a
+    /// store round trip does.
+    #[derive(Debug)]
+    struct SlowBudget(Arc<ManualClock>);
+
+    impl SharedBudget for SlowBudget {
+        fn grant<'a>(&'a self, _: &'a str, _: RateLimits) -> BudgetFuture<'a> {
+            Box::pin(async move {
+                self.0.advance(Duration::from_millis(5));
+                tokio::task::yield_now().await;
+                Ok(SharedGrant::Granted)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn queueing_behind_grants_in_progress_is_not_holding_back() {
+        let clock = Arc::new(ManualClock::new());
+        let limiter = Arc::new(RateLimiter::with_clock(
+            RateLimits {
+                per_minute: 250,
+                per_hour: 5000,
+            },
+            clock.clone(),
+        ));
+        limiter.set_label("do-queue-test");
+        limiter.share_with(Arc::new(SlowBudget(clock.clone())), "b".into());
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let l = limiter.clone();
+            tasks.push(tokio::spawn(async move { l.acquire().await }));
+        }
+        let mut saw_queue = false;
+        for _ in 0..50 {
+            saw_queue |= limiter.waiting() >= 2;
+            assert!(
+                held_back()
+                    .iter()
+                    .all(|(label, ..)| label != "do-queue-test"),
+                "queueing counted as held back: {:?}",
+                held_back()
+            );
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            saw_queue,
+            "the callers never queued: the test shows nothing"
+        );
+        assert!(
+            held_back()
+                .iter()
+                .all(|(label, ..)| label != "do-queue-test"),
+            "{:?}",
+            held_back()
+        );
+        assert_eq!(limiter.waiting(), 0);
     }
 
     #[derive(Clone, Default)]
