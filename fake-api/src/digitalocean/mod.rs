@@ -252,6 +252,11 @@ impl FakeHandle {
         self.shared.lock().action_duration = d;
     }
 
+    /// Change the requests a minute the token allows from now on.
+    pub fn set_per_minute(&self, n: u32) {
+        self.shared.lock().per_minute = n.max(1);
+    }
+
     pub fn inject(&self, rule: FaultRule) {
         self.shared.lock().faults.push(rule);
     }
