@@ -267,7 +267,10 @@ impl Store {
         source_path: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Reconciled> {
-        let mut tx = self.pool.begin().await?;
+        // A write transaction from the start: on SQLite a read transaction
+        // that later writes fails at once ("database is locked", without
+        // waiting) when another process committed in between.
+        let mut tx = self.pool.begin_write().await?;
         let report = reconcile_in(&mut tx, specs, source_path, now).await?;
         tx.commit().await?;
         Ok(report)
