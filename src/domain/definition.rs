@@ -227,7 +227,7 @@ pub fn parse_max_deletes(field: &'static str, n: i64) -> Result<u32, FieldError>
 /// Calendar keep tiers of a definition, besides its `retention` (which is
 /// `keep_last`). Counts of 0 and `within: None` are off. How they keep
 /// snapshots is the retention planner's business.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct KeepTiers {
     #[serde(rename = "keep_hourly")]
     pub hourly: u32,
@@ -468,7 +468,7 @@ impl fmt::Display for Identity {
 }
 
 /// A complete, validated definition (without store bookkeeping).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct DefinitionSpec {
     #[serde(flatten)]
     pub identity: Identity,

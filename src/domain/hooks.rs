@@ -23,7 +23,7 @@ pub const MIN_HOOK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A command to run: the program (an absolute path) and its arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Command(Vec<String>);
 
@@ -99,7 +99,7 @@ impl fmt::Display for Command {
 }
 
 /// What a failed (or timed-out) pre hook means for the snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnPreHookFailure {
     /// No snapshot is requested; the run fails.
@@ -130,7 +130,7 @@ impl OnPreHookFailure {
 }
 
 /// Hook settings as configured at one level; `None` defers to the next.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct HookSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_hook: Option<Command>,

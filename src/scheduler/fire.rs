@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use super::catch_up::{self, Lateness};
 use super::launch::RunJob;
 use super::Scheduler;
-use crate::domain::{Claim, Definition, Identity, RunState, Target, Trigger};
+use crate::domain::{Claim, Identity, RunState, Trigger};
 use crate::provider::Provider;
 use crate::store::StoreResult;
 
@@ -34,8 +34,6 @@ pub(super) struct Due {
     pub id: Arc<Identity>,
     pub slot: DateTime<Utc>,
     pub trigger: Trigger,
-    pub def: Arc<Definition>,
-    pub target: Target,
 }
 
 impl<P: Provider + Clone + 'static> Scheduler<P> {
@@ -57,15 +55,12 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             };
             let policy = Lateness {
                 catch_up_deadline: entry
-                    .def
-                    .spec
                     .catch_up_deadline
                     .unwrap_or(self.settings.catch_up_deadline),
                 on_time: self.settings.on_time,
                 jump_back: self.settings.catch_up_deadline,
             };
-            let firing = catch_up::decide(&entry.def.spec.schedule, entry.zone, at, now, &policy);
-            let (def, target) = (entry.def.clone(), entry.def.spec.target.clone());
+            let firing = catch_up::decide(&entry.schedule, entry.zone, at, now, &policy);
             if let Some((count, last_missed)) = firing.missed {
                 // Not fatal: the latest slot still runs; the record is what
                 // a store outage costs here.
@@ -80,8 +75,6 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     id,
                     slot: firing.latest,
                     trigger,
-                    def,
-                    target,
                 };
                 due.extend(self.cluster.defer(d, now + grace));
             }
@@ -121,12 +114,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let next: Vec<(Arc<Identity>, Option<DateTime<Utc>>)> = self
             .timers
             .iter()
-            .map(|(id, entry, _)| {
-                (
-                    id.clone(),
-                    entry.def.spec.schedule.next_after(now, entry.zone),
-                )
-            })
+            .map(|(id, entry, _)| (id.clone(), entry.schedule.next_after(now, entry.zone)))
             .collect();
         for (id, at) in next {
             self.timers.reschedule(&id, at);
@@ -175,11 +163,8 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let claims = self.store.claim_runs(&slots, now).await?;
         for (d, outcome) in claim.into_iter().zip(claims) {
             match outcome {
-                Claim::Claimed(run) => self.pool.submit(RunJob {
-                    run,
-                    def: d.def.clone(),
-                    target: d.target.clone(),
-                }),
+                // The definition is read when the run starts.
+                Claim::Claimed(run) => self.pool.submit(RunJob { run, def: None }),
                 Claim::AlreadyRan => {
                     tracing::debug!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "slot already has a run");
                 }

@@ -1,11 +1,16 @@
-//! What a pooled run is: a claimed [`Run`] with the definition and target
-//! it runs for, driven by the run engine ([`crate::run::Runner`]) with the
-//! provider configured under its name when it starts.
+//! What a pooled run is: a claimed [`Run`], driven by the run engine
+//! ([`crate::run::Runner`]) with the provider configured under its name
+//! and the definition as the store holds it when it starts.
 //!
 //! Invariants: the provider is looked up when the run starts, not when it
 //! was claimed, so a reload's providers apply to queued runs; a run whose
 //! provider is no longer configured does not start (its row stays
 //! unfinished and is resumed or interrupted by the next start's recovery).
+//! A scheduled run reads its definition when it starts (the timer queue
+//! keeps only what firing needs): a definition removed since the claim
+//! interrupts the run with the reason, nothing is sent to a provider; a
+//! store that does not answer leaves the row for recovery, as a store
+//! error in the run itself does.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,16 +21,54 @@ use super::pool::Launch;
 use super::providers::Providers;
 use crate::clock::Clock;
 use crate::cluster::LeaseHandle;
-use crate::domain::{Definition, Identity, Run, Target};
+use crate::domain::{Definition, Identity, Run, RunState, Target};
 use crate::provider::Provider;
 use crate::run::{Ended, RunError, RunOptions, Runner};
+use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
 
-/// A claimed run waiting for a permit.
+/// A claimed run waiting for a permit, with its definition and parsed
+/// target when already read (a resumed run), else `None`: read when it
+/// starts.
 pub(crate) struct RunJob {
     pub run: Run,
-    pub def: Arc<Definition>,
-    pub target: Target,
+    pub def: Option<(Arc<Definition>, Target)>,
+}
+
+/// The error recorded on a scheduled run whose definition was removed
+/// between its claim and its start.
+const REMOVED: &str = "interrupted; the definition was removed before the run started";
+
+/// The definition `run` runs for, read from the store; `None` (logged, and
+/// the run interrupted when the definition is gone) when it cannot start.
+async fn definition_of(
+    store: &Store,
+    run: &Run,
+    clock: Clock,
+) -> Option<(Arc<Definition>, Target)> {
+    let id = &run.identity;
+    match store.get_definition(id).await {
+        Ok(Some(def)) => {
+            let target = def.spec.target.clone();
+            Some((Arc::new(def), target))
+        }
+        Ok(None) => {
+            tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, run = run.id, "{REMOVED}");
+            let update = Update {
+                state: Some(RunState::Interrupted),
+                error: Some(("permanent", REMOVED)),
+                ..Default::default()
+            };
+            if let Err(e) = store.update_run(run, update, clock.now()).await {
+                tracing::error!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "{e}; the run is resumed or interrupted when the store answers again");
+            }
+            None
+        }
+        Err(e) => {
+            tracing::error!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "{e}; the run resumes when the store answers again");
+            None
+        }
+    }
 }
 
 /// Starts [`RunJob`]s with the run engine.
@@ -58,8 +101,15 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
         let shutdown = self.shutdown.clone();
         let lease = self.lease.clone();
         Some(async move {
-            let RunJob { run, def, target } = job;
+            let RunJob { run, def } = job;
             let identity = run.identity.clone();
+            let loaded = match def {
+                Some(loaded) => Some(loaded),
+                None => definition_of(&store, &run, clock).await,
+            };
+            let Some((def, target)) = loaded else {
+                return;
+            };
             let runner = Runner {
                 store: &store,
                 provider: &provider,

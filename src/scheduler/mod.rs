@@ -11,7 +11,9 @@
 //!
 //! The parts, each owning its state and invariants:
 //! - `timer`: a pure timer queue (next fire instant per definition, pop
-//!   due, reschedule), the only per-definition state in memory.
+//!   due, reschedule), the only per-definition state in memory; an entry
+//!   keeps only what firing needs (schedule, zone, catch-up deadline), and
+//!   a run reads its definition from the store when it starts.
 //! - `catch_up`: the pure decision for a due slot: on time, catch-up, or
 //!   missed.
 //! - `pool` (with `launch`): claimed runs waiting for a permit and the
@@ -53,7 +55,8 @@ use self::reload::ChangeWatch;
 use self::status::StatusCache;
 use self::timer::{TimerQueue, WallWatch};
 use crate::clock::Clock;
-use crate::domain::{Definition, Identity};
+use crate::domain::definition::DefinitionSpec;
+use crate::domain::{Identity, Schedule};
 use crate::provider::Provider;
 use crate::run::RunOptions;
 use crate::store::{Store, StoreResult};
@@ -99,11 +102,37 @@ impl Default for Settings {
     }
 }
 
-/// What a scheduled definition fires with: its row (parsed schedule and
-/// target included) and the zone its schedule is evaluated in.
+/// What a scheduled definition fires with, and nothing more: its schedule,
+/// the zone it is evaluated in, its own catch-up deadline, and a
+/// fingerprint of the whole definition to tell an edit from a re-read.
+/// The rest of the row (target, retention, hooks, ...) is read from the
+/// store when a run starts (see `launch`), so memory per definition stays
+/// small at 100,000 definitions.
 struct Entry {
-    def: Arc<Definition>,
+    schedule: Schedule,
     zone: Tz,
+    catch_up_deadline: Option<Duration>,
+    fingerprint: u64,
+}
+
+impl Entry {
+    fn new(spec: &DefinitionSpec, zone: Tz) -> Entry {
+        Entry {
+            schedule: spec.schedule.clone(),
+            zone,
+            catch_up_deadline: spec.catch_up_deadline,
+            fingerprint: fingerprint(spec),
+        }
+    }
+}
+
+/// A hash of every field of `spec`: equal specs have equal fingerprints,
+/// and an edit changes it (up to a 64-bit collision).
+fn fingerprint(spec: &DefinitionSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.hash(&mut h);
+    h.finish()
 }
 
 pub struct Scheduler<P: Provider + Clone + 'static> {

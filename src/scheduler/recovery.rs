@@ -58,10 +58,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Take `run` over and queue it; false when another node was faster or
     /// the run cannot be resumed (then it is marked interrupted).
     async fn resume(&mut self, run: Run) -> StoreResult<bool> {
-        let resumable = match self.timers.get(&run.identity) {
-            Some(entry) => Some((entry.def.clone(), entry.def.spec.target.clone())),
-            None => self.inactive_definition(&run.identity).await?,
-        };
+        let resumable = self.resumable_definition(&run.identity).await?;
         let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {
             return Ok(false);
         };
@@ -100,13 +97,16 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             return Ok(false);
         };
         tracing::info!(definition = %run.identity.name, provider = %run.identity.provider, target = %run.identity.target, disk = run.identity.disk_id, state = run.state.as_str(), epoch = run.lease_epoch, "resuming run");
-        self.pool.submit(RunJob { run, def, target });
+        self.pool.submit(RunJob {
+            run,
+            def: Some((def, target)),
+        });
         Ok(true)
     }
 
-    /// A definition that is in the store but not scheduled (inactive), with
+    /// The definition of a run to resume, scheduled or not (inactive), with
     /// its parsed target, if its provider is configured.
-    async fn inactive_definition(
+    async fn resumable_definition(
         &self,
         id: &Identity,
     ) -> StoreResult<Option<(Arc<Definition>, Target)>> {

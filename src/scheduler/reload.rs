@@ -16,7 +16,7 @@
 //!   an edit never re-runs a slot already handled nor fires a slot from
 //!   before the edit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Entry, Scheduler};
 use crate::domain::definition::parse_target;
-use crate::domain::{Definition, ProviderKind};
+use crate::domain::{Definition, Identity, ProviderKind};
 use crate::provider::Provider;
 use crate::store::{Store, StoreResult};
 
@@ -64,64 +64,73 @@ impl ChangeWatch {
 
 impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Re-read definitions from the store and rebuild changed entries.
+    /// Rows are handled as they are read, never all held at once: the
+    /// queue keeps only a small entry per definition, and a transient copy
+    /// of every row would leave its peak in the process's memory.
     pub async fn sync_definitions(&mut self) -> StoreResult<()> {
         self.status.mark_dirty();
         self.changes
             .synced(self.store.definitions_generation().await?);
-        let defs = self.store.list_definitions().await?;
         let providers = self.providers.current();
         let now = self.clock.now();
-        let mut seen = HashSet::with_capacity(defs.len());
-        for def in defs {
-            let id = def.spec.identity.clone();
-            if !def.spec.active {
-                continue;
-            }
-            let Some((_, kind)) = providers.get(&id.provider) else {
-                tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "provider '{}' is not configured; definition not scheduled", id.provider);
-                continue;
-            };
-            seen.insert(id.clone());
-            if self.timers.get(&id).is_some_and(|e| e.def.spec == def.spec) {
-                continue;
-            }
-            if let Some((entry, next)) = self.entry_for(def, *kind, now) {
-                self.timers.insert(Arc::new(id), entry, next);
-            }
-        }
-        self.timers.retain(|id| seen.contains(id.as_ref()));
+        let default_tz = self.settings.default_tz;
+        let (timers, last_slot) = (&mut self.timers, &self.last_slot);
+        // The queue's own keys, so that remembering what was seen copies
+        // no identity.
+        let mut seen: HashSet<Arc<Identity>> = HashSet::with_capacity(timers.len());
+        self.store
+            .for_each_definition(|def| {
+                let id = &def.spec.identity;
+                if !def.spec.active {
+                    return;
+                }
+                let Some((_, kind)) = providers.get(&id.provider) else {
+                    tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "provider '{}' is not configured; definition not scheduled", id.provider);
+                    return;
+                };
+                let current = timers.get(id).map(|e| e.fingerprint);
+                if let Some(key) = timers.key(id) {
+                    seen.insert(key.clone());
+                }
+                if current == Some(super::fingerprint(&def.spec)) {
+                    return;
+                }
+                if let Some((entry, next)) = entry_for(&def, *kind, now, default_tz, last_slot) {
+                    let key = Arc::new(id.clone());
+                    seen.insert(key.clone());
+                    timers.insert(key, entry, next);
+                }
+            })
+            .await?;
+        self.timers.retain(|id| seen.contains(id));
         Ok(())
     }
+}
 
-    /// The timer entry of a new or changed definition and its next fire,
-    /// or `None` (logged) when its schedule or target does not parse.
-    fn entry_for(
-        &self,
-        def: Definition,
-        kind: ProviderKind,
-        now: DateTime<Utc>,
-    ) -> Option<(Entry, Option<DateTime<Utc>>)> {
-        let id = &def.spec.identity;
-        // The target was parsed when the definition was made; this checks
-        // it against the provider's kind, which the config may have changed.
-        if let Err(e) = parse_target(&id.target, kind) {
-            tracing::error!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "{e}; definition not scheduled");
-            return None;
-        }
-        let zone = def.spec.zone(self.settings.default_tz);
-        let from = self
-            .last_slot
-            .get(id)
-            .copied()
-            .into_iter()
-            .chain([def.updated_at.min(now)])
-            .max()
-            .unwrap_or(now);
-        let next = def.spec.schedule.next_after(from, zone);
-        let entry = Entry {
-            def: Arc::new(def),
-            zone,
-        };
-        Some((entry, next))
+/// The timer entry of a new or changed definition and its next fire,
+/// or `None` (logged) when its target does not suit its provider's kind.
+fn entry_for(
+    def: &Definition,
+    kind: ProviderKind,
+    now: DateTime<Utc>,
+    default_tz: chrono_tz::Tz,
+    last_slot: &HashMap<Identity, DateTime<Utc>>,
+) -> Option<(Entry, Option<DateTime<Utc>>)> {
+    let id = &def.spec.identity;
+    // The target was parsed when the definition was made; this checks it
+    // against the provider's kind, which the config may have changed.
+    if let Err(e) = parse_target(&id.target, kind) {
+        tracing::error!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "{e}; definition not scheduled");
+        return None;
     }
+    let zone = def.spec.zone(default_tz);
+    let from = last_slot
+        .get(id)
+        .copied()
+        .into_iter()
+        .chain([def.updated_at.min(now)])
+        .max()
+        .unwrap_or(now);
+    let next = def.spec.schedule.next_after(from, zone);
+    Some((Entry::new(&def.spec, zone), next))
 }

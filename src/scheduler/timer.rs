@@ -75,6 +75,15 @@ impl<K: Clone + Eq + Hash + Ord, V> TimerQueue<K, V> {
         self.timers.get(key).map(|t| &t.value)
     }
 
+    /// The key as the queue holds it.
+    pub fn key<Q>(&self, key: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.timers.get_key_value(key).map(|(k, _)| k)
+    }
+
     /// When `key` fires next; `None` when it never fires again, is unknown,
     /// or was popped and not yet rescheduled.
     pub fn next_of<Q>(&self, key: &Q) -> Option<DateTime<Utc>>

@@ -368,14 +368,6 @@ impl Pool {
         })
     }
 
-    /// A transaction that reads before it writes.
-    pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
-    }
-
     /// A transaction that will write. On SQLite it takes the write lock up
     /// front (`BEGIN IMMEDIATE`), so a concurrent writer waits on the busy
     /// timeout instead of failing our commit; PostgreSQL locks rows as it

@@ -146,10 +146,20 @@ impl Filter {
 impl Store {
     /// Every definition, ordered by name then identity.
     pub async fn list_definitions(&self) -> StoreResult<Vec<Definition>> {
-        // Rows are converted as they arrive: holding every raw row at once
-        // costs several times the definitions themselves at 100,000 rows,
-        // and the allocator keeps that peak long after it is freed.
         let mut defs = Vec::new();
+        self.for_each_definition(|def| defs.push(def)).await?;
+        Ok(defs)
+    }
+
+    /// Hand every definition to `f` as it is read, in the order of
+    /// [`Store::list_definitions`], without holding them all: at 100,000
+    /// rows a transient copy of every row costs several times what the
+    /// caller keeps, and the allocator keeps that peak long after it is
+    /// freed.
+    pub async fn for_each_definition(
+        &self,
+        mut f: impl FnMut(Definition) + Send,
+    ) -> StoreResult<()> {
         self.pool
             .acquire()
             .await?
@@ -158,12 +168,11 @@ impl Store {
                 "SELECT * FROM definitions ORDER BY name, provider, target, disk_id",
                 &Args::new(),
                 |row: DefinitionRow| {
-                    defs.push(row.into_definition()?);
+                    f(row.into_definition()?);
                     Ok(())
                 },
             )
-            .await?;
-        Ok(defs)
+            .await
     }
 
     /// Definitions named `name`, narrowed by the optional filters.
@@ -267,7 +276,10 @@ impl Store {
         source_path: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Reconciled> {
-        let mut tx = self.pool.begin().await?;
+        // A write transaction from the start: on SQLite a read transaction
+        // that later writes fails at once ("database is locked", without
+        // waiting) when another process committed in between.
+        let mut tx = self.pool.begin_write().await?;
         let report = reconcile_in(&mut tx, specs, source_path, now).await?;
         tx.commit().await?;
         Ok(report)

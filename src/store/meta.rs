@@ -6,6 +6,10 @@
 //! Opening a store checks ownership and migrates under one lock, so that
 //! several processes opening a new database at once neither see it
 //! half-migrated (which would look foreign) nor apply a migration twice.
+//! A store whose schema is already this build's takes no lock at all: the
+//! daemon may hold SQLite's one write lock most of the time under load, and
+//! a command that opens the store must not queue behind it just to learn
+//! that there is nothing to do.
 
 use chrono::{DateTime, Utc};
 
@@ -18,9 +22,58 @@ fn latest_version(m: &sqlx::migrate::Migrator) -> i64 {
 }
 
 impl Store {
+    /// Refuse a foreign database, then bring the schema up to date. A
+    /// schema that is already this build's is checked without a lock, so
+    /// opening a store for a write (every CLI command that changes it)
+    /// does not queue behind a daemon writing hard; only a new or older
+    /// schema takes the lock (see [`Store::migrate`]).
+    pub(super) async fn prepare(&self) -> StoreResult<()> {
+        if self.is_current().await? {
+            return Ok(());
+        }
+        self.migrate().await
+    }
+
+    /// True when the store is ours and holds exactly the migrations this
+    /// build carries, each applied successfully with the same checksum.
+    /// Anything else (a new store, an older or newer schema, a failed or
+    /// edited migration) is left to [`Store::migrate`], which migrates or
+    /// reports it.
+    async fn is_current(&self) -> StoreResult<bool> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.store_open_error(e))?;
+        let mut conn = conn.conn();
+        let tables = self.tables(&mut conn).await?;
+        if !tables.iter().any(|(t,)| t == "_sqlx_migrations") {
+            return Ok(false);
+        }
+        self.ensure_ours(&mut conn).await?;
+        let applied: Vec<(i64, bool, Vec<u8>)> = conn
+            .fetch_all(
+                "SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version",
+                &Args::new(),
+            )
+            .await
+            .map_err(|e| self.store_open_error(e))?;
+        let migrator = match self.pool {
+            Pool::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+            Pool::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+        };
+        let mut ours: Vec<(i64, bool, Vec<u8>)> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| (m.version, true, m.checksum.to_vec()))
+            .collect();
+        ours.sort();
+        Ok(applied == ours)
+    }
+
     /// Refuse a foreign database, then bring the schema up to date, in one
     /// transaction under a lock.
-    pub(super) async fn prepare(&self) -> StoreResult<()> {
+    async fn migrate(&self) -> StoreResult<()> {
         let migrate_err = |e: &dyn std::fmt::Display| StoreError::Migrate {
             location: self.location.to_string(),
             message: e.to_string(),

@@ -541,6 +541,98 @@ async fn reopening_migrates_once_and_concurrent_opens_all_succeed() {
     }
 }
 
+/// Opening a store whose schema is already current takes no lock: while
+/// another process holds SQLite's write lock (a daemon writing hard) or
+/// the PostgreSQL schema's migration lock, a command that opens the store
+/// to change it opens at once, and its write waits for the lock instead of
+/// failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_current_store_takes_no_lock_and_a_write_waits_for_it() {
+    for (location, _dir) in locations().await {
+        Store::connect(&location)
+            .await
+            .expect("created")
+            .close()
+            .await;
+        let holder = hold_store_lock(&location).await;
+        let opened = tokio::time::timeout(Duration::from_secs(10), Store::connect(&location)).await;
+        let store = match opened {
+            Ok(store) => store.unwrap_or_else(|e| panic!("{location}: {e}")),
+            Err(_) => panic!("{location}: opening waited for the lock held by another process"),
+        };
+        let write = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .insert_definition(&spec("a", "vm1"), Source::Cli, None, at(1, 0))
+                    .await
+            }
+        });
+        holder.release().await;
+        write
+            .await
+            .expect("write task")
+            .unwrap_or_else(|e| panic!("{location}: the write failed: {e}"));
+        assert_eq!(store.list_definitions().await.expect("list").len(), 1);
+        store.close().await;
+    }
+}
+
+/// A connection of another process holding the lock a migration takes.
+enum LockHolder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+async fn hold_store_lock(location: &Location) -> LockHolder {
+    match location {
+        Location::Sqlite(path) => {
+            let mut conn = SqliteConnectOptions::new()
+                .filename(path)
+                .connect()
+                .await
+                .expect("connect");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .expect("write lock");
+            LockHolder::Sqlite(conn)
+        }
+        Location::Postgres(options) => {
+            let mut conn = options.connect().await.expect("connect");
+            sqlx::raw_sql(
+                "BEGIN; SELECT pg_advisory_xact_lock(
+                     hashtextextended('snapsched.migrate:' || current_schema(), 0))",
+            )
+            .execute(&mut conn)
+            .await
+            .expect("migration lock");
+            LockHolder::Postgres(conn)
+        }
+    }
+}
+
+impl LockHolder {
+    async fn release(self) {
+        match self {
+            LockHolder::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("unlock");
+                c.close().await.ok();
+            }
+            LockHolder::Postgres(mut c) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("unlock");
+                c.close().await.ok();
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_postgres_schema_holding_other_tables_is_refused() {
     let Some(server) = server() else {

@@ -4,6 +4,7 @@ mod api_budget;
 mod check;
 mod cli_def;
 mod cli_keep;
+mod cli_under_load;
 mod cluster;
 mod config_cluster;
 mod config_file;

@@ -44,7 +44,7 @@ use chrono_tz::Tz;
 use parse::{DAY_OF_MONTH, DAY_OF_WEEK, HOUR, MINUTE, MONTH, SECOND};
 
 /// A parsed, validated schedule expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Schedule {
     source: Box<str>,
     seconds: u64,

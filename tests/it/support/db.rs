@@ -288,3 +288,37 @@ pub async fn age_heartbeat(store: &Store, path: &Path, id: &str, secs: i64) {
         }
     }
 }
+
+/// One integer a query reads from the store of `path` on this run's
+/// backend (for example a `COUNT(*)`), through a connection of its own:
+/// read-only on SQLite, so it never waits on the daemon writing.
+pub async fn scalar(path: &Path, sql: &str) -> i64 {
+    match backend() {
+        Backend::Sqlite => {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .connect()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let n = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.ok();
+            n
+        }
+        Backend::Postgres => {
+            let Location::Postgres(options) = location(path).await else {
+                unreachable!("a PostgreSQL location on the PostgreSQL pass");
+            };
+            let mut conn = options.connect().await.expect("connect");
+            let n = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.ok();
+            n
+        }
+    }
+}

@@ -152,6 +152,12 @@ impl TestEnv {
         outcome(cmd.output().expect("spawn snapsched"))
     }
 
+    /// Start `snapsched daemon` on this environment, its log in
+    /// `daemon.log` inside the directory.
+    pub fn daemon(&self) -> process::Daemon {
+        process::Daemon::spawn(self.command(&["daemon"]), self.path().join("daemon.log"))
+    }
+
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.run(args);
