@@ -525,26 +525,24 @@ impl DigitalOcean {
     /// (see [`bulk`]), else with its own request.
     async fn action(&self, id: u64) -> ProviderResult<Option<model::Action>> {
         let bulk = &self.inner.bulk;
-        if bulk.note(id) {
-            let known = match bulk.known(id) {
+        let many = bulk.note(id);
+        // A fresh page answers for free; a new one is read only for many.
+        let mut known = bulk.known(id);
+        if known.is_none() && many {
+            let _reading = bulk.reading().await;
+            known = match bulk.known(id) {
                 Some(k) => Some(k),
-                None => {
-                    let _reading = bulk.reading().await;
-                    match bulk.known(id) {
-                        Some(k) => Some(k),
-                        None => self
-                            .read_action_page()
-                            .await
-                            .then(|| bulk.known(id))
-                            .flatten(),
-                    }
-                }
+                None => self
+                    .read_action_page()
+                    .await
+                    .then(|| bulk.known(id))
+                    .flatten(),
             };
-            match known {
-                Some(bulk::Known::Listed(a)) => return Ok(Some(a)),
-                Some(bulk::Known::NoNews) => return Ok(None),
-                Some(bulk::Known::NotListed) | None => {}
-            }
+        }
+        match known {
+            Some(bulk::Known::Listed(a)) => return Ok(Some(a)),
+            Some(bulk::Known::NoNews) if many => return Ok(None),
+            _ => {}
         }
         let url = self.http().url(&["v2", "actions", &id.to_string()]);
         let reply = self.http().send::<()>(Method::GET, url, None).await?;

@@ -280,6 +280,11 @@ impl FakeHandle {
             .unwrap_or(0)
     }
 
+    /// Responses sent, whatever their status (a dropped connection is none).
+    pub fn responses_total(&self) -> u64 {
+        self.shared.lock().by_status.values().sum()
+    }
+
     /// Contract violations seen so far (requests and responses).
     pub fn contract_violations(&self) -> Vec<String> {
         self.shared.lock().violations.clone()

@@ -9,11 +9,11 @@
 //! - An action counts as in flight from its create (or first poll) until a
 //!   poll sees it finished, or until nobody asked about it for
 //!   [`FORGET_AFTER`] (its run ended elsewhere).
-//! - With fewer than [`BULK_FROM`] actions in flight, every poll is a
-//!   single `GET /v2/actions/{id}`.
-//! - Otherwise a poll is answered from the newest page read at most
-//!   [`PAGE_FRESH`] ago, read anew (by one caller at a time; the others
-//!   wait for it) when there is none. An action on the page gets its
+//! - A poll is answered from the newest page read at most [`PAGE_FRESH`]
+//!   ago when the page shows the action. A new page is read (by one caller
+//!   at a time; the others wait for it and use it) only with at least
+//!   [`BULK_FROM`] actions in flight; with fewer, a poll the page cannot
+//!   answer is a single `GET /v2/actions/{id}`. An action on the page gets its
 //!   status from there; an action first seen after the page was read gets
 //!   "no news" (in progress) until the next page; an action the page does
 //!   not show although it should (not on the first page: more than 200
