@@ -195,7 +195,7 @@ async fn droplet_cycle_takes_seven_requests_with_one_listing() {
 
 /// With three or more actions in flight on a token, a poll reads one page
 /// of `GET /v2/actions` (newest first) that answers every poll for the next
-/// 15 s; with fewer, every poll is a `GET /v2/actions/{id}`.
+/// 30 s; with fewer, every poll is a `GET /v2/actions/{id}`.
 #[tokio::test(start_paused = true)]
 async fn many_actions_in_flight_are_polled_with_one_page_of_all_actions() {
     const LIST_ACTIONS: &str = "GET /v2/actions";
@@ -223,8 +223,8 @@ async fn many_actions_in_flight_are_polled_with_one_page_of_all_actions() {
     assert_eq!(fake.requests(LIST_ACTIONS), 1, "{:?}", fake.route_counts());
     assert_eq!(fake.requests(GET_ACTION), 0);
 
-    // The page is 15 s old: polls after the actions completed read a new
-    // one and see them done.
+    // The page is stale: polls after the actions completed read a new one
+    // and see them done.
     advance(Duration::from_secs(180)).await;
     for (req, op) in &runs {
         match p.poll(req, op).await.expect("poll") {
@@ -237,7 +237,7 @@ async fn many_actions_in_flight_are_polled_with_one_page_of_all_actions() {
     assert_eq!(fake.requests(LIST_DROPLET), 5);
 
     // Two in flight, after the page went stale: single polls.
-    advance(Duration::from_secs(16)).await;
+    advance(Duration::from_secs(31)).await;
     let mut few = Vec::new();
     for (req, _) in runs.iter().take(2) {
         let mut req = req.clone();
