@@ -120,7 +120,7 @@ async fn cycle(p: &DigitalOcean, req: &CreateRequest) -> Result<(), ProviderErro
         .into_iter()
         .filter(|s| s.name.starts_with(&format!("fleet-{}-", droplet_of(req))))
         .collect();
-    own.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    own.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let drop: Vec<RemoteSnapshot> = own.into_iter().skip(KEEP_LAST).collect();
     for r in p.delete_snapshots(&req.target, req.disk_id, &drop).await {
         r?;
