@@ -526,16 +526,18 @@ impl DigitalOcean {
     async fn action(&self, id: u64) -> ProviderResult<Option<model::Action>> {
         let bulk = &self.inner.bulk;
         let many = bulk.note(id);
+        // An answer is never older than the longest wait between polls.
+        let fresh = self.inner.poll.max;
         // A fresh page answers for free; a new one is read only for many.
-        let mut known = bulk.known(id);
+        let mut known = bulk.known(id, fresh);
         if known.is_none() && many {
             let _reading = bulk.reading().await;
-            known = match bulk.known(id) {
+            known = match bulk.known(id, fresh) {
                 Some(k) => Some(k),
                 None => self
                     .read_action_page()
                     .await
-                    .then(|| bulk.known(id))
+                    .then(|| bulk.known(id, fresh))
                     .flatten(),
             };
         }

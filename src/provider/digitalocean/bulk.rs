@@ -10,7 +10,8 @@
 //!   poll sees it finished, or until nobody asked about it for
 //!   [`FORGET_AFTER`] (its run ended elsewhere).
 //! - A poll is answered from the newest page read at most [`PAGE_FRESH`]
-//!   ago when the page shows the action. A new page is read (by one caller
+//!   ago (or the provider's longest poll interval, when that is shorter)
+//!   when the page shows the action. A new page is read (by one caller
 //!   at a time; the others wait for it and use it) only with at least
 //!   [`BULK_FROM`] actions in flight; with fewer, a poll the page cannot
 //!   answer is a single `GET /v2/actions/{id}`. An action on the page gets its
@@ -122,12 +123,14 @@ impl BulkPoller {
         }
     }
 
-    /// What the current page says about `id`, if it is fresh.
-    pub fn known(&self, id: u64) -> Option<Known> {
+    /// What the current page says about `id`, if it is at most `fresh`
+    /// old (the caller's bound: [`PAGE_FRESH`], or less when its polls come
+    /// more often than that).
+    pub fn known(&self, id: u64, fresh: Duration) -> Option<Known> {
         let now = Instant::now();
         let st = self.state();
         let page = st.page.as_ref()?;
-        if now.duration_since(page.read_at) > PAGE_FRESH {
+        if now.duration_since(page.read_at) > fresh.min(PAGE_FRESH) {
             return None;
         }
         if let Some(a) = page.actions.get(&id) {
@@ -195,10 +198,15 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         p.keep_page(read_at, vec![action(2, "completed")]);
         p.note(3);
-        assert!(matches!(p.known(2), Some(Known::Listed(a)) if a.status == "completed"));
-        assert!(matches!(p.known(1), Some(Known::NotListed)));
-        assert!(matches!(p.known(3), Some(Known::NoNews)));
+        assert!(
+            matches!(p.known(2, PAGE_FRESH), Some(Known::Listed(a)) if a.status == "completed")
+        );
+        assert!(matches!(p.known(1, PAGE_FRESH), Some(Known::NotListed)));
+        assert!(matches!(p.known(3, PAGE_FRESH), Some(Known::NoNews)));
         tokio::time::advance(PAGE_FRESH).await;
-        assert!(p.known(2).is_none(), "a stale page answers nothing");
+        assert!(
+            p.known(2, PAGE_FRESH).is_none(),
+            "a stale page answers nothing"
+        );
     }
 }
