@@ -165,12 +165,16 @@ pub async fn after_success<P: Provider>(
     zone: Tz,
     now: DateTime<Utc>,
 ) -> anyhow::Result<PruneReport> {
-    Ok(after_success_limited(store, provider, spec, target, zone, now, 0).await?)
+    Ok(after_success_limited(store, provider, spec, target, zone, now, 0, None).await?)
 }
 
 /// [`after_success`] with a blast-radius limit: a plan that deletes more
 /// than `max_deletes` (0 = no limit) is not carried out but returned as
-/// [`PruneError::Blocked`], with nothing deleted or recorded.
+/// [`PruneError::Blocked`], with nothing deleted or recorded. `made` is the
+/// id of the snapshot the run just made: a listing the provider read
+/// moments ago that lists it ([`Provider::fresh_listing`]) is planned from
+/// instead of listing again.
+#[allow(clippy::too_many_arguments)]
 pub async fn after_success_limited<P: Provider>(
     store: &Store,
     provider: &P,
@@ -179,6 +183,7 @@ pub async fn after_success_limited<P: Provider>(
     zone: Tz,
     now: DateTime<Utc>,
     max_deletes: u32,
+    made: Option<&str>,
 ) -> Result<PruneReport, PruneError> {
     let intent = Intent::Retention(policy(spec, zone));
     let report = run(
@@ -189,6 +194,7 @@ pub async fn after_success_limited<P: Provider>(
         &intent,
         now,
         Mode::Guarded(max_deletes),
+        made,
     )
     .await?;
     report.check()?;
@@ -227,7 +233,7 @@ pub async fn prune<P: Provider>(
 ) -> anyhow::Result<PruneReport> {
     let intent = Intent::Retention(policy(spec, zone));
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-    Ok(run(store, provider, spec, target, &intent, now, mode).await?)
+    Ok(run(store, provider, spec, target, &intent, now, mode, None).await?)
 }
 
 /// Delete every snapshot of the definition's disk that the definition owns
@@ -249,12 +255,14 @@ pub async fn delete_all_snapshots<P: Provider>(
         &Intent::RemoveAll,
         now,
         Mode::Apply,
+        None,
     )
     .await?)
 }
 
 /// The pipeline: list and plan, then (unless `dry_run`) sync the store,
-/// delete and record.
+/// delete and record. `made`: see [`after_success_limited`].
+#[allow(clippy::too_many_arguments)]
 async fn run<P: Provider>(
     store: &Store,
     provider: &P,
@@ -263,6 +271,7 @@ async fn run<P: Provider>(
     intent: &Intent,
     now: DateTime<Utc>,
     mode: Mode,
+    made: Option<&str>,
 ) -> Result<PruneReport, PruneError> {
     let id = &spec.identity;
     let rows = store
@@ -279,10 +288,9 @@ async fn run<P: Provider>(
     let ListedPlan {
         classification,
         decisions,
-    } = list_and_plan(
-        provider, target, id.disk_id, &records, &id.name, intent, now,
-    )
+    } = listing(provider, target, id.disk_id, made)
     .await
+    .map(|listing| retention::plan_listing(&listing, &records, &id.name, intent, now))
     .map_err(|source| {
         tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, error = %source, "listing failed; nothing pruned");
         PruneError::Listing {
@@ -350,10 +358,25 @@ pub async fn list_and_plan<P: Provider>(
     intent: &Intent,
     now: DateTime<Utc>,
 ) -> ProviderResult<ListedPlan> {
-    let listing = provider.list_snapshots(target, disk_id).await?;
+    let listing = listing(provider, target, disk_id, None).await?;
     Ok(retention::plan_listing(
         &listing, store, definition, intent, now,
     ))
+}
+
+/// The disk's complete listing: the one the provider read moments ago while
+/// finishing the create of `made` when it has it (fresh, listing `made`),
+/// else a new one.
+async fn listing<P: Provider>(
+    provider: &P,
+    target: &Target,
+    disk_id: u32,
+    made: Option<&str>,
+) -> ProviderResult<Vec<RemoteSnapshot>> {
+    if let Some(fresh) = made.and_then(|m| provider.fresh_listing(target, disk_id, m)) {
+        return Ok(fresh);
+    }
+    provider.list_snapshots(target, disk_id).await
 }
 
 /// Set the definition's snapshot gauge from the store, which the listing

@@ -1077,6 +1077,7 @@ impl<P: Provider> Runner<'_, P> {
             self.spec.zone(self.options.default_zone),
             self.clock.now(),
             crate::prune::max_deletes(self.spec, self.options.max_deletes_per_run),
+            run.snapshot_id.as_deref(),
         );
         // The prune, too, ends at the run's deadline; what it did not get
         // to, the next prune does.

@@ -4,7 +4,9 @@
 //! A cycle is what one run asks of the provider in steady state with
 //! retention 1: create, poll the action or task until it is done (waits
 //! follow the provider's poll policy, the defaults of the configuration),
-//! list the disk's snapshots, delete the one beyond retention. The fakes'
+//! list the disk's snapshots (or plan from the listing that found the new
+//! snapshot's id, as the prune after a run does), delete the one beyond
+//! retention. The fakes'
 //! clocks move by the waits instead of sleeping, so a 3-minute droplet action
 //! costs no real time. The first cycle only seeds a snapshot to delete; the
 //! second one is counted.
@@ -85,7 +87,12 @@ async fn cycle<P: Provider>(
         }
     };
     let made = snap.take().ok_or_else(|| anyhow::anyhow!("no snapshot"))?;
-    let listed = p.list_snapshots(&req.target, req.disk_id).await?;
+    // As the prune after a run: the listing that found the new snapshot's
+    // id, when the provider kept it, else a new one.
+    let listed = match p.fresh_listing(&req.target, req.disk_id, &made.id) {
+        Some(l) => l,
+        None => p.list_snapshots(&req.target, req.disk_id).await?,
+    };
     let old: Vec<RemoteSnapshot> = listed.into_iter().filter(|s| s.id != made.id).collect();
     for r in p.delete_snapshots(&req.target, req.disk_id, &old).await {
         r?;

@@ -11,10 +11,13 @@
 //! three, and the table sets those rows beside the SQLite ones.
 //!
 //! Run: `cargo run --release -p snapsched-bench -- [--quick] [--json PATH]
-//! [--backend sqlite|postgres|both] [--postgres-url URL]`.
+//! [--backend sqlite|postgres|both] [--postgres-url URL]`; `--api-only`
+//! measures only the API request costs (per cycle, and fleets of droplets
+//! hourly against one token's budget).
 
 mod api;
 mod cron;
+mod fleet;
 mod peer;
 mod pg;
 mod pgwire;
@@ -55,6 +58,15 @@ struct Cli {
     /// growth and API efficiency.
     #[arg(long)]
     scale_only: bool,
+    /// Only the API request costs: requests per snapshot cycle, and fleets
+    /// of droplets snapshotted hourly (`--fleet-sizes`) against the fake
+    /// DigitalOcean API with the client-side limiter on.
+    #[arg(long, conflicts_with = "scale_only")]
+    api_only: bool,
+    /// Fleet sizes (droplet definitions, comma-separated) for the request
+    /// budget rows.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    fleet_sizes: Vec<usize>,
     /// Which store backends to measure. PostgreSQL runs the scenarios at
     /// N = 10,000 and 100,000 (10,000 with --quick; --sizes overrides) on
     /// one node and on three, and adds failover.
@@ -179,9 +191,38 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json.clone();
+    if cli.api_only {
+        let fleet_sizes = cli.fleet_sizes.clone();
+        return block_on(async move { api_only(json, fleet_sizes).await });
+    }
     let no_peer = cli.no_peer;
     let extras = !cli.scale_only;
-    block_on(async move { run(plan, json, no_peer, extras, postgres).await })
+    let fleet_sizes = cli.fleet_sizes.clone();
+    block_on(async move { run(plan, json, no_peer, extras, postgres, fleet_sizes).await })
+}
+
+/// `--api-only`: the per-cycle costs and the fleet rows, nothing else.
+async fn api_only(json: PathBuf, fleet_sizes: Vec<usize>) -> anyhow::Result<()> {
+    eprintln!("API efficiency against the fake DigitalOcean and Erigones APIs");
+    let api = api::measure().await?;
+    let fleet = tokio::task::spawn_blocking(move || fleet::measure(&fleet_sizes)).await??;
+    let mut t = String::new();
+    report::api_lines(&mut t, &api);
+    report::fleet_lines(&mut t, &fleet);
+    print!("{t}");
+    write_json(
+        &json,
+        &serde_json::json!({ "machine": procfs::machine(), "api": api, "fleet": fleet }),
+    )
+}
+
+fn write_json(json: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(json, serde_json::to_string_pretty(value)?)?;
+    println!("JSON report: {}", json.display());
+    Ok(())
 }
 
 /// The PostgreSQL server to measure on, or why the PostgreSQL rows are
@@ -312,6 +353,7 @@ async fn run(
     no_peer: bool,
     extras: bool,
     postgres: Result<pg::PgServer, String>,
+    fleet_sizes: Vec<usize>,
 ) -> anyhow::Result<()> {
     let (ticks, ticks_known) = procfs::clock_ticks();
     let sqlite = plan.backend.sqlite();
@@ -359,7 +401,7 @@ async fn run(
             results: Vec::new(),
         },
     };
-    let (mut cron, mut store, mut api) = (Vec::new(), None, None);
+    let (mut cron, mut store, mut api, mut fleet) = (Vec::new(), None, None, None);
     if sqlite && extras {
         eprintln!("cron next-fire computations");
         cron = cron::measure();
@@ -367,6 +409,7 @@ async fn run(
         store = Some(store_growth::measure(plan.store_runs).await?);
         eprintln!("API efficiency against the fake DigitalOcean and Erigones APIs");
         api = Some(api::measure().await?);
+        fleet = Some(tokio::task::spawn_blocking(move || fleet::measure(&fleet_sizes)).await??);
     }
     let report = report::Report {
         machine: procfs::machine(),
@@ -377,13 +420,9 @@ async fn run(
         cron,
         store,
         api,
+        fleet,
         postgres,
     };
     print!("{}", report.table());
-    if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
-    println!("JSON report: {}", json.display());
-    Ok(())
+    write_json(&json, &report)
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::api::ApiResult;
 use crate::cron::CronRate;
+use crate::fleet::FleetResult;
 use crate::pg::PgResult;
 use crate::scenario::Outcome;
 use crate::stats::Spread;
@@ -69,6 +70,7 @@ pub struct Report {
     /// SQLite store growth; `None` when SQLite was not measured.
     pub store: Option<StoreResult>,
     pub api: Option<ApiResult>,
+    pub fleet: Option<FleetResult>,
     pub postgres: PgReport,
 }
 
@@ -288,6 +290,9 @@ impl Report {
         if let Some(api) = &self.api {
             api_lines(&mut t, api);
         }
+        if let Some(fleet) = &self.fleet {
+            fleet_lines(&mut t, fleet);
+        }
         t.push_str(&ha_table(&self.scale, &self.postgres));
         for s in &self.scale {
             for (sys, r) in [
@@ -333,7 +338,58 @@ fn store_lines(t: &mut String, st: &StoreResult) {
     let _ = writeln!(*t, "rows left at the end: {}", st.rows_at_end);
 }
 
-fn api_lines(t: &mut String, api: &ApiResult) {
+/// The fleet rows: requests per droplet-cycle and per hour by fleet size.
+pub fn fleet_lines(t: &mut String, fleet: &FleetResult) {
+    let _ = writeln!(
+        *t,
+        "\nFleet (DigitalOcean droplets, hourly `H * * * *`, keep_last 24, 3-minute actions, limiter 250/min 5000/h; second hour counted):"
+    );
+    let _ = writeln!(
+        *t,
+        "{:>9} {:>14} {:>8} {:>18} {:>6} {:>7} {:>10} {:>8}",
+        "droplets",
+        "requests/hour",
+        "cycles",
+        "requests/cycle",
+        "429s",
+        "failed",
+        "contract",
+        "wall s"
+    );
+    for r in &fleet.rows {
+        let _ = writeln!(
+            *t,
+            "{:>9} {:>14} {:>8} {:>18.3} {:>6} {:>7} {:>10} {:>8.1}",
+            r.droplets,
+            r.requests_per_hour,
+            r.cycles,
+            r.requests_per_cycle,
+            r.too_many_requests,
+            r.failed_cycles,
+            r.contract_violations,
+            r.wall_s
+        );
+    }
+    if let Some(r) = fleet.rows.iter().max_by_key(|r| r.droplets) {
+        let routes: Vec<String> = r
+            .by_route
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(
+            *t,
+            "requests by route at {}: {}",
+            r.droplets,
+            routes.join(", ")
+        );
+    }
+    if let Some(n) = fleet.largest_hourly_fleet_per_token {
+        let _ = writeln!(*t, "largest hourly fleet per token: {n} droplets");
+    }
+    let _ = writeln!(*t, "{}", fleet.note);
+}
+
+pub fn api_lines(t: &mut String, api: &ApiResult) {
     let _ = writeln!(*t, "\nAPI ({}):", api.poll_policy);
     for c in &api.cycles {
         let _ = writeln!(

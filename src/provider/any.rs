@@ -68,6 +68,15 @@ impl Provider for AnyProvider {
         dispatch!(self, p => p.mark_held(target, disk_id, snapshot_id, held).await)
     }
 
+    fn fresh_listing(
+        &self,
+        target: &Target,
+        disk_id: u32,
+        made_id: &str,
+    ) -> Option<Vec<RemoteSnapshot>> {
+        dispatch!(self, p => p.fresh_listing(target, disk_id, made_id))
+    }
+
     fn poll_policy(&self) -> PollPolicy {
         dispatch!(self, p => p.poll_policy())
     }

@@ -15,6 +15,8 @@
 //! uses the same token on the same API; the token appears in no message and
 //! no `Debug` output.
 
+mod bulk;
+mod fresh;
 mod http;
 mod model;
 
@@ -109,6 +111,10 @@ struct Inner {
     http: Http,
     poll: PollPolicy,
     tags: Vec<String>,
+    /// Listings read to find a new droplet snapshot's id, for the prune.
+    fresh: fresh::FreshListings,
+    /// Shared with every instance on the same token and API.
+    bulk: Arc<bulk::BulkPoller>,
 }
 
 impl std::fmt::Debug for DigitalOcean {
@@ -200,6 +206,7 @@ impl DigitalOcean {
                 ProviderError::permanent(format!("provider {name}: cannot build HTTP client: {e}"))
             })?;
         limiter.set_label(&name);
+        let bulk = bulk::shared(&settings.api_url, &settings.token);
         if let Some(budget) = settings.shared_budget {
             limiter.share_with(budget, budget_bucket(&settings.api_url, &settings.token));
         }
@@ -221,6 +228,8 @@ impl DigitalOcean {
                 ),
                 poll: settings.poll,
                 tags,
+                fresh: fresh::FreshListings::default(),
+                bulk,
             }),
         })
     }
@@ -368,8 +377,9 @@ impl DigitalOcean {
                 return Ok(CreateOutcome::Pending(op));
             }
             let existing = self.list_raw(&target).await?;
-            if let Some(s) = newest_named(existing, &req.name, None) {
+            if let Some(s) = newest_named(existing.clone(), &req.name, None) {
                 let snap = s.into_remote();
+                self.inner.fresh.keep(&target, existing);
                 self.tag_droplet_snapshot(&snap, req).await?;
                 return Ok(CreateOutcome::Done(snap));
             }
@@ -390,6 +400,7 @@ impl DigitalOcean {
             return Err(errored(&action.action, id));
         }
         tracing::info!(provider = %self.http().provider, droplet = id, action = action.action.id, snapshot = %req.name, "droplet snapshot action started");
+        self.inner.bulk.note(action.action.id);
         Ok(CreateOutcome::Pending(Operation {
             id: action.action.id.to_string(),
         }))
@@ -508,6 +519,67 @@ impl DigitalOcean {
     }
 }
 
+impl DigitalOcean {
+    /// Action `id` as the API shows it now, or `None` for "no news yet":
+    /// from a page of all actions when many are in flight on this token
+    /// (see [`bulk`]), else with its own request.
+    async fn action(&self, id: u64) -> ProviderResult<Option<model::Action>> {
+        let bulk = &self.inner.bulk;
+        let many = bulk.note(id);
+        // An answer is never older than the longest wait between polls.
+        let fresh = self.inner.poll.max;
+        // A fresh page answers for free; a new one is read only for many.
+        let mut known = bulk.known(id, fresh);
+        if known.is_none() && many {
+            let _reading = bulk.reading().await;
+            known = match bulk.known(id, fresh) {
+                Some(k) => Some(k),
+                None => self
+                    .read_action_page()
+                    .await
+                    .then(|| bulk.known(id, fresh))
+                    .flatten(),
+            };
+        }
+        match known {
+            Some(bulk::Known::Listed(a)) => return Ok(Some(a)),
+            Some(bulk::Known::NoNews) if many => return Ok(None),
+            _ => {}
+        }
+        let url = self.http().url(&["v2", "actions", &id.to_string()]);
+        let reply = self.http().send::<()>(Method::GET, url, None).await?;
+        if !reply.status.is_success() {
+            return Err(reply.error(&format!("action {id}")));
+        }
+        let env: ActionEnvelope = reply.json()?;
+        Ok(Some(env.action))
+    }
+
+    /// Read the newest page of the account's actions into the bulk poller;
+    /// false when that failed (the caller then polls singly).
+    async fn read_action_page(&self) -> bool {
+        let mut url = self.http().url(&["v2", "actions"]);
+        url.query_pairs_mut()
+            .append_pair("per_page", &PER_PAGE.to_string());
+        let read_at = tokio::time::Instant::now();
+        let page = match self.http().send::<()>(Method::GET, url, None).await {
+            Ok(reply) if reply.status.is_success() => reply.json::<model::ActionPage>(),
+            Ok(reply) => Err(reply.error("actions")),
+            Err(e) => Err(e),
+        };
+        match page {
+            Ok(page) => {
+                self.inner.bulk.keep_page(read_at, page.actions);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(provider = %self.http().provider, "reading a page of actions failed, polling singly: {e}");
+                false
+            }
+        }
+    }
+}
+
 /// The latest snapshot named `name`, optionally created at or after `since`.
 fn newest_named(
     snaps: Vec<ApiSnapshot>,
@@ -570,19 +642,19 @@ impl Provider for DigitalOcean {
                 op.id
             ))
         })?;
-        let url = self.http().url(&["v2", "actions", &action_id.to_string()]);
-        let reply = self.http().send::<()>(Method::GET, url, None).await?;
-        if !reply.status.is_success() {
-            return Err(reply.error(&format!("action {action_id}")));
-        }
-        let env: ActionEnvelope = reply.json()?;
-        let action = env.action;
+        let Some(action) = self.action(action_id).await? else {
+            return Ok(PollOutcome::Pending);
+        };
         if let Some(r) = action.resource_id {
             if r != droplet {
+                self.inner.bulk.done(action_id);
                 return Err(ProviderError::permanent(format!(
                     "action {action_id} belongs to droplet {r}, not droplet {droplet}"
                 )));
             }
+        }
+        if action.status != "in-progress" {
+            self.inner.bulk.done(action_id);
         }
         match action.status.as_str() {
             "in-progress" => Ok(PollOutcome::Pending),
@@ -591,13 +663,15 @@ impl Provider for DigitalOcean {
                 // API timestamps have whole seconds; compare at that grain.
                 let since = action.started_at.map(|t| t.trunc_subsecs(0));
                 let snaps = self.list_raw(&req.target).await?;
-                let Some(found) = newest_named(snaps, &req.name, since) else {
+                let Some(found) = newest_named(snaps.clone(), &req.name, since) else {
                     return Err(ProviderError::transient(format!(
                         "action {action_id} completed but droplet {droplet} lists no snapshot {} yet",
                         req.name
                     )));
                 };
                 let snap = found.into_remote();
+                // The prune that follows plans from this listing.
+                self.inner.fresh.keep(&req.target, snaps);
                 self.tag_droplet_snapshot(&snap, req).await?;
                 Ok(PollOutcome::Done(snap))
             }
@@ -647,6 +721,15 @@ impl Provider for DigitalOcean {
 
     fn poll_policy(&self) -> PollPolicy {
         self.inner.poll
+    }
+
+    fn fresh_listing(
+        &self,
+        target: &Target,
+        _disk_id: u32,
+        made_id: &str,
+    ) -> Option<Vec<RemoteSnapshot>> {
+        self.inner.fresh.take(target, made_id)
     }
 
     /// A held snapshot carries [`HOLD_TAG`]: droplet snapshots are tagged

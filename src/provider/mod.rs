@@ -222,6 +222,22 @@ pub trait Provider: Send + Sync {
     /// How to pace polling of this provider's operations.
     fn poll_policy(&self) -> PollPolicy;
 
+    /// The complete listing of (`target`, `disk_id`) this provider read
+    /// moments ago to finish the create of snapshot `made_id`, if it is at
+    /// most [`FRESH_LISTING`] old and lists `made_id`; each listing is
+    /// handed out once. The prune right after a run plans from it instead
+    /// of listing again (DigitalOcean droplets: the snapshot id lookup and
+    /// the retention listing are then one request). `None` makes the
+    /// caller list.
+    fn fresh_listing(
+        &self,
+        _target: &Target,
+        _disk_id: u32,
+        _made_id: &str,
+    ) -> Option<Vec<RemoteSnapshot>> {
+        None
+    }
+
     /// When a snapshot of `target` has its point in time, so that a post
     /// hook (which thaws what the pre hook froze) runs no earlier.
     fn point_in_time(&self, _target: &Target) -> PointInTime {
@@ -243,6 +259,11 @@ pub trait Provider: Send + Sync {
         async { Ok(HoldMark::NotShown) }
     }
 }
+
+/// How old a listing kept for [`Provider::fresh_listing`] may be: the
+/// prune follows the poll that read it within a few store writes, so a
+/// listing older than this belongs to a run that stalled, and is not used.
+pub const FRESH_LISTING: Duration = Duration::from_secs(60);
 
 /// When the provider fixes a snapshot's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

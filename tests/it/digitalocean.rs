@@ -128,8 +128,13 @@ async fn drive(
     }
 }
 
+/// A droplet cycle as a run makes it, retention 1 over one older snapshot:
+/// create, four polls of the 3-minute action (15 s doubling to 120 s), one
+/// listing that both finds the new snapshot's id and serves the prune
+/// (`Provider::fresh_listing`), one delete: 7 requests. Listing again for
+/// the prune would make it 8.
 #[tokio::test]
-async fn droplet_cycle_takes_at_most_twelve_requests() {
+async fn droplet_cycle_takes_seven_requests_with_one_listing() {
     let fake = fake().await;
     let expired = fake.add_snapshot(
         Resource::Droplet(DROPLET),
@@ -139,6 +144,11 @@ async fn droplet_cycle_takes_at_most_twelve_requests() {
     let p = provider(&fake);
     let target = Target::Droplet(DROPLET);
     let req = request(target.clone(), "web-20260101_000000");
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let store = crate::support::db::open(&dir.path().join("s.db")).await;
+    let spec = crate::support::fixtures::spec("do", &target.to_string(), "web")
+        .retention(1)
+        .build();
 
     let snap = drive(&p, &fake, &req)
         .await
@@ -149,11 +159,20 @@ async fn droplet_cycle_takes_at_most_twelve_requests() {
         "droplet snapshot ids are integers: {}",
         snap.id
     );
-    let listed = p.list_snapshots(&target, 0).await.expect("listing works");
-    assert_eq!(listed.len(), 2);
-    let old: Vec<_> = listed.into_iter().filter(|s| s.id == expired).collect();
-    let results = p.delete_snapshots(&target, 0, &old).await;
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let report = snapsched::prune::after_success_limited(
+        &store,
+        &p,
+        &spec,
+        &target,
+        chrono_tz::Tz::UTC,
+        fake.now(),
+        0,
+        Some(&snap.id),
+    )
+    .await
+    .expect("prune");
+    assert_eq!(report.deletions.len(), 1, "{report:?}");
+    assert_eq!(report.deletions[0].snapshot.id, expired);
 
     let left = fake.snapshots_of(Resource::Droplet(DROPLET));
     assert_eq!(left.len(), 1);
@@ -164,9 +183,139 @@ async fn droplet_cycle_takes_at_most_twelve_requests() {
         fake.route_counts()
     );
     assert_eq!(p.requests_sent(), total);
-    assert!(total <= 12, "droplet cycle took {total} requests");
     assert_eq!(fake.requests(POST_ACTION), 1);
+    assert_eq!(fake.requests(GET_ACTION), 4);
+    assert_eq!(fake.requests(LIST_DROPLET), 1, "one listing per cycle");
     assert_eq!(fake.requests(DELETE), 1);
+    assert_eq!(total, 7, "droplet cycle took {total} requests");
+    // Handed out once: a later prune lists afresh.
+    assert!(p.fresh_listing(&target, 1, &snap.id).is_none());
+    assert_contract(&fake);
+}
+
+/// With three or more actions in flight on a token, a poll reads one page
+/// of `GET /v2/actions` (newest first) that answers every poll for the next
+/// 30 s; with fewer, every poll is a `GET /v2/actions/{id}`.
+#[tokio::test(start_paused = true)]
+async fn many_actions_in_flight_are_polled_with_one_page_of_all_actions() {
+    const LIST_ACTIONS: &str = "GET /v2/actions";
+    let _spinner = crate::support::paused::hold_clock();
+    let fake = fake().await;
+    let p = provider(&fake);
+    let advance = |d: Duration| {
+        fake.advance(d);
+        tokio::time::advance(d)
+    };
+    let mut runs = Vec::new();
+    for i in 0..5u64 {
+        let id = 5000 + i;
+        fake.add_droplet(id, &format!("web-{i}"));
+        let req = request(Target::Droplet(id), &format!("web-{i}-20260101_000000"));
+        let CreateOutcome::Pending(op) = p.create_snapshot(&req).await.expect("create") else {
+            panic!("a droplet snapshot is an action");
+        };
+        runs.push((req, op));
+    }
+    advance(Duration::from_secs(15)).await;
+    for (req, op) in &runs {
+        assert_eq!(p.poll(req, op).await, Ok(PollOutcome::Pending));
+    }
+    assert_eq!(fake.requests(LIST_ACTIONS), 1, "{:?}", fake.route_counts());
+    assert_eq!(fake.requests(GET_ACTION), 0);
+
+    // The page is stale: polls after the actions completed read a new one
+    // and see them done.
+    advance(Duration::from_secs(180)).await;
+    for (req, op) in &runs {
+        match p.poll(req, op).await.expect("poll") {
+            PollOutcome::Done(s) => assert_eq!(s.name, req.name),
+            PollOutcome::Pending => panic!("{} still pending", req.name),
+        }
+    }
+    assert_eq!(fake.requests(LIST_ACTIONS), 2, "{:?}", fake.route_counts());
+    assert_eq!(fake.requests(GET_ACTION), 0);
+    assert_eq!(fake.requests(LIST_DROPLET), 5);
+
+    // Two in flight, after the page went stale: single polls.
+    advance(Duration::from_secs(31)).await;
+    let mut few = Vec::new();
+    for (req, _) in runs.iter().take(2) {
+        let mut req = req.clone();
+        req.name = req.name.replace("000000", "010000");
+        let CreateOutcome::Pending(op) = p.create_snapshot(&req).await.expect("create") else {
+            panic!("a droplet snapshot is an action");
+        };
+        few.push((req, op));
+    }
+    advance(Duration::from_secs(15)).await;
+    for (req, op) in &few {
+        assert_eq!(p.poll(req, op).await, Ok(PollOutcome::Pending));
+    }
+    assert_eq!(fake.requests(LIST_ACTIONS), 2);
+    assert_eq!(fake.requests(GET_ACTION), 2);
+    assert_contract(&fake);
+}
+
+/// An action the first page does not show (200 newer actions ahead of it)
+/// is polled with its own request; the fake lists the account's actions
+/// newest first, 200 to a page, with a link to the next.
+#[tokio::test(start_paused = true)]
+async fn an_action_beyond_the_first_page_is_polled_singly() {
+    const LIST_ACTIONS: &str = "GET /v2/actions";
+    let _spinner = crate::support::paused::hold_clock();
+    let fake = fake().await;
+    let p = provider(&fake);
+    let mut runs = Vec::new();
+    for i in 0..203u64 {
+        let id = 6000 + i;
+        fake.add_droplet(id, &format!("db-{i}"));
+        let req = request(Target::Droplet(id), &format!("db-{i}-20260101_000000"));
+        let CreateOutcome::Pending(op) = p.create_snapshot(&req).await.expect("create") else {
+            panic!("a droplet snapshot is an action");
+        };
+        runs.push((req, op));
+    }
+    fake.advance(Duration::from_secs(15));
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let (oldest_req, oldest) = &runs[0];
+    assert_eq!(p.poll(oldest_req, oldest).await, Ok(PollOutcome::Pending));
+    assert_eq!(fake.requests(LIST_ACTIONS), 1);
+    assert_eq!(fake.requests(GET_ACTION), 1, "not on the first page");
+    let (newest_req, newest) = &runs[202];
+    assert_eq!(p.poll(newest_req, newest).await, Ok(PollOutcome::Pending));
+    assert_eq!(fake.requests(LIST_ACTIONS), 1, "the page is still fresh");
+    assert_eq!(fake.requests(GET_ACTION), 1);
+
+    let page = |n: u32| {
+        let url = format!("{}/v2/actions?per_page=200&page={n}", fake.url());
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("listing answers")
+                .json::<serde_json::Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    let first = page(1).await;
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| a["id"].to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first).len(), 200);
+    assert_eq!(ids(&first)[0], newest.id, "newest first");
+    assert_eq!(first["meta"]["total"], 203);
+    assert!(first["links"]["pages"]["next"].is_string());
+    let second = page(2).await;
+    assert_eq!(ids(&second).len(), 3);
+    assert_eq!(ids(&second)[2], oldest.id);
     assert_contract(&fake);
 }
 

@@ -285,3 +285,109 @@ async fn the_daemon_keeps_the_tiered_set_at_the_fake_digitalocean_api() {
     assert_eq!(fake.contract_violations(), Vec::<String>::new());
     store.close().await;
 }
+
+/// Three droplet definitions on one token through the daemon's loop against
+/// the fake DigitalOcean API: each run lists its droplet's snapshots once,
+/// and that listing both finds the new snapshot's id and serves the prune
+/// (retention 1 deletes the previous snapshot every cycle); the three
+/// actions in flight together are polled with pages of `GET /v2/actions`.
+#[tokio::test]
+async fn the_daemon_lists_each_droplet_once_per_cycle_at_the_fake_digitalocean_api() {
+    use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
+    use snapsched::provider::PollPolicy;
+    use snapsched::secret::Secret;
+    use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, Resource};
+
+    let dir = TempDir::new().expect("temp dir");
+    let store = crate::support::db::open(&dir.path().join("snapsched.db")).await;
+    let fake = FakeDigitalOcean::start(FakeConfig {
+        action_duration: Duration::from_secs(20),
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake DigitalOcean");
+    let start = fake.now();
+    let mut settings_do = DigitalOceanSettings::new("do", Secret::new("fake-do-token"));
+    settings_do.api_url = url::Url::parse(fake.url()).expect("fake url");
+    settings_do.poll = PollPolicy {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(10),
+        timeout: Duration::from_secs(3600),
+    };
+    let provider = DigitalOcean::new(settings_do).expect("provider builds");
+
+    tokio::time::pause();
+    let spinner = hold_clock();
+    let clock = Clock::tokio(start);
+    let mut defs = Vec::new();
+    for i in 0..3u64 {
+        let droplet = 5100 + i;
+        fake.add_droplet(droplet, &format!("web-{i}"));
+        let name = format!("web{i}");
+        fake.add_snapshot(
+            Resource::Droplet(droplet),
+            &format!("{name}-20200101_000000"),
+            start - chrono::TimeDelta::days(30),
+        );
+        let def = fixtures::spec("do", &format!("droplet:{droplet}"), &name)
+            .schedule("0 * * * *")
+            .retention(1)
+            .build();
+        store
+            .insert_definition(&def, Source::Cli, None, start)
+            .await
+            .expect("definition inserted");
+        defs.push(def);
+    }
+    let map = HashMap::from([("do".to_owned(), (provider, ProviderKind::DigitalOcean))]);
+    let mut st = settings();
+    st.change_poll = Duration::from_secs(3600);
+    let token = CancellationToken::new();
+    let mut s = Scheduler::new(store.clone(), Providers::new(map), clock, st, token.clone());
+    let (in_flight, tick) = in_flight_counter();
+    s.on_tick(tick);
+    let handle = tokio::spawn(async move {
+        s.start().await.expect("scheduler starts");
+        s.run(Duration::from_secs(30)).await.expect("loop runs");
+    });
+    let move_fake = |by: Duration| fake.advance(by);
+    step_through(
+        &store,
+        &defs[0],
+        chrono_tz::Tz::UTC,
+        clock,
+        start,
+        start + chrono::TimeDelta::hours(3),
+        Duration::from_secs(300),
+        &move_fake,
+        &in_flight,
+    )
+    .await;
+    token.cancel();
+    handle.await.expect("loop ends");
+    spinner.abort();
+
+    let mut total = 0;
+    for def in &defs {
+        let h = runs(&store, &def.identity.name).await;
+        assert!(h.len() >= 2, "{}: {h:#?}", def.identity.name);
+        for r in &h {
+            assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+            assert_eq!(r.error, None, "{r:?}");
+        }
+        total += h.len() as u64;
+    }
+    let routes = fake.route_counts();
+    let count = |route: &str| routes.get(route).copied().unwrap_or(0);
+    assert_eq!(count("POST /v2/droplets/{droplet_id}/actions"), total);
+    assert_eq!(
+        count("GET /v2/droplets/{droplet_id}/snapshots"),
+        total,
+        "one listing per cycle: {routes:?}"
+    );
+    assert_eq!(count("DELETE /v2/snapshots/{snapshot_id}"), total);
+    assert!(count("GET /v2/actions") >= 1, "{routes:?}");
+    eprintln!("{total} droplet cycles: {routes:?}");
+    assert_eq!(fake.contract_violations(), Vec::<String>::new());
+    store.close().await;
+}

@@ -275,6 +275,7 @@ mod tests {
         for (m, p) in [
             ("post", "/v2/droplets/{droplet_id}/actions"),
             ("get", "/v2/actions/{action_id}"),
+            ("get", "/v2/actions"),
             ("get", "/v2/droplets/{droplet_id}/snapshots"),
             ("post", "/v2/volumes/{volume_id}/snapshots"),
             ("get", "/v2/volumes/{volume_id}/snapshots"),
@@ -332,6 +333,30 @@ mod tests {
         let mut bad_time = good;
         bad_time["snapshots"][0]["created_at"] = json!("yesterday");
         assert!(!check_response("GET", p, 200, Some(&bad_time)).is_empty());
+    }
+
+    #[test]
+    fn the_account_actions_listing_is_checked() {
+        let p = "/v2/actions";
+        assert!(check_request("GET", p, "per_page=200", None).is_empty());
+        assert!(!check_request("GET", p, "per_page=201", None).is_empty());
+        let good = json!({
+            "actions": [{"id": 7, "status": "in-progress", "type": "snapshot",
+                "started_at": "2020-07-28T16:47:44Z", "completed_at": null,
+                "resource_id": 3, "resource_type": "droplet", "region_slug": "nyc3"}],
+            "links": {"pages": {"next": "x", "last": "y"}},
+            "meta": {"total": 1}
+        });
+        assert_eq!(
+            check_response("GET", p, 200, Some(&good)),
+            Vec::<String>::new()
+        );
+        let mut bad_status = good.clone();
+        bad_status["actions"][0]["status"] = json!("running");
+        assert!(!check_response("GET", p, 200, Some(&bad_status)).is_empty());
+        let mut no_meta = good;
+        no_meta.as_object_mut().unwrap().remove("meta");
+        assert!(!check_response("GET", p, 200, Some(&no_meta)).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! snapshot appears, `created_at` = the action's `started_at`) or error; a
 //! droplet takes one action at a time (422 "Droplet already has a pending
 //! event."); volume snapshots are synchronous with a 409 on duplicate names;
+//! `GET /v2/actions` lists every action of the account newest first;
 //! listings paginate with `links.pages` and `meta.total`; every answer
 //! carries `ratelimit-*` headers and the per-minute and per-hour budgets are
 //! enforced with 429 + `retry-after`; errors are `{id, message, request_id}`;
@@ -283,6 +284,11 @@ impl FakeHandle {
             .get(&status)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Responses sent, whatever their status (a dropped connection is none).
+    pub fn responses_total(&self) -> u64 {
+        self.shared.lock().by_status.values().sum()
     }
 
     /// Contract violations seen so far (requests and responses).

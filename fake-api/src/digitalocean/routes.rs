@@ -17,6 +17,7 @@ use super::Shared;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/v2/actions", get(all_actions))
         .route("/v2/actions/{action_id}", get(get_action))
         .route(
             "/v2/droplets/{droplet_id}/actions",
@@ -128,6 +129,28 @@ async fn droplet_actions(
         .collect();
     let path = format!("/v2/droplets/{id}/actions");
     match paginate(&s.base_url(), &path, &q, items) {
+        Some(mut v) => {
+            if let Some(items) = v.as_object_mut().and_then(|o| o.remove("snapshots")) {
+                v["actions"] = items;
+            }
+            Json(v).into_response()
+        }
+        None => bad_request("page and per_page must be positive integers"),
+    }
+}
+
+/// `GET /v2/actions`: every action of the account, newest first (as
+/// DigitalOcean lists them), paginated like every listing.
+async fn all_actions(State(s): State<Arc<Shared>>, Query(q): Query<PageQuery>) -> Response {
+    let mut st = s.lock();
+    st.settle();
+    let items: Vec<Value> = st
+        .actions
+        .values()
+        .rev()
+        .map(|a| st.action_json(a))
+        .collect();
+    match paginate(&s.base_url(), "/v2/actions", &q, items) {
         Some(mut v) => {
             if let Some(items) = v.as_object_mut().and_then(|o| o.remove("snapshots")) {
                 v["actions"] = items;

@@ -102,7 +102,7 @@ pub(crate) struct ActionEnvelope {
     pub action: Action,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Action {
     pub id: u64,
     pub status: String,
@@ -118,7 +118,7 @@ pub(crate) struct Action {
     pub region_slug: Option<String>,
 }
 
-/// A page of `GET /v2/droplets/{id}/actions`.
+/// A page of `GET /v2/droplets/{id}/actions` or `GET /v2/actions`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ActionPage {
     #[serde(default)]
