@@ -723,6 +723,8 @@ impl<P: Provider> Runner<'_, P> {
         call: impl std::future::Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
         let deadline = self.clock.instant_of(self.deadline(run));
+        let generation = self.lease.as_ref().and_then(LeaseHandle::generation);
+        let call = crate::provider::gate::scoped(generation, call);
         match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::permanent(format!(

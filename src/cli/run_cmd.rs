@@ -166,7 +166,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
             ..crate::wiring::run_options(&cfg)
         },
         shutdown,
-        lease: Some(node.lease()),
+        lease: Some(node.lease().pinned()),
     };
     let run = claim_manual(&store, &runner, &id).await?;
     let progress =

@@ -19,6 +19,10 @@ pub struct Lease {
     ttl: Duration,
     margin: Duration,
     valid_until: Option<Instant>,
+    /// Which membership of this process the lease belongs to: one more
+    /// each time the store said it was lost (the node joins again under a
+    /// new id, and runs of the old one must not act on its new lease).
+    generation: u64,
 }
 
 impl Lease {
@@ -28,6 +32,7 @@ impl Lease {
             ttl,
             margin: margin.min(ttl / 2),
             valid_until: None,
+            generation: 0,
         }
     }
 
@@ -40,6 +45,12 @@ impl Lease {
     /// The store said this node's lease is gone (its runs were taken over).
     pub fn lost(&mut self) {
         self.valid_until = None;
+        self.generation += 1;
+    }
+
+    /// The membership this lease belongs to (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Whether this node may still act at `now`.

@@ -22,16 +22,33 @@ use crate::domain::{NodeInfo, NodeRole, NodeState};
 use crate::store::{Store, StoreResult};
 
 /// Shared view of this node's lease, checked before a provider call.
+/// A handle pinned to a generation ([`LeaseHandle::pinned`]) holds only
+/// while the lease is still that membership's: a run started before the
+/// node lost its lease and joined again stays fenced after it renewed.
 #[derive(Debug, Clone)]
-pub struct LeaseHandle(Arc<Mutex<Lease>>);
+pub struct LeaseHandle(Arc<Mutex<Lease>>, Option<u64>);
 
 impl LeaseHandle {
-    /// Whether this node may act now.
+    /// Whether this node may act now (for a pinned handle: as the same
+    /// membership it was pinned in).
     pub fn holds(&self) -> bool {
-        self.0
+        let lease = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lease.valid_at(Instant::now()) && self.1.is_none_or(|g| g == lease.generation())
+    }
+
+    /// This handle pinned to the lease's current generation, for one run.
+    pub fn pinned(&self) -> LeaseHandle {
+        let generation = self
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .valid_at(Instant::now())
+            .generation();
+        LeaseHandle(self.0.clone(), Some(generation))
+    }
+
+    /// The generation this handle is pinned to, if any.
+    pub fn generation(&self) -> Option<u64> {
+        self.1
     }
 
     /// Make this lease the process's gate for provider requests that change
@@ -39,11 +56,10 @@ impl LeaseHandle {
     /// weakly: once the membership is gone, it stops closing anything.
     pub fn guard_provider_requests(&self) {
         let weak = Arc::downgrade(&self.0);
-        crate::provider::gate::install(Arc::new(move || {
+        crate::provider::gate::install(Arc::new(move |generation: Option<u64>| {
             weak.upgrade().is_none_or(|l| {
-                l.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .valid_at(Instant::now())
+                let lease = l.lock().unwrap_or_else(|e| e.into_inner());
+                lease.valid_at(Instant::now()) && generation.is_none_or(|g| g == lease.generation())
             })
         }));
     }
@@ -85,7 +101,7 @@ impl Membership {
         let m = Membership {
             store: store.clone(),
             info,
-            lease: LeaseHandle(Arc::new(Mutex::new(Lease::new(ttl, ttl / 6)))),
+            lease: LeaseHandle(Arc::new(Mutex::new(Lease::new(ttl, ttl / 6))), None),
             ttl,
         };
         m.register().await?;

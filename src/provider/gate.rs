@@ -10,7 +10,24 @@
 
 use std::sync::{Arc, RwLock};
 
-type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Given the generation of the membership the calling run started in (see
+/// [`scoped`]), whether a changing request may leave now.
+type Check = Arc<dyn Fn(Option<u64>) -> bool + Send + Sync>;
+
+tokio::task_local! {
+    /// The lease generation of the run whose provider call this task makes.
+    static RUN_GENERATION: u64;
+}
+
+/// Run a provider call on behalf of a run started in lease generation
+/// `generation`: the gate then also refuses its changing requests once this
+/// node lost that lease and joined again, however long the call waited.
+pub async fn scoped<F: std::future::Future>(generation: Option<u64>, call: F) -> F::Output {
+    match generation {
+        Some(g) => RUN_GENERATION.scope(g, call).await,
+        None => call.await,
+    }
+}
 
 static GATE: RwLock<Option<Check>> = RwLock::new(None);
 
@@ -25,7 +42,7 @@ pub fn open() -> bool {
     GATE.read()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
-        .is_none_or(|check| check())
+        .is_none_or(|check| check(RUN_GENERATION.try_with(|g| *g).ok()))
 }
 
 /// The error a closed gate gives: transient, so the run engine retries and,

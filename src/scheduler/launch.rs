@@ -99,7 +99,7 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
         let clock = self.clock;
         let options = self.options.clone();
         let shutdown = self.shutdown.clone();
-        let lease = self.lease.clone();
+        let lease = self.lease.as_ref().map(LeaseHandle::pinned);
         Some(async move {
             let RunJob { run, def } = job;
             let identity = run.identity.clone();
