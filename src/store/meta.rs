@@ -58,11 +58,8 @@ impl Store {
             )
             .await
             .map_err(|e| self.store_open_error(e))?;
-        let migrator = match self.pool {
-            Pool::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
-            Pool::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
-        };
-        let mut ours: Vec<(i64, bool, Vec<u8>)> = migrator
+        let mut ours: Vec<(i64, bool, Vec<u8>)> = self
+            .migrator()
             .iter()
             .filter(|m| !m.migration_type.is_down_migration())
             .map(|m| (m.version, true, m.checksum.to_vec()))
@@ -134,10 +131,7 @@ impl Store {
             });
         }
         self.ensure_ours(&mut conn).await?;
-        let want = match self.pool {
-            Pool::Sqlite(_) => latest_version(&sqlx::migrate!("./migrations/sqlite")),
-            Pool::Postgres(_) => latest_version(&sqlx::migrate!("./migrations/postgres")),
-        };
+        let want = latest_version(&self.migrator());
         let (have,): (Option<i64>,) = conn
             .fetch_one(
                 "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
@@ -154,6 +148,14 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// The migrations this build carries for the store's backend.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.pool {
+            Pool::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+            Pool::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+        }
     }
 
     fn store_open_error(&self, e: StoreError) -> StoreError {
