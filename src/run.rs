@@ -57,9 +57,11 @@ use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 
+mod fanout;
 pub mod hooks;
 mod prune;
 
+pub use fanout::InFlight;
 pub use hooks::{HookDefaults, HookLevels};
 pub use prune::{prune_run, PruneRunEnd, PruneRunError};
 

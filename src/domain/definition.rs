@@ -108,7 +108,15 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
                         format!("'{shown}': the droplet id must be a positive integer, as in droplet:3164444"),
                     )),
                 }
+            } else if let Some(tag) = text.strip_prefix("tag:") {
+                parse_tag(tag, &shown)
             } else if let Some(id) = text.strip_prefix("volume:") {
+                if id.starts_with("tag:") {
+                    return Err(FieldError::new(
+                        "target",
+                        format!("'{shown}': volumes cannot be selected by tag, because the DigitalOcean API lists volumes only by name and region (GET /v2/volumes); name each volume as volume:<uuid>, or use tag:<name> for droplets"),
+                    ));
+                }
                 uuid::Uuid::parse_str(id).map(Target::Volume).map_err(|_| {
                     FieldError::new(
                         "target",
@@ -119,7 +127,7 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
                 Err(FieldError::new(
                     "target",
                     format!(
-                        "'{shown}' is not a DigitalOcean target: use droplet:<id> or volume:<uuid>"
+                        "'{shown}' is not a DigitalOcean target: use droplet:<id>, volume:<uuid> or tag:<name>"
                     ),
                 ))
             }
@@ -145,6 +153,24 @@ pub fn parse_target(text: &str, kind: ProviderKind) -> Result<Target, FieldError
     }
 }
 
+/// A DigitalOcean tag name as the API allows it: letters, digits, `:`,
+/// `-` and `_`, at most 255 characters.
+fn parse_tag(tag: &str, shown: &str) -> Result<Target, FieldError> {
+    let valid = !tag.is_empty()
+        && tag.len() <= 255
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'));
+    if valid {
+        Ok(Target::Tag(tag.to_owned()))
+    } else {
+        Err(FieldError::new(
+            "target",
+            format!("'{shown}': a DigitalOcean tag name has 1 to 255 letters, digits, ':', '-' or '_', as in tag:web or tag:env:prod"),
+        ))
+    }
+}
+
 /// Validate a disk id for a target.
 pub fn parse_disk_id(disk: i64, target: &Target) -> Result<u32, FieldError> {
     if disk < 1 || disk > i64::from(u32::MAX) {
@@ -153,7 +179,11 @@ pub fn parse_disk_id(disk: i64, target: &Target) -> Result<u32, FieldError> {
             format!("{disk} is not a valid disk number: disks are numbered from 1"),
         ));
     }
-    if matches!(target, Target::Droplet(_) | Target::Volume(_)) && disk != 1 {
+    if matches!(
+        target,
+        Target::Droplet(_) | Target::Volume(_) | Target::Tag(_) | Target::Member { .. }
+    ) && disk != 1
+    {
         return Err(FieldError::new(
             "disk_id",
             format!("{disk}: DigitalOcean droplets and volumes have only disk 1"),
@@ -448,6 +478,29 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity of droplet `droplet` of this tag definition: same
+    /// provider, disk and name, target `tag:<name>/droplet:<id>`.
+    pub fn member(&self, droplet: u64) -> Identity {
+        Identity {
+            target: format!("{}/droplet:{droplet}", self.target),
+            ..self.clone()
+        }
+    }
+
+    /// The tag definition a member identity belongs to, and its droplet.
+    pub fn member_of(&self) -> Option<(Identity, u64)> {
+        match Target::from_canonical(&self.target)? {
+            Target::Member { tag, droplet } => Some((
+                Identity {
+                    target: Target::Tag(tag).to_string(),
+                    ..self.clone()
+                },
+                droplet,
+            )),
+            _ => None,
+        }
+    }
+
     /// Stable key from which `H` schedule fields are derived.
     pub fn hash_key(&self) -> String {
         format!(
@@ -506,6 +559,18 @@ pub struct DefinitionSpec {
 }
 
 impl DefinitionSpec {
+    /// The spec one droplet of a tag definition runs with: the member's
+    /// identity and the droplet as target, everything else the definition's.
+    pub fn for_member(&self, droplet: u64) -> DefinitionSpec {
+        let identity = self.identity.member(droplet);
+        let tag = self.target.tag().unwrap_or_default().to_owned();
+        DefinitionSpec {
+            identity,
+            target: Target::Member { tag, droplet },
+            ..self.clone()
+        }
+    }
+
     /// Parse `expr` as this definition's schedule: `H` fields hash its
     /// identity.
     pub fn parse_schedule(&self, expr: &str) -> Result<Schedule, FieldError> {

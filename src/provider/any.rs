@@ -68,6 +68,14 @@ impl Provider for AnyProvider {
         dispatch!(self, p => p.mark_held(target, disk_id, snapshot_id, held).await)
     }
 
+    async fn tag_members(&self, tag: &str) -> ProviderResult<Vec<u64>> {
+        dispatch!(self, p => p.tag_members(tag).await)
+    }
+
+    async fn snapshot_tag(&self, tag: &str, name: &str) -> ProviderResult<Vec<(u64, Operation)>> {
+        dispatch!(self, p => p.snapshot_tag(tag, name).await)
+    }
+
     fn fresh_listing(
         &self,
         target: &Target,

@@ -272,7 +272,9 @@ impl DigitalOcean {
                     .url(&["v2", "volumes", &id.to_string(), "snapshots"]),
                 format!("volume {id}"),
             ),
-            Target::Vm(_) => return Err(vm_target(target)),
+            Target::Vm(_) | Target::Tag(_) | Target::Member { .. } => {
+                return Err(vm_target(target))
+            }
         };
         url.query_pairs_mut()
             .append_pair("per_page", &PER_PAGE.to_string());
@@ -594,7 +596,7 @@ fn newest_named(
 
 fn vm_target(target: &Target) -> ProviderError {
     ProviderError::permanent(format!(
-        "DigitalOcean cannot snapshot {target}: targets are droplet:<id> or volume:<uuid>"
+        "DigitalOcean cannot snapshot {target} as one resource: a snapshot is of droplet:<id> or volume:<uuid> (tag:<name> fans out to its droplets)"
     ))
 }
 
@@ -621,7 +623,7 @@ impl Provider for DigitalOcean {
         match &req.target {
             Target::Droplet(id) => self.create_droplet(*id, req).await,
             Target::Volume(id) => self.create_volume(*id, req).await,
-            Target::Vm(_) => Err(vm_target(&req.target)),
+            Target::Vm(_) | Target::Tag(_) | Target::Member { .. } => Err(vm_target(&req.target)),
         }
     }
 
@@ -634,7 +636,9 @@ impl Provider for DigitalOcean {
                 op.id
             )))
             }
-            Target::Vm(_) => return Err(vm_target(&req.target)),
+            Target::Vm(_) | Target::Tag(_) | Target::Member { .. } => {
+                return Err(vm_target(&req.target))
+            }
         };
         let action_id: u64 = op.id.trim().parse().map_err(|_| {
             ProviderError::permanent(format!(

@@ -244,6 +244,26 @@ pub trait Provider: Send + Sync {
         PointInTime::Accepted
     }
 
+    /// The droplets carrying `tag` now, ascending (tag targets); a listing
+    /// that stops part-way is an error, never a partial answer.
+    fn tag_members(&self, tag: &str) -> impl Future<Output = ProviderResult<Vec<u64>>> + Send {
+        let e = untagged(tag);
+        async { Err(e) }
+    }
+
+    /// Start snapshot `name` of every droplet carrying `tag` with one
+    /// request: (droplet, operation) for each droplet it started on; a
+    /// droplet left out (locked by a pending event) has none. Each
+    /// operation is polled as [`Provider::poll`] polls a droplet's create.
+    fn snapshot_tag(
+        &self,
+        tag: &str,
+        _name: &str,
+    ) -> impl Future<Output = ProviderResult<Vec<(u64, Operation)>>> + Send {
+        let e = untagged(tag);
+        async { Err(e) }
+    }
+
     /// Show (`held`) or stop showing an operator's hold on the snapshot at
     /// the provider, where the API allows (DigitalOcean: the
     /// [`HOLD_TAG`] tag). The hold itself lives in the store; this only
@@ -258,6 +278,13 @@ pub trait Provider: Send + Sync {
     ) -> impl Future<Output = ProviderResult<HoldMark>> + Send {
         async { Ok(HoldMark::NotShown) }
     }
+}
+
+/// The error of a provider without tag targets.
+fn untagged(tag: &str) -> ProviderError {
+    ProviderError::permanent(format!(
+        "tag:{tag}: this provider cannot select droplets by tag"
+    ))
 }
 
 /// How old a listing kept for [`Provider::fresh_listing`] may be: the

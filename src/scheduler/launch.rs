@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::cluster::LeaseHandle;
 use crate::domain::{Definition, Identity, Run, RunState, Target};
 use crate::provider::Provider;
-use crate::run::{Ended, RunError, RunOptions, Runner};
+use crate::run::{Ended, InFlight, RunError, RunOptions, Runner};
 use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
 
@@ -47,11 +47,8 @@ async fn definition_of(
     clock: Clock,
 ) -> Option<(Arc<Definition>, Target)> {
     let id = &run.identity;
-    match store.get_definition(id).await {
-        Ok(Some(def)) => {
-            let target = def.spec.target.clone();
-            Some((Arc::new(def), target))
-        }
+    match run_definition(store, id).await {
+        Ok(Some(loaded)) => Some(loaded),
         Ok(None) => {
             tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, run = run.id, "{REMOVED}");
             let update = Update {
@@ -71,6 +68,26 @@ async fn definition_of(
     }
 }
 
+/// The definition a run of `id` runs with and the target its provider
+/// calls act on: for a member of a tag target, its tag definition narrowed
+/// to the member ([`crate::domain::definition::DefinitionSpec::for_member`]).
+pub(super) async fn run_definition(
+    store: &Store,
+    id: &Identity,
+) -> Result<Option<(Arc<Definition>, Target)>, StoreError> {
+    let Some((parent, droplet)) = id.member_of() else {
+        return Ok(store.get_definition(id).await?.map(|def| {
+            let target = def.spec.target.clone();
+            (Arc::new(def), target)
+        }));
+    };
+    Ok(store.get_definition(&parent).await?.map(|mut def| {
+        def.spec = def.spec.for_member(droplet);
+        let target = def.spec.target.resource();
+        (Arc::new(def), target)
+    }))
+}
+
 /// Starts [`RunJob`]s with the run engine.
 pub(crate) struct RunLauncher<P> {
     pub store: Store,
@@ -80,6 +97,8 @@ pub(crate) struct RunLauncher<P> {
     pub shutdown: CancellationToken,
     /// This node's lease, checked before every provider call.
     pub lease: Option<LeaseHandle>,
+    /// The pool's identities in flight, where a fan-out registers members.
+    pub in_flight: InFlight,
 }
 
 impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
@@ -100,9 +119,11 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
         let options = self.options.clone();
         let shutdown = self.shutdown.clone();
         let lease = self.lease.as_ref().map(LeaseHandle::pinned);
+        let in_flight = self.in_flight.clone();
         Some(async move {
             let RunJob { run, def } = job;
             let identity = run.identity.clone();
+            let run_id = run.id;
             let loaded = match def {
                 Some(loaded) => Some(loaded),
                 None => definition_of(&store, &run, clock).await,
@@ -120,7 +141,15 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
                 shutdown,
                 lease,
             };
-            match runner.drive_guarded(run).await {
+            let ended = if def.spec.target.tag().is_some() {
+                runner
+                    .fan_out(run, &in_flight)
+                    .await
+                    .map_err(|source| RunError { run_id, source })
+            } else {
+                runner.drive_guarded(run).await
+            };
+            match ended {
                 Ok(Ended::Final(_)) => {}
                 Ok(Ended::Suspended(r)) => {
                     tracing::info!(definition = %identity.name, provider = %identity.provider, target = %identity.target, disk = identity.disk_id, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");

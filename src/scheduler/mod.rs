@@ -168,7 +168,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             options: settings.run.clone(),
             shutdown: shutdown.clone(),
             lease: None,
+            in_flight: crate::run::InFlight::default(),
         };
+        let mut pool = RunPool::new(launcher, settings.max_concurrent_runs);
+        pool.launcher_mut().in_flight = pool.in_flight_set();
         Scheduler {
             store,
             providers,
@@ -177,7 +180,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             wall: WallWatch::new(chrono::Duration::seconds(CLOCK_STEP_TOLERANCE_SECS)),
             last_slot: HashMap::new(),
             changes: ChangeWatch::new(settings.change_poll),
-            pool: RunPool::new(launcher, settings.max_concurrent_runs),
+            pool,
             settings,
             status: StatusCache::default(),
             cluster: cluster::ClusterState::default(),

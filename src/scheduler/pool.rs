@@ -15,9 +15,9 @@
 //! What a run *is* stays outside: a [`Launch`] turns a job into its future,
 //! so the pool is tested below with jobs that only wait.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,7 +37,7 @@ pub(crate) trait Launch {
     fn launch(&self, job: Self::Job) -> Option<impl Future<Output = ()> + Send + 'static>;
 }
 
-type Running = Arc<Mutex<HashSet<Identity>>>;
+type Running = crate::run::InFlight;
 
 pub(crate) struct RunPool<L: Launch> {
     launcher: L,
@@ -89,6 +89,12 @@ impl<L: Launch> RunPool<L> {
         }
         self.queued.push_back(job);
         self.start_queued();
+    }
+
+    /// The identities in flight, shared with whatever else drives runs (a
+    /// tag target's fan-out registers its members here).
+    pub fn in_flight_set(&self) -> Running {
+        self.running.clone()
     }
 
     /// The launcher, to change how later jobs start.

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use super::launch::RunJob;
 use super::Scheduler;
-use crate::domain::definition::parse_target;
 use crate::domain::{Definition, Identity, Run, RunState, Target};
 use crate::provider::Provider;
 use crate::store::runs::Update;
@@ -58,6 +57,9 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Take `run` over and queue it; false when another node was faster or
     /// the run cannot be resumed (then it is marked interrupted).
     async fn resume(&mut self, run: Run) -> StoreResult<bool> {
+        if self.left_to_fan_out(&run).await? {
+            return Ok(false);
+        }
         let resumable = self.resumable_definition(&run.identity).await?;
         let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {
             return Ok(false);
@@ -65,8 +67,8 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let Some((def, target)) = resumable else {
             // A definition whose provider is gone still has its hooks: the
             // post hook a pre hook of this run started is owed all the same.
-            let run = match self.store.get_definition(&run.identity).await? {
-                Some(def) => {
+            let run = match super::launch::run_definition(&self.store, &run.identity).await? {
+                Some((def, _)) => {
                     crate::run::settle_owed_post(
                         &self.store,
                         &def.spec,
@@ -110,15 +112,22 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         &self,
         id: &Identity,
     ) -> StoreResult<Option<(Arc<Definition>, Target)>> {
-        let Some(def) = self.store.get_definition(id).await? else {
+        if self.providers.current().get(&id.provider).is_none() {
             return Ok(None);
+        }
+        super::launch::run_definition(&self.store, id).await
+    }
+
+    /// True when `run` is a member of a tag target whose fan-out of the same
+    /// slot is in flight: the fan-out drives it when it resumes.
+    async fn left_to_fan_out(&self, run: &Run) -> StoreResult<bool> {
+        let Some((parent, _)) = run.identity.member_of() else {
+            return Ok(false);
         };
-        let providers = self.providers.current();
-        let Some((_, kind)) = providers.get(&id.provider) else {
-            return Ok(None);
-        };
-        Ok(parse_target(&id.target, *kind)
-            .ok()
-            .map(|target| (Arc::new(def), target)))
+        Ok(self
+            .store
+            .active_run(&parent)
+            .await?
+            .is_some_and(|p| p.slot == run.slot))
     }
 }

@@ -351,6 +351,18 @@ impl Store {
         active_run_in(&mut self.pool.acquire().await?.conn(), id).await
     }
 
+    /// The run of `id` at `slot`, in any state.
+    pub async fn run_at(&self, id: &Identity, slot: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        self.pool
+            .fetch_optional::<RunRow>(
+                &format!("SELECT {COLS} FROM runs WHERE {OF_IDENTITY} AND slot = $5"),
+                &Args::new().identity(id).text(ts(slot)),
+            )
+            .await?
+            .map(RunRow::into_run)
+            .transpose()
+    }
+
     /// Every run not in a final state (for crash recovery).
     pub async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         into_runs(
