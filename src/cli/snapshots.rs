@@ -4,7 +4,8 @@
 //! with their state (present, deleted, gone). `--all` lists the one matching
 //! definition's disk at the provider and adds every other snapshot there,
 //! marked as not managed. `--orphaned`: present snapshots recorded for a
-//! definition identity that no longer exists. Held snapshots show their
+//! definition identity that no longer exists, or for a droplet that left
+//! its tag target's tag. A tag target's snapshots are its members'. Held snapshots show their
 //! hold in the Hold column (`held: TEXT`) and the JSON `hold` object
 //! (`reason`, `held_at`).
 //!
@@ -115,12 +116,15 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
     let filter = args.filters.filter();
 
     let rows = if args.orphaned {
-        let defined: HashSet<Identity> = store
-            .list_definitions()
-            .await?
-            .into_iter()
-            .map(|d| d.spec.identity)
-            .collect();
+        let mut defined: HashSet<Identity> = HashSet::new();
+        for d in store.list_definitions().await? {
+            if d.spec.target.tag().is_some() {
+                // A tag target owns the snapshots of its current members;
+                // a droplet that left the tag leaves its own orphaned.
+                defined.extend(store.current_members(&d.spec.identity).await?);
+            }
+            defined.insert(d.spec.identity);
+        }
         store
             .snapshot_records(args.name.as_deref())
             .await?
@@ -187,7 +191,12 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
             .snapshot_records(args.name.as_deref())
             .await?
             .into_iter()
-            .filter(|r| defs.contains(&r.identity))
+            .filter(|r| {
+                defs.contains(&r.identity)
+                    || r.identity
+                        .member_of()
+                        .is_some_and(|(tag, _)| defs.contains(&tag))
+            })
             .map(from_record)
             .collect()
     };

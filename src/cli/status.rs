@@ -44,6 +44,51 @@ pub struct DefinitionStatus {
     /// Requests of the definition's provider held back by a live daemon's
     /// request budget (as of its last lease renewal); `None` when none are.
     pub budget_wait: Option<BudgetWait>,
+    /// A tag target's droplets, each its own unit (empty for other targets).
+    pub members: Vec<MemberStatus>,
+}
+
+/// One droplet of a tag target: its own runs and snapshots.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    /// `tag:<name>/droplet:<id>`, the member's identity's target.
+    pub target: String,
+    pub droplet: u64,
+    /// False once the droplet has left the tag: its snapshots are then
+    /// orphaned (kept, never pruned by the definition).
+    pub current: bool,
+    pub last_run: Option<Run>,
+    pub last_success: Option<Run>,
+    pub snapshots: i64,
+    pub last_error: Option<String>,
+}
+
+/// The members of tag target `id`, current ones first.
+async fn members(store: &crate::store::Store, id: &Identity) -> CliResult<Vec<MemberStatus>> {
+    let current = store.current_members(id).await?;
+    let mut out = Vec::new();
+    for m in store.members_of(id).await? {
+        let Some((_, droplet)) = m.member_of() else {
+            continue;
+        };
+        let (last_run, last_success) = store.last_runs(&m).await?;
+        out.push(MemberStatus {
+            droplet,
+            current: current.contains(&m),
+            last_error: last_error(last_run.as_ref()),
+            snapshots: store.owned_count(&m).await?,
+            target: m.target,
+            last_run,
+            last_success,
+        });
+    }
+    out.sort_by_key(|m| (!m.current, m.droplet));
+    Ok(out)
+}
+
+fn last_error(run: Option<&Run>) -> Option<String> {
+    run.filter(|r| r.state != crate::domain::RunState::Succeeded || r.error.is_some())
+        .and_then(|r| r.error.clone())
 }
 
 /// A prune the blast-radius guard blocked, waiting for `snapsched prune
@@ -136,16 +181,21 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
         let view = view(def, cfg.daemon.timezone, now);
         let id = view.definition.spec.identity.clone();
         let (last_run, last_success) = store.last_runs(&id).await?;
-        let last_error = last_run
-            .as_ref()
-            .filter(|r| r.state != crate::domain::RunState::Succeeded || r.error.is_some())
-            .and_then(|r| r.error.clone());
+        let last_error = last_error(last_run.as_ref());
+        let members = if view.definition.spec.target.tag().is_some() {
+            members(&store, &id).await?
+        } else {
+            Vec::new()
+        };
+        let snapshots =
+            store.owned_count(&id).await? + members.iter().map(|m| m.snapshots).sum::<i64>();
         out.push(DefinitionStatus {
+            members,
             active: view.definition.spec.active,
             schedule: view.definition.spec.schedule.source().to_owned(),
             timezone: view.zone.clone(),
             next_fire: view.next_fire.clone(),
-            snapshots: store.owned_count(&id).await?,
+            snapshots,
             node: owners.remove(&id),
             budget_wait: waits.get(&id.provider).cloned(),
             identity: id,
@@ -223,7 +273,7 @@ fn print_status_table(out: &[DefinitionStatus], times: &Times, wide: bool) {
     };
     let rows: Vec<Vec<String>> = out
         .iter()
-        .map(|s| {
+        .flat_map(|s| {
             let next = match (&s.next_fire, s.active) {
                 (Some(t), _) => DateTime::parse_from_rfc3339(t)
                     .map(|t| when(t.with_timezone(&Utc)))
@@ -260,7 +310,34 @@ fn print_status_table(out: &[DefinitionStatus], times: &Times, wide: bool) {
                 s.snapshots.to_string(),
                 s.last_error.clone().unwrap_or_default(),
             ]);
-            row
+            let mut rows = vec![row];
+            for m in &s.members {
+                let mut row = vec![format!("  droplet {}", m.droplet), m.target.clone()];
+                if wide {
+                    row.push(String::new());
+                }
+                row.extend([
+                    String::new(),
+                    if m.current { "-" } else { "left the tag" }.into(),
+                    m.last_run
+                        .as_ref()
+                        .map(|r| format!("{} {} ({})", r.state, when(r.slot), run_duration(r)))
+                        .unwrap_or_else(|| "-".into()),
+                ]);
+                if with_node {
+                    row.push(String::new());
+                }
+                row.extend([
+                    m.last_success
+                        .as_ref()
+                        .map(|r| when(r.slot))
+                        .unwrap_or_else(|| "-".into()),
+                    m.snapshots.to_string(),
+                    m.last_error.clone().unwrap_or_default(),
+                ]);
+                rows.push(row);
+            }
+            rows
         })
         .collect();
     let mut headers = vec!["Definition", "Where"];

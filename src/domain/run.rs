@@ -163,6 +163,10 @@ pub enum Claim {
     Busy(Run),
 }
 
+/// The error class of a tag member's run skipped because its droplet left
+/// the tag (or was deleted) between the listing and the snapshot.
+pub const DEPARTED: &str = "departed";
+
 /// The error class of a run whose post-run prune was blocked by
 /// `max_deletes_per_run`; the run itself succeeded.
 pub const PRUNE_BLOCKED: &str = "prune_blocked";

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use super::{Ended, Runner, Step};
 use crate::domain::definition::DefinitionSpec;
 use crate::domain::hooks::Consistency;
+use crate::domain::run::DEPARTED;
 use crate::domain::{Claim, Identity, Run, RunState};
 use crate::provider::{Provider, ProviderError};
 use crate::store::runs::Update;
@@ -389,7 +390,7 @@ impl<P: Provider> Runner<'_, P> {
                     &member,
                     Update {
                         state: Some(RunState::Skipped),
-                        error: Some(("permanent", &reason)),
+                        error: Some((DEPARTED, &reason)),
                         ..Default::default()
                     },
                     self.clock.now(),

@@ -11,7 +11,7 @@
 //! reads name their columns ([`COLS`]) and decode into [`RunRow`], so a new
 //! column changes nothing here until the code uses it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -20,6 +20,7 @@ use super::{
     active_states, parse_opt_ts, parse_ts, ts, ts_ms, IdentityRow, Store, StoreError, StoreResult,
     OF_IDENTITY,
 };
+use crate::domain::run::DEPARTED;
 use crate::domain::{Claim, Consistency, HookState, Identity, Run, RunState, Trigger};
 
 /// A change to apply to a run row in one statement.
@@ -361,6 +362,57 @@ impl Store {
             .await?
             .map(RunRow::into_run)
             .transpose()
+    }
+
+    /// The members of tag target `parent` that runs or snapshot records
+    /// exist for, ordered by target (current and departed alike).
+    pub async fn members_of(&self, parent: &Identity) -> StoreResult<Vec<Identity>> {
+        let prefix = format!("{}/", parent.target);
+        let of_member = "provider = $1 AND disk_id = $3 AND def_name = $4
+             AND substr(target, 1, $5) = $2";
+        let rows = self
+            .pool
+            .fetch_all::<IdentityRow>(
+                &format!(
+                    "SELECT provider, target, disk_id, def_name FROM runs WHERE {of_member}
+                     UNION
+                     SELECT provider, target, disk_id, def_name FROM snapshots WHERE {of_member}
+                     ORDER BY target"
+                ),
+                &Args::new()
+                    .text(parent.provider.as_str())
+                    .text(prefix.as_str())
+                    .int(parent.disk_id)
+                    .text(parent.name.as_str())
+                    .int(prefix.len() as i64),
+            )
+            .await?;
+        rows.into_iter().map(IdentityRow::into_identity).collect()
+    }
+
+    /// The members of tag target `parent` its latest fan-out covered: those
+    /// with a run at its slot, except droplets found to have left the tag.
+    /// A member not among them has left the tag (its snapshots are orphaned).
+    pub async fn current_members(&self, parent: &Identity) -> StoreResult<HashSet<Identity>> {
+        let prefix = format!("{}/", parent.target);
+        let rows = self
+            .pool
+            .fetch_all::<IdentityRow>(
+                &format!(
+                    "SELECT provider, target, disk_id, def_name FROM runs
+                     WHERE provider = $1 AND disk_id = $3 AND def_name = $4
+                       AND substr(target, 1, $6) = $5
+                       AND (error_class IS NULL OR error_class <> '{DEPARTED}')
+                       AND slot = (SELECT MAX(slot) FROM runs WHERE {OF_IDENTITY}
+                                     AND state NOT IN ('skipped', 'missed'))"
+                ),
+                &Args::new()
+                    .identity(parent)
+                    .text(prefix.as_str())
+                    .int(prefix.len() as i64),
+            )
+            .await?;
+        rows.into_iter().map(IdentityRow::into_identity).collect()
     }
 
     /// Every run not in a final state (for crash recovery).
