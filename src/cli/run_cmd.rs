@@ -59,7 +59,7 @@ async fn claim_manual<P: crate::provider::Provider>(
                 orphan.state
             );
                 match runner
-                .drive(orphan)
+                .drive_any(orphan, &crate::run::InFlight::default())
                 .await
                 .map_err(|e| CliError::Runtime(e.into()))?
             {
@@ -172,7 +172,7 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     let progress =
         (args.wait && std::io::stderr().is_terminal()).then(|| Progress::start(&store, &run));
     let ended = runner
-        .drive_guarded(run)
+        .drive_any(run, &crate::run::InFlight::default())
         .await
         .map_err(|e| CliError::Runtime(e.into()));
     node.leave().await;
@@ -192,12 +192,20 @@ pub async fn run(args: RunArgs, ctx: &Context) -> CliResult {
     if args.json {
         print_json(&run)?;
     } else if run.state == RunState::Succeeded {
-        println!(
-            "run {} succeeded: snapshot {} in {}",
-            run.id,
-            run.snapshot_name.as_deref().unwrap_or("-"),
-            super::output::run_duration(&run)
-        );
+        match def.spec.target.tag() {
+            Some(tag) => println!(
+                "run {} succeeded: snapshot {} of every droplet tagged {tag} in {} (`snapsched status` shows each)",
+                run.id,
+                crate::run::snapshot_name(&id.name, run.slot),
+                super::output::run_duration(&run)
+            ),
+            None => println!(
+                "run {} succeeded: snapshot {} in {}",
+                run.id,
+                run.snapshot_name.as_deref().unwrap_or("-"),
+                super::output::run_duration(&run)
+            ),
+        }
     }
     // A failure is said once, on stderr, by the error below.
     if run.state == RunState::Succeeded {

@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::{Ended, Runner, Step};
+use super::{Ended, RunError, Runner, Step};
 use crate::domain::definition::DefinitionSpec;
 use crate::domain::hooks::Consistency;
 use crate::domain::run::DEPARTED;
@@ -81,7 +81,7 @@ struct Outcome {
 impl<P: Provider> Runner<'_, P> {
     /// Drive the fan-out `run` of a tag target (`self.spec.target` is a
     /// [`crate::domain::Target::Tag`]) and the member runs of its slot.
-    pub(crate) async fn fan_out(
+    async fn fan_out(
         &self,
         run: Run,
         in_flight: &InFlight,
@@ -100,7 +100,6 @@ impl<P: Provider> Runner<'_, P> {
                 &run,
                 Update {
                     state: Some(RunState::Creating),
-                    snapshot_name: Some(&self.request(&run, false).name),
                     started: true,
                     ..Default::default()
                 },
@@ -159,6 +158,18 @@ impl<P: Provider> Runner<'_, P> {
             }
         }
         self.end_fan_out(run, members.len(), outcome).await
+    }
+
+    /// Drive `run` to its end: a tag target's fan-out with its members,
+    /// any other run as [`Runner::drive_guarded`] does.
+    pub async fn drive_any(&self, run: Run, in_flight: &InFlight) -> Result<Ended, RunError> {
+        if self.spec.target.tag().is_none() {
+            return self.drive_guarded(run).await;
+        }
+        let run_id = run.id;
+        self.fan_out(run, in_flight)
+            .await
+            .map_err(|source| RunError { run_id, source })
     }
 
     fn stop(&self, step: Step) -> Ended {

@@ -123,7 +123,6 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
         Some(async move {
             let RunJob { run, def } = job;
             let identity = run.identity.clone();
-            let run_id = run.id;
             let loaded = match def {
                 Some(loaded) => Some(loaded),
                 None => definition_of(&store, &run, clock).await,
@@ -141,15 +140,7 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
                 shutdown,
                 lease,
             };
-            let ended = if def.spec.target.tag().is_some() {
-                runner
-                    .fan_out(run, &in_flight)
-                    .await
-                    .map_err(|source| RunError { run_id, source })
-            } else {
-                runner.drive_guarded(run).await
-            };
-            match ended {
+            match runner.drive_any(run, &in_flight).await {
                 Ok(Ended::Final(_)) => {}
                 Ok(Ended::Suspended(r)) => {
                     tracing::info!(definition = %identity.name, provider = %identity.provider, target = %identity.target, disk = identity.disk_id, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");
