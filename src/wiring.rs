@@ -229,8 +229,12 @@ pub fn provider_for(
             cfg.path.display()
         ))
     })?;
-    let target = definition::parse_target(&id.target, pcfg.kind)
-        .map_err(|e| WiringError::Config(format!("definition {id}: {e}")))?;
+    // A tag target's member (narrowed by `for_member`) acts on its droplet.
+    let target = match &def.spec.target {
+        member @ Target::Member { .. } => member.resource(),
+        _ => definition::parse_target(&id.target, pcfg.kind)
+            .map_err(|e| WiringError::Config(format!("definition {id}: {e}")))?,
+    };
     let provider = build_provider(pcfg, Some(&shared_budget(store)))
         .map_err(|e| WiringError::Config(format!("providers.{}: {e}", id.provider)))?;
     Ok((provider, target))

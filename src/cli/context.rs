@@ -173,6 +173,27 @@ impl Context {
 
     /// Resolve an address to exactly one definition.
     pub async fn resolve(&self, store: &Store, address: &Address) -> CliResult<Definition> {
+        // `--target tag:<name>/droplet:<id>` addresses one member of a tag
+        // target: its definition, narrowed to that droplet.
+        let member = address
+            .filters
+            .target
+            .as_deref()
+            .and_then(Target::from_canonical)
+            .and_then(|t| match t {
+                Target::Member { tag, droplet } => Some((Target::Tag(tag), droplet)),
+                _ => None,
+            });
+        if let Some((tag, droplet)) = member {
+            let mut filter = address.filter();
+            filter.target = Some(tag.to_string());
+            let mut found = store.find_definitions(&address.name, &filter).await?;
+            if found.len() == 1 {
+                let mut def = found.remove(0);
+                def.spec = def.spec.for_member(droplet);
+                return Ok(def);
+            }
+        }
         let mut found = store
             .find_definitions(&address.name, &address.filter())
             .await?;

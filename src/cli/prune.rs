@@ -39,6 +39,12 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let cfg = ctx.config()?;
     let store = ctx.open_store(&cfg).await?;
     let def = ctx.resolve(&store, &args.address).await?;
+    if let Some(tag) = def.spec.target.tag() {
+        return Err(CliError::usage(format!(
+            "{} is a tag target: each droplet's snapshots are pruned on their own (and after each of its runs);              prune one with `snapsched prune {} --target tag:{tag}/droplet:ID` (`snapsched status` lists them)",
+            def.spec.identity, def.spec.identity.name
+        )));
+    }
     let (provider, target) = ctx.provider_for(&cfg, &def, &store)?;
     let spec = &def.spec;
 

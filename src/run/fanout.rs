@@ -81,11 +81,7 @@ struct Outcome {
 impl<P: Provider> Runner<'_, P> {
     /// Drive the fan-out `run` of a tag target (`self.spec.target` is a
     /// [`crate::domain::Target::Tag`]) and the member runs of its slot.
-    async fn fan_out(
-        &self,
-        run: Run,
-        in_flight: &InFlight,
-    ) -> Result<Ended, StoreError> {
+    async fn fan_out(&self, run: Run, in_flight: &InFlight) -> Result<Ended, StoreError> {
         let Some(tag) = self.spec.target.tag().map(str::to_owned) else {
             let e = ProviderError::permanent(format!(
                 "{} is not a tag target",
