@@ -557,28 +557,45 @@ impl DigitalOcean {
         Ok(Some(env.action))
     }
 
-    /// Read the newest page of the account's actions into the bulk poller;
-    /// false when that failed (the caller then polls singly).
+    /// Read the newest pages of the account's actions into the bulk poller:
+    /// one page per [`PER_PAGE`] actions in flight (at most
+    /// [`bulk::MAX_ACTION_PAGES`]), since the listing is newest first and
+    /// a tag request starts hundreds at once; false when that failed (the
+    /// caller then polls singly).
     async fn read_action_page(&self) -> bool {
-        let mut url = self.http().url(&["v2", "actions"]);
-        url.query_pairs_mut()
-            .append_pair("per_page", &PER_PAGE.to_string());
+        let bulk = &self.inner.bulk;
+        let pages = bulk
+            .in_flight()
+            .div_ceil(PER_PAGE as usize)
+            .clamp(1, bulk::MAX_ACTION_PAGES);
         let read_at = tokio::time::Instant::now();
-        let page = match self.http().send::<()>(Method::GET, url, None).await {
-            Ok(reply) if reply.status.is_success() => reply.json::<model::ActionPage>(),
-            Ok(reply) => Err(reply.error("actions")),
-            Err(e) => Err(e),
-        };
-        match page {
-            Ok(page) => {
-                self.inner.bulk.keep_page(read_at, page.actions);
-                true
-            }
-            Err(e) => {
-                tracing::debug!(provider = %self.http().provider, "reading a page of actions failed, polling singly: {e}");
-                false
+        let mut all = Vec::new();
+        for n in 1..=pages {
+            let mut url = self.http().url(&["v2", "actions"]);
+            url.query_pairs_mut()
+                .append_pair("per_page", &PER_PAGE.to_string())
+                .append_pair("page", &n.to_string());
+            let page = match self.http().send::<()>(Method::GET, url, None).await {
+                Ok(reply) if reply.status.is_success() => reply.json::<model::ActionPage>(),
+                Ok(reply) => Err(reply.error("actions")),
+                Err(e) => Err(e),
+            };
+            match page {
+                Ok(page) => {
+                    let last = page.actions.len() < PER_PAGE as usize;
+                    all.extend(page.actions);
+                    if last {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(provider = %self.http().provider, "reading page {n} of actions failed, polling singly: {e}");
+                    return false;
+                }
             }
         }
+        bulk.keep_page(read_at, all);
+        true
     }
 }
 

@@ -7,7 +7,7 @@
 //! clock tests do not wait), optional latency per call, and scripted
 //! failures. Every call is counted so tests can assert what the engine asked.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,6 +39,10 @@ pub enum Call {
     Poll,
     List,
     Delete,
+    /// Listing the droplets of a tag.
+    TagList,
+    /// One snapshot request for every droplet of a tag.
+    TagCreate,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +53,9 @@ struct State {
     panics: BTreeMap<Call, VecDeque<&'static str>>,
     calls: BTreeMap<Call, u64>,
     next_id: u64,
+    /// Droplets by tag, and droplets locked by a pending event.
+    tags: BTreeMap<String, BTreeSet<u64>>,
+    locked: BTreeSet<u64>,
 }
 
 /// The fake provider; clones share state.
@@ -140,6 +147,32 @@ impl FakeProvider {
             });
     }
 
+    /// Put `droplet` under `tag` (tag targets).
+    pub fn tag_droplet(&self, droplet: u64, tag: &str) {
+        self.lock()
+            .tags
+            .entry(tag.to_owned())
+            .or_default()
+            .insert(droplet);
+    }
+
+    /// Take `tag` off `droplet`.
+    pub fn untag_droplet(&self, droplet: u64, tag: &str) {
+        if let Some(d) = self.lock().tags.get_mut(tag) {
+            d.remove(&droplet);
+        }
+    }
+
+    /// Lock `droplet` as a pending event does: a tag request leaves it out.
+    pub fn lock_droplet(&self, droplet: u64, locked: bool) {
+        let mut st = self.lock();
+        if locked {
+            st.locked.insert(droplet);
+        } else {
+            st.locked.remove(&droplet);
+        }
+    }
+
     /// Every snapshot on a disk, by name.
     pub fn names(&self, target: &Target, disk_id: u32) -> Vec<String> {
         let st = self.lock();
@@ -199,6 +232,13 @@ impl Provider for FakeProvider {
     async fn create_snapshot(&self, req: &CreateRequest) -> ProviderResult<CreateOutcome> {
         self.enter(Call::Create).await?;
         let mut st = self.lock();
+        if let Target::Droplet(d) = req.target {
+            if st.locked.contains(&d) {
+                return Err(ProviderError::transient(format!(
+                    "droplet {d}: Droplet already has a pending event."
+                )));
+            }
+        }
         if let Some(existing) = Self::find(&st, &req.target, req.disk_id, &req.name) {
             return Ok(CreateOutcome::Done(existing));
         }
@@ -260,5 +300,48 @@ impl Provider for FakeProvider {
 
     fn poll_policy(&self) -> PollPolicy {
         self.poll
+    }
+
+    async fn tag_members(&self, tag: &str) -> ProviderResult<Vec<u64>> {
+        self.enter(Call::TagList).await?;
+        Ok(self
+            .lock()
+            .tags
+            .get(tag)
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    async fn snapshot_tag(&self, tag: &str, name: &str) -> ProviderResult<Vec<(u64, Operation)>> {
+        self.enter(Call::TagCreate).await?;
+        let mut st = self.lock();
+        let droplets: Vec<u64> = st
+            .tags
+            .get(tag)
+            .map(|d| {
+                d.iter()
+                    .copied()
+                    .filter(|d| !st.locked.contains(d))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let due = tokio::time::Instant::now() + self.operation_time;
+        let mut started = Vec::new();
+        for droplet in droplets {
+            st.next_id += 1;
+            let op = format!("op-{}", st.next_id);
+            let req = CreateRequest {
+                target: Target::Droplet(droplet),
+                disk_id: 1,
+                name: name.to_owned(),
+                note: format!("tag {tag}"),
+                fsfreeze: false,
+                tags: Vec::new(),
+                may_exist: false,
+            };
+            st.operations.insert(op.clone(), (due, req));
+            started.push((droplet, Operation { id: op }));
+        }
+        Ok(started)
     }
 }

@@ -33,4 +33,5 @@ mod run_cli;
 mod scheduler;
 mod secrets;
 mod support;
+mod tags;
 mod webhook;

@@ -1,7 +1,9 @@
 //! Polling many droplet actions with one request.
 //!
 //! `GET /v2/actions?per_page=200` lists every action of the account, 200
-//! to a page (the API's largest), newest first. With many snapshot actions
+//! to a page (the API's largest), newest first; with more than 200 in
+//! flight (a tag request starts one per droplet) a read takes one page per
+//! 200, up to [`MAX_ACTION_PAGES`]. With many snapshot actions
 //! in flight on one token, one such page answers them all, where one
 //! `GET /v2/actions/{id}` each would cost a request per action per poll.
 //!
@@ -43,6 +45,8 @@ pub(crate) const BULK_FROM: usize = 3;
 /// half a minute delays few completions; with actions in flight all the
 /// time a token reads about 120 pages an hour.
 pub(crate) const PAGE_FRESH: Duration = Duration::from_secs(30);
+/// Most pages of actions read at once (2,000 actions in flight).
+pub(crate) const MAX_ACTION_PAGES: usize = 10;
 /// An action nobody asked about for this long is no longer counted.
 pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(600);
 
@@ -112,6 +116,11 @@ impl BulkPoller {
             .retain(|_, (_, asked)| now.duration_since(*asked) <= FORGET_AFTER);
         st.in_flight.entry(id).or_insert((now, now)).1 = now;
         st.in_flight.len() >= BULK_FROM
+    }
+
+    /// How many actions are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.state().in_flight.len()
     }
 
     /// `id` finished (or failed for good): no longer in flight.
