@@ -19,6 +19,7 @@ mod bulk;
 mod fresh;
 mod http;
 mod model;
+mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -30,8 +31,8 @@ use url::Url;
 
 use self::http::Http;
 use self::model::{
-    ActionEnvelope, ApiSnapshot, DropletSnapshotAction, SnapshotEnvelope, SnapshotPage, TagCreate,
-    TagResource, TagResources, VolumeSnapshotCreate,
+    ActionEnvelope, ApiSnapshot, DropletSnapshotAction, Listing, SnapshotEnvelope, SnapshotPage,
+    TagCreate, TagResource, TagResources, VolumeSnapshotCreate,
 };
 pub use super::ratelimit::RateLimits;
 use super::ratelimit::{RateLimiter, SharedBudget};
@@ -278,8 +279,30 @@ impl DigitalOcean {
         };
         url.query_pairs_mut()
             .append_pair("per_page", &PER_PAGE.to_string());
+        let (mut all, _) = self
+            .list_pages::<SnapshotPage>(url, &subject, "snapshots", "snapshots of")
+            .await?;
+        all.retain(|s| !s.is_backup());
+        Ok(all)
+    }
+
+    /// Every item of the listing whose first page is `url`: all pages, or an
+    /// error; and whether `meta.total` changed from page to page (the
+    /// listing changed while it was read). `subject` names what the listing is about in messages
+    /// ("droplet 3164444", "tag web"); `noun` and `relation` make the rest
+    /// ("listing snapshots of droplet 3164444", "listing droplets tagged
+    /// web").
+    async fn list_pages<P: Listing>(
+        &self,
+        mut url: Url,
+        subject: &str,
+        noun: &str,
+        relation: &str,
+    ) -> ProviderResult<(Vec<P::Item>, bool)> {
+        let what = format!("listing {relation} {subject}");
         let mut all = Vec::new();
         let mut total: Option<u64> = None;
+        let mut total_changed = false;
         let mut pages = 0u64;
         let mut seen = std::collections::HashSet::new();
         loop {
@@ -287,37 +310,36 @@ impl DigitalOcean {
             seen.insert(url.as_str().to_owned());
             let reply = self.http().send::<()>(Method::GET, url, None).await?;
             if !reply.status.is_success() {
-                return Err(reply.error(&subject));
+                return Err(reply.error(subject));
             }
-            let page: SnapshotPage = reply.json()?;
-            if let Some(m) = &page.meta {
+            let (items, links, meta) = reply.json::<P>()?.into_parts();
+            if let Some(m) = &meta {
                 if m.total > MAX_PAGES * u64::from(PER_PAGE) {
                     return Err(ProviderError::transient(format!(
-                        "listing snapshots of {subject}: DigitalOcean reports {} snapshots, more than the {} ({MAX_PAGES} pages) a listing reads",
+                        "{what}: DigitalOcean reports {} {noun}, more than the {} ({MAX_PAGES} pages) a listing reads",
                         m.total,
                         MAX_PAGES * u64::from(PER_PAGE)
                     )));
                 }
+                total_changed |= total.is_some_and(|t| t != m.total);
                 total = Some(m.total);
             }
-            all.extend(page.snapshots);
-            let next = page.links.and_then(|l| l.pages).and_then(|p| p.next);
+            all.extend(items);
+            let next = links.and_then(|l| l.pages).and_then(|p| p.next);
             let Some(next) = next else { break };
             let next_url = Url::parse(&next).map_err(|e| {
-                ProviderError::transient(format!(
-                    "listing snapshots of {subject}: bad next-page link {next:?}: {e}"
-                ))
+                ProviderError::transient(format!("{what}: bad next-page link {next:?}: {e}"))
             })?;
             if !self.http().same_origin(&next_url) {
                 return Err(ProviderError::permanent(format!(
-                    "listing snapshots of {subject}: next-page link leaves {}: {}",
+                    "{what}: next-page link leaves {}: {}",
                     self.http().base.origin().ascii_serialization(),
                     next_url.origin().ascii_serialization()
                 )));
             }
             if seen.contains(next_url.as_str()) {
                 return Err(ProviderError::transient(format!(
-                    "listing snapshots of {subject}: page {pages} links back to a page already read ({}); the pagination loops",
+                    "{what}: page {pages} links back to a page already read ({}); the pagination loops",
                     next_url.path()
                 )));
             }
@@ -326,7 +348,7 @@ impl DigitalOcean {
             let bound = total.map_or(MAX_PAGES, |t| (t / u64::from(PER_PAGE) + 2).min(MAX_PAGES));
             if pages >= bound {
                 return Err(ProviderError::transient(format!(
-                    "listing snapshots of {subject}: pagination did not end after {pages} pages (at most {bound} expected)"
+                    "{what}: pagination did not end after {pages} pages (at most {bound} expected)"
                 )));
             }
             url = next_url;
@@ -334,13 +356,12 @@ impl DigitalOcean {
         if let Some(t) = total {
             if (all.len() as u64) < t {
                 return Err(ProviderError::transient(format!(
-                    "listing snapshots of {subject}: pages ended after {} of {t} snapshots",
+                    "{what}: pages ended after {} of {t} {noun}",
                     all.len()
                 )));
             }
         }
-        all.retain(|s| !s.is_backup());
-        Ok(all)
+        Ok((all, total_changed))
     }
 
     /// A snapshot action in progress on droplet `id`, from the newest page

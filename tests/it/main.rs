@@ -12,6 +12,7 @@ mod confirm;
 mod crash;
 mod cron_oracle;
 mod digitalocean;
+mod digitalocean_tags;
 mod disk_full;
 mod erigones;
 mod hardening;

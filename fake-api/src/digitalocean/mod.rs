@@ -4,7 +4,9 @@
 //! actions stay `in-progress` for a configured time, then complete (the
 //! snapshot appears, `created_at` = the action's `started_at`) or error; a
 //! droplet takes one action at a time (422 "Droplet already has a pending
-//! event."); volume snapshots are synchronous with a 409 on duplicate names;
+//! event."); droplets carry tags, and `POST /v2/droplets/actions?tag_name=`
+//! snapshots every tagged droplet that is not locked (`tags.rs`); volume
+//! snapshots are synchronous with a 409 on duplicate names;
 //! `GET /v2/actions` lists every action of the account newest first;
 //! listings paginate with `links.pages` and `meta.total`; every answer
 //! carries `ratelimit-*` headers and the per-minute and per-hour budgets are
@@ -22,6 +24,7 @@
 pub mod contract;
 mod routes;
 mod state;
+mod tags;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

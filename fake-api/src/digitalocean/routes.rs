@@ -13,12 +13,14 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::state::{FakeSnapshot, Resource};
-use super::Shared;
+use super::{tags, Shared};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v2/actions", get(all_actions))
         .route("/v2/actions/{action_id}", get(get_action))
+        .route("/v2/droplets", get(tags::list_droplets))
+        .route("/v2/droplets/actions", post(tags::tag_action))
         .route(
             "/v2/droplets/{droplet_id}/actions",
             get(droplet_actions).post(droplet_action),
@@ -70,13 +72,25 @@ fn bad_request(message: &str) -> Response {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct PageQuery {
-    page: Option<String>,
-    per_page: Option<String>,
+    pub(super) page: Option<String>,
+    pub(super) per_page: Option<String>,
 }
 
 /// One page of `items` with DigitalOcean's `links.pages` and `meta.total`;
 /// `None` when `page` or `per_page` is not a positive integer.
 fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Option<Value> {
+    paginate_filtered(base, path, "", q, items)
+}
+
+/// [`paginate`] for a filtered listing: `filter` (`&tag_name=web`, already
+/// encoded) is kept in every link, as the API keeps its query.
+pub(super) fn paginate_filtered(
+    base: &str,
+    path: &str,
+    filter: &str,
+    q: &PageQuery,
+    items: Vec<Value>,
+) -> Option<Value> {
     let parse = |v: &Option<String>, default: usize| -> Option<usize> {
         match v {
             None => Some(default),
@@ -87,7 +101,7 @@ fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Option<
     let per_page = parse(&q.per_page, 20)?.min(200);
     let total = items.len();
     let last = total.div_ceil(per_page).max(1);
-    let link = |n: usize| format!("{base}{path}?page={n}&per_page={per_page}");
+    let link = |n: usize| format!("{base}{path}?page={n}&per_page={per_page}{filter}");
     let mut pages = serde_json::Map::new();
     if page > 1 {
         pages.insert("first".into(), json!(link(1)));
@@ -212,7 +226,7 @@ async fn droplet_action(
             )
         }
     };
-    if st.pending_action(id).is_some() {
+    if st.droplet_locked(id) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unprocessable_entity",

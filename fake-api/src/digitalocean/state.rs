@@ -133,6 +133,10 @@ pub(crate) struct State {
     pub per_minute: u32,
     pub per_hour: u32,
     pub droplets: BTreeMap<u64, String>,
+    /// Tags on droplets (`tags.rs`); a droplet without tags has no entry.
+    pub droplet_tags: BTreeMap<u64, BTreeSet<String>>,
+    /// Droplets a test locked: they refuse actions like a busy droplet.
+    pub locked_droplets: BTreeSet<u64>,
     pub volumes: BTreeMap<Uuid, String>,
     pub snapshots: Vec<FakeSnapshot>,
     pub actions: BTreeMap<u64, Action>,
@@ -164,6 +168,8 @@ impl State {
             per_minute,
             per_hour,
             droplets: BTreeMap::new(),
+            droplet_tags: BTreeMap::new(),
+            locked_droplets: BTreeSet::new(),
             volumes: BTreeMap::new(),
             snapshots: Vec::new(),
             actions: BTreeMap::new(),

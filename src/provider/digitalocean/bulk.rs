@@ -181,6 +181,7 @@ mod tests {
             started_at: None,
             completed_at: None,
             resource_id: Some(1),
+            resource_type: Some("droplet".to_owned()),
             region_slug: None,
         }
     }

@@ -75,6 +75,48 @@ pub(crate) struct SnapshotPage {
     pub meta: Option<Meta>,
 }
 
+/// One page of a paginated listing: its items and the pagination fields.
+pub(crate) trait Listing: serde::de::DeserializeOwned {
+    type Item;
+    fn into_parts(self) -> (Vec<Self::Item>, Option<Links>, Option<Meta>);
+}
+
+impl Listing for SnapshotPage {
+    type Item = ApiSnapshot;
+    fn into_parts(self) -> (Vec<ApiSnapshot>, Option<Links>, Option<Meta>) {
+        (self.snapshots, self.links, self.meta)
+    }
+}
+
+/// A page of `GET /v2/droplets` (`?tag_name=`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DropletPage {
+    pub droplets: Vec<ApiDroplet>,
+    #[serde(default)]
+    pub links: Option<Links>,
+    #[serde(default)]
+    pub meta: Option<Meta>,
+}
+
+impl Listing for DropletPage {
+    type Item = ApiDroplet;
+    fn into_parts(self) -> (Vec<ApiDroplet>, Option<Links>, Option<Meta>) {
+        (self.droplets, self.links, self.meta)
+    }
+}
+
+/// A droplet as listed; only its id is used.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ApiDroplet {
+    pub id: u64,
+}
+
+/// The answer to `POST /v2/droplets/actions?tag_name=`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionsEnvelope {
+    pub actions: Vec<Action>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Links {
     #[serde(default)]
@@ -114,6 +156,9 @@ pub(crate) struct Action {
     pub completed_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub resource_id: Option<u64>,
+    /// `droplet` for droplet actions.
+    #[serde(default)]
+    pub resource_type: Option<String>,
     #[serde(default)]
     pub region_slug: Option<String>,
 }
