@@ -777,6 +777,14 @@ impl Provider for DigitalOcean {
     /// A held snapshot carries [`HOLD_TAG`]: droplet snapshots are tagged
     /// as `image`, volume snapshots as `volume_snapshot` (the tags API's
     /// resource types).
+    async fn tag_members(&self, tag: &str) -> ProviderResult<Vec<u64>> {
+        DigitalOcean::tag_members(self, tag).await
+    }
+
+    async fn snapshot_tag(&self, tag: &str, name: &str) -> ProviderResult<Vec<(u64, Operation)>> {
+        DigitalOcean::snapshot_tag(self, tag, name).await
+    }
+
     async fn mark_held(
         &self,
         target: &Target,

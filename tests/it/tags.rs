@@ -9,16 +9,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use snapsched::clock::Clock;
 use snapsched::domain::definition::{DefinitionSpec, Source};
 use snapsched::domain::{ProviderKind, Run, RunState, Target};
 use snapsched::provider::fake::{Call, FakeProvider};
 use snapsched::scheduler::{Providers, Scheduler};
 use snapsched::store::Store;
+use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle, Resource};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::fixtures;
+use crate::support::fake::DO_TOKEN;
+use crate::support::fixtures::{self, config_with_do_api};
 use crate::support::paused::{env, settings, utc, Env};
+use crate::support::TestEnv;
 
 /// A tag definition `web` on provider `do` (a DigitalOcean kind backed by
 /// the in-memory fake), hourly, keeping `keep` per droplet.
@@ -230,8 +234,7 @@ async fn a_locked_droplet_is_left_out_of_the_tag_request_and_retried_alone() {
     assert_eq!(env.fake.calls(Call::TagCreate), 1);
     assert_eq!(env.fake.calls(Call::Create), 2, "one refused, one accepted");
     assert_eq!(
-        runs["tag:web/droplet:2"].attempts,
-        3,
+        runs["tag:web/droplet:2"].attempts, 3,
         "the tag request, the refused create, the accepted one"
     );
     for d in [1, 2, 3] {
@@ -308,4 +311,152 @@ async fn a_failed_droplet_fails_the_slot_and_names_it_while_the_others_succeed()
         .filter(|r| r.state == RunState::Succeeded)
         .count();
     assert_eq!(succeeded, 1, "{runs:#?}");
+}
+
+/// The fake DigitalOcean API in real time (actions of 200 ms) with droplets
+/// 1-3 tagged `web` and 9 tagged `db`, and a config whose definition `web`
+/// covers `tag:web`, keeping two snapshots per droplet.
+async fn fake_fleet() -> (FakeHandle, TestEnv) {
+    let fake = FakeDigitalOcean::start(FakeConfig {
+        action_duration: Duration::from_millis(200),
+        real_time: true,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake DigitalOcean");
+    for d in [1, 2, 3, 9] {
+        fake.add_droplet(d, &format!("node-{d}"));
+        fake.tag_droplet(d, if d == 9 { "db" } else { "web" });
+    }
+    let config = config_with_do_api(fake.url())
+        .replacen(
+            "api_url = \"",
+            "poll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\napi_url = \"",
+            1,
+        )
+        + "\n[[definitions]]\nname = \"web\"\nprovider = \"do\"\ntarget = \"tag:web\"\nschedule = \"0 3 * * *\"\nretention = 2\n";
+    (fake, TestEnv::new(&config))
+}
+
+fn json_do(env: &TestEnv, args: &[&str]) -> Value {
+    let (code, out, err) = env.run_env(args, &[DO_TOKEN]);
+    assert_eq!(code, 0, "snapsched {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {out}"))
+}
+
+fn names_of(fake: &FakeHandle, droplet: u64) -> Vec<String> {
+    let mut v: Vec<String> = fake
+        .snapshots_of(Resource::Droplet(droplet))
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_binary_a_tag_target_snapshots_each_droplet_and_orphans_one_that_leaves() {
+    let (fake, env) = fake_fleet().await;
+    let (code, _, err) = env.run_env(&["config", "apply"], &[DO_TOKEN]);
+    assert_eq!(code, 0, "{err}");
+    for _ in 0..3 {
+        let run = json_do(&env, &["run", "web", "--wait", "--json"]);
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(run["target"], "tag:web", "{run}");
+    }
+    assert_eq!(
+        fake.requests("POST /v2/droplets/actions"),
+        3,
+        "one tag request a run"
+    );
+    assert_eq!(fake.requests("POST /v2/droplets/{droplet_id}/actions"), 0);
+    for d in [1, 2, 3] {
+        assert_eq!(
+            names_of(&fake, d).len(),
+            2,
+            "droplet {d}: {:?}",
+            names_of(&fake, d)
+        );
+    }
+    assert!(names_of(&fake, 9).is_empty());
+
+    let status = json_do(&env, &["status", "--json"]);
+    let web = &status[0];
+    assert_eq!(web["snapshots"], 6, "{web}");
+    let members = web["members"].as_array().expect("members");
+    let shown: Vec<(&str, bool, i64)> = members
+        .iter()
+        .map(|m| {
+            (
+                m["target"].as_str().unwrap_or_default(),
+                m["current"].as_bool().unwrap_or_default(),
+                m["snapshots"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("tag:web/droplet:1", true, 2),
+            ("tag:web/droplet:2", true, 2),
+            ("tag:web/droplet:3", true, 2)
+        ]
+    );
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains("droplet 2") && table.contains("tag:web/droplet:2"),
+        "{table}"
+    );
+
+    // Droplet 2 leaves the tag: the next run does not cover it, its two
+    // snapshots stay and are listed as orphaned, never pruned.
+    fake.untag_droplet(2, "web");
+    let run = json_do(&env, &["run", "web", "--wait", "--json"]);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(names_of(&fake, 2).len(), 2);
+    let orphaned = json_do(&env, &["snapshots", "--orphaned", "--json"]);
+    let orphaned: Vec<&str> = orphaned
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["target"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(orphaned, vec!["tag:web/droplet:2"; 2]);
+    let listed = json_do(&env, &["snapshots", "web", "--json"]);
+    let present = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|s| s["state"] == "present")
+        .count();
+    assert_eq!(present, 6, "{listed}");
+    let status = json_do(&env, &["status", "--json"]);
+    assert_eq!(status[0]["members"][1]["current"], true);
+    assert_eq!(
+        status[0]["members"][2]["target"], "tag:web/droplet:2",
+        "the departed member is listed last"
+    );
+    assert_eq!(status[0]["members"][2]["current"], false);
+
+    // Pruning is per droplet.
+    let (code, _, err) = env.run_env(&["prune", "web", "--dry-run"], &[DO_TOKEN]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--target tag:web/droplet:ID"), "{err}");
+    let plan = json_do(
+        &env,
+        &[
+            "prune",
+            "web",
+            "--target",
+            "tag:web/droplet:1",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert!(plan.to_string().contains("web-"), "{plan}");
+    assert!(
+        fake.contract_violations().is_empty(),
+        "{:?}",
+        fake.contract_violations()
+    );
 }
