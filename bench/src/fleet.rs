@@ -1,5 +1,5 @@
-//! Fleet request budget: N droplet definitions, each snapshotted hourly
-//! with `keep_last 24`, against the in-process fake DigitalOcean API
+//! Fleet request budget: N droplets snapshotted hourly with `keep_last 24`,
+//! as N droplet definitions and as one `tag:` definition over all of them, against the in-process fake DigitalOcean API
 //! through snapsched's real HTTP client, with its client-side limiter on
 //! (250 requests/minute, 5,000/hour, the defaults).
 //!
@@ -24,12 +24,16 @@ use std::time::Duration;
 use serde::Serialize;
 use snapsched::domain::{RemoteSnapshot, Target};
 use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
-use snapsched::provider::{CreateOutcome, CreateRequest, PollOutcome, Provider, ProviderError};
+use snapsched::provider::{
+    CreateOutcome, CreateRequest, Operation, PollOutcome, Provider, ProviderError,
+};
 use snapsched::secret::Secret;
 use snapsched_fake_api::digitalocean::{FakeConfig, FakeDigitalOcean, FakeHandle, Resource};
 
 const TOKEN: &str = "dop_v1_bench_fleet_token_0123456789";
 const KEEP_LAST: usize = 24;
+/// The tag every droplet of the fleet carries.
+const TAG: &str = "fleet";
 const HOUR: Duration = Duration::from_secs(3600);
 /// DigitalOcean's budget per token.
 pub const PER_HOUR: u64 = 5_000;
@@ -58,9 +62,14 @@ pub struct FleetRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetResult {
+    /// One definition per droplet, each at its own minute (`H * * * *`).
     pub rows: Vec<FleetRow>,
+    /// One `tag:` definition over every droplet, all at the same minute.
+    pub tag_rows: Vec<FleetRow>,
     /// floor(5,000 / requests per cycle at the largest N measured).
     pub largest_hourly_fleet_per_token: Option<u64>,
+    /// The same for the tag definition.
+    pub largest_hourly_tag_fleet_per_token: Option<u64>,
     pub note: String,
 }
 
@@ -99,6 +108,18 @@ async fn cycle(p: &DigitalOcean, req: &CreateRequest) -> Result<(), ProviderErro
             Err(e) => return Err(e),
         }
     };
+    finish(p, req, op, retries).await
+}
+
+/// The rest of a droplet's cycle once its action `op` runs: poll it, find
+/// the new snapshot, delete what `keep_last 24` drops.
+async fn finish(
+    p: &DigitalOcean,
+    req: &CreateRequest,
+    op: Operation,
+    mut retries: u32,
+) -> Result<(), ProviderError> {
+    let policy = p.poll_policy();
     let mut wait = policy.initial;
     let made = loop {
         tokio::time::sleep(wait).await;
@@ -118,7 +139,7 @@ async fn cycle(p: &DigitalOcean, req: &CreateRequest) -> Result<(), ProviderErro
     };
     let mut own: Vec<RemoteSnapshot> = listing
         .into_iter()
-        .filter(|s| s.name.starts_with(&format!("fleet-{}-", droplet_of(req))))
+        .filter(|s| s.name.starts_with("fleet-"))
         .collect();
     own.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let drop: Vec<RemoteSnapshot> = own.into_iter().skip(KEEP_LAST).collect();
@@ -128,10 +149,41 @@ async fn cycle(p: &DigitalOcean, req: &CreateRequest) -> Result<(), ProviderErro
     Ok(())
 }
 
-fn droplet_of(req: &CreateRequest) -> u64 {
-    match req.target {
-        Target::Droplet(id) => id,
-        _ => 0,
+/// One slot of the tag definition, as its fan-out makes it: list the
+/// tagged droplets, start every snapshot with one tag request, create alone
+/// for a droplet it left out, then finish each droplet's cycle.
+async fn tag_slot(p: &DigitalOcean, name: &str, tally: &Tally) {
+    let members = loop {
+        match p.tag_members(TAG).await {
+            Ok(m) => break m,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(e.retry_after.unwrap_or(Duration::from_secs(15))).await
+            }
+            Err(_) => return,
+        }
+    };
+    let mut started: BTreeMap<u64, Operation> = match p.snapshot_tag(TAG, name).await {
+        Ok(actions) => actions.into_iter().collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let cycles = members.into_iter().map(|d| {
+        let req = CreateRequest {
+            name: name.to_owned(),
+            ..request(d, "")
+        };
+        let op = started.remove(&d);
+        async move {
+            match op {
+                Some(op) => finish(p, &req, op, 0).await,
+                None => cycle(p, &req).await,
+            }
+        }
+    });
+    for ok in futures_util::future::join_all(cycles).await {
+        tally.cycles.fetch_add(1, Ordering::Relaxed);
+        if ok.is_err() {
+            tally.failed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -163,7 +215,7 @@ async fn run_for(by: Duration, p: &DigitalOcean, fake: &FakeHandle) -> anyhow::R
 
 /// One fleet of `n` droplets, on a current-thread runtime with tokio's
 /// clock paused.
-async fn fleet(n: usize) -> anyhow::Result<FleetRow> {
+async fn fleet(n: usize, by_tag: bool) -> anyhow::Result<FleetRow> {
     let began = std::time::Instant::now();
     let fake = FakeDigitalOcean::start(FakeConfig {
         token: TOKEN.to_owned(),
@@ -181,6 +233,7 @@ async fn fleet(n: usize) -> anyhow::Result<FleetRow> {
     for i in 0..n as u64 {
         let id = 1_000_000 + i;
         fake.add_droplet(id, &format!("web-{i}"));
+        fake.tag_droplet(id, TAG);
         for h in 1..=KEEP_LAST as i64 {
             let at = start - chrono::Duration::hours(h);
             fake.add_snapshot(
@@ -195,7 +248,17 @@ async fn fleet(n: usize) -> anyhow::Result<FleetRow> {
     let p = DigitalOcean::new(settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tally = Arc::new(Tally::default());
     let mut tasks = Vec::new();
-    for i in 0..n as u64 {
+    if by_tag {
+        let (p, tally) = (p.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            let origin = tokio::time::Instant::now();
+            for hour in 0u32.. {
+                tokio::time::sleep_until(origin + HOUR * hour).await;
+                tag_slot(&p, &format!("fleet-tag-{hour:02}"), &tally).await;
+            }
+        }));
+    }
+    for i in (0..n as u64).filter(|_| !by_tag) {
         let (p, tally) = (p.clone(), tally.clone());
         // `H * * * *`: each definition's slot at its own offset in the hour.
         let offset = HOUR.mul_f64(i as f64 / n as f64);
@@ -248,27 +311,44 @@ async fn fleet(n: usize) -> anyhow::Result<FleetRow> {
 /// own, so it does not share the bench's multi-thread runtime).
 pub fn measure(sizes: &[usize]) -> anyhow::Result<FleetResult> {
     let mut rows = Vec::new();
+    let mut tag_rows = Vec::new();
     for &n in sizes {
-        eprintln!("fleet: {n} droplets, hourly, keep_last {KEEP_LAST}, 3-minute actions");
-        let row = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()?;
-            rt.block_on(fleet(n))
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("fleet N={n} panicked"))??;
-        rows.push(row);
+        for by_tag in [false, true] {
+            let how = if by_tag {
+                "one tag definition"
+            } else {
+                "one definition each"
+            };
+            eprintln!(
+                "fleet: {n} droplets ({how}), hourly, keep_last {KEEP_LAST}, 3-minute actions"
+            );
+            let row = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .start_paused(true)
+                    .build()?;
+                rt.block_on(fleet(n, by_tag))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("fleet N={n} panicked"))??;
+            if by_tag {
+                tag_rows.push(row);
+            } else {
+                rows.push(row);
+            }
+        }
     }
-    let largest = rows
-        .iter()
-        .max_by_key(|r| r.droplets)
-        .filter(|r| r.requests_per_cycle > 0.0)
-        .map(|r| (PER_HOUR as f64 / r.requests_per_cycle).floor() as u64);
+    let largest = |rows: &[FleetRow]| {
+        rows.iter()
+            .max_by_key(|r| r.droplets)
+            .filter(|r| r.requests_per_cycle > 0.0)
+            .map(|r| (PER_HOUR as f64 / r.requests_per_cycle).floor() as u64)
+    };
     Ok(FleetResult {
+        largest_hourly_fleet_per_token: largest(&rows),
+        largest_hourly_tag_fleet_per_token: largest(&tag_rows),
         rows,
-        largest_hourly_fleet_per_token: largest,
+        tag_rows,
         note: "largest hourly fleet per token = floor(5,000 requests/hour / requests per droplet-cycle at the largest N)".to_owned(),
     })
 }

@@ -344,6 +344,16 @@ pub fn fleet_lines(t: &mut String, fleet: &FleetResult) {
         *t,
         "\nFleet (DigitalOcean droplets, hourly `H * * * *`, keep_last 24, 3-minute actions, limiter 250/min 5000/h; second hour counted):"
     );
+    fleet_table(t, &fleet.rows, fleet.largest_hourly_fleet_per_token);
+    let _ = writeln!(
+        *t,
+        "\nFleet by tag (one `tag:` definition over every droplet, hourly `0 * * * *`, keep_last 24, 3-minute actions, limiter 250/min 5000/h; second hour counted):"
+    );
+    fleet_table(t, &fleet.tag_rows, fleet.largest_hourly_tag_fleet_per_token);
+    let _ = writeln!(*t, "{}", fleet.note);
+}
+
+fn fleet_table(t: &mut String, rows: &[crate::fleet::FleetRow], largest: Option<u64>) {
     let _ = writeln!(
         *t,
         "{:>9} {:>14} {:>8} {:>18} {:>6} {:>7} {:>10} {:>8}",
@@ -356,7 +366,7 @@ pub fn fleet_lines(t: &mut String, fleet: &FleetResult) {
         "contract",
         "wall s"
     );
-    for r in &fleet.rows {
+    for r in rows {
         let _ = writeln!(
             *t,
             "{:>9} {:>14} {:>8} {:>18.3} {:>6} {:>7} {:>10} {:>8.1}",
@@ -370,7 +380,7 @@ pub fn fleet_lines(t: &mut String, fleet: &FleetResult) {
             r.wall_s
         );
     }
-    if let Some(r) = fleet.rows.iter().max_by_key(|r| r.droplets) {
+    if let Some(r) = rows.iter().max_by_key(|r| r.droplets) {
         let routes: Vec<String> = r
             .by_route
             .iter()
@@ -383,10 +393,9 @@ pub fn fleet_lines(t: &mut String, fleet: &FleetResult) {
             routes.join(", ")
         );
     }
-    if let Some(n) = fleet.largest_hourly_fleet_per_token {
+    if let Some(n) = largest {
         let _ = writeln!(*t, "largest hourly fleet per token: {n} droplets");
     }
-    let _ = writeln!(*t, "{}", fleet.note);
 }
 
 pub fn api_lines(t: &mut String, api: &ApiResult) {

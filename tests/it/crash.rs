@@ -2,8 +2,11 @@
 //! DigitalOcean API on loopback, killed with SIGKILL at random moments over
 //! and over, then restarted once more to finish what it left.
 //!
+//! A tag target (`tag:crash` over two droplets, one tag request a slot)
+//! runs among the definitions, so the kills also land inside fan-outs.
+//!
 //! What must hold afterwards, whatever the kills interrupted:
-//! - no snapshot name (one per slot) exists twice at the provider;
+//! - no snapshot name (one per slot) exists twice on a droplet or volume;
 //! - every snapshot the provider holds is recorded, with a succeeded run;
 //! - every run reached a final state, and a succeeded run's snapshot exists.
 //!
@@ -29,6 +32,8 @@ use crate::support::TestEnv;
 
 const TOKEN: &str = "crash-test-token";
 const DROPLETS: [u64; 3] = [31, 32, 33];
+/// Droplets carrying the tag `crash`, covered by the definition `tg`.
+const TAGGED: [u64; 2] = [41, 42];
 const FINAL_STATES: [&str; 5] = ["succeeded", "failed", "skipped", "missed", "interrupted"];
 
 fn volume() -> Uuid {
@@ -85,6 +90,20 @@ retention = 0
     text
 }
 
+/// The tag target `tg` over the droplets tagged `crash`.
+fn tag_definition(schedule: &str) -> String {
+    format!(
+        r#"
+[[definitions]]
+name = "tg"
+provider = "do"
+target = "tag:crash"
+schedule = "{schedule}"
+retention = 0
+"#
+    )
+}
+
 fn spawn_daemon(env: &TestEnv, round: usize) -> Child {
     let log =
         std::fs::File::create(env.path().join(format!("round-{round}.log"))).expect("log file");
@@ -128,6 +147,9 @@ async fn open_db(env: &TestEnv) -> Store {
 #[derive(Debug)]
 struct RunRow {
     def_name: String,
+    /// What the snapshot is of (`droplet:41` for a tag member); the
+    /// fan-out of a tag target has `tag:<name>` and makes no snapshot.
+    resource: String,
     slot: String,
     state: String,
     snapshot_name: Option<String>,
@@ -140,6 +162,7 @@ async fn runs(db: &Store) -> Vec<RunRow> {
     all.into_iter()
         .filter(|r| r.trigger != Trigger::Prune)
         .map(|r| RunRow {
+            resource: resource(&r.identity.target),
             def_name: r.identity.name,
             slot: slot_text(r.slot),
             state: r.state.as_str().to_owned(),
@@ -149,23 +172,44 @@ async fn runs(db: &Store) -> Vec<RunRow> {
         .collect()
 }
 
-/// Snapshot records by name: (remote id, state).
-async fn recorded(db: &Store) -> BTreeMap<String, (Option<String>, String)> {
+/// The resource a stored target acts on: a tag member's droplet.
+fn resource(target: &str) -> String {
+    snapsched::domain::Target::from_canonical(target)
+        .map(|t| t.resource().to_string())
+        .unwrap_or_else(|| target.to_owned())
+}
+
+/// A snapshot: (resource, name), names being unique per resource only
+/// (every member of a tag slot has the slot's name).
+type Key = (String, String);
+
+/// Snapshot records by (resource, name): (remote id, state).
+async fn recorded(db: &Store) -> BTreeMap<Key, (Option<String>, String)> {
     db.snapshot_records(None)
         .await
         .expect("read snapshots")
         .into_iter()
-        .map(|r| (r.snapshot, (r.remote_id, r.state.as_str().to_owned())))
+        .map(|r| {
+            (
+                (resource(&r.identity.target), r.snapshot),
+                (r.remote_id, r.state.as_str().to_owned()),
+            )
+        })
         .collect()
 }
 
-fn ours(fake: &FakeHandle) -> Vec<(String, String)> {
+/// Every snapshot at the provider: ((resource, name), id).
+fn ours(fake: &FakeHandle) -> Vec<(Key, String)> {
     let mut all = Vec::new();
-    for id in DROPLETS {
-        all.extend(fake.snapshots_of(Resource::Droplet(id)));
+    for id in DROPLETS.into_iter().chain(TAGGED) {
+        for s in fake.snapshots_of(Resource::Droplet(id)) {
+            all.push(((format!("droplet:{id}"), s.name), s.id));
+        }
     }
-    all.extend(fake.snapshots_of(Resource::Volume(volume())));
-    all.into_iter().map(|s| (s.name, s.id)).collect()
+    for s in fake.snapshots_of(Resource::Volume(volume())) {
+        all.push(((format!("volume:{}", volume()), s.name), s.id));
+    }
+    all
 }
 
 /// The fake DigitalOcean API in real time with the droplets and the volume,
@@ -183,6 +227,10 @@ async fn start_fake(action: Duration) -> FakeHandle {
     .expect("start fake DigitalOcean");
     for id in DROPLETS {
         fake.add_droplet(id, &format!("web-{id}"));
+    }
+    for id in TAGGED {
+        fake.add_droplet(id, &format!("tagged-{id}"));
+        fake.tag_droplet(id, "crash");
     }
     fake.add_volume(volume(), "data");
     fake
@@ -255,6 +303,7 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
     // where the provider has the request and the store has no operation id.
     for route in [
         "POST /v2/droplets/{droplet_id}/actions",
+        "POST /v2/droplets/actions",
         "POST /v2/volumes/{volume_id}/snapshots",
     ] {
         fake.inject(FaultRule::new(
@@ -264,7 +313,9 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
         ));
     }
 
-    let env = TestEnv::new(&config(fake.url(), "*/2 * * * * *", "* * * * * *"));
+    let env = TestEnv::new(
+        &(config(fake.url(), "*/2 * * * * *", "* * * * * *") + &tag_definition("*/2 * * * * *")),
+    );
     let env_ref = &env;
     for round in 0..rounds {
         let mut child = spawn_daemon(env_ref, round);
@@ -282,7 +333,9 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
 
     // One last start with schedules that do not fire: the daemon only
     // resumes what the kills left behind.
-    env.write_config(&config(fake.url(), "0 0 1 1 *", "0 0 1 1 *"));
+    env.write_config(
+        &(config(fake.url(), "0 0 1 1 *", "0 0 1 1 *") + &tag_definition("0 0 1 1 *")),
+    );
     let child = spawn_daemon(env_ref, rounds);
     let db = open_db(env_ref).await;
     wait_for_runs(
@@ -312,31 +365,35 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
         )
     };
 
-    // Every slot at most one snapshot: names carry the slot.
+    // Every slot at most one snapshot per resource: names carry the slot.
     let mut names = BTreeSet::new();
-    for (name, _) in &at_provider {
+    for (key, _) in &at_provider {
         assert!(
-            names.insert(name.clone()),
-            "snapshot {name} exists twice\n{}",
+            names.insert(key.clone()),
+            "snapshot {key:?} exists twice\n{}",
             report()
         );
     }
     // Every snapshot created is recorded, with a succeeded run.
-    let succeeded: BTreeMap<&str, &RunRow> = runs
+    let succeeded: BTreeMap<Key, &RunRow> = runs
         .iter()
         .filter(|r| r.state == "succeeded")
-        .filter_map(|r| r.snapshot_name.as_deref().map(|n| (n, r)))
+        .filter_map(|r| {
+            r.snapshot_name
+                .as_deref()
+                .map(|n| ((r.resource.clone(), n.to_owned()), r))
+        })
         .collect();
-    for (name, id) in &at_provider {
-        let rec = recorded.get(name);
+    for (key, id) in &at_provider {
+        let rec = recorded.get(key);
         assert!(
             matches!(rec, Some((Some(rid), state)) if rid == id && state == "present"),
-            "snapshot {name} ({id}) at the provider is recorded as {rec:?}\n{}",
+            "snapshot {key:?} ({id}) at the provider is recorded as {rec:?}\n{}",
             report()
         );
         assert!(
-            succeeded.contains_key(name.as_str()),
-            "snapshot {name} has no succeeded run\n{}",
+            succeeded.contains_key(key),
+            "snapshot {key:?} has no succeeded run\n{}",
             report()
         );
     }
@@ -350,12 +407,13 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
             r.state,
             report()
         );
-        if r.state == "succeeded" {
+        // A tag target's fan-out makes no snapshot of its own.
+        if r.state == "succeeded" && !r.resource.starts_with("tag:") {
             let name = r.snapshot_name.as_deref().unwrap_or_default();
             assert!(
-                at_provider
-                    .iter()
-                    .any(|(n, id)| n == name && Some(id) == r.snapshot_id.as_ref()),
+                at_provider.iter().any(|((res, n), id)| res == &r.resource
+                    && n == name
+                    && Some(id) == r.snapshot_id.as_ref()),
                 "run {} {} succeeded with {name} but the provider does not have it\n{}",
                 r.def_name,
                 r.slot,
@@ -370,10 +428,19 @@ async fn sigkill_at_random_moments_neither_duplicates_nor_loses_snapshots() {
         succeeded.len(),
         report()
     );
-    let droplet_runs = succeeded.keys().filter(|n| n.starts_with('d')).count();
+    let droplet_runs = succeeded.keys().filter(|(_, n)| n.starts_with('d')).count();
     assert!(
         droplet_runs > 0,
         "no droplet snapshot completed\n{}",
+        report()
+    );
+    let tagged_runs = succeeded
+        .keys()
+        .filter(|(_, n)| n.starts_with("tg-"))
+        .count();
+    assert!(
+        tagged_runs > 0,
+        "no snapshot of a tagged droplet completed\n{}",
         report()
     );
     assert!(
@@ -445,6 +512,6 @@ async fn sigterm_leaves_a_waiting_run_resumable_and_the_next_start_finishes_it()
         succeeded,
         "a resumed run asked for a second snapshot: {all:#?}"
     );
-    let names: BTreeSet<String> = ours(&fake).into_iter().map(|(n, _)| n).collect();
+    let names: BTreeSet<Key> = ours(&fake).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names.len(), succeeded, "{names:?} vs {all:#?}");
 }
