@@ -369,7 +369,7 @@ impl Store {
     pub async fn members_of(&self, parent: &Identity) -> StoreResult<Vec<Identity>> {
         let prefix = format!("{}/", parent.target);
         let of_member = "provider = $1 AND disk_id = $3 AND def_name = $4
-             AND substr(target, 1, $5) = $2";
+             AND substr(target, 1, CAST($5 AS INTEGER)) = $2";
         let rows = self
             .pool
             .fetch_all::<IdentityRow>(
@@ -401,7 +401,7 @@ impl Store {
                 &format!(
                     "SELECT provider, target, disk_id, def_name FROM runs
                      WHERE provider = $1 AND disk_id = $3 AND def_name = $4
-                       AND substr(target, 1, $6) = $5
+                       AND substr(target, 1, CAST($6 AS INTEGER)) = $5
                        AND (error_class IS NULL OR error_class <> '{DEPARTED}')
                        AND slot = (SELECT MAX(slot) FROM runs WHERE {OF_IDENTITY}
                                      AND state NOT IN ('skipped', 'missed'))"
