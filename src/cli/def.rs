@@ -680,26 +680,46 @@ async fn rm(
     let def = ctx.resolve(&store, address).await?;
     ensure_cli_managed(&def)?;
     if delete_snapshots {
-        refuse_held(&store, &def).await?;
+        // A tag target's snapshots are its members', droplet by droplet
+        // (those of droplets that left the tag too).
+        let mut units = Vec::new();
+        if def.spec.target.tag().is_some() {
+            for m in store.members_of(&def.spec.identity).await? {
+                if let Some((_, droplet)) = m.member_of() {
+                    let mut unit = def.clone();
+                    unit.spec = def.spec.for_member(droplet);
+                    units.push(unit);
+                }
+            }
+        } else {
+            units.push(def.clone());
+        }
+        for unit in &units {
+            refuse_held(&store, unit).await?;
+        }
         confirm_delete(&def, yes)?;
-        let (provider, target) = ctx.provider_for(cfg, &def, &store)?;
-        let report = crate::prune::delete_all_snapshots(&store, &provider, &def.spec, &target, now)
-            .await
-            .map_err(CliError::Runtime)?;
-        print!("{}", prune_report(&report));
-        let failed = report.failures().count();
+        let (mut failed, mut held) = (0, 0);
+        for unit in &units {
+            let (provider, target) = ctx.provider_for(cfg, unit, &store)?;
+            let report =
+                crate::prune::delete_all_snapshots(&store, &provider, &unit.spec, &target, now)
+                    .await
+                    .map_err(CliError::Runtime)?;
+            print!("{}", prune_report(&report));
+            failed += report.failures().count();
+            // A hold placed after the check above: the planner kept it.
+            held += report
+                .decisions
+                .iter()
+                .filter(|d| matches!(d.reasons.first(), Some(crate::retention::Reason::Held(_))))
+                .count();
+        }
         if failed > 0 {
             return Err(CliError::Runtime(anyhow::anyhow!(
                 "{} snapshots could not be deleted; the definition is kept",
                 failed
             )));
         }
-        // A hold placed after the check above: the planner kept it.
-        let held = report
-            .decisions
-            .iter()
-            .filter(|d| matches!(d.reasons.first(), Some(crate::retention::Reason::Held(_))))
-            .count();
         if held > 0 {
             return Err(CliError::Runtime(anyhow::anyhow!(
                 "{held} held snapshots were kept; the definition is kept (release them with \

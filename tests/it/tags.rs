@@ -314,8 +314,8 @@ async fn a_failed_droplet_fails_the_slot_and_names_it_while_the_others_succeed()
 }
 
 /// The fake DigitalOcean API in real time (actions of 200 ms) with droplets
-/// 1-3 tagged `web` and 9 tagged `db`, and a config whose definition `web`
-/// covers `tag:web`, keeping two snapshots per droplet.
+/// 1-3 tagged `web` and 9 tagged `db`, and a definition `web` (added with
+/// the CLI) covering `tag:web`, keeping two snapshots per droplet.
 async fn fake_fleet() -> (FakeHandle, TestEnv) {
     let fake = FakeDigitalOcean::start(FakeConfig {
         action_duration: Duration::from_millis(200),
@@ -328,14 +328,30 @@ async fn fake_fleet() -> (FakeHandle, TestEnv) {
         fake.add_droplet(d, &format!("node-{d}"));
         fake.tag_droplet(d, if d == 9 { "db" } else { "web" });
     }
-    let config = config_with_do_api(fake.url())
-        .replacen(
-            "api_url = \"",
-            "poll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\napi_url = \"",
-            1,
-        )
-        + "\n[[definitions]]\nname = \"web\"\nprovider = \"do\"\ntarget = \"tag:web\"\nschedule = \"0 3 * * *\"\nretention = 2\n";
-    (fake, TestEnv::new(&config))
+    let config = config_with_do_api(fake.url()).replacen(
+        "api_url = \"",
+        "poll_interval = \"100ms\"\npoll_max_interval = \"200ms\"\napi_url = \"",
+        1,
+    );
+    let env = TestEnv::new(&config);
+    let (code, _, err) = env.run_env(
+        &[
+            "def",
+            "add",
+            "web",
+            "--provider",
+            "do",
+            "--target",
+            "tag:web",
+            "--schedule",
+            "0 3 * * *",
+            "--retention",
+            "2",
+        ],
+        &[DO_TOKEN],
+    );
+    assert_eq!(code, 0, "{err}");
+    (fake, env)
 }
 
 fn json_do(env: &TestEnv, args: &[&str]) -> Value {
@@ -357,8 +373,6 @@ fn names_of(fake: &FakeHandle, droplet: u64) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_binary_a_tag_target_snapshots_each_droplet_and_orphans_one_that_leaves() {
     let (fake, env) = fake_fleet().await;
-    let (code, _, err) = env.run_env(&["config", "apply"], &[DO_TOKEN]);
-    assert_eq!(code, 0, "{err}");
     for _ in 0..3 {
         let run = json_do(&env, &["run", "web", "--wait", "--json"]);
         assert_eq!(run["state"], "succeeded", "{run}");
@@ -454,6 +468,21 @@ async fn through_the_binary_a_tag_target_snapshots_each_droplet_and_orphans_one_
         ],
     );
     assert!(plan.to_string().contains("web-"), "{plan}");
+
+    // Removing the definition with its snapshots deletes every member's,
+    // the departed droplet's included.
+    let (code, _, err) = env.run_env(
+        &["def", "rm", "web", "--delete-snapshots", "--yes"],
+        &[DO_TOKEN],
+    );
+    assert_eq!(code, 0, "{err}");
+    for d in [1, 2, 3] {
+        assert!(
+            names_of(&fake, d).is_empty(),
+            "droplet {d}: {:?}",
+            names_of(&fake, d)
+        );
+    }
     assert!(
         fake.contract_violations().is_empty(),
         "{:?}",
