@@ -283,6 +283,10 @@ mod tests {
             ("post", "/v2/tags/{tag_id}/resources"),
             ("delete", "/v2/tags/{tag_id}/resources"),
             ("post", "/v2/tags"),
+            ("get", "/v2/images/{image_id}"),
+            ("post", "/v2/images/{image_id}/actions"),
+            ("get", "/v2/images/{image_id}/actions"),
+            ("get", "/v2/images/{image_id}/actions/{action_id}"),
         ] {
             assert!(operation(m, p).is_ok(), "{m} {p}");
         }

@@ -6,6 +6,8 @@
 //! droplet takes one action at a time (422 "Droplet already has a pending
 //! event."); volume snapshots are synchronous with a 409 on duplicate names;
 //! `GET /v2/actions` lists every action of the account newest first;
+//! droplet snapshots are images that transfer actions copy to other
+//! regions ([`images`]);
 //! listings paginate with `links.pages` and `meta.total`; every answer
 //! carries `ratelimit-*` headers and the per-minute and per-hour budgets are
 //! enforced with 429 + `retry-after`; errors are `{id, message, request_id}`;
@@ -20,6 +22,7 @@
 //! ([`contract`]); violations are kept for tests to assert on.
 
 pub mod contract;
+mod images;
 mod routes;
 mod state;
 
