@@ -308,14 +308,13 @@ impl FakeHandle {
             .or_default() += n;
     }
 
-    /// Transfer actions started so far, per destination region.
-    pub fn transfers_started(&self) -> BTreeMap<String, u32> {
+    /// Every transfer action started so far, oldest first.
+    pub fn transfers(&self) -> Vec<Transfer> {
         let w = self.shared.lock();
-        let mut out = BTreeMap::new();
-        for t in w.actions.values().filter_map(|a| a.transfer.as_ref()) {
-            *out.entry(t.region.clone()).or_default() += 1;
-        }
-        out
+        w.actions
+            .values()
+            .filter_map(|a| a.transfer.clone())
+            .collect()
     }
 
     /// Transfer actions still in progress, after settling due ones.

@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use self::images::Transfer;
 use self::state::State as World;
 pub use self::state::{FakeSnapshot, Fault, FaultRule, Resource};
 

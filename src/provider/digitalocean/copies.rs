@@ -83,13 +83,13 @@ impl DigitalOcean {
         Ok(reply.json::<ImageEnvelope>()?.image.regions)
     }
 
-    /// A transfer of image `id` to `region` in progress, from the newest
-    /// page of the image's actions.
+    /// A transfer of image `id` to `region` in progress, from the first
+    /// page of the image's actions (the path takes no `per_page`; an image
+    /// has few actions).
     async fn transfer_in_progress(&self, id: u64, region: &str) -> ProviderResult<Option<u64>> {
-        let mut url = self
+        let url = self
             .http()
             .url(&["v2", "images", &id.to_string(), "actions"]);
-        url.query_pairs_mut().append_pair("per_page", "50");
         let reply = self.http().send::<()>(Method::GET, url, None).await?;
         if !reply.status.is_success() {
             return Err(reply.error(&format!("image {id}")));
