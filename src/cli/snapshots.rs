@@ -135,7 +135,7 @@ fn with_copies(mut rows: Vec<SnapshotRow>, copies: Vec<SnapshotCopy>) -> Vec<Sna
 fn regions_cell(r: &SnapshotRow) -> String {
     let mut parts: Vec<String> = r.regions.clone().unwrap_or_default();
     for c in &r.copies {
-        let there = parts.iter().any(|p| *p == c.region);
+        let there = parts.contains(&c.region);
         match c.state {
             CopyState::Done if there => {}
             CopyState::Done => parts.push(c.region.clone()),
