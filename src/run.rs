@@ -8,7 +8,9 @@
 //!   provider; resume with `may_exist` so the provider adopts a snapshot of
 //!   that name instead of making a second one.
 //! - `waiting` with an operation id: resume polling it.
-//! - `pruning`: the snapshot exists and is recorded; prune again.
+//! - `pruning`: the snapshot exists and is recorded; finish its copies to
+//!   the definition's `copy_regions` from their store rows ([`copies`]:
+//!   poll a recorded transfer, never send a second one), then prune again.
 //!
 //! On shutdown a run waiting on an operation keeps polling it within
 //! `shutdown_grace` and finishes if the provider does; otherwise (and in
