@@ -279,12 +279,19 @@ pub fn prune_blocked(id: &Identity, blocked: bool) {
 /// A copy of `id`'s latest snapshot to `region` ended, in the region or
 /// not.
 pub fn copy_finished(id: &Identity, region: &str, done: bool) {
+    copy_failed(id, region, !done);
     let [a, b, c, d] = identity_labels(id);
     let labels = [a, b, c, d, ("region", region.to_owned())];
-    metrics::gauge!(COPY_FAILED, &labels).set(if done { 0.0 } else { 1.0 });
     let mut with_result = labels.to_vec();
     with_result.push(("result", if done { "done" } else { "failed" }.to_owned()));
     metrics::counter!(COPIES, &with_result).increment(1);
+}
+
+/// Whether the latest copy of `id`'s snapshots to `region` failed.
+pub fn copy_failed(id: &Identity, region: &str, failed: bool) {
+    let [a, b, c, d] = identity_labels(id);
+    let labels = [a, b, c, d, ("region", region.to_owned())];
+    metrics::gauge!(COPY_FAILED, &labels).set(if failed { 1.0 } else { 0.0 });
 }
 
 /// Whether the daemon's latest read of the store succeeded.
