@@ -8,7 +8,9 @@
 //!   provider; resume with `may_exist` so the provider adopts a snapshot of
 //!   that name instead of making a second one.
 //! - `waiting` with an operation id: resume polling it.
-//! - `pruning`: the snapshot exists and is recorded; prune again.
+//! - `pruning`: the snapshot exists and is recorded; finish its copies to
+//!   the definition's `copy_regions` from their store rows ([`copies`]:
+//!   poll a recorded transfer, never send a second one), then prune again.
 //!
 //! On shutdown a run waiting on an operation keeps polling it within
 //! `shutdown_grace` and finishes if the provider does; otherwise (and in
@@ -57,10 +59,12 @@ use crate::store::runs::Update;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 
+mod copies;
 mod fanout;
 pub mod hooks;
 mod prune;
 
+pub use copies::{COPY_ATTEMPTS, COPY_FAILED};
 pub use fanout::InFlight;
 pub use hooks::{HookDefaults, HookLevels};
 pub use prune::{prune_run, PruneRunEnd, PruneRunError};
@@ -307,7 +311,8 @@ impl<P: Provider> Runner<'_, P> {
                 ),
             }
             metrics::run_finished(&self.spec.identity, run.state);
-            if run.state == RunState::Succeeded {
+            // A snapshot missing from a copy region is no full success.
+            if run.state == RunState::Succeeded && run.error_class.as_deref() != Some(COPY_FAILED) {
                 let at = run.finished_at.unwrap_or_else(|| self.clock.now());
                 metrics::last_success(&self.spec.identity, at);
             }
@@ -1073,6 +1078,13 @@ impl<P: Provider> Runner<'_, P> {
 
     async fn prune(&self, run: Run) -> Result<Step, StoreError> {
         self.check_lease(&run)?;
+        let copies = self.copies(&run).await?;
+        if copies.suspended {
+            return Ok(Step::Stop(Ended::Suspended(run)));
+        }
+        let copy_failed =
+            (!copies.failed.is_empty()).then(|| copies::failed_message(&copies.failed));
+        self.check_lease(&run)?;
         let prune = crate::prune::after_success_limited(
             self.store,
             self.provider,
@@ -1087,10 +1099,13 @@ impl<P: Provider> Runner<'_, P> {
         // to, the next prune does.
         let deadline = self.clock.instant_of(self.deadline(&run));
         let Ok(outcome) = tokio::time::timeout_at(deadline, prune).await else {
-            let message = format!(
+            let mut message = format!(
                 "snapshot made; pruning stopped at run_timeout {}, the next prune goes on",
                 humantime::format_duration(self.options.run_timeout)
             );
+            if let Some(c) = &copy_failed {
+                message = format!("{c}; {message}");
+            }
             tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "{message}");
             let run = self
                 .store
@@ -1116,7 +1131,7 @@ impl<P: Provider> Runner<'_, P> {
             Err(_) => {}
         }
         let error = match &outcome {
-            Ok(_) => None,
+            Ok(_) => copy_failed.clone().map(|m| (COPY_FAILED, m)),
             Err(e @ crate::prune::PruneError::Blocked { .. }) => {
                 Some((PRUNE_BLOCKED, format!("snapshot made; prune blocked: {e}")))
             }
@@ -1124,6 +1139,16 @@ impl<P: Provider> Runner<'_, P> {
                 tracing::warn!(definition = %self.spec.identity.name, provider = %self.spec.identity.provider, target = %self.spec.identity.target, disk = self.spec.identity.disk_id, "pruning failed: {e}");
                 Some(("prune", format!("snapshot made; pruning failed: {e}")))
             }
+        };
+        // A blocked or failed prune keeps its class (status, check and the
+        // prune_blocked gauge read it); the copy failure is in the message
+        // and in the copy rows.
+        let error = match (error, &copy_failed) {
+            (Some((class, m)), Some(c)) if class != COPY_FAILED => Some((
+                class,
+                format!("{c}; {}", m.trim_start_matches("snapshot made; ")),
+            )),
+            (error, _) => error,
         };
         let run = self
             .store

@@ -89,6 +89,7 @@ impl Status {
 enum Problem {
     Failed,
     PruneBlocked,
+    CopyFailed,
     NeverSucceeded,
     Stale,
 }
@@ -98,6 +99,7 @@ impl Problem {
         match self {
             Problem::Failed => "failed",
             Problem::PruneBlocked => "prune blocked",
+            Problem::CopyFailed => "copy failed",
             Problem::NeverSucceeded => "never succeeded",
             Problem::Stale => "stale",
         }
@@ -146,6 +148,9 @@ pub struct DefinitionInput {
     /// The run whose prune `max_deletes_per_run` blocked, while that is
     /// the latest prune ([`crate::store::Store::blocked_prunes`]).
     pub prune_blocked: Option<Run>,
+    /// `region: why` for each region whose latest copy failed
+    /// ([`crate::store::Store::failed_copies`]).
+    pub copy_failed: Vec<String>,
 }
 
 /// One definition's verdict; the JSON field names are stable.
@@ -304,6 +309,28 @@ fn check_one(
             (Status::Warning, Some(Problem::Stale), reason)
         } else {
             (Status::Ok, None, reason)
+        }
+    };
+    // A snapshot missing from a copy region is no full success: at least
+    // a warning, whatever else is said.
+    let (state, problem, reason) = if d.copy_failed.is_empty() {
+        (state, problem, reason)
+    } else {
+        let copy = format!(
+            "latest copy failed to {}; the next snapshot is copied again",
+            d.copy_failed.join("; ")
+        );
+        match problem {
+            None => (
+                Status::Warning,
+                Some(Problem::CopyFailed),
+                format!("{copy}; {reason}"),
+            ),
+            Some(p) => (
+                state.max(Status::Warning),
+                Some(p),
+                format!("{reason}; {copy}"),
+            ),
         }
     };
     let reason = if interval.is_none() && problem.is_none() {
@@ -511,6 +538,7 @@ async fn judge(
     }
     let mut outcomes = store.last_snapshot_outcomes().await?;
     let mut blocked = store.blocked_prunes().await?;
+    let mut copies = store.failed_copies().await?;
     let nodes = store.nodes().await?;
     let inputs: Vec<DefinitionInput> = defs
         .into_iter()
@@ -519,6 +547,12 @@ async fn judge(
             let zone = d.spec.zone(default_tz);
             DefinitionInput {
                 prune_blocked: blocked.remove(&d.spec.identity),
+                copy_failed: copies
+                    .remove(&d.spec.identity)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| format!("{} ({})", c.region, c.error.as_deref().unwrap_or("failed")))
+                    .collect(),
                 interval: nominal_interval(&d.spec.schedule, zone, now),
                 identity: d.spec.identity,
                 created_at: d.created_at,

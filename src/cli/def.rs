@@ -18,7 +18,8 @@ pub enum DefCommand {
     /// Change a definition: KEY=VALUE pairs for schedule, timezone, retention
     /// (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly,
     /// keep_yearly, keep_within, active, desc, fsfreeze, max_age,
-    /// catch_up_deadline, max_deletes_per_run, pre_hook, post_hook,
+    /// catch_up_deadline, max_deletes_per_run, copy_regions (ams3,fra1 or
+    /// none), pre_hook, post_hook,
     /// hook_timeout, on_pre_hook_failure, on_failure, on_success (a command
     /// is a JSON array such as '["/usr/local/sbin/pg-start","--fast"]' or one
     /// absolute path; KEY=default takes the provider's or daemon's). Name,
@@ -110,6 +111,10 @@ pub struct AddArgs {
     /// [default: daemon.max_deletes_per_run]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_deletes_per_run: Option<i64>,
+    /// Copy each new snapshot to these regions once it is made, e.g.
+    /// ams3,fra1 (DigitalOcean droplets only)
+    #[arg(long, value_name = "REGIONS", value_delimiter = ',')]
+    pub copy_regions: Option<Vec<String>>,
     #[command(flatten)]
     pub hooks: HookArgs,
     #[arg(long)]
@@ -145,6 +150,10 @@ pub struct SetFlags {
     /// The most snapshots one post-run prune may delete, 0 = no limit
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_deletes_per_run: Option<i64>,
+    /// Regions to copy each new snapshot to, e.g. ams3,fra1; "none" for no
+    /// copies (DigitalOcean droplets only)
+    #[arg(long, value_name = "REGIONS")]
+    pub copy_regions: Option<String>,
     #[command(flatten)]
     pub hooks: HookArgs,
 }
@@ -172,6 +181,7 @@ impl SetFlags {
                 "max_deletes_per_run",
                 self.max_deletes_per_run.map(|n| n.to_string()),
             ),
+            ("copy_regions", self.copy_regions.clone()),
             ("pre_hook", self.hooks.pre_hook.clone()),
             ("post_hook", self.hooks.post_hook.clone()),
             ("hook_timeout", self.hooks.hook_timeout.clone()),
@@ -347,6 +357,20 @@ fn apply_change(spec: &mut DefinitionSpec, key: &str, value: &str) -> Result<(),
             .map_err(|e| e.to_string()),
         "fsfreeze" => bool_of(value).map(|b| spec.fsfreeze = b),
         "max_age" | "catch_up_deadline" | "max_deletes_per_run" => apply_limit(spec, key, value),
+        "copy_regions" => {
+            let list: Vec<String> = if value.trim() == "none" {
+                Vec::new()
+            } else {
+                value
+                    .split(',')
+                    .map(|r| r.trim().to_owned())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            };
+            definition::parse_copy_regions(&list, &spec.target)
+                .map(|regions| spec.copy_regions = regions)
+                .map_err(|e| e.to_string())
+        }
         k if HOOK_KEYS.contains(&k) => spec
             .hooks
             .set_text(k, value)
@@ -356,7 +380,7 @@ fn apply_change(spec: &mut DefinitionSpec, key: &str, value: &str) -> Result<(),
             "{key} cannot be changed: provider, target, disk and name identify a definition; remove it and add a new one"
         )),
         other => Err(format!(
-            "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run, pre_hook, post_hook, hook_timeout, on_pre_hook_failure, on_failure, on_success"
+            "'{other}' is not a definition setting; settable: schedule, timezone, retention (keep_last), keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, active, desc, fsfreeze, max_age, catch_up_deadline, max_deletes_per_run, copy_regions, pre_hook, post_hook, hook_timeout, on_pre_hook_failure, on_failure, on_success"
         )),
     }
 }
@@ -503,6 +527,14 @@ fn print_one(v: &DefinitionView, times: &Times) {
                 .map_or_else(|| "- (daemon default)".into(), |n| n.to_string()),
         ),
         (
+            "copy_regions",
+            if s.copy_regions.is_empty() {
+                "-".into()
+            } else {
+                s.copy_regions.join(", ")
+            },
+        ),
+        (
             "pre_hook",
             opt_shown(s.hooks.pre_hook.as_ref().map(ToString::to_string)),
         ),
@@ -620,6 +652,7 @@ async fn add(args: AddArgs, ctx: &Context, cfg: &Config, now: DateTime<Utc>) -> 
         max_deletes_per_run: args.max_deletes_per_run,
         catch_up_deadline: None,
         tags: None,
+        copy_regions: args.copy_regions.clone(),
         ..RawDefinition::default()
     };
     args.keep.apply_to(&mut raw);

@@ -7,7 +7,9 @@
 //! definition identity that no longer exists, or for a droplet that left
 //! its tag target's tag. A tag target's snapshots are its members'. Held snapshots show their
 //! hold in the Hold column (`held: TEXT`) and the JSON `hold` object
-//! (`reason`, `held_at`).
+//! (`reason`, `held_at`). The Regions column (JSON `regions`, `copies`)
+//! shows where a snapshot of a definition with `copy_regions` is available
+//! and each copy to another region not (yet) done.
 //!
 //! `snapshots hold` and `snapshots release`: see [`hold`].
 
@@ -23,7 +25,7 @@ use super::context::{Address, Context, Filters};
 use super::output::print_json;
 use super::{CliError, CliResult};
 use crate::domain::definition::Identity;
-use crate::domain::{Hold, RecordState, SnapshotRecord};
+use crate::domain::{CopyState, Hold, RecordState, SnapshotCopy, SnapshotRecord};
 use crate::provider::Provider;
 use crate::retention::{self, Ownership, StoreRecords};
 use crate::table;
@@ -80,6 +82,13 @@ pub struct SnapshotRow {
     pub note: Option<String>,
     /// Set while the snapshot is held (`reason`, `held_at`).
     pub hold: Option<Hold>,
+    /// The regions the snapshot is available in, as the provider last said
+    /// (read by runs of definitions with `copy_regions`); `None` when never
+    /// read.
+    pub regions: Option<Vec<String>>,
+    /// Its copies to other regions (`region`, `state`: sending, copying,
+    /// done or failed, `operation_id`, `attempts`, `error`, `updated_at`).
+    pub copies: Vec<SnapshotCopy>,
 }
 
 fn from_record(r: SnapshotRecord) -> SnapshotRow {
@@ -102,6 +111,42 @@ fn from_record(r: SnapshotRecord) -> SnapshotRow {
             _ => r.delete_reason,
         },
         hold: r.hold,
+        regions: r.regions,
+        copies: Vec::new(),
+    }
+}
+
+/// Attach each row's copies (matched by disk and snapshot name).
+fn with_copies(mut rows: Vec<SnapshotRow>, copies: Vec<SnapshotCopy>) -> Vec<SnapshotRow> {
+    for c in copies {
+        if let Some(row) = rows.iter_mut().find(|r| {
+            r.provider == c.identity.provider
+                && r.target == c.identity.target
+                && r.disk_id == c.identity.disk_id
+                && r.snapshot == c.snapshot
+        }) {
+            row.copies.push(c);
+        }
+    }
+    rows
+}
+
+/// The Regions column: where the snapshot is, then each copy not (yet)
+/// there (`fra1 failed`, `ams3 copying`).
+fn regions_cell(r: &SnapshotRow) -> String {
+    let mut parts: Vec<String> = r.regions.clone().unwrap_or_default();
+    for c in &r.copies {
+        let there = parts.contains(&c.region);
+        match c.state {
+            CopyState::Done if there => {}
+            CopyState::Done => parts.push(c.region.clone()),
+            state => parts.push(format!("{} {}", c.region, state.as_str())),
+        }
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -201,6 +246,7 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
             .collect()
     };
 
+    let rows = with_copies(rows, store.copies(args.name.as_deref()).await?);
     if args.json {
         return print_json(&rows);
     }
@@ -261,6 +307,8 @@ pub fn all_rows(
                 hold: record
                     .filter(|r| r.identity == *id)
                     .and_then(|r| r.hold.clone()),
+                regions: record.and_then(|r| r.regions.clone()),
+                copies: Vec::new(),
             }
         })
         .collect();
@@ -305,6 +353,7 @@ pub fn render(rows: &[SnapshotRow]) -> String {
                     r.state.clone()
                 },
                 r.hold.as_ref().map(Hold::describe).unwrap_or_default(),
+                regions_cell(r),
                 r.note.clone().unwrap_or_default(),
             ]
         })
@@ -319,6 +368,7 @@ pub fn render(rows: &[SnapshotRow]) -> String {
             "Created",
             "State",
             "Hold",
+            "Regions",
             "Note",
         ],
         &body,

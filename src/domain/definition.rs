@@ -241,6 +241,84 @@ pub fn parse_keep_count_text(field: &'static str, text: &str) -> Result<u32, Fie
     }
 }
 
+/// The most regions a definition copies its snapshots to.
+pub const COPY_REGIONS_MAX: usize = 16;
+
+/// Validate `copy_regions` for `target`: DigitalOcean region slugs
+/// (lower-case letters then digits, such as `ams3`), each once, at most
+/// [`COPY_REGIONS_MAX`]. Only droplet snapshots can be copied: DigitalOcean
+/// cannot transfer volume snapshots, and Erigones has no regions. An empty
+/// list means no copies.
+pub fn parse_copy_regions(regions: &[String], target: &Target) -> Result<Vec<String>, FieldError> {
+    let shown = || {
+        let list: Vec<String> = regions
+            .iter()
+            .map(|r| format!("{:?}", excerpt(r)))
+            .collect();
+        format!("[{}]", list.join(", "))
+    };
+    if regions.is_empty() {
+        return Ok(Vec::new());
+    }
+    match target {
+        // A tag target's members are droplets.
+        Target::Droplet(_) | Target::Tag(_) | Target::Member { .. } => {}
+        Target::Volume(_) => {
+            return Err(FieldError::new(
+                "copy_regions",
+                format!(
+                    "{}: volume snapshots cannot be transferred to another region (DigitalOcean copies only droplet snapshots); remove copy_regions from this volume definition",
+                    shown()
+                ),
+            ))
+        }
+        Target::Vm(_) => {
+            return Err(FieldError::new(
+                "copy_regions",
+                format!(
+                    "{}: only DigitalOcean droplet snapshots can be copied to other regions; remove copy_regions from this Erigones definition",
+                    shown()
+                ),
+            ))
+        }
+    }
+    if regions.len() > COPY_REGIONS_MAX {
+        return Err(FieldError::new(
+            "copy_regions",
+            format!(
+                "{} regions: at most {COPY_REGIONS_MAX} can be given",
+                regions.len()
+            ),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(regions.len());
+    for r in regions {
+        let slug = r.trim();
+        let letters = slug.trim_end_matches(|c: char| c.is_ascii_digit());
+        let valid = !letters.is_empty()
+            && letters.len() < slug.len()
+            && slug.len() <= 16
+            && letters.chars().all(|c| c.is_ascii_lowercase());
+        if !valid {
+            return Err(FieldError::new(
+                "copy_regions",
+                format!(
+                    "{:?} is not a DigitalOcean region slug: give lower-case letters then digits, such as \"ams3\" or \"fra1\"",
+                    excerpt(r)
+                ),
+            ));
+        }
+        if out.iter().any(|o| o == slug) {
+            return Err(FieldError::new(
+                "copy_regions",
+                format!("{slug:?} is given twice: name each region once"),
+            ));
+        }
+        out.push(slug.to_owned());
+    }
+    Ok(out)
+}
+
 /// Validate a blast-radius limit: the most snapshots one post-run prune may
 /// delete (0 = no limit).
 pub fn parse_max_deletes(field: &'static str, n: i64) -> Result<u32, FieldError> {
@@ -556,6 +634,9 @@ pub struct DefinitionSpec {
     /// its provider's, then the daemon's.
     #[serde(flatten)]
     pub hooks: HookSpec,
+    /// Regions each new snapshot is copied to once it is made (DigitalOcean
+    /// droplets only; see [`parse_copy_regions`]). Empty: no copies.
+    pub copy_regions: Vec<String>,
 }
 
 impl DefinitionSpec {
@@ -633,6 +714,7 @@ pub struct RawDefinition {
     pub on_pre_hook_failure: Option<String>,
     pub on_failure: Option<Vec<String>>,
     pub on_success: Option<Vec<String>>,
+    pub copy_regions: Option<Vec<String>>,
 }
 
 /// Check the schedule even when other fields failed, so one attempt
@@ -728,6 +810,12 @@ impl RawDefinition {
             .validate()
             .map_err(|e| errors.extend(e))
             .unwrap_or_default();
+        let copy_regions = match (&self.copy_regions, &target) {
+            (Some(regions), Some(target)) => parse_copy_regions(regions, target)
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let (Some(name), Some(target), Some(disk_id), Some(schedule), Some(retention), Some(desc)) =
             (name, target, disk_id, parsed_schedule, retention, desc)
         else {
@@ -753,6 +841,7 @@ impl RawDefinition {
             tags,
             max_deletes_per_run,
             hooks,
+            copy_regions,
         };
         if errors.is_empty() {
             Ok(spec)
@@ -1034,5 +1123,59 @@ mod tests {
             ..r
         };
         assert!(field_errors(&r, ProviderKind::Erigones).contains(&"schedule"));
+    }
+
+    #[test]
+    fn copy_regions_are_droplet_only_region_slugs() {
+        let regions = |list: &[&str]| Some(list.iter().map(|r| r.to_string()).collect());
+        let r = RawDefinition {
+            copy_regions: regions(&["ams3", "fra1"]),
+            ..raw("web", "droplet:3164444")
+        };
+        let spec = r.validate(ProviderKind::DigitalOcean).unwrap();
+        assert_eq!(spec.copy_regions, ["ams3", "fra1"]);
+        let volume = RawDefinition {
+            copy_regions: regions(&["ams3"]),
+            ..raw("db", "volume:7724db7c-e098-11e5-b522-000f53304e51")
+        };
+        let e = volume.validate(ProviderKind::DigitalOcean).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "copy_regions");
+        assert!(e[0].message.contains("[\"ams3\"]"), "{}", e[0]);
+        assert!(
+            e[0].message
+                .contains("volume snapshots cannot be transferred"),
+            "{}",
+            e[0]
+        );
+        let vm = RawDefinition {
+            provider: "dc1".into(),
+            copy_regions: regions(&["ams3"]),
+            ..raw("daily", "web01")
+        };
+        assert_eq!(field_errors(&vm, ProviderKind::Erigones), ["copy_regions"]);
+        for bad in [
+            &["AMS3"][..],
+            &["ams"],
+            &["3"],
+            &["ams3", "ams3"],
+            &["ams 3"],
+        ] {
+            let r = RawDefinition {
+                copy_regions: regions(bad),
+                ..raw("web", "droplet:1")
+            };
+            assert_eq!(
+                field_errors(&r, ProviderKind::DigitalOcean),
+                ["copy_regions"],
+                "{bad:?}"
+            );
+        }
+        // An empty list on a volume is no copy at all.
+        let none = RawDefinition {
+            copy_regions: Some(Vec::new()),
+            ..raw("db", "volume:7724db7c-e098-11e5-b522-000f53304e51")
+        };
+        assert!(none.validate(ProviderKind::DigitalOcean).is_ok());
     }
 }

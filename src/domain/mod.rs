@@ -20,6 +20,7 @@ pub use node::{Node, NodeInfo, NodeRole, NodeState};
 pub use run::{Claim, Run, RunState, Trigger};
 pub use schedule::Schedule;
 pub use snapshot::{
-    describe_hold, Hold, RecordState, RemoteSnapshot, SnapshotRecord, SnapshotStatus,
+    describe_hold, CopyState, Hold, RecordState, RemoteSnapshot, SnapshotCopy, SnapshotRecord,
+    SnapshotStatus,
 };
 pub use target::{ProviderKind, Target};

@@ -83,6 +83,73 @@ pub struct SnapshotRecord {
     pub delete_reason: Option<String>,
     /// Set while the snapshot is held: snapsched deletes it by no rule.
     pub hold: Option<Hold>,
+    /// The regions the snapshot is available in, as the provider last said;
+    /// `None` when never read (only definitions with `copy_regions` read
+    /// them).
+    pub regions: Option<Vec<String>>,
+}
+
+/// Where one copy of a snapshot to another region stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyState {
+    /// About to ask the provider (the request may have reached it).
+    Sending,
+    /// The provider is copying it as the recorded operation.
+    Copying,
+    /// The snapshot is in the region.
+    Done,
+    /// Every attempt failed; the snapshot is not in the region.
+    Failed,
+}
+
+impl CopyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Sending => "sending",
+            CopyState::Copying => "copying",
+            CopyState::Done => "done",
+            CopyState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CopyState::Sending,
+            CopyState::Copying,
+            CopyState::Done,
+            CopyState::Failed,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// Still to be driven by a run.
+    pub fn is_open(self) -> bool {
+        matches!(self, CopyState::Sending | CopyState::Copying)
+    }
+}
+
+/// One copy of a recorded snapshot to one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotCopy {
+    #[serde(skip)]
+    pub identity: Identity,
+    /// The snapshot's name.
+    #[serde(skip)]
+    pub snapshot: String,
+    /// The provider's id of the snapshot.
+    #[serde(skip)]
+    pub remote_id: String,
+    pub region: String,
+    #[serde(skip)]
+    pub run_id: Option<i64>,
+    pub state: CopyState,
+    pub operation_id: Option<String>,
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// An operator's hold on a snapshot (`snapsched snapshots hold`).

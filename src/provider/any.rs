@@ -6,8 +6,8 @@ use super::erigones::Erigones;
 #[cfg(feature = "fake-provider")]
 use super::fake::FakeProvider;
 use super::{
-    CreateOutcome, CreateRequest, HoldMark, Operation, PointInTime, PollOutcome, PollPolicy,
-    Provider, ProviderResult,
+    CopyPoll, CopyRequest, CopyStart, CreateOutcome, CreateRequest, HoldMark, Operation,
+    PointInTime, PollOutcome, PollPolicy, Provider, ProviderResult,
 };
 use crate::domain::{RemoteSnapshot, Target};
 
@@ -83,6 +83,22 @@ impl Provider for AnyProvider {
         made_id: &str,
     ) -> Option<Vec<RemoteSnapshot>> {
         dispatch!(self, p => p.fresh_listing(target, disk_id, made_id))
+    }
+
+    async fn start_copy(&self, req: &CopyRequest) -> ProviderResult<CopyStart> {
+        dispatch!(self, p => p.start_copy(req).await)
+    }
+
+    async fn poll_copy(&self, req: &CopyRequest, op: &Operation) -> ProviderResult<CopyPoll> {
+        dispatch!(self, p => p.poll_copy(req, op).await)
+    }
+
+    async fn snapshot_regions(
+        &self,
+        target: &Target,
+        snapshot_id: &str,
+    ) -> ProviderResult<Vec<String>> {
+        dispatch!(self, p => p.snapshot_regions(target, snapshot_id).await)
     }
 
     fn poll_policy(&self) -> PollPolicy {

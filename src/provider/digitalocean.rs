@@ -7,6 +7,8 @@
 //!   `started_at`), and the configured tags are attached.
 //! - `volume:<uuid>`: the snapshot is created synchronously, with its tags;
 //!   a 409 (duplicate name) adopts the earlier attempt's snapshot.
+//! - Cross-region copies of droplet snapshots are image transfer actions
+//!   ([`copies`]).
 //!
 //! Invariants: listings follow `links.pages.next` to the end and fail
 //! rather than return a partial list, and fail too on a link back to a page
@@ -16,6 +18,7 @@
 //! no `Debug` output.
 
 mod bulk;
+mod copies;
 mod fresh;
 mod http;
 mod model;
@@ -37,8 +40,8 @@ use self::model::{
 pub use super::ratelimit::RateLimits;
 use super::ratelimit::{RateLimiter, SharedBudget};
 use super::{
-    CreateOutcome, CreateRequest, HoldMark, Operation, PollOutcome, PollPolicy, Provider,
-    ProviderError, ProviderResult, HOLD_TAG,
+    CopyPoll, CopyRequest, CopyStart, CreateOutcome, CreateRequest, HoldMark, Operation,
+    PollOutcome, PollPolicy, Provider, ProviderError, ProviderResult, HOLD_TAG,
 };
 use crate::domain::{RemoteSnapshot, Target};
 use crate::secret::Secret;
@@ -763,6 +766,22 @@ impl Provider for DigitalOcean {
 
     fn poll_policy(&self) -> PollPolicy {
         self.inner.poll
+    }
+
+    async fn start_copy(&self, req: &CopyRequest) -> ProviderResult<CopyStart> {
+        self.start_transfer(req).await
+    }
+
+    async fn poll_copy(&self, req: &CopyRequest, op: &Operation) -> ProviderResult<CopyPoll> {
+        self.poll_transfer(req, op).await
+    }
+
+    async fn snapshot_regions(
+        &self,
+        target: &Target,
+        snapshot_id: &str,
+    ) -> ProviderResult<Vec<String>> {
+        self.regions_of(target, snapshot_id).await
     }
 
     fn fresh_listing(

@@ -278,6 +278,79 @@ pub trait Provider: Send + Sync {
     ) -> impl Future<Output = ProviderResult<HoldMark>> + Send {
         async { Ok(HoldMark::NotShown) }
     }
+
+    /// Start copying snapshot `req.snapshot_id` of `req.target` to
+    /// `req.region` (DigitalOcean: an image `transfer` action). With
+    /// `req.may_exist` (an earlier attempt may have reached the provider),
+    /// first look for the snapshot already in that region, or a copy to it
+    /// already under way, and answer with that rather than start a second
+    /// one. Providers that cannot copy refuse with a permanent error.
+    fn start_copy(
+        &self,
+        req: &CopyRequest,
+    ) -> impl Future<Output = ProviderResult<CopyStart>> + Send {
+        let e = ProviderError::permanent(format!(
+            "{} snapshots cannot be copied to another region (copy to {})",
+            req.target, req.region
+        ));
+        async move { Err(e) }
+    }
+
+    /// Poll a copy started by [`Provider::start_copy`].
+    fn poll_copy(
+        &self,
+        req: &CopyRequest,
+        op: &Operation,
+    ) -> impl Future<Output = ProviderResult<CopyPoll>> + Send {
+        let e = ProviderError::permanent(format!(
+            "{} snapshots cannot be copied to another region (operation {})",
+            req.target, op.id
+        ));
+        async move { Err(e) }
+    }
+
+    /// The regions snapshot `snapshot_id` of `target` is available in now.
+    fn snapshot_regions(
+        &self,
+        target: &Target,
+        _snapshot_id: &str,
+    ) -> impl Future<Output = ProviderResult<Vec<String>>> + Send {
+        let e = ProviderError::permanent(format!(
+            "{target}: the provider does not say which regions a snapshot is in"
+        ));
+        async move { Err(e) }
+    }
+}
+
+/// A copy of one snapshot to one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRequest {
+    pub target: Target,
+    /// The provider's id of the snapshot (DigitalOcean: the image id).
+    pub snapshot_id: String,
+    pub region: String,
+    /// An earlier attempt of this copy may have reached the provider.
+    pub may_exist: bool,
+}
+
+/// The answer to [`Provider::start_copy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyStart {
+    /// The copy is under way as this operation.
+    Started(Operation),
+    /// The snapshot is already in the region.
+    AlreadyThere,
+}
+
+/// The answer to [`Provider::poll_copy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyPoll {
+    Pending,
+    /// The snapshot is in the region.
+    Done,
+    /// The copy ended without the snapshot in the region (DigitalOcean: the
+    /// action errored); another attempt may succeed.
+    Failed(String),
 }
 
 /// The error of a provider without tag targets.

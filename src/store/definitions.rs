@@ -40,6 +40,7 @@ struct DefinitionRow {
     keep_within_secs: Option<i64>,
     max_deletes_per_run: Option<i64>,
     hooks: String,
+    copy_regions: String,
     tags: String,
     source: String,
     source_path: Option<String>,
@@ -90,6 +91,8 @@ impl DefinitionRow {
             .map_err(|e| corrupt(format!("tags '{}': {e}", self.tags)))?;
         let hooks = serde_json::from_str(&self.hooks)
             .map_err(|e| corrupt(format!("hooks '{}': {e}", self.hooks)))?;
+        let copy_regions = serde_json::from_str(&self.copy_regions)
+            .map_err(|e| corrupt(format!("copy_regions '{}': {e}", self.copy_regions)))?;
         let source = Source::parse(&self.source)
             .ok_or_else(|| corrupt(format!("source '{}'", self.source)))?;
         Ok(Definition {
@@ -109,6 +112,7 @@ impl DefinitionRow {
                 tags,
                 max_deletes_per_run,
                 hooks,
+                copy_regions,
             },
             source,
             source_path: self.source_path,
@@ -392,10 +396,10 @@ fn spec_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .text(serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()))
 }
 
-/// The keep-tier, blast-radius and hook columns, bound after everything
+/// The keep-tier, blast-radius, hook and copy columns, bound after everything
 /// else (so that the other placeholders keep their numbers), in the order
 /// [`keep_args`] binds them.
-const KEEP_COLUMNS: [&str; 8] = [
+const KEEP_COLUMNS: [&str; 9] = [
     "keep_hourly",
     "keep_daily",
     "keep_weekly",
@@ -404,6 +408,7 @@ const KEEP_COLUMNS: [&str; 8] = [
     "keep_within_secs",
     "max_deletes_per_run",
     "hooks",
+    "copy_regions",
 ];
 
 /// Bind the spec's keep tiers, as [`KEEP_COLUMNS`] names them.
@@ -417,6 +422,7 @@ fn keep_args<'a>(args: Args<'a>, spec: &'a DefinitionSpec) -> Args<'a> {
         .int(k.within.map(|d| d.as_secs() as i64))
         .int(spec.max_deletes_per_run)
         .text(serde_json::to_string(&spec.hooks).unwrap_or_else(|_| "{}".into()))
+        .text(serde_json::to_string(&spec.copy_regions).unwrap_or_else(|_| "[]".into()))
 }
 
 /// `$first, $first+1, ...` for the keep-tier columns.
@@ -436,8 +442,8 @@ async fn insert_in(
     source_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$24
-    // keep tiers, max_deletes_per_run and hooks.
+    // $1–$4 identity, $5–$13 spec, then source, path and time, then $17–$25
+    // keep tiers, max_deletes_per_run, hooks and copy_regions.
     let sql = format!(
         "INSERT INTO definitions (provider, target, disk_id, name, {}, source, source_path,
              created_at, updated_at, {})
@@ -466,8 +472,8 @@ async fn update_in(
     config_path: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$23 keep
-    // tiers, max_deletes_per_run and hooks.
+    // $1–$4 identity, $5–$13 spec, $14 config path, $15 time, $16–$24 keep
+    // tiers, max_deletes_per_run, hooks and copy_regions.
     let sets: Vec<String> = SPEC_COLUMNS
         .iter()
         .enumerate()

@@ -30,6 +30,7 @@ use crate::domain::{Identity, RunState};
 pub mod backend;
 pub mod budget;
 pub mod config_state;
+pub mod copies;
 pub mod definitions;
 pub mod location;
 pub mod meta;

@@ -559,6 +559,8 @@ impl Store {
     /// When each definition's most recent successful run finished (the run
     /// with the highest id, as in [`Store::last_runs`]), for the last-success
     /// gauge. Definitions with no success in their kept history are absent.
+    /// A run whose snapshot could not be copied to every region
+    /// (`copy_failed`) is no full success and does not count.
     pub async fn last_successes(&self) -> StoreResult<Vec<(Identity, DateTime<Utc>)>> {
         self.last_ended_in(RunState::Succeeded).await
     }
@@ -581,6 +583,8 @@ impl Store {
             .fetch_all::<Success>(
                 "SELECT provider, target, disk_id, def_name, finished_at, updated_at FROM runs
                  WHERE id IN (SELECT MAX(id) FROM runs WHERE state = $1
+                                  AND ($1 <> 'succeeded' OR error_class IS NULL
+                                       OR error_class <> 'copy_failed')
                               GROUP BY provider, target, disk_id, def_name)",
                 &Args::new().text(state.as_str()),
             )

@@ -28,6 +28,7 @@ struct SnapshotRow {
     delete_reason: Option<String>,
     held_at: Option<String>,
     hold_reason: Option<String>,
+    regions: Option<String>,
 }
 
 impl SnapshotRow {
@@ -52,6 +53,13 @@ impl SnapshotRow {
                 }),
                 None => None,
             },
+            regions: self
+                .regions
+                .map(|r| {
+                    serde_json::from_str(&r)
+                        .map_err(|e| StoreError::Corrupt(format!("snapshot regions '{r}': {e}")))
+                })
+                .transpose()?,
         })
     }
 }

@@ -1663,3 +1663,93 @@ async fn the_latest_prune_decides_whether_a_definition_is_blocked_on_both_backen
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn copies_and_regions_round_trip_and_the_latest_copy_per_region_decides_on_both_backends() {
+    use crate::domain::{CopyState, RemoteSnapshot, SnapshotCopy, SnapshotStatus};
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let mut def = spec("daily", "vm1");
+        def.copy_regions = vec!["ams3".into(), "fra1".into()];
+        store
+            .insert_definition(&def, Source::Cli, None, at(0, 0))
+            .await
+            .expect("insert");
+        let back = store
+            .find_definitions("daily", &Default::default())
+            .await
+            .expect("find");
+        assert_eq!(back[0].spec.copy_regions, ["ams3", "fra1"], "{b:?}");
+        let id = def.identity.clone();
+        for name in ["s1", "s2"] {
+            let snap = RemoteSnapshot {
+                id: format!("r-{name}"),
+                name: name.into(),
+                created_at: at(1, 0),
+                status: SnapshotStatus::Ok,
+                size_bytes: None,
+                note: None,
+            };
+            store
+                .record_snapshot(&id, &snap, None, false, at(1, 0))
+                .await
+                .expect("record");
+        }
+        let copy = |snapshot: &str, region: &str, state: CopyState| SnapshotCopy {
+            identity: id.clone(),
+            snapshot: snapshot.into(),
+            remote_id: format!("r-{snapshot}"),
+            region: region.into(),
+            run_id: Some(1),
+            state,
+            operation_id: Some("77".into()),
+            attempts: 1,
+            error: (state == CopyState::Failed).then(|| "errored".to_owned()),
+            updated_at: at(2, 0),
+        };
+        store
+            .save_copy(&copy("s1", "fra1", CopyState::Sending))
+            .await
+            .expect("save");
+        // The same (snapshot, region) is one row, updated.
+        store
+            .save_copy(&copy("s1", "fra1", CopyState::Failed))
+            .await
+            .expect("save");
+        store
+            .save_copy(&copy("s1", "ams3", CopyState::Done))
+            .await
+            .expect("save");
+        let rows = store.copies_of(&id, "s1").await.expect("copies");
+        assert_eq!(rows.len(), 2, "{b:?}: {rows:#?}");
+        assert_eq!(rows[1], copy("s1", "fra1", CopyState::Failed), "{b:?}");
+        let failed = store.failed_copies().await.expect("failed");
+        assert_eq!(failed[&id].len(), 1, "{b:?}: {failed:#?}");
+        assert_eq!(failed[&id][0].region, "fra1");
+        // A later snapshot that reached fra1 clears it.
+        store
+            .save_copy(&copy("s2", "fra1", CopyState::Done))
+            .await
+            .expect("save");
+        assert!(
+            store.failed_copies().await.expect("failed").is_empty(),
+            "{b:?}"
+        );
+        store
+            .set_snapshot_regions(&id, "s1", &["nyc3".into(), "ams3".into()])
+            .await
+            .expect("regions");
+        let records = store
+            .snapshot_records(Some("daily"))
+            .await
+            .expect("records");
+        let s1 = records.iter().find(|r| r.snapshot == "s1").expect("s1");
+        let s2 = records.iter().find(|r| r.snapshot == "s2").expect("s2");
+        assert_eq!(
+            s1.regions.as_deref(),
+            Some(&["nyc3".to_owned(), "ams3".to_owned()][..]),
+            "{b:?}"
+        );
+        assert_eq!(s2.regions, None, "{b:?}");
+    }
+}

@@ -16,6 +16,9 @@
 //!   post-run prune is blocked or applied, and re-read by [`start`], so a
 //!   `snapsched prune --yes` in another process clears it at the next
 //!   refresh.
+//! - `snapsched_copy_failed`: per region of `copy_regions`, 1 while the
+//!   latest copy to it failed ([`Store::failed_copies`]), else 0. Set by the
+//!   run engine and re-read by [`start`].
 //! - `snapsched_interval_seconds`: the schedule's nominal interval, the
 //!   longest gap between consecutive fires over the coming week (at least
 //!   two gaps), see [`nominal_interval`]. The longest rather than the next
@@ -89,6 +92,8 @@ pub struct DefinitionValues {
     pub snapshots: i64,
     /// Whether its latest prune was blocked by `max_deletes_per_run`.
     pub prune_blocked: bool,
+    /// Each of its `copy_regions` and whether the latest copy to it failed.
+    pub copies: Vec<(String, bool)>,
     /// See [`nominal_interval`]; `None` for a schedule that (no longer)
     /// fires twice, or one that does not parse.
     pub interval: Option<Duration>,
@@ -124,6 +129,7 @@ impl DefinitionGauges {
             store.last_failures().await?.into_iter().collect();
         let counts: HashMap<Identity, i64> = store.owned_counts().await?.into_iter().collect();
         let blocked = store.blocked_prunes().await?;
+        let failed_copies = store.failed_copies().await?;
         let mut seen = HashSet::with_capacity(defs.len());
         let mut out = Vec::with_capacity(defs.len());
         for def in defs.into_iter().filter(|d| d.spec.active) {
@@ -148,6 +154,16 @@ impl DefinitionGauges {
                 last_failure: failures.get(&spec.identity).copied(),
                 snapshots: counts.get(&spec.identity).copied().unwrap_or(0),
                 prune_blocked: blocked.contains_key(&spec.identity),
+                copies: spec
+                    .copy_regions
+                    .iter()
+                    .map(|r| {
+                        let failed = failed_copies
+                            .get(&spec.identity)
+                            .is_some_and(|f| f.iter().any(|c| c.region == *r));
+                        (r.clone(), failed)
+                    })
+                    .collect(),
                 interval,
                 identity: spec.identity,
             });
@@ -170,6 +186,9 @@ impl DefinitionGauges {
             }
             metrics::snapshot_count(&v.identity, v.snapshots);
             metrics::prune_blocked(&v.identity, v.prune_blocked);
+            for (region, failed) in &v.copies {
+                metrics::copy_failed(&v.identity, region, *failed);
+            }
             if let Some(i) = v.interval {
                 metrics::definition_interval(&v.identity, i);
             }

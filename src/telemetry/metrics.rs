@@ -78,6 +78,10 @@ pub const NOTIFY_DROPPED: &str = "snapsched_notify_dropped_total";
 pub const NOTIFY_QUEUE_DEPTH: &str = "snapsched_notify_queue_depth";
 /// 1 while a definition's latest prune was blocked by `max_deletes_per_run`.
 pub const PRUNE_BLOCKED: &str = "snapsched_prune_blocked";
+/// 1 while the copy of a definition's latest snapshot to a region failed.
+pub const COPY_FAILED: &str = "snapsched_copy_failed";
+/// Finished copies of snapshots to other regions, by region and result.
+pub const COPIES: &str = "snapsched_copies_total";
 
 /// Buckets for [`PROVIDER_REQUEST_DURATION`]: cloud API calls take from
 /// tens of milliseconds to the request timeout (a minute).
@@ -161,6 +165,14 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(
         PRUNE_BLOCKED,
         "1 while a definition's latest prune was blocked by max_deletes_per_run (apply it with snapsched prune NAME --yes), else 0"
+    );
+    metrics::describe_gauge!(
+        COPY_FAILED,
+        "1 while the copy of a definition's latest copied snapshot to the region failed (the snapshot is not there), else 0"
+    );
+    metrics::describe_counter!(
+        COPIES,
+        "Finished copies of snapshots to other regions, by region and result (done or failed)"
     );
     metrics::describe_counter!(RUNS, "Finished runs by result");
     metrics::describe_counter!(SNAPSHOTS_PRUNED, "Snapshots deleted by retention");
@@ -262,6 +274,24 @@ pub fn node_status(node: &Node, up: bool) {
 /// limit.
 pub fn prune_blocked(id: &Identity, blocked: bool) {
     metrics::gauge!(PRUNE_BLOCKED, &identity_labels(id)).set(if blocked { 1.0 } else { 0.0 });
+}
+
+/// A copy of `id`'s latest snapshot to `region` ended, in the region or
+/// not.
+pub fn copy_finished(id: &Identity, region: &str, done: bool) {
+    copy_failed(id, region, !done);
+    let [a, b, c, d] = identity_labels(id);
+    let labels = [a, b, c, d, ("region", region.to_owned())];
+    let mut with_result = labels.to_vec();
+    with_result.push(("result", if done { "done" } else { "failed" }.to_owned()));
+    metrics::counter!(COPIES, &with_result).increment(1);
+}
+
+/// Whether the latest copy of `id`'s snapshots to `region` failed.
+pub fn copy_failed(id: &Identity, region: &str, failed: bool) {
+    let [a, b, c, d] = identity_labels(id);
+    let labels = [a, b, c, d, ("region", region.to_owned())];
+    metrics::gauge!(COPY_FAILED, &labels).set(if failed { 1.0 } else { 0.0 });
 }
 
 /// Whether the daemon's latest read of the store succeeded.

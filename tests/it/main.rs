@@ -9,6 +9,7 @@ mod cluster;
 mod config_cluster;
 mod config_file;
 mod confirm;
+mod copies;
 mod crash;
 mod cron_oracle;
 mod digitalocean;

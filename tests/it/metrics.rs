@@ -463,6 +463,7 @@ mod gauges_from_store {
                 last_failure: Some(t0 + TimeDelta::seconds(30)),
                 snapshots: 0,
                 prune_blocked: true,
+                copies: Vec::new(),
                 // Weekdays only: the longest gap is Friday to Monday.
                 interval: Some(std::time::Duration::from_secs(3 * 86_400)),
             },
@@ -472,6 +473,7 @@ mod gauges_from_store {
                 last_failure: Some(t0 + TimeDelta::days(2) + TimeDelta::seconds(30)),
                 snapshots: 2,
                 prune_blocked: false,
+                copies: Vec::new(),
                 interval: Some(std::time::Duration::from_secs(86_400)),
             },
         ];

@@ -302,6 +302,10 @@ mod tests {
             ("post", "/v2/tags"),
             ("get", "/v2/droplets"),
             ("post", "/v2/droplets/actions"),
+            ("get", "/v2/images/{image_id}"),
+            ("post", "/v2/images/{image_id}/actions"),
+            ("get", "/v2/images/{image_id}/actions"),
+            ("get", "/v2/images/{image_id}/actions/{action_id}"),
         ] {
             assert!(operation(m, p).is_ok(), "{m} {p}");
         }

@@ -8,6 +8,8 @@
 //! snapshots every tagged droplet that is not locked (`tags.rs`); volume
 //! snapshots are synchronous with a 409 on duplicate names;
 //! `GET /v2/actions` lists every action of the account newest first;
+//! droplet snapshots are images that transfer actions copy to other
+//! regions ([`images`]);
 //! listings paginate with `links.pages` and `meta.total`; every answer
 //! carries `ratelimit-*` headers and the per-minute and per-hour budgets are
 //! enforced with 429 + `retry-after`; errors are `{id, message, request_id}`;
@@ -22,6 +24,7 @@
 //! ([`contract`]); violations are kept for tests to assert on.
 
 pub mod contract;
+mod images;
 mod routes;
 mod state;
 mod tags;
@@ -42,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use self::images::Transfer;
 use self::state::State as World;
 pub use self::state::{FakeSnapshot, Fault, FaultRule, Resource};
 

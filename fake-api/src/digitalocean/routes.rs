@@ -42,6 +42,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v2/tags/{tag_id}/resources",
             post(tag_resources).delete(untag_resources),
         )
+        .merge(super::images::routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -78,7 +79,7 @@ pub(crate) struct PageQuery {
 
 /// One page of `items` with DigitalOcean's `links.pages` and `meta.total`;
 /// `None` when `page` or `per_page` is not a positive integer.
-fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Option<Value> {
+pub(crate) fn paginate(base: &str, path: &str, q: &PageQuery, items: Vec<Value>) -> Option<Value> {
     paginate_filtered(base, path, "", q, items)
 }
 
@@ -138,7 +139,7 @@ async fn droplet_actions(
         .actions
         .values()
         .rev()
-        .filter(|a| a.droplet == id)
+        .filter(|a| a.droplet == id && a.transfer.is_none())
         .map(|a| st.action_json(a))
         .collect();
     let path = format!("/v2/droplets/{id}/actions");
@@ -370,7 +371,7 @@ async fn get_snapshot(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> R
     };
     Json(json!({"snapshot": {
         "id": snap.id, "name": snap.name, "created_at": super::state::ts(snap.created_at),
-        "regions": [st.region], "min_disk_size": 25, "size_gigabytes": 2.34,
+        "regions": snap.regions, "min_disk_size": 25, "size_gigabytes": 2.34,
         "resource_id": rid, "resource_type": rtype, "tags": snap.tags,
     }}))
     .into_response()

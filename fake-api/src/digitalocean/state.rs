@@ -60,6 +60,9 @@ pub struct FakeSnapshot {
     pub created_at: DateTime<Utc>,
     pub resource: Resource,
     pub tags: Vec<String>,
+    /// Regions the snapshot is available in: where it was made, then each
+    /// region an image transfer reached ([`super::images`]).
+    pub regions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,9 @@ pub(crate) struct Action {
     pub completed_at: Option<DateTime<Utc>>,
     pub status: &'static str,
     pub fails: bool,
+    /// An image transfer (`droplet` is then 0) rather than a droplet
+    /// snapshot action.
+    pub transfer: Option<super::images::Transfer>,
 }
 
 /// The fake's clock: frozen at start (plus what tests advance), or running
@@ -150,6 +156,8 @@ pub(crate) struct State {
     pub by_route: BTreeMap<String, u64>,
     pub by_status: HashMap<u16, u64>,
     pub violations: Vec<String>,
+    /// Image transfers' own settings and faults.
+    pub images: super::images::Images,
 }
 
 impl State {
@@ -182,6 +190,7 @@ impl State {
             by_route: BTreeMap::new(),
             by_status: HashMap::new(),
             violations: Vec::new(),
+            images: super::images::Images::default(),
         }
     }
 
@@ -193,12 +202,18 @@ impl State {
     pub fn settle(&mut self) {
         let now = self.now();
         let mut made = Vec::new();
+        let mut transferred = Vec::new();
         for a in self.actions.values_mut() {
             if a.status != "in-progress" || a.completes_at > now {
                 continue;
             }
             a.completed_at = Some(a.completes_at);
-            if a.fails {
+            if let Some(t) = &a.transfer {
+                a.status = if a.fails { "errored" } else { "completed" };
+                if !a.fails {
+                    transferred.push(t.clone());
+                }
+            } else if a.fails {
                 a.status = "errored";
             } else {
                 a.status = "completed";
@@ -214,14 +229,18 @@ impl State {
                 created_at: started,
                 resource: Resource::Droplet(droplet),
                 tags: Vec::new(),
+                regions: vec![self.region.clone()],
             });
+        }
+        for t in transferred {
+            super::images::arrived(self, &t);
         }
     }
 
     pub fn pending_action(&self, droplet: u64) -> Option<&Action> {
         self.actions
             .values()
-            .find(|a| a.droplet == droplet && a.status == "in-progress")
+            .find(|a| a.droplet == droplet && a.transfer.is_none() && a.status == "in-progress")
     }
 
     pub fn start_action(&mut self, droplet: u64, name: String) -> Action {
@@ -242,6 +261,7 @@ impl State {
             completed_at: None,
             status: "in-progress",
             fails,
+            transfer: None,
         };
         self.actions.insert(id, action.clone());
         action
@@ -267,6 +287,7 @@ impl State {
             created_at: created_at.trunc_subsecs(0),
             resource,
             tags: Vec::new(),
+            regions: vec![self.region.clone()],
         });
         id
     }
@@ -336,6 +357,9 @@ impl State {
     }
 
     pub fn action_json(&self, a: &Action) -> Value {
+        if let Some(t) = &a.transfer {
+            return super::images::transfer_json(self, a, t);
+        }
         json!({
             "id": a.id,
             "status": a.status,
@@ -355,7 +379,7 @@ impl State {
                 "id": s.id.parse::<u64>().unwrap_or_default(),
                 "name": s.name,
                 "created_at": ts(s.created_at),
-                "regions": [self.region],
+                "regions": s.regions,
                 "min_disk_size": 25,
                 "size_gigabytes": 2.34,
                 "type": "snapshot",
@@ -364,7 +388,7 @@ impl State {
                 "id": s.id,
                 "name": s.name,
                 "created_at": ts(s.created_at),
-                "regions": [self.region],
+                "regions": s.regions,
                 "min_disk_size": 10,
                 "size_gigabytes": 0.5,
                 "resource_id": v.to_string(),

@@ -640,6 +640,7 @@ fn store_records_carry_only_the_definitions_own_holds() {
             reason: r.into(),
             held_at: t0(),
         }),
+        regions: None,
     };
     let records = StoreRecords::of(
         &id,
