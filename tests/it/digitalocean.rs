@@ -260,7 +260,7 @@ async fn many_actions_in_flight_are_polled_with_one_page_of_all_actions() {
 /// is polled with its own request; the fake lists the account's actions
 /// newest first, 200 to a page, with a link to the next.
 #[tokio::test(start_paused = true)]
-async fn an_action_beyond_the_first_page_is_polled_singly() {
+async fn with_more_than_200_in_flight_a_read_takes_a_page_per_200() {
     const LIST_ACTIONS: &str = "GET /v2/actions";
     let _spinner = crate::support::paused::hold_clock();
     let fake = fake().await;
@@ -278,13 +278,15 @@ async fn an_action_beyond_the_first_page_is_polled_singly() {
     fake.advance(Duration::from_secs(15));
     tokio::time::advance(Duration::from_secs(15)).await;
     let (oldest_req, oldest) = &runs[0];
+    // 203 in flight: the read takes two pages, and the oldest action, on
+    // the second, needs no request of its own.
     assert_eq!(p.poll(oldest_req, oldest).await, Ok(PollOutcome::Pending));
-    assert_eq!(fake.requests(LIST_ACTIONS), 1);
-    assert_eq!(fake.requests(GET_ACTION), 1, "not on the first page");
+    assert_eq!(fake.requests(LIST_ACTIONS), 2, "a page per 200 in flight");
+    assert_eq!(fake.requests(GET_ACTION), 0, "found on the second page");
     let (newest_req, newest) = &runs[202];
     assert_eq!(p.poll(newest_req, newest).await, Ok(PollOutcome::Pending));
-    assert_eq!(fake.requests(LIST_ACTIONS), 1, "the page is still fresh");
-    assert_eq!(fake.requests(GET_ACTION), 1);
+    assert_eq!(fake.requests(LIST_ACTIONS), 2, "the pages are still fresh");
+    assert_eq!(fake.requests(GET_ACTION), 0);
 
     let page = |n: u32| {
         let url = format!("{}/v2/actions?per_page=200&page={n}", fake.url());
