@@ -64,7 +64,11 @@ pub struct MemberStatus {
 }
 
 /// The members of tag target `id`, current ones first.
-async fn members(store: &crate::store::Store, id: &Identity) -> CliResult<Vec<MemberStatus>> {
+async fn members(
+    store: &crate::store::Store,
+    id: &Identity,
+    owned: &HashMap<Identity, i64>,
+) -> CliResult<Vec<MemberStatus>> {
     let current = store.current_members(id).await?;
     let mut out = Vec::new();
     for m in store.members_of(id).await? {
@@ -76,7 +80,7 @@ async fn members(store: &crate::store::Store, id: &Identity) -> CliResult<Vec<Me
             droplet,
             current: current.contains(&m),
             last_error: last_error(last_run.as_ref()),
-            snapshots: store.owned_count(&m).await?,
+            snapshots: owned.get(&m).copied().unwrap_or(0),
             target: m.target,
             last_run,
             last_success,
@@ -176,6 +180,9 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     let drift = crate::wiring::config_drift(&cfg, &store).await?;
     let mut blocked = store.blocked_prunes().await?;
     let waits = budget_waits(&store).await?;
+    // Present snapshots of every identity in one query (a tag target's
+    // members are identities of their own).
+    let owned: HashMap<Identity, i64> = store.owned_counts().await?.into_iter().collect();
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
@@ -183,12 +190,12 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
         let (last_run, last_success) = store.last_runs(&id).await?;
         let last_error = last_error(last_run.as_ref());
         let members = if view.definition.spec.target.tag().is_some() {
-            members(&store, &id).await?
+            members(&store, &id, &owned).await?
         } else {
             Vec::new()
         };
         let snapshots =
-            store.owned_count(&id).await? + members.iter().map(|m| m.snapshots).sum::<i64>();
+            owned.get(&id).copied().unwrap_or(0) + members.iter().map(|m| m.snapshots).sum::<i64>();
         out.push(DefinitionStatus {
             members,
             active: view.definition.spec.active,

@@ -635,6 +635,16 @@ fn newest_named(
         .max_by_key(|s| s.created_at)
 }
 
+/// The DigitalOcean action id an operation carries.
+pub(crate) fn action_id_of(op: &Operation) -> ProviderResult<u64> {
+    op.id.trim().parse().map_err(|_| {
+        ProviderError::permanent(format!(
+            "operation id {:?} is not a DigitalOcean action id",
+            op.id
+        ))
+    })
+}
+
 fn vm_target(target: &Target) -> ProviderError {
     ProviderError::permanent(format!(
         "DigitalOcean cannot snapshot {target} as one resource: a snapshot is of droplet:<id> or volume:<uuid> (tag:<name> fans out to its droplets)"
@@ -681,12 +691,7 @@ impl Provider for DigitalOcean {
                 return Err(vm_target(&req.target))
             }
         };
-        let action_id: u64 = op.id.trim().parse().map_err(|_| {
-            ProviderError::permanent(format!(
-                "operation id {:?} is not a DigitalOcean action id",
-                op.id
-            ))
-        })?;
+        let action_id = action_id_of(op)?;
         let Some(action) = self.action(action_id).await? else {
             return Ok(PollOutcome::Pending);
         };

@@ -156,12 +156,7 @@ impl DigitalOcean {
         op: &Operation,
     ) -> ProviderResult<CopyPoll> {
         let image = image_id(&req.target, &req.snapshot_id)?;
-        let action_id: u64 = op.id.trim().parse().map_err(|_| {
-            ProviderError::permanent(format!(
-                "operation id {:?} is not a DigitalOcean action id",
-                op.id
-            ))
-        })?;
+        let action_id = super::action_id_of(op)?;
         let Some(action) = self.action(action_id).await? else {
             return Ok(CopyPoll::Pending);
         };
