@@ -46,6 +46,16 @@ impl LeaseHandle {
         LeaseHandle(self.0.clone(), Some(generation))
     }
 
+    /// This handle pinned to `generation` (the lease's current one when
+    /// `None`): a run claimed under one membership acts only under it, even
+    /// when it starts after the node joined again.
+    pub fn pinned_to(&self, generation: Option<u64>) -> LeaseHandle {
+        match generation {
+            Some(g) => LeaseHandle(self.0.clone(), Some(g)),
+            None => self.pinned(),
+        }
+    }
+
     /// The generation this handle is pinned to, if any.
     pub fn generation(&self) -> Option<u64> {
         self.1

@@ -102,12 +102,7 @@ pub async fn prune_run<P: Provider>(
         // The plan is applied: a block by max_deletes_per_run is over.
         crate::telemetry::metrics::prune_blocked(id, false);
     }
-    metrics::counter!(
-        "snapsched_runs_total",
-        "definition" => id.name.clone(),
-        "result" => if error.is_some() { "failed" } else { "succeeded" }
-    )
-    .increment(1);
+    crate::telemetry::metrics::run_finished(id, run.state);
     Ok(PruneRunEnd { run, report, error })
 }
 

@@ -170,6 +170,26 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         Ok(())
     }
 
+    /// The generation of this node's lease now (`None` outside a cluster
+    /// membership): what a run claimed or taken over now is pinned to.
+    pub(super) fn lease_generation(&self) -> Option<u64> {
+        self.cluster
+            .membership
+            .as_ref()
+            .and_then(|m| m.lease().pinned().generation())
+    }
+
+    /// Whether this node may claim now: outside a membership always; as a
+    /// member only while its lease holds. A node that wakes from a pause
+    /// past its lease must renew (or join again) before it claims a slot,
+    /// or it would claim under an id the others already declared expired.
+    pub(super) fn may_claim(&self) -> bool {
+        self.cluster
+            .membership
+            .as_ref()
+            .is_none_or(|m| m.lease().holds())
+    }
+
     /// Leave the store cleanly at shutdown.
     pub(super) async fn leave(&mut self) {
         if let Some(m) = self.cluster.membership.take() {

@@ -160,11 +160,16 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             .map(|d| (d.id.as_ref(), d.slot, d.trigger))
             .collect();
         let now = self.clock.now();
+        let generation = self.lease_generation();
         let claims = self.store.claim_runs(&slots, now).await?;
         for (d, outcome) in claim.into_iter().zip(claims) {
             match outcome {
                 // The definition is read when the run starts.
-                Claim::Claimed(run) => self.pool.submit(RunJob { run, def: None }),
+                Claim::Claimed(run) => self.pool.submit(RunJob {
+                    run,
+                    def: None,
+                    generation,
+                }),
                 Claim::AlreadyRan => {
                     tracing::debug!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "slot already has a run");
                 }

@@ -33,6 +33,11 @@ use crate::store::{Store, StoreError};
 pub(crate) struct RunJob {
     pub run: Run,
     pub def: Option<(Arc<Definition>, Target)>,
+    /// The lease generation the run was claimed or taken over in: the run
+    /// acts only while the lease is still that membership's, however long
+    /// it queued (a node that joined again under a new id meanwhile does
+    /// not drive a row of its old id).
+    pub generation: Option<u64>,
 }
 
 /// The error recorded on a scheduled run whose definition was removed
@@ -118,10 +123,10 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
         let clock = self.clock;
         let options = self.options.clone();
         let shutdown = self.shutdown.clone();
-        let lease = self.lease.as_ref().map(LeaseHandle::pinned);
+        let lease = self.lease.as_ref().map(|l| l.pinned_to(job.generation));
         let in_flight = self.in_flight.clone();
         Some(async move {
-            let RunJob { run, def } = job;
+            let RunJob { run, def, .. } = job;
             let identity = run.identity.clone();
             let loaded = match def {
                 Some(loaded) => Some(loaded),

@@ -269,10 +269,12 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
 
     /// One turn of the loop's store work: membership, firing, reloads.
     async fn turn(&mut self) -> StoreResult<()> {
-        if self.cluster.renewal_due() {
+        if self.cluster.renewal_due() || !self.may_claim() {
             self.maintain_membership().await?;
         }
-        if self.fire_due().await? > 0 {
+        // Due slots wait in the queue until the lease holds again (a
+        // renewal that took longer than the lease itself).
+        if self.may_claim() && self.fire_due().await? > 0 {
             self.status.mark_dirty();
         }
         if self.changes.changed(&self.store).await? {

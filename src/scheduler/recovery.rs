@@ -61,6 +61,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             return Ok(false);
         }
         let resumable = self.resumable_definition(&run.identity).await?;
+        let generation = self.lease_generation();
         let Some(run) = self.store.take_over_run(&run, self.clock.now()).await? else {
             return Ok(false);
         };
@@ -102,6 +103,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         self.pool.submit(RunJob {
             run,
             def: Some((def, target)),
+            generation,
         });
         Ok(true)
     }

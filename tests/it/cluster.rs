@@ -251,8 +251,24 @@ async fn wait_until_settled(
         }
         if Instant::now() >= deadline {
             let open: Vec<Run> = all.into_iter().filter(|r| !r.state.is_final()).collect();
+            let nodes: String = store
+                .nodes()
+                .await
+                .expect("read nodes")
+                .iter()
+                .map(|n| {
+                    format!(
+                        "node {} pid {} {} heartbeat {} ms ago, {} runs held\n",
+                        n.id,
+                        n.pid,
+                        n.state.as_str(),
+                        n.heartbeat_age_ms,
+                        n.runs_held
+                    )
+                })
+                .collect();
             return Err(format!(
-                "runs still unfinished {within:?} after the faults ended:\n{}",
+                "runs still unfinished {within:?} after the faults ended:\n{}nodes:\n{nodes}",
                 run_lines(&open)
             ));
         }

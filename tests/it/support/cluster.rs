@@ -266,6 +266,29 @@ impl Cluster {
         out
     }
 
+    /// With `SNAPSCHED_CLUSTER_LOG_DIR` set, copy every log there (as
+    /// `TEST/node-I-life-L.log`), for reading a failure after the test's
+    /// directories are gone.
+    fn keep_logs(&self) {
+        let Some(dir) = std::env::var_os("SNAPSCHED_CLUSTER_LOG_DIR") else {
+            return;
+        };
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("cluster")
+            .replace("::", "-");
+        let dir = PathBuf::from(dir).join(test);
+        let _ = std::fs::create_dir_all(&dir);
+        for (i, node) in self.nodes.iter().enumerate() {
+            for life in 0..node.lives {
+                let _ = std::fs::copy(
+                    node.log_path(life),
+                    dir.join(format!("node-{i}-life-{life}.log")),
+                );
+            }
+        }
+    }
+
     /// Directory of node `i`.
     pub fn dir(&self, i: usize) -> &Path {
         self.nodes[i].env.path()
@@ -274,6 +297,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.keep_logs();
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 if node.stopped {
