@@ -63,11 +63,15 @@ pub struct MemberStatus {
     pub last_error: Option<String>,
 }
 
+/// Each identity's last run and last successful run.
+type LastRuns = HashMap<Identity, (Option<Run>, Option<Run>)>;
+
 /// The members of tag target `id`, current ones first.
 async fn members(
     store: &crate::store::Store,
     id: &Identity,
     owned: &HashMap<Identity, i64>,
+    last: &mut LastRuns,
 ) -> CliResult<Vec<MemberStatus>> {
     let current = store.current_members(id).await?;
     let mut out = Vec::new();
@@ -75,7 +79,7 @@ async fn members(
         let Some((_, droplet)) = m.member_of() else {
             continue;
         };
-        let (last_run, last_success) = store.last_runs(&m).await?;
+        let (last_run, last_success) = last.remove(&m).unwrap_or_default();
         out.push(MemberStatus {
             droplet,
             current: current.contains(&m),
@@ -183,14 +187,16 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> CliResult {
     // Present snapshots of every identity in one query (a tag target's
     // members are identities of their own).
     let owned: HashMap<Identity, i64> = store.owned_counts().await?.into_iter().collect();
+    // Likewise every identity's last run and last success.
+    let mut last = store.every_last_run().await?;
     let mut out = Vec::new();
     for def in store.list_definitions().await? {
         let view = view(def, cfg.daemon.timezone, now);
         let id = view.definition.spec.identity.clone();
-        let (last_run, last_success) = store.last_runs(&id).await?;
+        let (last_run, last_success) = last.remove(&id).unwrap_or_default();
         let last_error = last_error(last_run.as_ref());
         let members = if view.definition.spec.target.tag().is_some() {
-            members(&store, &id, &owned).await?
+            members(&store, &id, &owned, &mut last).await?
         } else {
             Vec::new()
         };

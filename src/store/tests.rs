@@ -520,6 +520,112 @@ async fn history_snapshots_and_trimming_agree_on_both_backends() {
 }
 
 #[tokio::test]
+async fn every_last_run_agrees_with_each_identitys_last_runs() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let claim = |id: Identity, slot: DateTime<Utc>, trigger: Trigger| {
+            let store = store.clone();
+            async move {
+                claimed(
+                    &store
+                        .claim_run(&id, slot, trigger, slot)
+                        .await
+                        .expect("claim"),
+                )
+                .clone()
+            }
+        };
+        let finish = |run: Run, state: RunState| {
+            let store = store.clone();
+            async move {
+                store
+                    .update_run(
+                        &run,
+                        Update {
+                            state: Some(state),
+                            ..Default::default()
+                        },
+                        at(9, 0),
+                    )
+                    .await
+                    .expect("finish")
+            }
+        };
+        // daily: succeeded 01:00 and 02:00, then a failed manual run.
+        let daily = spec("daily", "vm1").identity;
+        finish(
+            claim(daily.clone(), at(1, 0), Trigger::Schedule).await,
+            RunState::Succeeded,
+        )
+        .await;
+        let success = finish(
+            claim(daily.clone(), at(2, 0), Trigger::Schedule).await,
+            RunState::Succeeded,
+        )
+        .await;
+        let failed = finish(
+            claim(daily.clone(), at(2, 30), Trigger::Manual).await,
+            RunState::Failed,
+        )
+        .await;
+        assert!(store
+            .record_not_run(
+                &daily,
+                at(3, 0),
+                RunState::Skipped,
+                "overlap",
+                None,
+                at(3, 0)
+            )
+            .await
+            .expect("skipped"));
+        // other: one run in flight, never a success.
+        let other = spec("other", "vm2").identity;
+        let pending = claim(other.clone(), at(4, 0), Trigger::Schedule).await;
+        // quiet: only a missed slot, which is no run.
+        let quiet = spec("quiet", "vm3").identity;
+        store
+            .record_not_run(
+                &quiet,
+                at(4, 0),
+                RunState::Missed,
+                "down",
+                Some(1),
+                at(4, 1),
+            )
+            .await
+            .expect("missed");
+
+        let every = store.every_last_run().await.expect("every last run");
+        let ids = |r: &(Option<Run>, Option<Run>)| {
+            (r.0.as_ref().map(|r| r.id), r.1.as_ref().map(|r| r.id))
+        };
+        assert_eq!(
+            every.get(&daily).map(ids),
+            Some((Some(failed.id), Some(success.id))),
+            "{b:?}"
+        );
+        assert_eq!(
+            every.get(&other).map(ids),
+            Some((Some(pending.id), None)),
+            "{b:?}"
+        );
+        assert!(!every.contains_key(&quiet), "{b:?}");
+        assert_eq!(every.len(), 2, "{b:?}");
+        for id in [&daily, &other, &quiet] {
+            let one = store.last_runs(id).await.expect("last runs");
+            assert_eq!(
+                every.get(id).map(ids).unwrap_or_default(),
+                ids(&one),
+                "{b:?}: {}",
+                id.name
+            );
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
 async fn reopening_migrates_once_and_concurrent_opens_all_succeed() {
     for (location, _dir) in locations().await {
         let opens = (0..4).map(|_| Store::connect(&location));

@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use snapsched::clock::ManualClock;
 use snapsched::domain::{RemoteSnapshot, Target};
-use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
-use snapsched::provider::ratelimit::{RateLimiter, RateLimits};
+use snapsched::provider::digitalocean::DigitalOcean;
+use snapsched::provider::ratelimit::RateLimits;
 use snapsched::provider::{
     CreateOutcome, CreateRequest, ErrorClass, PollOutcome, Provider, ProviderError,
 };
@@ -20,7 +20,8 @@ use snapsched_fake_api::digitalocean::{
 };
 use uuid::Uuid;
 
-const TOKEN: &str = "dop_v1_test_token_0123456789";
+use crate::support::fake::{assert_contract, do_provider, do_provider_with, do_settings, TOKEN};
+
 const DROPLET: u64 = 3164444;
 const VOLUME: &str = "7724db7c-e098-11e5-b522-000f53304e51";
 
@@ -47,25 +48,6 @@ async fn fake() -> FakeHandle {
     fake
 }
 
-fn settings(fake: &FakeHandle) -> DigitalOceanSettings {
-    let mut s = DigitalOceanSettings::new("do-test", Secret::new(TOKEN));
-    s.api_url = fake.url().parse().expect("fake URL parses");
-    s.connect_timeout = Duration::from_secs(2);
-    s.request_timeout = Duration::from_secs(10);
-    s
-}
-
-/// A provider with its own limiter on `clock`, so tests never share a
-/// budget and can move the limiter's time along with the fake's.
-fn provider_with(settings: DigitalOceanSettings, clock: Arc<ManualClock>) -> DigitalOcean {
-    let limiter = Arc::new(RateLimiter::with_clock(settings.limits, clock));
-    DigitalOcean::with_limiter(settings, limiter).expect("provider builds")
-}
-
-fn provider(fake: &FakeHandle) -> DigitalOcean {
-    provider_with(settings(fake), Arc::new(ManualClock::new()))
-}
-
 fn request(target: Target, name: &str) -> CreateRequest {
     CreateRequest {
         target,
@@ -76,11 +58,6 @@ fn request(target: Target, name: &str) -> CreateRequest {
         tags: Vec::new(),
         may_exist: false,
     }
-}
-
-fn assert_contract(fake: &FakeHandle) {
-    let v = fake.contract_violations();
-    assert!(v.is_empty(), "contract violations: {v:#?}");
 }
 
 /// Stand-in for the run engine's pacing: create, then poll with the
@@ -141,7 +118,7 @@ async fn droplet_cycle_takes_seven_requests_with_one_listing() {
         "web-20240101_000000",
         Utc::now() - chrono::Duration::days(30),
     );
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let target = Target::Droplet(DROPLET);
     let req = request(target.clone(), "web-20260101_000000");
     let dir = tempfile::TempDir::new().expect("temp dir");
@@ -201,7 +178,7 @@ async fn many_actions_in_flight_are_polled_with_one_page_of_all_actions() {
     const LIST_ACTIONS: &str = "GET /v2/actions";
     let _spinner = crate::support::paused::hold_clock();
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let advance = |d: Duration| {
         fake.advance(d);
         tokio::time::advance(d)
@@ -264,7 +241,7 @@ async fn with_more_than_200_in_flight_a_read_takes_a_page_per_200() {
     const LIST_ACTIONS: &str = "GET /v2/actions";
     let _spinner = crate::support::paused::hold_clock();
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let mut runs = Vec::new();
     for i in 0..203u64 {
         let id = 6000 + i;
@@ -329,9 +306,9 @@ async fn volume_cycle_takes_at_most_four_requests() {
         "data-20240101_000000",
         Utc::now() - chrono::Duration::days(30),
     );
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.tags = vec!["snapsched".to_owned()];
-    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let p = do_provider_with(s, Arc::new(ManualClock::new()));
     let target = Target::Volume(volume());
     let mut req = request(target.clone(), "data-20260101_000000");
     req.tags = vec!["env:prod".to_owned()];
@@ -367,9 +344,9 @@ async fn volume_cycle_takes_at_most_four_requests() {
 #[tokio::test]
 async fn droplet_snapshots_get_tags_after_creation() {
     let fake = fake().await;
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.tags = vec!["snapsched".to_owned()];
-    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let p = do_provider_with(s, Arc::new(ManualClock::new()));
     let snap = drive(&p, &fake, &request(Target::Droplet(DROPLET), "web-1"))
         .await
         .expect("snapshot is made");
@@ -387,9 +364,9 @@ async fn a_request_that_cannot_be_built_is_a_permanent_error_and_is_not_sent() {
     let fake = fake().await;
     // A token with a line break inside cannot go into a header: retrying
     // would only fail the same way until run_timeout.
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.token = Secret::new("dop_v1_abc\ndef");
-    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let p = do_provider_with(s, Arc::new(ManualClock::new()));
     let e = p
         .list_snapshots(&Target::Droplet(DROPLET), 0)
         .await
@@ -407,11 +384,11 @@ async fn credentials_in_api_url_never_reach_an_error_message() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.api_url = format!("http://admin:URLSECRET@127.0.0.1:{port}/")
         .parse()
         .expect("URL parses");
-    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let p = do_provider_with(s, Arc::new(ManualClock::new()));
     let e = p
         .list_snapshots(&Target::Droplet(DROPLET), 0)
         .await
@@ -431,7 +408,7 @@ async fn listing_follows_every_page() {
             base + chrono::Duration::days(i),
         );
     }
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let listed = p
         .list_snapshots(&Target::Droplet(DROPLET), 0)
         .await
@@ -448,7 +425,7 @@ async fn listing_follows_every_page() {
 #[tokio::test]
 async fn pending_event_is_transient_and_a_later_attempt_succeeds() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let first = request(Target::Droplet(DROPLET), "web-1");
     assert!(matches!(
         p.create_snapshot(&first).await,
@@ -474,7 +451,7 @@ async fn pending_event_is_transient_and_a_later_attempt_succeeds() {
 async fn rate_limited_answer_carries_retry_after_and_pauses_the_client() {
     let fake = fake().await;
     let clock = Arc::new(ManualClock::new());
-    let p = provider_with(settings(&fake), clock.clone());
+    let p = do_provider_with(do_settings(&fake), clock.clone());
     fake.inject(FaultRule::new(
         Some(LIST_VOLUME),
         Fault::TooManyRequests { retry_after: 7 },
@@ -505,7 +482,7 @@ async fn rate_limited_answer_carries_retry_after_and_pauses_the_client() {
 #[tokio::test]
 async fn server_error_burst_is_transient_and_the_cycle_recovers() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     fake.inject(FaultRule::new(Some(GET_ACTION), Fault::Status(503), 3));
     fake.inject(FaultRule::new(Some(POST_ACTION), Fault::Status(500), 1));
     let req = request(Target::Droplet(DROPLET), "web-1");
@@ -521,9 +498,9 @@ async fn server_error_burst_is_transient_and_the_cycle_recovers() {
 #[tokio::test]
 async fn dropped_connection_and_slow_answer_are_transient() {
     let fake = fake().await;
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.request_timeout = Duration::from_millis(300);
-    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let p = do_provider_with(s, Arc::new(ManualClock::new()));
     let target = Target::Droplet(DROPLET);
 
     fake.inject(FaultRule::new(Some(LIST_DROPLET), Fault::DropConnection, 1));
@@ -546,7 +523,7 @@ async fn dropped_connection_and_slow_answer_are_transient() {
 async fn errored_action_fails_the_run_permanently() {
     let fake = fake().await;
     fake.fail_next_actions(1);
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let err = drive(&p, &fake, &request(Target::Droplet(DROPLET), "web-1"))
         .await
         .expect_err("action errors");
@@ -564,9 +541,9 @@ async fn errored_action_fails_the_run_permanently() {
 #[tokio::test]
 async fn rejected_token_is_permanent_and_never_printed() {
     let fake = fake().await;
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.token = Secret::new("dop_v1_wrong_secret_value");
-    let p = provider_with(s, Arc::new(ManualClock::new()));
+    let p = do_provider_with(s, Arc::new(ManualClock::new()));
     let err = p
         .create_snapshot(&request(Target::Droplet(DROPLET), "web-1"))
         .await
@@ -586,7 +563,7 @@ async fn rejected_token_is_permanent_and_never_printed() {
 #[tokio::test]
 async fn missing_droplet_and_volume_are_permanent_not_found() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let err = p
         .create_snapshot(&request(Target::Droplet(999), "web-1"))
         .await
@@ -610,7 +587,7 @@ async fn missing_droplet_and_volume_are_permanent_not_found() {
 #[tokio::test]
 async fn crash_after_create_adopts_the_snapshot_by_name() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let mut req = request(Target::Droplet(DROPLET), "web-20260101_000000");
     // The action starts, then the process dies before recording it.
     assert!(matches!(
@@ -642,7 +619,7 @@ async fn crash_after_create_adopts_the_snapshot_by_name() {
 #[tokio::test]
 async fn volume_retry_adopts_the_snapshot_on_conflict() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let mut req = request(Target::Volume(volume()), "data-1");
     let CreateOutcome::Done(first) = p.create_snapshot(&req).await.expect("created") else {
         panic!("volume snapshots are synchronous");
@@ -671,7 +648,7 @@ async fn manual_snapshots_are_listed_but_never_deleted() {
         "web-20240101_000000",
         Utc::now() - chrono::Duration::days(60),
     );
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let target = Target::Droplet(DROPLET);
     drive(&p, &fake, &request(target.clone(), "web-20260101_000000"))
         .await
@@ -715,9 +692,9 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 async fn limiter_queues_300_concurrent_requests_without_a_429() {
     let fake = fake().await;
     let clock = Arc::new(ManualClock::new());
-    let mut s = settings(&fake);
+    let mut s = do_settings(&fake);
     s.limits = RateLimits::default();
-    let p = provider_with(s, clock.clone());
+    let p = do_provider_with(s, clock.clone());
     let target = Target::Volume(volume());
     let mut tasks = Vec::new();
     for _ in 0..300 {
@@ -745,7 +722,7 @@ async fn limiter_queues_300_concurrent_requests_without_a_429() {
 #[tokio::test]
 async fn html_instead_of_json_is_a_transient_error_with_context() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     fake.inject(FaultRule::new(
         Some(GET_ACTION),
         Fault::Raw {
@@ -776,7 +753,7 @@ async fn html_instead_of_json_is_a_transient_error_with_context() {
 #[tokio::test]
 async fn a_resumed_create_follows_the_action_an_earlier_attempt_started() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let mut req = request(Target::Droplet(DROPLET), "web-20261201_030000");
     let CreateOutcome::Pending(first) = p.create_snapshot(&req).await.expect("first attempt")
     else {

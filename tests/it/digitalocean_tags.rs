@@ -9,7 +9,6 @@ use std::time::Duration;
 use snapsched::clock::ManualClock;
 use snapsched::domain::Target;
 use snapsched::provider::digitalocean::{DigitalOcean, DigitalOceanSettings};
-use snapsched::provider::ratelimit::RateLimiter;
 use snapsched::provider::{
     CreateRequest, ErrorClass, Operation, PollOutcome, Provider, ProviderError,
 };
@@ -18,9 +17,9 @@ use snapsched_fake_api::digitalocean::{
     FakeConfig, FakeDigitalOcean, FakeHandle, Fault, FaultRule, Resource,
 };
 
+use crate::support::fake::{assert_contract, do_provider, do_provider_with, do_settings, TOKEN};
 use crate::support::hostile::{Answer, Hostile};
 
-const TOKEN: &str = "dop_v1_test_token_0123456789";
 const LIST: &str = "GET /v2/droplets";
 const TAG_ACTION: &str = "POST /v2/droplets/actions";
 const GET_ACTION: &str = "GET /v2/actions/{action_id}";
@@ -40,32 +39,6 @@ async fn fake() -> FakeHandle {
         fake.tag_droplet(id, "web");
     }
     fake
-}
-
-fn settings(fake: &FakeHandle) -> DigitalOceanSettings {
-    let mut s = DigitalOceanSettings::new("do-test", Secret::new(TOKEN));
-    s.api_url = fake.url().parse().expect("fake URL parses");
-    s.connect_timeout = Duration::from_secs(2);
-    s.request_timeout = Duration::from_secs(10);
-    s
-}
-
-/// A provider with its own limiter, so tests never share a budget.
-fn provider_with(settings: DigitalOceanSettings) -> DigitalOcean {
-    let limiter = Arc::new(RateLimiter::with_clock(
-        settings.limits,
-        Arc::new(ManualClock::new()),
-    ));
-    DigitalOcean::with_limiter(settings, limiter).expect("provider builds")
-}
-
-fn provider(fake: &FakeHandle) -> DigitalOcean {
-    provider_with(settings(fake))
-}
-
-fn assert_contract(fake: &FakeHandle) {
-    let v = fake.contract_violations();
-    assert!(v.is_empty(), "contract violations: {v:#?}");
 }
 
 /// The request a run holds for one droplet of the tag: the droplet as
@@ -115,7 +88,7 @@ async fn tag_members_reads_every_page_and_sorts_the_droplets() {
         fake.add_droplet(id, &format!("fleet-{id}"));
         fake.tag_droplet(id, "fleet");
     }
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let members = p.tag_members("fleet").await.expect("listing");
     assert_eq!(members, (1000..1450).collect::<Vec<u64>>());
     assert_eq!(fake.requests(LIST), 3, "200 droplets a page");
@@ -133,7 +106,7 @@ async fn tag_members_reads_every_page_and_sorts_the_droplets() {
 async fn a_tag_action_leaves_a_locked_droplet_out_and_each_operation_polls_to_its_snapshot() {
     let fake = fake().await;
     fake.lock_droplet(2, true);
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let started = p
         .snapshot_tag("web", "web-20260101_030000")
         .await
@@ -158,7 +131,7 @@ async fn a_tag_action_leaves_a_locked_droplet_out_and_each_operation_polls_to_it
 #[tokio::test]
 async fn a_tag_whose_droplets_are_all_busy_is_a_transient_error() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     let first = p.snapshot_tag("web", "first").await.expect("tag action");
     assert_eq!(first.len(), 3);
     let e = p.snapshot_tag("web", "second").await.unwrap_err();
@@ -183,7 +156,7 @@ async fn a_tag_whose_droplets_are_all_busy_is_a_transient_error() {
 #[tokio::test]
 async fn a_droplet_untagged_between_the_listing_and_the_action_gets_no_action() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     assert_eq!(p.tag_members("web").await.expect("listing"), [1, 2, 3]);
     assert!(fake.untag_droplet(2, "web"));
     let started = p.snapshot_tag("web", "web-1").await.expect("tag action");
@@ -207,7 +180,7 @@ async fn a_droplet_untagged_between_the_listing_and_the_action_gets_no_action() 
 #[tokio::test]
 async fn a_bad_tag_or_name_is_refused_before_anything_is_sent() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     for tag in ["", "web&name=x", "web prod"] {
         let e = p.tag_members(tag).await.unwrap_err();
         assert_eq!(e.class, ErrorClass::Permanent, "{tag:?}: {}", e.message);
@@ -223,16 +196,19 @@ async fn a_bad_tag_or_name_is_refused_before_anything_is_sent() {
 #[tokio::test]
 async fn server_errors_and_oversized_listings_are_transient() {
     let fake = fake().await;
-    let p = provider(&fake);
+    let p = do_provider(&fake);
     fake.inject(FaultRule::new(Some(TAG_ACTION), Fault::Status(500), 1));
     let e = p.snapshot_tag("web", "x").await.unwrap_err();
     assert!(e.is_transient(), "{}", e.message);
     assert_eq!(fake.actions_in_progress(), 0);
     fake.inject(FaultRule::new(Some(LIST), Fault::Status(503), 1));
     assert!(p.tag_members("web").await.unwrap_err().is_transient());
-    let mut small = settings(&fake);
+    let mut small = do_settings(&fake);
     small.max_response_bytes = 2_000;
-    let e = provider_with(small).tag_members("web").await.unwrap_err();
+    let e = do_provider_with(small, Arc::new(ManualClock::new()))
+        .tag_members("web")
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{}", e.message);
     assert!(e.message.contains("GET /v2/droplets"), "{}", e.message);
 }
@@ -283,7 +259,7 @@ async fn two_pages(second: SecondPage, loops: bool) -> Hostile {
 fn hostile_provider(server: &Hostile) -> DigitalOcean {
     let mut s = DigitalOceanSettings::new("do-hostile", Secret::new(TOKEN));
     s.api_url = server.url().parse().expect("server URL parses");
-    provider_with(s)
+    do_provider_with(s, Arc::new(ManualClock::new()))
 }
 
 #[tokio::test]
