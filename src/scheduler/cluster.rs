@@ -35,7 +35,7 @@ pub(super) struct ClusterState {
     /// Live daemons as of the last renewal, this one included.
     live: Vec<String>,
     /// Slots another node is preferred for, with when to claim them anyway.
-    deferred: Vec<(DateTime<Utc>, Due)>,
+    pub deferred: Vec<(DateTime<Utc>, Due)>,
     /// Slots whose claim failed on a store error, to claim next turn.
     pub unclaimed: Vec<Due>,
     /// Whether the store holds budget waits of this node (so an empty

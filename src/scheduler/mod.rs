@@ -279,6 +279,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         }
         if self.changes.changed(&self.store).await? {
             self.sync_definitions().await?;
+            tracing::info!(
+                scheduled = self.timers.len(),
+                "definitions changed in the store: {} scheduled",
+                self.timers.len()
+            );
         }
         Ok(())
     }

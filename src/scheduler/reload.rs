@@ -103,6 +103,16 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             })
             .await?;
         self.timers.retain(|id| seen.contains(id));
+        // A slot not yet claimed (deferred to its preferred node, or kept
+        // through a store outage) of a definition no longer scheduled is
+        // dropped: once this sync is done, nothing of it is claimed here.
+        let timers = &self.timers;
+        self.cluster
+            .deferred
+            .retain(|(_, due)| timers.get(&due.id).is_some());
+        self.cluster
+            .unclaimed
+            .retain(|due| timers.get(&due.id).is_some());
         Ok(())
     }
 }

@@ -185,8 +185,11 @@ async fn add_definitions(store: &Store, defs: &[Def]) {
     }
 }
 
-/// Deactivate every definition, so no new slot fires and what runs can end.
-async fn disable_all(store: &Store) {
+/// Deactivate every definition, so no new slot fires and what runs can end,
+/// and wait until every running node has applied that: until then a node
+/// may still claim a slot that fell due before it saw the change, and a
+/// settle check would race that claim.
+async fn disable_all(store: &Store, cluster: &mut Cluster) {
     for def in store.list_definitions().await.expect("list") {
         let mut spec = def.spec.clone();
         spec.active = false;
@@ -194,6 +197,18 @@ async fn disable_all(store: &Store) {
             .update_definition(&spec, Utc::now())
             .await
             .expect("disable definition");
+    }
+    for i in 0..cluster.nodes.len() {
+        if cluster.nodes[i].pid().is_some() {
+            cluster.wait_for_any_log(
+                i,
+                &[
+                    "definitions changed in the store: 0 scheduled",
+                    "scheduler started: 0 definitions",
+                ],
+                Duration::from_secs(30),
+            );
+        }
     }
 }
 
@@ -624,7 +639,7 @@ async fn three_nodes_killed_and_paused_at_random_neither_lose_nor_double_a_slot(
         &cluster,
     )
     .await;
-    disable_all(&store).await;
+    disable_all(&store, &mut cluster).await;
     let settled = wait_until_settled(&store, &fake, Duration::from_secs(45)).await;
     let still_running = cluster.exited().is_empty();
     if still_running {
@@ -773,7 +788,7 @@ async fn a_store_outage_during_runs_loses_and_doubles_nothing() {
         cluster.spawn(i);
         cluster.wait_for_log(i, STARTED, Duration::from_secs(30));
     }
-    disable_all(&store).await;
+    disable_all(&store, &mut cluster).await;
     let settled = wait_until_settled(&store, &fake, Duration::from_secs(30)).await;
     cluster.terminate_all();
     if let Err(e) = settled {

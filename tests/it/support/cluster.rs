@@ -133,6 +133,34 @@ impl Cluster {
         }
     }
 
+    /// Wait until node `i`'s current life logs any of `needles`; fail
+    /// with the logs after `within` or at once if the process exited.
+    pub fn wait_for_any_log(&mut self, i: usize, needles: &[&str], within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.nodes[i].log();
+            if needles.iter().any(|n| log.contains(n)) {
+                return;
+            }
+            if let Some(status) = self.nodes[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
+                panic!(
+                    "node {i} exited ({status}) before logging any of {needles:?}\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not log any of {needles:?} within {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL node `i` and reap it; fails if it had already exited by
     /// itself. Returns its pid.
     pub fn kill(&mut self, i: usize) -> u32 {
