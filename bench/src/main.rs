@@ -13,7 +13,8 @@
 //! Run: `cargo run --release -p snapsched-bench -- [--quick] [--json PATH]
 //! [--backend sqlite|postgres|both] [--postgres-url URL]`; `--api-only`
 //! measures only the API request costs (per cycle, and fleets of droplets
-//! hourly against one token's budget).
+//! hourly against one token's budget); `--idle-only` only the idle scenario
+//! (CPU and RSS with nothing due) on SQLite, the cheap way to follow memory.
 
 mod api;
 mod cron;
@@ -58,6 +59,10 @@ struct Cli {
     /// growth and API efficiency.
     #[arg(long)]
     scale_only: bool,
+    /// Only the idle scenario (nothing due: CPU and RSS) of each system at
+    /// each N, on SQLite: no warm-up, no firing scenarios, no extras.
+    #[arg(long, conflicts_with = "api_only")]
+    idle_only: bool,
     /// Only the API request costs: requests per snapshot cycle, and fleets
     /// of droplets snapshotted hourly (`--fleet-sizes`) against the fake
     /// DigitalOcean API with the client-side limiter on.
@@ -129,6 +134,8 @@ pub struct Plan {
     pub idle_window_s: u64,
     pub spread_window_s: u64,
     pub all_due_repeats: usize,
+    /// Only the idle scenario (`--idle-only`).
+    pub idle_only: bool,
     pub store_runs: u64,
     pub backend: BackendChoice,
     /// N on PostgreSQL.
@@ -160,6 +167,7 @@ fn main() -> ExitCode {
             idle_window_s: 10,
             spread_window_s: 15,
             all_due_repeats: 3,
+            idle_only: cli.idle_only,
             store_runs: 100_000,
             backend: cli.backend,
             pg_sizes: vec![10_000],
@@ -172,6 +180,7 @@ fn main() -> ExitCode {
             idle_window_s: 60,
             spread_window_s: 60,
             all_due_repeats: 3,
+            idle_only: cli.idle_only,
             store_runs: 1_000_000,
             backend: cli.backend,
             pg_sizes: vec![10_000, 100_000],
@@ -184,6 +193,7 @@ fn main() -> ExitCode {
         ..plan
     };
     let postgres = match postgres_server(cli.backend, cli.postgres_url.as_deref()) {
+        Ok(_) if cli.idle_only => Err("not asked for (--idle-only)".to_owned()),
         Ok(p) => p,
         Err(e) => {
             eprintln!("snapsched-bench: {e:#}");
@@ -196,7 +206,7 @@ fn main() -> ExitCode {
         return block_on(async move { api_only(json, fleet_sizes).await });
     }
     let no_peer = cli.no_peer;
-    let extras = !cli.scale_only;
+    let extras = !cli.scale_only && !cli.idle_only;
     let fleet_sizes = cli.fleet_sizes.clone();
     block_on(async move { run(plan, json, no_peer, extras, postgres, fleet_sizes).await })
 }
@@ -314,6 +324,9 @@ async fn scale(plan: &Plan, system: System, n: usize, ticks: f64) -> SystemResul
         ticks,
     )
     .await;
+    if plan.idle_only {
+        return SystemResult::new(idle, Vec::new(), Outcome::default());
+    }
     // The slot must come after the child is ready; start-up was just seen.
     // Filling the store (before the spawn) takes about a second per 10k.
     let lead =
@@ -357,7 +370,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let (ticks, ticks_known) = procfs::clock_ticks();
     let sqlite = plan.backend.sqlite();
-    if sqlite {
+    if sqlite && !plan.idle_only {
         eprintln!("warm-up: one all-due run of each system at N=1000 (discarded)");
         for system in [System::Snapsched, System::Peer] {
             let at = slot_in(Duration::from_secs(3));

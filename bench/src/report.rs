@@ -248,7 +248,11 @@ impl Report {
                         String::new(),
                     ),
                 ];
-                for (name, x, y, r) in rows {
+                // `--idle-only` measured start-up and idle only.
+                let measured = |name: &str| {
+                    !self.plan.idle_only || name.starts_with("start-up") || name.starts_with("idle")
+                };
+                for (name, x, y, r) in rows.into_iter().filter(|r| measured(r.0)) {
                     let _ = writeln!(t, "{name:<34} {:>8} {x:>24} {y:>24} {r:>10}", s.n);
                 }
                 if let Some(f) = a
