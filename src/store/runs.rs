@@ -562,31 +562,8 @@ impl Store {
     pub async fn every_last_run(
         &self,
     ) -> StoreResult<HashMap<Identity, (Option<Run>, Option<Run>)>> {
-        let mut out: HashMap<Identity, (Option<Run>, Option<Run>)> = HashMap::new();
-        for (succeeded_only, extra) in [(false, ""), (true, "AND state = 'succeeded'")] {
-            let runs = into_runs(
-                self.pool
-                    .fetch_all(
-                        &format!(
-                            "SELECT {COLS} FROM runs WHERE id IN (
-                               SELECT MAX(id) FROM runs
-                               WHERE state NOT IN ('missed', 'skipped') {extra}
-                               GROUP BY provider, target, disk_id, def_name)"
-                        ),
-                        &Args::new(),
-                    )
-                    .await?,
-            )?;
-            for run in runs {
-                let entry = out.entry(run.identity.clone()).or_default();
-                if succeeded_only {
-                    entry.1 = Some(run);
-                } else {
-                    entry.0 = Some(run);
-                }
-            }
-        }
-        Ok(out)
+        self.newest_and_newest_succeeded("state NOT IN ('missed', 'skipped')")
+            .await
     }
 
     /// When each definition's most recent successful run finished (the run
@@ -639,6 +616,19 @@ impl Store {
     pub async fn last_snapshot_outcomes(
         &self,
     ) -> StoreResult<HashMap<Identity, (Option<Run>, Option<Run>)>> {
+        self.newest_and_newest_succeeded(&format!(
+            "trigger <> 'prune' AND state NOT IN ('missed', 'skipped', {})",
+            active_states()
+        ))
+        .await
+    }
+
+    /// Per identity, the run with the highest id among those matching
+    /// `condition`, and the highest-id one of them that succeeded.
+    async fn newest_and_newest_succeeded(
+        &self,
+        condition: &str,
+    ) -> StoreResult<HashMap<Identity, (Option<Run>, Option<Run>)>> {
         let mut out: HashMap<Identity, (Option<Run>, Option<Run>)> = HashMap::new();
         for (succeeded_only, extra) in [(false, ""), (true, "AND state = 'succeeded'")] {
             let runs = into_runs(
@@ -646,11 +636,8 @@ impl Store {
                     .fetch_all(
                         &format!(
                             "SELECT {COLS} FROM runs WHERE id IN (
-                               SELECT MAX(id) FROM runs
-                               WHERE trigger <> 'prune'
-                                 AND state NOT IN ('missed', 'skipped', {active}) {extra}
-                               GROUP BY provider, target, disk_id, def_name)",
-                            active = active_states()
+                               SELECT MAX(id) FROM runs WHERE {condition} {extra}
+                               GROUP BY provider, target, disk_id, def_name)"
                         ),
                         &Args::new(),
                     )

@@ -112,25 +112,7 @@ impl Cluster {
     /// Wait until node `i` logs `needle`; fail with the logs after `within`
     /// or at once if the process exited.
     pub fn wait_for_log(&mut self, i: usize, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.logged(i, needle) {
-            if let Some(status) = self.nodes[i]
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"))
-            {
-                panic!(
-                    "node {i} exited ({status}) before logging {needle:?}\n{}",
-                    self.logs()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {i} did not log {needle:?} within {within:?}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_any_log(i, &[needle], within);
     }
 
     /// Wait until node `i`'s current life logs any of `needles`; fail
