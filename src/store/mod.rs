@@ -178,6 +178,10 @@ pub(crate) fn disk_id(n: i64) -> StoreResult<u32> {
 const SQLITE_CONNECTIONS: u32 = 4;
 const POSTGRES_CONNECTIONS: u32 = 8;
 
+/// A PostgreSQL connection idle in the pool for this long is pinged before
+/// it is handed out (see [`open_postgres`]).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// How the store's connection pool behaves. The defaults suit the daemon and
 /// the CLI.
 #[derive(Debug, Clone)]
@@ -580,14 +584,32 @@ async fn open_postgres(
         })?
         .map_err(|e| open_err(describe_sqlx(&e)))?;
     probe.close().await.ok();
-    // No ping before each acquire: it would double the round trips of every
-    // query (and the idle load on a shared server). A connection the server
-    // dropped fails its next query and is discarded by the pool.
+    // No ping before an acquire that follows closely on the connection's
+    // last use: under load that would double the round trips of every query.
+    // A connection idle for longer is pinged first and replaced if the ping
+    // fails: after a server restart or a cut network every idle connection
+    // is dead, and without the ping each would fail one query in turn (the
+    // daemon retrying one turn per failure, a backoff apart) before the pool
+    // held only live ones.
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(settings.acquire_timeout)
         .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_AFTER_IDLE {
+                    return Ok(true);
+                }
+                match sqlx::Connection::ping(conn).await {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        tracing::debug!("dropping a pooled connection that failed its ping: {e}");
+                        Ok(false)
+                    }
+                }
+            })
+        })
         .connect_with(options.clone())
         .await
         .map_err(|e| open_err(describe_sqlx(&e)))?;

@@ -1859,3 +1859,66 @@ async fn copies_and_regions_round_trip_and_the_latest_copy_per_region_decides_on
         assert_eq!(s2.regions, None, "{b:?}");
     }
 }
+
+#[tokio::test]
+async fn a_postgres_connection_dropped_while_idle_is_replaced_before_it_is_used() {
+    let Some(server) = server() else {
+        eprintln!("{URL_VAR} unset: PostgreSQL not tested");
+        return;
+    };
+    let (_, options) = fresh_schema(&server).await;
+    let app = format!("snapsched-test-{:016x}", rand::random::<u64>());
+    let store = Store::connect(&Location::Postgres(Box::new(
+        options.application_name(&app),
+    )))
+    .await
+    .expect("opens");
+    let Pool::Postgres(pool) = &store.pool else {
+        unreachable!("a PostgreSQL store")
+    };
+    // A few connections, all idle in the pool.
+    let held = futures_util::future::join_all((0..3).map(|_| pool.acquire())).await;
+    for conn in held {
+        conn.expect("a connection");
+    }
+    // Dropped connections go back to the pool in a task of their own.
+    while pool.num_idle() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut admin_conn = server.connect().await.expect("admin connection");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_all(&mut admin_conn)
+    .await
+    .expect("terminate the store's connections");
+    assert!(
+        ended.len() >= 3,
+        "the pool held {} connections",
+        ended.len()
+    );
+    // The server has closed them.
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&app)
+                .fetch_one(&mut admin_conn)
+                .await
+                .expect("count connections");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Idle for longer than PING_AFTER_IDLE: the state under test, not a
+    // synchronisation.
+    tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(100)).await;
+    for i in 0..=ended.len() {
+        store.list_definitions().await.unwrap_or_else(|e| {
+            panic!("query {i} after the server dropped the idle connections: {e}")
+        });
+    }
+    admin_conn.close().await.ok();
+    store.close().await;
+}
