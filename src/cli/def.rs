@@ -738,7 +738,7 @@ async fn rm(
                 crate::prune::delete_all_snapshots(&store, &provider, &unit.spec, &target, now)
                     .await
                     .map_err(CliError::Runtime)?;
-            print!("{}", prune_report(&report));
+            print!("{}", prune_report(&report, &ctx.times(now)));
             failed += report.failures().count();
             // A hold placed after the check above: the planner kept it.
             held += report

@@ -155,22 +155,22 @@ pub fn node_label(hostname: &str, id: &str) -> String {
 }
 
 /// Print a prune report as JSON or in its human form.
-pub fn print_prune_report(report: &PruneReport, json: bool) -> CliResult {
+pub fn print_prune_report(report: &PruneReport, json: bool, times: &Times) -> CliResult {
     if json {
         return print_json(report);
     }
-    print!("{}", prune_report(report));
+    print!("{}", prune_report(report, times));
     Ok(())
 }
 
 /// The human form of a prune report: the plan table, then adoptions,
 /// snapshots marked gone and failed deletions, then a one-line summary.
-pub fn prune_report(report: &PruneReport) -> String {
+pub fn prune_report(report: &PruneReport, times: &Times) -> String {
     let mut out = String::new();
     if report.decisions.is_empty() {
         out.push_str("no snapshots on this disk\n");
     } else {
-        out.push_str(&retention::render_table(&report.decisions));
+        out.push_str(&retention::render_table(&report.decisions, times.zone));
         if !out.ends_with('\n') {
             out.push('\n');
         }

@@ -51,7 +51,7 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let tz = spec.zone(cfg.daemon.timezone);
     if args.dry_run {
         let report = prune::prune(&store, &provider, spec, &target, tz, Utc::now(), true).await?;
-        return print_prune_report(&report, args.json);
+        return print_prune_report(&report, args.json, &ctx.times(Utc::now()));
     }
 
     // The blast-radius limit stops the daemon; here the operator decides.
@@ -61,7 +61,10 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
         let planned = plan.planned_deletions();
         if planned > limit as usize {
             if std::io::stdin().is_terminal() {
-                eprint!("{}", render_table(&plan.decisions));
+                eprint!(
+                    "{}",
+                    render_table(&plan.decisions, ctx.times(Utc::now()).zone)
+                );
             }
             let name = &spec.identity.name;
             confirm(
@@ -88,7 +91,7 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
         PruneRunError::Store(e) => e.into(),
     })?;
     let report = end.report?;
-    print_prune_report(&report, args.json)?;
+    print_prune_report(&report, args.json, &ctx.times(Utc::now()))?;
     match end.error {
         Some(e) => Err(CliError::Runtime(anyhow::anyhow!(e))),
         None => Ok(()),

@@ -22,7 +22,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::context::{Address, Context, Filters};
-use super::output::print_json;
+use super::output::{print_json, Times};
 use super::{CliError, CliResult};
 use crate::domain::definition::Identity;
 use crate::domain::{CopyState, Hold, RecordState, SnapshotCopy, SnapshotRecord};
@@ -254,7 +254,7 @@ pub async fn run(args: SnapshotsArgs, ctx: &Context) -> CliResult {
         println!("no snapshots");
         return Ok(());
     }
-    print!("{}", render(&rows));
+    print!("{}", render(&rows, &ctx.times(Utc::now())));
     Ok(())
 }
 
@@ -333,8 +333,8 @@ pub fn all_rows(
     rows
 }
 
-/// The rows as an aligned table.
-pub fn render(rows: &[SnapshotRow]) -> String {
+/// The rows as an aligned table, times in the output's one zone.
+pub fn render(rows: &[SnapshotRow], times: &Times) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -345,7 +345,7 @@ pub fn render(rows: &[SnapshotRow]) -> String {
                 r.disk_id.to_string(),
                 r.snapshot.clone(),
                 r.created_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .map(|t| times.at(t))
                     .unwrap_or_else(|| "-".to_owned()),
                 if r.adopted {
                     format!("{} (adopted)", r.state)

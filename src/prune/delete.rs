@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::domain::{RemoteSnapshot, Target};
 use crate::provider::{Provider, ProviderError};
-use crate::retention::{join_reasons, Decision, Reason, CREATED_FORMAT};
+use crate::retention::{created_in, join_reasons, Decision, Reason};
 use crate::table;
 
 /// What happened to one snapshot the plan deletes.
@@ -134,8 +134,9 @@ fn log_outcome(target: &Target, disk_id: u32, d: &Decision, outcome: &DeletionOu
     }
 }
 
-/// Executed deletions as a table: Snapshot, Created (UTC), Result, Reason.
-pub fn render_deletions_table(deletions: &[Deletion]) -> String {
+/// Executed deletions as a table: Snapshot, Created (in `zone`), Result,
+/// Reason.
+pub fn render_deletions_table(deletions: &[Deletion], zone: chrono_tz::Tz) -> String {
     let rows: Vec<Vec<String>> = deletions
         .iter()
         .map(|d| {
@@ -146,7 +147,7 @@ pub fn render_deletions_table(deletions: &[Deletion]) -> String {
             };
             vec![
                 d.snapshot.name.clone(),
-                d.snapshot.created_at.format(CREATED_FORMAT).to_string(),
+                created_in(d.snapshot.created_at, zone),
                 result,
                 join_reasons(&d.reasons),
             ]

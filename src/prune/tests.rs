@@ -234,9 +234,9 @@ async fn deletions_render_and_serialize() {
     );
     let plan = plan(&snaps, &policy(1, None), at_secs(10 * DAY));
     let deletions = execute(&provider, &vm(), 0, &plan).await;
-    let table = render_deletions_table(&deletions);
+    let table = render_deletions_table(&deletions, chrono_tz::UTC);
     assert!(
-        table.contains("daily-20260101_000000  2026-01-01 00:00:00  failed: forbidden (403)"),
+        table.contains("daily-20260101_000000  2026-01-01 00:00:00 UTC  failed: forbidden (403)"),
         "{table}"
     );
     let json = serde_json::to_value(&deletions).unwrap();

@@ -112,8 +112,15 @@ async fn a_snapshot_is_copied_to_every_region_and_listed_with_them() {
     let copies = row["copies"].as_array().expect("copies");
     assert_eq!(copies.len(), 2, "{rows}");
     assert!(copies.iter().all(|c| c["state"] == "done"), "{rows}");
-    let table = tokio::task::block_in_place(|| env_ref.ok(&["snapshots", "web"]));
+    let table = tokio::task::block_in_place(|| env_ref.ok(&["snapshots", "web", "--utc"]));
     assert!(table.contains("nyc3, ams3, fra1"), "{table}");
+    // Created in the output's one zone, named, as every human time.
+    let created =
+        chrono::DateTime::parse_from_rfc3339(row["created_at"].as_str().expect("created_at"))
+            .expect("RFC 3339")
+            .with_timezone(&chrono::Utc);
+    let shown = created.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(table.contains(&shown), "{shown} in\n{table}");
     assert_eq!(check_state(env_ref), "OK");
     assert_contract(&fake);
 }

@@ -520,13 +520,19 @@ fn render_table_shows_snapshot_created_action_reason() {
     snaps.push(candidate("manual", 5, Ownership::Unmanaged));
     let plan = plan(&snaps, &policy(1, None), at_secs(10 * DAY));
     let expected = "\
-Snapshot               Created              Action  Reason
----------------------  -------------------  ------  -------------------------------
-daily-20260101_000000  2026-01-01 00:00:00  delete  beyond retention 1
-daily-20260102_000000  2026-01-02 00:00:00  keep    newest ready snapshot, last 1/1
-manual                 2026-01-06 00:00:00  keep    not managed by this definition
+Snapshot               Created                  Action  Reason
+---------------------  -----------------------  ------  -------------------------------
+daily-20260101_000000  2026-01-01 00:00:00 UTC  delete  beyond retention 1
+daily-20260102_000000  2026-01-02 00:00:00 UTC  keep    newest ready snapshot, last 1/1
+manual                 2026-01-06 00:00:00 UTC  keep    not managed by this definition
 ";
-    assert_eq!(render_table(&plan), expected);
+    assert_eq!(render_table(&plan, chrono_tz::UTC), expected);
+    // In another zone, the same instants in that zone, named.
+    let table = render_table(&plan, chrono_tz::Europe::Bratislava);
+    assert!(
+        table.contains("daily-20260101_000000  2026-01-01 01:00:00 CET  delete"),
+        "{table}"
+    );
 }
 
 #[test]
