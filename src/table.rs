@@ -6,7 +6,18 @@
 //! (a provider-supplied snapshot name, say) are escaped so that they cannot
 //! move the cursor or recolour the terminal.
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use unicode_width::UnicodeWidthStr;
+
+/// An instant as every human output shows it: in `zone` (the output's one
+/// zone), to the second, with the zone's abbreviation:
+/// `2026-12-01 08:15:00 CET`.
+pub fn instant(t: DateTime<Utc>, zone: Tz) -> String {
+    t.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
 
 /// Render `rows` under `headers` within `max_width` display columns by
 /// shortening the cells of the `flexible` column (with `…`) as far as

@@ -51,9 +51,7 @@ impl Times {
 
     /// `2026-12-01 08:15:00 CET`.
     pub fn at(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.zone)
-            .format("%Y-%m-%d %H:%M:%S %Z")
-            .to_string()
+        crate::table::instant(t, self.zone)
     }
 
     /// `2026-12-01 08:15:00 CET (in 4m)`.

@@ -49,9 +49,10 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
     let spec = &def.spec;
 
     let tz = spec.zone(cfg.daemon.timezone);
+    let times = ctx.times(Utc::now());
     if args.dry_run {
         let report = prune::prune(&store, &provider, spec, &target, tz, Utc::now(), true).await?;
-        return print_prune_report(&report, args.json, &ctx.times(Utc::now()));
+        return print_prune_report(&report, args.json, &times);
     }
 
     // The blast-radius limit stops the daemon; here the operator decides.
@@ -61,10 +62,7 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
         let planned = plan.planned_deletions();
         if planned > limit as usize {
             if std::io::stdin().is_terminal() {
-                eprint!(
-                    "{}",
-                    render_table(&plan.decisions, ctx.times(Utc::now()).zone)
-                );
+                eprint!("{}", render_table(&plan.decisions, times.zone));
             }
             let name = &spec.identity.name;
             confirm(
@@ -91,7 +89,7 @@ pub async fn run(args: PruneArgs, ctx: &Context) -> CliResult {
         PruneRunError::Store(e) => e.into(),
     })?;
     let report = end.report?;
-    print_prune_report(&report, args.json, &ctx.times(Utc::now()))?;
+    print_prune_report(&report, args.json, &times)?;
     match end.error {
         Some(e) => Err(CliError::Runtime(anyhow::anyhow!(e))),
         None => Ok(()),

@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::domain::{RemoteSnapshot, Target};
 use crate::provider::{Provider, ProviderError};
-use crate::retention::{created_in, join_reasons, Decision, Reason};
+use crate::retention::{join_reasons, Decision, Reason};
 use crate::table;
 
 /// What happened to one snapshot the plan deletes.
@@ -147,7 +147,7 @@ pub fn render_deletions_table(deletions: &[Deletion], zone: chrono_tz::Tz) -> St
             };
             vec![
                 d.snapshot.name.clone(),
-                created_in(d.snapshot.created_at, zone),
+                table::instant(d.snapshot.created_at, zone),
                 result,
                 join_reasons(&d.reasons),
             ]

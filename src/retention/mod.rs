@@ -42,6 +42,6 @@ pub use plan::{
     format_duration, plan, plan_held, plan_removal, plan_removal_held, Decision, PlanSummary,
     Policy, Reason,
 };
-pub use render::{created_in, join_reasons, render_json, render_table, CREATED_FORMAT};
+pub use render::{join_reasons, render_json, render_table, CREATED_FORMAT};
 pub use simulate::{simulate, KeptSnapshot, SimulateError, Simulation, SimulationInput, MAX_SLOTS};
 pub use tiers::{keep_reasons, Tier, Tiers};

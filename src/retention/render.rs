@@ -1,7 +1,6 @@
 //! Showing a plan or its execution: an aligned table in the manner of
 //! `rustic forget`, and JSON.
 
-use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::plan::{Decision, Reason};
@@ -11,14 +10,6 @@ use crate::table;
 /// simulation states.
 pub const CREATED_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
-/// A creation time as human output shows every instant: in `zone` (the
-/// output's one zone), to the second, with the zone's abbreviation.
-pub fn created_in(t: DateTime<Utc>, zone: Tz) -> String {
-    t.with_timezone(&zone)
-        .format("%Y-%m-%d %H:%M:%S %Z")
-        .to_string()
-}
-
 /// The plan as a table: Snapshot, Created (in `zone`), Action, Reason.
 pub fn render_table(decisions: &[Decision], zone: Tz) -> String {
     let rows: Vec<Vec<String>> = decisions
@@ -26,7 +17,7 @@ pub fn render_table(decisions: &[Decision], zone: Tz) -> String {
         .map(|d| {
             vec![
                 d.snapshot.name.clone(),
-                created_in(d.snapshot.created_at, zone),
+                table::instant(d.snapshot.created_at, zone),
                 d.action().to_string(),
                 join_reasons(&d.reasons),
             ]
