@@ -55,6 +55,10 @@ struct Cli {
     /// Leave the peer out (a quicker look at snapsched alone).
     #[arg(long)]
     no_peer: bool,
+    /// Runs of "all due at one slot" per N and system (3 by default; 0
+    /// leaves the scenario out, for a quick look at the spread rows).
+    #[arg(long, value_name = "RUNS")]
+    all_due_repeats: Option<usize>,
     /// Only the scheduler scenarios: leave out the cron engine, store
     /// growth and API efficiency.
     #[arg(long)]
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
         }
     };
     let plan = Plan {
+        all_due_repeats: cli.all_due_repeats.unwrap_or(plan.all_due_repeats),
         sizes: cli.sizes.clone().unwrap_or(plan.sizes.clone()),
         pg_sizes: cli.sizes.clone().unwrap_or(plan.pg_sizes.clone()),
         ..plan

@@ -9,6 +9,12 @@
 //!
 //! Adding an engine means a variant in each enum here and a `match` arm in
 //! each method below, not a copy of every query.
+//!
+//! On SQLite every write of this process goes through the pool's one
+//! [`Writer`] (group commit, see [`super::writer`]): a write transaction
+//! ([`Pool::begin_write`]), and a single write statement on the pool,
+//! which is a write transaction of one statement. A connection taken with
+//! [`Pool::acquire`] is for reads only (debug builds assert it).
 
 use std::borrow::Cow;
 
@@ -18,8 +24,17 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{FromRow, Transaction};
 
+use super::writer::{WriteTx, Writer};
 use super::StoreResult;
 use crate::domain::Identity;
+
+/// Whether `sql` may write: anything but a `SELECT`. (A `WITH … SELECT`
+/// read counts as a write here: it only queues behind writers.)
+fn writes(sql: &str) -> bool {
+    !sql.trim_start()
+        .get(..6)
+        .is_some_and(|head| head.eq_ignore_ascii_case("select"))
+}
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,18 +192,37 @@ macro_rules! bind_all {
 
 /// A connection of either engine, borrowed from a pool or a transaction.
 pub(crate) enum Conn<'c> {
-    Sqlite(&'c mut SqliteConnection),
+    /// `reads_only`: taken with [`Pool::acquire`], not the writer's.
+    Sqlite {
+        conn: &'c mut SqliteConnection,
+        reads_only: bool,
+    },
     Postgres(&'c mut PgConnection),
 }
 
 impl Conn<'_> {
+    /// Debug builds: a write on a read connection is a bug (it would bypass
+    /// the writer and contend for SQLite's lock through the busy handler).
+    fn check(&self, sql: &str) {
+        if let Conn::Sqlite {
+            reads_only: true, ..
+        } = self
+        {
+            debug_assert!(
+                !writes(sql),
+                "a write on a read connection bypasses the writer: {sql}"
+            );
+        }
+    }
+
     pub async fn fetch_all<T: Record>(
         &mut self,
         sql: &str,
         args: &Args<'_>,
     ) -> StoreResult<Vec<T>> {
+        self.check(sql);
         Ok(match self {
-            Conn::Sqlite(c) => {
+            Conn::Sqlite { conn: c, .. } => {
                 bind_all!(sqlx::query_as::<_, T>(sql), args)
                     .fetch_all(&mut **c)
                     .await?
@@ -206,8 +240,9 @@ impl Conn<'_> {
         sql: &str,
         args: &Args<'_>,
     ) -> StoreResult<Option<T>> {
+        self.check(sql);
         Ok(match self {
-            Conn::Sqlite(c) => {
+            Conn::Sqlite { conn: c, .. } => {
                 bind_all!(sqlx::query_as::<_, T>(sql), args)
                     .fetch_optional(&mut **c)
                     .await?
@@ -221,8 +256,9 @@ impl Conn<'_> {
     }
 
     pub async fn fetch_one<T: Record>(&mut self, sql: &str, args: &Args<'_>) -> StoreResult<T> {
+        self.check(sql);
         Ok(match self {
-            Conn::Sqlite(c) => {
+            Conn::Sqlite { conn: c, .. } => {
                 bind_all!(sqlx::query_as::<_, T>(sql), args)
                     .fetch_one(&mut **c)
                     .await?
@@ -237,8 +273,9 @@ impl Conn<'_> {
 
     /// Run a statement; returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, args: &Args<'_>) -> StoreResult<u64> {
+        self.check(sql);
         Ok(match self {
-            Conn::Sqlite(c) => bind_all!(sqlx::query(sql), args)
+            Conn::Sqlite { conn: c, .. } => bind_all!(sqlx::query(sql), args)
                 .execute(&mut **c)
                 .await?
                 .rows_affected(),
@@ -255,8 +292,9 @@ impl Conn<'_> {
         T: Record,
         F: FnMut(T) -> StoreResult<()> + Send,
     {
+        self.check(sql);
         match self {
-            Conn::Sqlite(c) => {
+            Conn::Sqlite { conn: c, .. } => {
                 let mut rows = bind_all!(sqlx::query_as::<_, T>(sql), args).fetch(&mut **c);
                 while let Some(row) = rows.try_next().await? {
                     f(row)?;
@@ -276,7 +314,7 @@ impl Conn<'_> {
 /// A pool of either engine; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, std::sync::Arc<Writer>),
     Postgres(PgPool),
 }
 
@@ -287,24 +325,32 @@ pub(crate) enum Pooled {
 }
 
 impl Pooled {
+    /// The connection, for reads (see the module header).
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Pooled::Sqlite(c) => Conn::Sqlite(c),
+            Pooled::Sqlite(c) => Conn::Sqlite {
+                conn: c,
+                reads_only: true,
+            },
             Pooled::Postgres(c) => Conn::Postgres(c),
         }
     }
 }
 
 /// A transaction of either engine; rolled back on drop unless committed.
+/// A SQLite one is a savepoint in the writer's batch.
 pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(WriteTx),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Sqlite(t) => Conn::Sqlite {
+                conn: t.conn(),
+                reads_only: false,
+            },
             Tx::Postgres(t) => Conn::Postgres(t),
         }
     }
@@ -324,7 +370,7 @@ impl Tx {
 /// the transaction back, so the ROLLBACK on drop fails too; every later
 /// `BEGIN IMMEDIATE` on that connection is then refused, and without this
 /// the store would stay unwritable after the space came back.
-async fn close_stuck_sqlite_connections(p: &sqlx::SqlitePool) {
+pub(super) async fn close_stuck_sqlite_connections(p: &sqlx::SqlitePool) {
     use sqlx::Connection;
     let mut healthy = Vec::new();
     let mut closed = 0;
@@ -356,43 +402,66 @@ async fn close_stuck_sqlite_connections(p: &sqlx::SqlitePool) {
 impl Pool {
     pub fn backend(&self) -> Backend {
         match self {
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite(..) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
     }
 
+    /// A connection for reads. A write goes through [`Pool::begin_write`]
+    /// or the statement methods below, which use it for a write on SQLite.
+    /// (On PostgreSQL a single statement commits by itself.)
+    /// The writer's transaction for one write statement, `None` for a
+    /// read or on PostgreSQL.
+    async fn write_statement(&self, sql: &str) -> StoreResult<Option<Tx>> {
+        Ok(match self {
+            Pool::Sqlite(p, writer) if writes(sql) => {
+                Some(Tx::Sqlite(writer.begin_statement(p).await?))
+            }
+            _ => None,
+        })
+    }
+
     pub async fn acquire(&self) -> StoreResult<Pooled> {
         Ok(match self {
-            Pool::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+            Pool::Sqlite(p, _) => Pooled::Sqlite(p.acquire().await?),
             Pool::Postgres(p) => Pooled::Postgres(p.acquire().await?),
         })
     }
 
-    /// A transaction that will write. On SQLite it takes the write lock up
-    /// front (`BEGIN IMMEDIATE`), so a concurrent writer waits on the busy
-    /// timeout instead of failing our commit; PostgreSQL locks rows as it
-    /// writes them.
+    /// A transaction that will write. On SQLite it is a savepoint in the
+    /// writer's batch, whose transaction took the file's write lock up
+    /// front (`BEGIN IMMEDIATE`), so a writer of another process waits on
+    /// the busy timeout instead of failing our commit; PostgreSQL locks
+    /// rows as it writes them.
     pub async fn begin_write(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Pool::Sqlite(p) => match p.begin_with("BEGIN IMMEDIATE").await {
-                Err(sqlx::Error::InvalidSavePointStatement) => {
-                    close_stuck_sqlite_connections(p).await;
-                    Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?)
-                }
-                other => Tx::Sqlite(other?),
-            },
+            Pool::Sqlite(p, writer) => Tx::Sqlite(writer.begin(p).await?),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
 
+    /// Batches the SQLite writer committed and the writes in them; `None`
+    /// on PostgreSQL.
+    pub fn write_batches(&self) -> Option<(u64, u64)> {
+        match self {
+            Pool::Sqlite(_, writer) => Some(writer.committed()),
+            Pool::Postgres(_) => None,
+        }
+    }
+
     pub async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close().await,
+            Pool::Sqlite(p, _) => p.close().await,
             Pool::Postgres(p) => p.close().await,
         }
     }
 
     pub async fn fetch_all<T: Record>(&self, sql: &str, args: &Args<'_>) -> StoreResult<Vec<T>> {
+        if let Some(mut tx) = self.write_statement(sql).await? {
+            let rows = tx.conn().fetch_all(sql, args).await?;
+            tx.commit().await?;
+            return Ok(rows);
+        }
         self.acquire().await?.conn().fetch_all(sql, args).await
     }
 
@@ -401,14 +470,29 @@ impl Pool {
         sql: &str,
         args: &Args<'_>,
     ) -> StoreResult<Option<T>> {
+        if let Some(mut tx) = self.write_statement(sql).await? {
+            let row = tx.conn().fetch_optional(sql, args).await?;
+            tx.commit().await?;
+            return Ok(row);
+        }
         self.acquire().await?.conn().fetch_optional(sql, args).await
     }
 
     pub async fn fetch_one<T: Record>(&self, sql: &str, args: &Args<'_>) -> StoreResult<T> {
+        if let Some(mut tx) = self.write_statement(sql).await? {
+            let row = tx.conn().fetch_one(sql, args).await?;
+            tx.commit().await?;
+            return Ok(row);
+        }
         self.acquire().await?.conn().fetch_one(sql, args).await
     }
 
     pub async fn execute(&self, sql: &str, args: &Args<'_>) -> StoreResult<u64> {
+        if let Some(mut tx) = self.write_statement(sql).await? {
+            let changed = tx.conn().execute(sql, args).await?;
+            tx.commit().await?;
+            return Ok(changed);
+        }
         self.acquire().await?.conn().execute(sql, args).await
     }
 }

@@ -216,11 +216,13 @@ impl Store {
         source_path: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Definition> {
-        let mut conn = self.pool.acquire().await?;
-        insert_in(&mut conn.conn(), spec, source, source_path, now).await?;
-        definition_by_identity(&mut conn.conn(), &spec.identity)
+        let mut tx = self.pool.begin_write().await?;
+        insert_in(&mut tx.conn(), spec, source, source_path, now).await?;
+        let def = definition_by_identity(&mut tx.conn(), &spec.identity)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted definition vanished".into()))
+            .ok_or_else(|| StoreError::Corrupt("inserted definition vanished".into()))?;
+        tx.commit().await?;
+        Ok(def)
     }
 
     /// Insert several new definitions in one transaction: either every row
@@ -255,7 +257,10 @@ impl Store {
         spec: &DefinitionSpec,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        update_in(&mut self.pool.acquire().await?.conn(), spec, None, now).await
+        let mut tx = self.pool.begin_write().await?;
+        let updated = update_in(&mut tx.conn(), spec, None, now).await?;
+        tx.commit().await?;
+        Ok(updated)
     }
 
     /// Delete a definition; its runs and snapshot records stay.

@@ -97,7 +97,7 @@ impl Store {
         self.ensure_ours(&mut tx.conn()).await?;
         match &mut tx {
             Tx::Sqlite(t) => sqlx::migrate!("./migrations/sqlite")
-                .run(&mut **t)
+                .run(t.conn())
                 .await
                 .map_err(|e| migrate_err(&e))?,
             Tx::Postgres(t) => {
@@ -125,7 +125,7 @@ impl Store {
             return Err(StoreError::Missing {
                 location: self.location.to_string(),
                 why: match self.pool {
-                    Pool::Sqlite(_) => "; the file holds no tables".into(),
+                    Pool::Sqlite(..) => "; the file holds no tables".into(),
                     Pool::Postgres(_) => "; the schema holds no tables".into(),
                 },
             });
@@ -153,7 +153,7 @@ impl Store {
     /// The migrations this build carries for the store's backend.
     fn migrator(&self) -> sqlx::migrate::Migrator {
         match self.pool {
-            Pool::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+            Pool::Sqlite(..) => sqlx::migrate!("./migrations/sqlite"),
             Pool::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
         }
     }
@@ -175,7 +175,7 @@ impl Store {
         let foreign = || StoreError::Foreign {
             location: self.location.to_string(),
             what: match self.pool {
-                Pool::Sqlite(_) => "file",
+                Pool::Sqlite(..) => "file",
                 Pool::Postgres(_) => "database or schema",
             },
         };
@@ -198,7 +198,7 @@ impl Store {
     /// The tables of the database (on PostgreSQL: of the current schema).
     async fn tables(&self, conn: &mut Conn<'_>) -> StoreResult<Vec<(String,)>> {
         let tables: Vec<(String,)> = match conn {
-            Conn::Sqlite(_) => {
+            Conn::Sqlite { .. } => {
                 conn.fetch_all(
                     "SELECT name FROM sqlite_master WHERE type = 'table'",
                     &Args::new(),

@@ -38,6 +38,7 @@ pub mod nodes;
 pub mod notify;
 pub mod runs;
 pub mod snapshots;
+mod writer;
 
 pub use backend::Backend;
 pub use budget::{BudgetWindow, Grant};
@@ -83,6 +84,10 @@ pub enum StoreError {
     Duplicate(Identity),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// A write's batch was not committed (see `writer.rs`): the error
+    /// of the batch's commit, which every write in it shares.
+    #[error("database error: {0} (the write was not committed)")]
+    Uncommitted(String),
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
     /// The run was taken over by another node (this node's lease lapsed):
@@ -289,11 +294,18 @@ impl Store {
         self.pool.backend()
     }
 
+    /// On SQLite: the write batches committed so far by this store's
+    /// writer, and the writes they held (group commit, `writer.rs`);
+    /// `None` on PostgreSQL.
+    pub fn write_batches(&self) -> Option<(u64, u64)> {
+        self.pool.write_batches()
+    }
+
     /// The SQLite pool, for tools that read the file directly (benchmarks);
     /// `None` on PostgreSQL.
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.pool {
-            Pool::Sqlite(p) => Some(p),
+            Pool::Sqlite(p, _) => Some(p),
             Pool::Postgres(_) => None,
         }
     }
@@ -366,7 +378,7 @@ async fn open_sqlite(
         .connect_with(options)
         .await
         .map_err(|e| open_err(describe_sqlx(&e)))?;
-    Ok(Pool::Sqlite(pool))
+    Ok(Pool::Sqlite(pool, Default::default()))
 }
 
 /// Refuse an existing SQLite file that holds tables but not snapsched's
@@ -516,7 +528,7 @@ async fn open_sqlite_read_only(
         .connect_with(options)
         .await
         .map_err(|e| open_err(describe_sqlx(&e)))?;
-    Ok(Pool::Sqlite(pool))
+    Ok(Pool::Sqlite(pool, Default::default()))
 }
 
 /// How long a SQLite statement waits for another writer's lock.

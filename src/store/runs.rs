@@ -116,6 +116,15 @@ impl RunRow {
     }
 }
 
+/// What a claim's insert returns of each new row.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    #[sqlx(flatten)]
+    identity: IdentityRow,
+    slot: String,
+}
+
 fn into_runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
     rows.into_iter().map(RunRow::into_run).collect()
 }
@@ -151,9 +160,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Claim>> {
         let at = ts_ms(now);
+        // The row as inserted, from what is bound: the insert returns only
+        // the key and id (decoding every column of thousands of new rows
+        // back cost more than inserting them).
+        let created = parse_ts(&at)?;
+        let node = self.node_id();
+        let pid = std::process::id();
         let mut tx = self.pool.begin_write().await?;
         // Keyed by the slot as stored, so a sub-second slot still finds its row.
-        let mut claimed: HashMap<(Identity, String), Run> = HashMap::with_capacity(slots.len());
+        let mut claimed: HashMap<(Identity, String), i64> = HashMap::with_capacity(slots.len());
         for chunk in slots.chunks(ROWS_PER_STATEMENT) {
             // $1 time, $2 owner pid and $3 owner node are shared by every
             // row; each row then binds identity, slot and trigger.
@@ -169,26 +184,48 @@ impl Store {
                 "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
                      owner_pid, owner_node, lease_epoch, created_at, updated_at)
                  VALUES {}
-                 ON CONFLICT DO NOTHING RETURNING {COLS}",
+                 ON CONFLICT DO NOTHING RETURNING id, provider, target, disk_id, def_name, slot",
                 values.join(", ")
             );
-            let node = self.node_id();
             let mut args = Args::with_capacity(3 + 6 * chunk.len())
                 .text(at.as_str())
-                .int(std::process::id())
+                .int(pid)
                 .text(node.as_deref().map(str::to_owned));
             for (id, slot, trigger) in chunk {
                 args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
             }
-            for row in tx.conn().fetch_all::<RunRow>(&insert, &args).await? {
-                let run = row.into_run()?;
-                claimed.insert((run.identity.clone(), ts(run.slot)), run);
+            for row in tx.conn().fetch_all::<ClaimedRow>(&insert, &args).await? {
+                claimed.insert((row.identity.into_identity()?, row.slot), row.id);
             }
         }
         let mut out = Vec::with_capacity(slots.len());
-        for (id, slot, _) in slots {
-            if let Some(run) = claimed.remove(&((*id).clone(), ts(*slot))) {
-                out.push(Claim::Claimed(run));
+        for (id, slot, trigger) in slots {
+            if let Some(run_id) = claimed.remove(&((*id).clone(), ts(*slot))) {
+                out.push(Claim::Claimed(Run {
+                    id: run_id,
+                    identity: (*id).clone(),
+                    // As stored (whole seconds), as a read would give it.
+                    slot: parse_ts(&ts(*slot))?,
+                    trigger: *trigger,
+                    state: RunState::Pending,
+                    snapshot_name: None,
+                    snapshot_id: None,
+                    operation_id: None,
+                    attempts: 0,
+                    missed_count: None,
+                    error_class: None,
+                    error: None,
+                    owner_pid: Some(pid),
+                    owner_node: node.as_deref().map(str::to_owned),
+                    lease_epoch: 1,
+                    consistency: None,
+                    hook_state: None,
+                    hook_output: None,
+                    created_at: created,
+                    started_at: None,
+                    updated_at: created,
+                    finished_at: None,
+                }));
                 continue;
             }
             out.push(match active_run_in(&mut tx.conn(), id).await? {

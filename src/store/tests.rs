@@ -120,6 +120,10 @@ async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
             assert_eq!(run.slot, at(5, 0));
             assert_eq!(run.state, RunState::Pending);
             assert_eq!(run.owner_pid, Some(std::process::id()));
+            // The claim builds the run from what it bound: it must be the
+            // row as stored, field for field.
+            let stored = store.get_run(run.id).await.expect("reads").expect("stored");
+            assert_eq!(run, &stored, "{b:?}");
         }
         // The same slots again: taken. A later slot: busy with the first.
         let again: Vec<_> = ids[..2]
