@@ -1,7 +1,7 @@
 //! Firing: pop every due definition off the timer queue, decide each
 //! slot's fate ([`super::catch_up`]), record missed and overlapping slots,
 //! and claim the rest in the store in batches, handing the claimed runs to
-//! the pool.
+//! the pool, which starts them once the whole burst is claimed.
 //!
 //! Invariants:
 //! - A slot runs at most once across restarts and processes: a run exists
@@ -81,15 +81,22 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         }
         let n = due.len();
         let mut start = 0;
+        let mut claimed = Ok(n);
         while start < due.len() {
             let end = (start + CLAIM_BATCH).min(due.len());
             if let Err(e) = self.dispatch(&due[start..end]).await {
                 self.cluster.unclaimed = due.split_off(start);
-                return Err(e);
+                claimed = Err(e);
+                break;
             }
             start = end;
         }
-        Ok(n)
+        // The burst's runs start once all of it is claimed: their writes
+        // would otherwise queue before the claims still to come, and a
+        // pool of `max_concurrent_runs` finishes a large burst no sooner
+        // for starting its first runs a moment earlier.
+        self.pool.start_queued();
+        claimed
     }
 
     /// The wall clock moved by `step` against monotonic time. Forward, the
@@ -165,7 +172,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         for (d, outcome) in claim.into_iter().zip(claims) {
             match outcome {
                 // The definition is read when the run starts.
-                Claim::Claimed(run) => self.pool.submit(RunJob {
+                Claim::Claimed(run) => self.pool.enqueue(RunJob {
                     run,
                     def: None,
                     generation,

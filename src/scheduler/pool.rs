@@ -84,11 +84,17 @@ impl<L: Launch> RunPool<L> {
 
     /// Queue a job; it starts as soon as a permit is free.
     pub fn submit(&mut self, job: L::Job) {
+        self.enqueue(job);
+        self.start_queued();
+    }
+
+    /// Queue a job without starting anything yet (it counts as running at
+    /// once); [`RunPool::start_queued`] starts it.
+    pub fn enqueue(&mut self, job: L::Job) {
         if let Ok(mut r) = self.running.lock() {
             r.insert(L::identity(&job).clone());
         }
         self.queued.push_back(job);
-        self.start_queued();
     }
 
     /// The identities in flight, shared with whatever else drives runs (a
@@ -271,6 +277,20 @@ mod tests {
         assert!(pool.is_running(&job(1).id));
         pool.drain().await;
         assert_eq!(w.peak.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_enqueued_job_waits_for_start_queued_but_counts_as_running() {
+        let w = Waiting::default();
+        let mut pool = RunPool::new(w.clone(), 2);
+        pool.enqueue(job(0));
+        pool.enqueue(job(1));
+        assert!(pool.is_running(&job(0).id));
+        assert!(!pool.has_tasks(), "started before start_queued");
+        pool.start_queued();
+        assert!(pool.has_tasks());
+        pool.drain().await;
+        assert_eq!(w.done.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

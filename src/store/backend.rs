@@ -286,6 +286,22 @@ impl Conn<'_> {
         })
     }
 
+    /// Run an insert; returns the rows it inserted and, on SQLite, the
+    /// rowid of the last one (PostgreSQL has no such thing: `None`).
+    pub async fn insert(&mut self, sql: &str, args: &Args<'_>) -> StoreResult<(u64, Option<i64>)> {
+        self.check(sql);
+        Ok(match self {
+            Conn::Sqlite { conn: c, .. } => {
+                let done = bind_all!(sqlx::query(sql), args).execute(&mut **c).await?;
+                (done.rows_affected(), Some(done.last_insert_rowid()))
+            }
+            Conn::Postgres(c) => {
+                let done = bind_all!(sqlx::query(sql), args).execute(&mut **c).await?;
+                (done.rows_affected(), None)
+            }
+        })
+    }
+
     /// Hand each row to `f` as it arrives, without holding them all.
     pub async fn for_each<T, F>(&mut self, sql: &str, args: &Args<'_>, mut f: F) -> StoreResult<()>
     where

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::backend::{placeholders, Args, Conn};
+use super::backend::{placeholders, Args, Backend, Conn};
 use super::{
     active_states, parse_opt_ts, parse_ts, ts, ts_ms, IdentityRow, Store, StoreError, StoreResult,
     OF_IDENTITY,
@@ -132,7 +132,15 @@ fn into_runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
 /// Slots claimed per statement: at 100,000 definitions due at one instant,
 /// a statement per row spends most of its time in the round trip to the
 /// database (sqlite's worker thread, or the server), not in the database.
-const ROWS_PER_STATEMENT: usize = 256;
+/// Fewer on SQLite: sqlx binds each argument by looking its placeholder's
+/// name up, and SQLite finds a name by walking the statement's list of
+/// them, so binding costs the square of the arguments per statement.
+fn rows_per_statement(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 64,
+        Backend::Postgres => 256,
+    }
+}
 
 impl Store {
     /// Claim `slot` of a definition for a new pending run owned by this
@@ -166,10 +174,11 @@ impl Store {
         let created = parse_ts(&at)?;
         let node = self.node_id();
         let pid = std::process::id();
+        let backend = self.backend();
         let mut tx = self.pool.begin_write().await?;
         // Keyed by the slot as stored, so a sub-second slot still finds its row.
         let mut claimed: HashMap<(Identity, String), i64> = HashMap::with_capacity(slots.len());
-        for chunk in slots.chunks(ROWS_PER_STATEMENT) {
+        for chunk in slots.chunks(rows_per_statement(backend)) {
             // $1 time, $2 owner pid and $3 owner node are shared by every
             // row; each row then binds identity, slot and trigger.
             let values: Vec<String> = (0..chunk.len())
@@ -184,8 +193,12 @@ impl Store {
                 "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
                      owner_pid, owner_node, lease_epoch, created_at, updated_at)
                  VALUES {}
-                 ON CONFLICT DO NOTHING RETURNING id, provider, target, disk_id, def_name, slot",
-                values.join(", ")
+                 ON CONFLICT DO NOTHING{}",
+                values.join(", "),
+                match backend {
+                    Backend::Postgres => " RETURNING id, provider, target, disk_id, def_name, slot",
+                    Backend::Sqlite => "",
+                }
             );
             let mut args = Args::with_capacity(3 + 6 * chunk.len())
                 .text(at.as_str())
@@ -194,7 +207,37 @@ impl Store {
             for (id, slot, trigger) in chunk {
                 args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
             }
-            for row in tx.conn().fetch_all::<ClaimedRow>(&insert, &args).await? {
+            let rows = match backend {
+                Backend::Postgres => tx.conn().fetch_all::<ClaimedRow>(&insert, &args).await?,
+                Backend::Sqlite => {
+                    // Rows come back from SQLite's thread one message
+                    // each; the ids are known without them. One
+                    // statement inserts its rows in order, each with the
+                    // next rowid, so when every row went in they are the
+                    // last `n` ids in order; otherwise the new rows are
+                    // read back by their id range.
+                    let (n, last) = tx.conn().insert(&insert, &args).await?;
+                    let n = i64::try_from(n).unwrap_or(i64::MAX);
+                    let last = last.unwrap_or_default();
+                    if usize::try_from(n).is_ok_and(|n| n == chunk.len()) {
+                        for (i, (id, slot, _)) in (0i64..).zip(chunk) {
+                            claimed.insert(((*id).clone(), ts(*slot)), last - n + 1 + i);
+                        }
+                        continue;
+                    }
+                    if n == 0 {
+                        continue;
+                    }
+                    tx.conn()
+                        .fetch_all::<ClaimedRow>(
+                            "SELECT id, provider, target, disk_id, def_name, slot FROM runs
+                             WHERE id > $1 AND id <= $2",
+                            &Args::new().int(last - n).int(last),
+                        )
+                        .await?
+                }
+            };
+            for row in rows {
                 claimed.insert((row.identity.into_identity()?, row.slot), row.id);
             }
         }

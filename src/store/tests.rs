@@ -156,6 +156,38 @@ async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
             matches!(&claims[1], Claim::Busy(r) if r.slot == at(6, 0)),
             "{b:?}"
         );
+        // New slots between taken ones, in one statement: each new run is
+        // the row as stored.
+        let mixed_ids: Vec<Identity> = (0..5)
+            .map(|i| spec("mixed", &format!("vm-m{i}")).identity)
+            .collect();
+        let taken = store
+            .claim_runs(
+                &[
+                    (&mixed_ids[1], at(8, 0), Trigger::Schedule),
+                    (&mixed_ids[3], at(8, 0), Trigger::Schedule),
+                ],
+                at(8, 0),
+            )
+            .await
+            .expect("claims");
+        assert_eq!(taken.len(), 2);
+        let mixed: Vec<_> = mixed_ids
+            .iter()
+            .map(|id| (id, at(8, 0), Trigger::Manual))
+            .collect();
+        let claims = store.claim_runs(&mixed, at(8, 1)).await.expect("claims");
+        for (i, (claim, id)) in claims.iter().zip(&mixed_ids).enumerate() {
+            if i % 2 == 1 {
+                assert!(matches!(claim, Claim::AlreadyRan), "{b:?}: {claim:?}");
+                continue;
+            }
+            let run = claimed(claim);
+            assert_eq!(&run.identity, id, "{b:?}");
+            assert_eq!(run.trigger, Trigger::Manual, "{b:?}");
+            let stored = store.get_run(run.id).await.expect("reads").expect("stored");
+            assert_eq!(run, &stored, "{b:?}");
+        }
         store.close().await;
     }
 }
