@@ -69,7 +69,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 }
             }
             self.timers.reschedule(&id, firing.next);
-            self.last_slot.insert((*id).clone(), firing.latest);
+            self.last_slot.insert(id.clone(), firing.latest);
             if let Some(trigger) = firing.run {
                 let d = Due {
                     id,

@@ -145,7 +145,9 @@ pub struct Scheduler<P: Provider + Clone + 'static> {
     /// Wall time against monotonic time, to notice clock steps.
     wall: WallWatch,
     /// Slots already handled per identity (kept across definition edits).
-    last_slot: HashMap<Identity, DateTime<Utc>>,
+    /// Keyed by the timer queue's own keys where it can, so that firing
+    /// copies no identity.
+    last_slot: HashMap<Arc<Identity>, DateTime<Utc>>,
     changes: ChangeWatch,
     pool: RunPool<RunLauncher<P>>,
     status: StatusCache,
@@ -202,7 +204,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     pub async fn start(&mut self) -> StoreResult<()> {
         self.join().await?;
         for (id, slot) in self.store.last_slots().await? {
-            self.last_slot.insert(id, slot);
+            self.last_slot.insert(Arc::new(id), slot);
         }
         self.sync_definitions().await?;
         self.maintain_membership().await?;

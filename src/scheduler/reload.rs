@@ -124,7 +124,7 @@ fn entry_for(
     kind: ProviderKind,
     now: DateTime<Utc>,
     default_tz: chrono_tz::Tz,
-    last_slot: &HashMap<Identity, DateTime<Utc>>,
+    last_slot: &HashMap<Arc<Identity>, DateTime<Utc>>,
 ) -> Option<(Entry, Option<DateTime<Utc>>)> {
     let id = &def.spec.identity;
     // The target was parsed when the definition was made; this checks it

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::backend::{placeholders, Args, Backend, Conn};
 use super::{
@@ -176,9 +176,13 @@ impl Store {
         let pid = std::process::id();
         let backend = self.backend();
         let mut tx = self.pool.begin_write().await?;
-        // Keyed by the slot as stored, so a sub-second slot still finds its row.
-        let mut claimed: HashMap<(Identity, String), i64> = HashMap::with_capacity(slots.len());
-        for chunk in slots.chunks(rows_per_statement(backend)) {
+        // The new run's id per slot, in the order of `slots`.
+        let mut claimed: Vec<Option<i64>> = vec![None; slots.len()];
+        let per_statement = rows_per_statement(backend);
+        for (chunk, ids) in slots
+            .chunks(per_statement)
+            .zip(claimed.chunks_mut(per_statement))
+        {
             // $1 time, $2 owner pid and $3 owner node are shared by every
             // row; each row then binds identity, slot and trigger.
             let values: Vec<String> = (0..chunk.len())
@@ -220,8 +224,8 @@ impl Store {
                     let n = i64::try_from(n).unwrap_or(i64::MAX);
                     let last = last.unwrap_or_default();
                     if usize::try_from(n).is_ok_and(|n| n == chunk.len()) {
-                        for (i, (id, slot, _)) in (0i64..).zip(chunk) {
-                            claimed.insert(((*id).clone(), ts(*slot)), last - n + 1 + i);
+                        for (i, id) in (0i64..).zip(ids.iter_mut()) {
+                            *id = Some(last - n + 1 + i);
                         }
                         continue;
                     }
@@ -237,18 +241,27 @@ impl Store {
                         .await?
                 }
             };
+            // Keyed by the slot as stored, so a sub-second slot still
+            // finds its row.
+            let mut by_key: HashMap<(Identity, String), i64> = HashMap::with_capacity(rows.len());
             for row in rows {
-                claimed.insert((row.identity.into_identity()?, row.slot), row.id);
+                by_key.insert((row.identity.into_identity()?, row.slot), row.id);
+            }
+            if by_key.is_empty() {
+                continue;
+            }
+            for ((id, slot, _), run_id) in chunk.iter().zip(ids.iter_mut()) {
+                *run_id = by_key.remove(&((*id).clone(), ts(*slot)));
             }
         }
         let mut out = Vec::with_capacity(slots.len());
-        for (id, slot, trigger) in slots {
-            if let Some(run_id) = claimed.remove(&((*id).clone(), ts(*slot))) {
+        for ((id, slot, trigger), run_id) in slots.iter().zip(claimed) {
+            if let Some(run_id) = run_id {
                 out.push(Claim::Claimed(Run {
                     id: run_id,
                     identity: (*id).clone(),
                     // As stored (whole seconds), as a read would give it.
-                    slot: parse_ts(&ts(*slot))?,
+                    slot: slot.trunc_subsecs(0),
                     trigger: *trigger,
                     state: RunState::Pending,
                     snapshot_name: None,
