@@ -467,7 +467,10 @@ impl Pool {
 
     pub async fn close(&self) {
         match self {
-            Pool::Sqlite(p, _) => p.close().await,
+            Pool::Sqlite(p, writer) => {
+                writer.finish().await;
+                p.close().await
+            }
             Pool::Postgres(p) => p.close().await,
         }
     }

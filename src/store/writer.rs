@@ -171,6 +171,15 @@ impl Writer {
         })
     }
 
+    /// End the open batch, if any (before the pool closes: its
+    /// connection would otherwise keep the close waiting). Writes already
+    /// in it are committed; their writers learn so.
+    pub async fn finish(&self) {
+        let mut guard = self.state.lock().await;
+        settle(&mut guard).await;
+        end_batch(&mut guard, Ok(())).await;
+    }
+
     /// Batches committed so far, and the writes they held.
     pub fn committed(&self) -> (u64, u64) {
         (
