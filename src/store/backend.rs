@@ -423,11 +423,8 @@ impl Pool {
         }
     }
 
-    /// A connection for reads. A write goes through [`Pool::begin_write`]
-    /// or the statement methods below, which use it for a write on SQLite.
-    /// (On PostgreSQL a single statement commits by itself.)
     /// The writer's transaction for one write statement, `None` for a
-    /// read or on PostgreSQL.
+    /// read or on PostgreSQL (where a single statement commits by itself).
     async fn write_statement(&self, sql: &str) -> StoreResult<Option<Tx>> {
         Ok(match self {
             Pool::Sqlite(p, writer) if writes(sql) => {
@@ -437,6 +434,9 @@ impl Pool {
         })
     }
 
+    /// A connection for reads. A write goes through [`Pool::begin_write`]
+    /// or the statement methods below, which use the writer for a write on
+    /// SQLite.
     pub async fn acquire(&self) -> StoreResult<Pooled> {
         Ok(match self {
             Pool::Sqlite(p, _) => Pooled::Sqlite(p.acquire().await?),
@@ -454,15 +454,6 @@ impl Pool {
             Pool::Sqlite(p, writer) => Tx::Sqlite(writer.begin(p).await?),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
-    }
-
-    /// Batches the SQLite writer committed and the writes in them; `None`
-    /// on PostgreSQL.
-    pub fn write_batches(&self) -> Option<(u64, u64)> {
-        match self {
-            Pool::Sqlite(_, writer) => Some(writer.committed()),
-            Pool::Postgres(_) => None,
-        }
     }
 
     pub async fn close(&self) {

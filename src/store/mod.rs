@@ -294,13 +294,6 @@ impl Store {
         self.pool.backend()
     }
 
-    /// On SQLite: the write batches committed so far by this store's
-    /// writer, and the writes they held (group commit, `writer.rs`);
-    /// `None` on PostgreSQL.
-    pub fn write_batches(&self) -> Option<(u64, u64)> {
-        self.pool.write_batches()
-    }
-
     /// The SQLite pool, for tools that read the file directly (benchmarks);
     /// `None` on PostgreSQL.
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {

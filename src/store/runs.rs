@@ -220,16 +220,17 @@ impl Store {
                     // next rowid, so when every row went in they are the
                     // last `n` ids in order; otherwise the new rows are
                     // read back by their id range.
-                    let (n, last) = tx.conn().insert(&insert, &args).await?;
-                    let n = i64::try_from(n).unwrap_or(i64::MAX);
+                    let (inserted, last) = tx.conn().insert(&insert, &args).await?;
                     let last = last.unwrap_or_default();
-                    if usize::try_from(n).is_ok_and(|n| n == chunk.len()) {
-                        for (i, id) in (0i64..).zip(ids.iter_mut()) {
-                            *id = Some(last - n + 1 + i);
-                        }
+                    // At most `per_statement` rows.
+                    let n = i64::try_from(inserted).unwrap_or_default();
+                    if inserted == 0 {
                         continue;
                     }
-                    if n == 0 {
+                    if n as usize == chunk.len() {
+                        for (id, run_id) in (last - n + 1..).zip(ids.iter_mut()) {
+                            *run_id = Some(id);
+                        }
                         continue;
                     }
                     tx.conn()

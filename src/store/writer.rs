@@ -31,7 +31,7 @@
 //! Reads never come here: in WAL mode they do not wait on the writer, and
 //! they see a batch only once it is committed.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::{FutureExt, Shared};
@@ -61,14 +61,11 @@ const RELEASE: &str = "RELEASE snapsched_write";
 const ROLLBACK_TO: &str = "ROLLBACK TO snapsched_write; RELEASE snapsched_write";
 
 /// The process's writer of one SQLite pool; shared by the pool's clones.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Writer {
     state: Arc<Mutex<State>>,
     /// Writers waiting in [`Writer::begin`] for the mutex.
     queued: AtomicUsize,
-    /// Batches committed, and writes in them (for tests and figures).
-    batches: AtomicU64,
-    writes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +73,10 @@ struct State {
     batch: Option<Batch>,
     /// A writer left without committing: roll back to its savepoint first.
     undo: bool,
+    /// The id of the last batch opened.
+    last_batch: u64,
+    /// Batches committed, and the writes they held.
+    committed: (u64, u64),
 }
 
 struct Batch {
@@ -106,19 +107,6 @@ impl Drop for Queued<'_> {
     }
 }
 
-impl Default for Writer {
-    fn default() -> Self {
-        Writer {
-            state: Arc::default(),
-            queued: AtomicUsize::new(0),
-            batches: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        }
-    }
-}
-
-static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
-
 impl Writer {
     /// Start a write transaction: queue for the mutex, open a batch if
     /// none is open, and set this writer's savepoint.
@@ -146,9 +134,10 @@ impl Writer {
             let waiting = receiver
                 .unwrap_or_else(closed as fn(oneshot::error::RecvError) -> Outcome)
                 .shared();
+            guard.last_batch += 1;
             guard.batch = Some(Batch {
                 tx,
-                id: NEXT_BATCH.fetch_add(1, Ordering::Relaxed),
+                id: guard.last_batch,
                 writes: 0,
                 done: Some(sender),
                 waiting,
@@ -181,11 +170,9 @@ impl Writer {
     }
 
     /// Batches committed so far, and the writes they held.
-    pub fn committed(&self) -> (u64, u64) {
-        (
-            self.batches.load(Ordering::Relaxed),
-            self.writes.load(Ordering::Relaxed),
-        )
+    #[cfg(test)]
+    async fn committed(&self) -> (u64, u64) {
+        self.state.lock().await.committed
     }
 }
 
@@ -234,11 +221,19 @@ async fn after_abandon(state: &mut State) {
 /// Commit (`Ok`) or roll back (`Err`) the open batch and tell its writers.
 /// Returns the commit's own error, if any.
 async fn end_batch(state: &mut State, outcome: Outcome) -> Option<sqlx::Error> {
-    let batch = state.batch.take()?;
-    let Batch { tx, mut done, .. } = batch;
+    let Batch {
+        tx,
+        mut done,
+        writes,
+        ..
+    } = state.batch.take()?;
     let (outcome, error) = match outcome {
         Ok(()) => match tx.commit().await {
-            Ok(()) => (Ok(()), None),
+            Ok(()) => {
+                state.committed.0 += 1;
+                state.committed.1 += writes;
+                (Ok(()), None)
+            }
             Err(e) => (Err(Arc::<str>::from(e.to_string())), Some(e)),
         },
         Err(message) => {
@@ -289,15 +284,9 @@ impl WriteTx {
             }
         }
         batch.writes += 1;
-        let writer = &self.writer;
-        if writer.queued.load(Ordering::SeqCst) == 0 {
-            let writes = batch.writes;
+        if self.writer.queued.load(Ordering::SeqCst) == 0 {
             return match end_batch(&mut guard, Ok(())).await {
-                None => {
-                    writer.batches.fetch_add(1, Ordering::Relaxed);
-                    writer.writes.fetch_add(writes, Ordering::Relaxed);
-                    Ok(())
-                }
+                None => Ok(()),
                 Some(e) => Err(e.into()),
             };
         }
@@ -320,13 +309,8 @@ impl Writer {
     async fn flush(&self, id: u64) {
         let mut guard = self.state.lock().await;
         settle(&mut guard).await;
-        let Some(batch) = guard.batch.as_ref().filter(|b| b.id == id) else {
-            return;
-        };
-        let writes = batch.writes;
-        if end_batch(&mut guard, Ok(())).await.is_none() {
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.writes.fetch_add(writes, Ordering::Relaxed);
+        if guard.batch.as_ref().is_some_and(|b| b.id == id) {
+            end_batch(&mut guard, Ok(())).await;
         }
     }
 }
@@ -442,7 +426,7 @@ mod tests {
             assert_eq!(t.await.expect("joins").expect("writes"), 1);
         }
         assert_eq!(keys(&pool).await.len(), 50);
-        let (batches, writes) = writer.committed();
+        let (batches, writes) = writer.committed().await;
         assert_eq!(writes, 50);
         assert!(
             batches < 50,
