@@ -1,7 +1,9 @@
 //! Firing: pop every due definition off the timer queue, decide each
 //! slot's fate ([`super::catch_up`]), record missed and overlapping slots,
 //! and claim the rest in the store in batches, handing the claimed runs to
-//! the pool, which starts them once the whole burst is claimed.
+//! the pool, which starts them once the whole burst is claimed. Batches
+//! are pipelined: one is claimed in a task of its own while the next is
+//! popped and the runs of the one before are queued.
 //!
 //! Invariants:
 //! - A slot runs at most once across restarts and processes: a run exists
@@ -12,17 +14,23 @@
 //!   was missed or was skipped.
 //! - A slot whose definition still has a run queued or executing is
 //!   recorded `skipped`, never queued behind it.
+//! - No claim outlives the firing that started it: `fire_due` returns once
+//!   every batch it handed on has been claimed (or has failed and is kept
+//!   to retry), and dropping it aborts the claim in flight, whose
+//!   transaction is then rolled back.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::catch_up::{self, Lateness};
 use super::launch::RunJob;
 use super::Scheduler;
 use crate::domain::{Claim, Identity, RunState, Trigger};
 use crate::provider::Provider;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 /// Slots claimed per transaction when many are due at once: large enough
 /// that commits do not dominate, small enough that the first runs of a
@@ -36,9 +44,33 @@ pub(super) struct Due {
     pub trigger: Trigger,
 }
 
+/// A batch of slots being claimed by a task of its own while the
+/// scheduler pops the next batch: the claim waits on the store (SQLite's
+/// thread, or the server) and popping on the CPU, so the two overlap.
+/// Dropped (the scheduler stopping mid-burst), the task is aborted and its
+/// transaction rolled back, as an awaited claim would be.
+struct Claiming {
+    task: AbortOnDropHandle<(Vec<Due>, StoreResult<Vec<Claim>>)>,
+    /// When the claim was made: the instant its skipped slots record.
+    at: DateTime<Utc>,
+    generation: Option<u64>,
+}
+
+/// A batch whose claim returned.
+struct Claimed {
+    batch: Vec<Due>,
+    claims: Vec<Claim>,
+    at: DateTime<Utc>,
+    generation: Option<u64>,
+}
+
 impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Fire every definition that is due now; returns how many slots were
     /// handed on to be claimed.
+    ///
+    /// A burst is claimed in batches of [`CLAIM_BATCH`], pipelined: while
+    /// one batch's claim is in the store, the next is popped off the timer
+    /// queue, and the batch claimed before it is queued in the pool.
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
         let now = self.clock.now();
         if let Some(step) = self.wall.observe(tokio::time::Instant::now(), now) {
@@ -46,57 +78,104 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         }
         // Claims a store outage interrupted, then slots whose preferred
         // node had its grace to claim them.
-        let mut due: Vec<Due> = std::mem::take(&mut self.cluster.unclaimed);
+        let mut due: VecDeque<Due> = std::mem::take(&mut self.cluster.unclaimed).into();
         due.extend(self.cluster.take_deferred(now));
-        let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
-        while let Some((id, at)) = self.timers.pop_due(now) {
-            let Some(entry) = self.timers.get(&id) else {
-                continue;
+        let mut more = true;
+        let mut handed = 0;
+        let mut in_flight: Option<Claiming> = None;
+        let outcome = loop {
+            while more && due.len() < CLAIM_BATCH {
+                more = self.pop_due(now, &mut due).await;
+            }
+            let done = match in_flight.take() {
+                None => None,
+                Some(claiming) => match claiming.task.await {
+                    Ok((batch, Ok(claims))) => Some(Claimed {
+                        batch,
+                        claims,
+                        at: claiming.at,
+                        generation: claiming.generation,
+                    }),
+                    Ok((batch, Err(e))) => {
+                        // Tried again next turn; those not yet popped are
+                        // still due in the timer queue.
+                        self.cluster.unclaimed.extend(batch.into_iter().chain(due));
+                        break Err(e);
+                    }
+                    Err(e) => match e.try_into_panic() {
+                        Ok(panic) => std::panic::resume_unwind(panic),
+                        // Only the runtime shutting down cancels it.
+                        Err(e) => break Err(StoreError::Uncommitted(format!("claim: {e}"))),
+                    },
+                },
             };
-            let policy = Lateness {
-                catch_up_deadline: entry
-                    .catch_up_deadline
-                    .unwrap_or(self.settings.catch_up_deadline),
-                on_time: self.settings.on_time,
-                jump_back: self.settings.catch_up_deadline,
-            };
-            let firing = catch_up::decide(&entry.schedule, entry.zone, at, now, &policy);
-            if let Some((count, last_missed)) = firing.missed {
-                // Not fatal: the latest slot still runs; the record is what
-                // a store outage costs here.
-                if let Err(e) = self.record_missed(&id, count, last_missed, now).await {
-                    tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "cannot record missed slots: {e}");
+            if !due.is_empty() {
+                let batch: Vec<Due> = due.drain(..due.len().min(CLAIM_BATCH)).collect();
+                handed += batch.len();
+                match self.start_claim(batch).await {
+                    Ok(claiming) => in_flight = claiming,
+                    Err((batch, e)) => {
+                        self.cluster.unclaimed.extend(batch.into_iter().chain(due));
+                        if let Some(done) = done {
+                            self.queue_claimed(done).await;
+                        }
+                        break Err(e);
+                    }
                 }
             }
-            self.timers.reschedule(&id, firing.next);
-            self.last_slot.insert(id.clone(), firing.latest);
-            if let Some(trigger) = firing.run {
-                let d = Due {
-                    id,
-                    slot: firing.latest,
-                    trigger,
-                };
-                due.extend(self.cluster.defer(d, now + grace));
+            if let Some(done) = done {
+                self.queue_claimed(done).await;
             }
-        }
-        let n = due.len();
-        let mut start = 0;
-        let mut claimed = Ok(n);
-        while start < due.len() {
-            let end = (start + CLAIM_BATCH).min(due.len());
-            if let Err(e) = self.dispatch(&due[start..end]).await {
-                self.cluster.unclaimed = due.split_off(start);
-                claimed = Err(e);
-                break;
+            if in_flight.is_none() && due.is_empty() && !more {
+                break Ok(handed);
             }
-            start = end;
-        }
+        };
         // The burst's runs start once all of it is claimed: their writes
         // would otherwise queue before the claims still to come, and a
         // pool of `max_concurrent_runs` finishes a large burst no sooner
         // for starting its first runs a moment earlier.
         self.pool.start_queued();
-        claimed
+        outcome
+    }
+
+    /// Pop one due definition off the timer queue: reschedule it, remember
+    /// its slot as handled, record the slots it missed, and add the slot
+    /// to run (if any) to `due`, or defer it to its preferred node. False
+    /// when nothing more is due at `now`.
+    async fn pop_due(&mut self, now: DateTime<Utc>, due: &mut VecDeque<Due>) -> bool {
+        let Some((id, at)) = self.timers.pop_due(now) else {
+            return false;
+        };
+        let Some(entry) = self.timers.get(&id) else {
+            return true;
+        };
+        let policy = Lateness {
+            catch_up_deadline: entry
+                .catch_up_deadline
+                .unwrap_or(self.settings.catch_up_deadline),
+            on_time: self.settings.on_time,
+            jump_back: self.settings.catch_up_deadline,
+        };
+        let firing = catch_up::decide(&entry.schedule, entry.zone, at, now, &policy);
+        if let Some((count, last_missed)) = firing.missed {
+            // Not fatal: the latest slot still runs; the record is what
+            // a store outage costs here.
+            if let Err(e) = self.record_missed(&id, count, last_missed, now).await {
+                tracing::warn!(definition = %id.name, provider = %id.provider, target = %id.target, disk = id.disk_id, "cannot record missed slots: {e}");
+            }
+        }
+        self.timers.reschedule(&id, firing.next);
+        self.last_slot.insert(id.clone(), firing.latest);
+        if let Some(trigger) = firing.run {
+            let d = Due {
+                id,
+                slot: firing.latest,
+                trigger,
+            };
+            let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
+            due.extend(self.cluster.defer(d, now + grace));
+        }
+        true
     }
 
     /// The wall clock moved by `step` against monotonic time. Forward, the
@@ -145,31 +224,63 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         Ok(())
     }
 
-    /// Claim a batch of due slots in one transaction and queue their runs.
-    /// Each claim records its own instant: with many slots due at once,
-    /// later batches are claimed measurably after the loop woke.
-    async fn dispatch(&mut self, batch: &[Due]) -> StoreResult<()> {
+    /// Start claiming `batch` in one transaction, in a task of its own;
+    /// `None` when every slot was skipped because its definition still has
+    /// a run in the pool. On an error (recording a skip) nothing of the
+    /// batch is claimed, and it comes back. Each claim records its own
+    /// instant: with many slots due at once, later batches are claimed
+    /// measurably after the loop woke.
+    async fn start_claim(
+        &mut self,
+        batch: Vec<Due>,
+    ) -> Result<Option<Claiming>, (Vec<Due>, StoreError)> {
         let mut claim = Vec::with_capacity(batch.len());
+        let mut skipped = Ok(());
         for d in batch {
-            if self.pool.is_running(&d.id) {
+            if skipped.is_ok() && self.pool.is_running(&d.id) {
                 tracing::warn!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
                 let reason = "overlap: the previous run is still active";
-                self.record_skipped(d, reason, self.clock.now()).await?;
-            } else {
-                claim.push(d);
+                skipped = self.record_skipped(&d, reason, self.clock.now()).await;
+                if skipped.is_ok() {
+                    continue;
+                }
             }
+            claim.push(d);
+        }
+        if let Err(e) = skipped {
+            return Err((claim, e));
         }
         if claim.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
-            .iter()
-            .map(|d| (d.id.as_ref(), d.slot, d.trigger))
-            .collect();
-        let now = self.clock.now();
-        let generation = self.lease_generation();
-        let claims = self.store.claim_runs(&slots, now).await?;
-        for (d, outcome) in claim.into_iter().zip(claims) {
+        let store = self.store.clone();
+        let at = self.clock.now();
+        let task = tokio::spawn(async move {
+            let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
+                .iter()
+                .map(|d| (d.id.as_ref(), d.slot, d.trigger))
+                .collect();
+            let claims = store.claim_runs(&slots, at).await;
+            (claim, claims)
+        });
+        Ok(Some(Claiming {
+            task: AbortOnDropHandle::new(task),
+            at,
+            generation: self.lease_generation(),
+        }))
+    }
+
+    /// Queue the runs a batch claimed, and record the slots it found busy
+    /// as skipped. A skip that cannot be recorded is claimed again next
+    /// turn (and recorded then if the definition is still busy).
+    async fn queue_claimed(&mut self, done: Claimed) {
+        let Claimed {
+            batch,
+            claims,
+            at,
+            generation,
+        } = done;
+        for (d, outcome) in batch.into_iter().zip(claims) {
             match outcome {
                 // The definition is read when the run starts.
                 Claim::Claimed(run) => self.pool.enqueue(RunJob {
@@ -187,11 +298,13 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                         other.id,
                         other.trigger.as_str()
                     );
-                    self.record_skipped(d, &reason, now).await?;
+                    if let Err(e) = self.record_skipped(&d, &reason, at).await {
+                        tracing::warn!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, "cannot record the skipped slot, tried again next turn: {e}");
+                        self.cluster.unclaimed.push(d);
+                    }
                 }
             }
         }
-        Ok(())
     }
 
     /// Record the slot `d` as `skipped` for `reason`.

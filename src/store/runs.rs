@@ -132,13 +132,28 @@ fn into_runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
 /// Slots claimed per statement: at 100,000 definitions due at one instant,
 /// a statement per row spends most of its time in the round trip to the
 /// database (sqlite's worker thread, or the server), not in the database.
-/// Fewer on SQLite: sqlx binds each argument by looking its placeholder's
-/// name up, and SQLite finds a name by walking the statement's list of
-/// them, so binding costs the square of the arguments per statement.
+/// On SQLite the placeholders are anonymous (`?`): sqlx binds a named one
+/// by looking its name up, and SQLite finds a name by walking the
+/// statement's list of them, so named placeholders cost the square of the
+/// arguments per statement; anonymous ones bind by position.
 fn rows_per_statement(backend: Backend) -> usize {
     match backend {
-        Backend::Sqlite => 64,
+        Backend::Sqlite => 512,
         Backend::Postgres => 256,
+    }
+}
+
+/// One row of a claim's `VALUES`: identity, slot and trigger, then the
+/// time, owner pid and owner node. PostgreSQL binds the shared three once
+/// (`$1`-`$3`, row `i`'s own from `$4 + 6i`); SQLite binds every row's
+/// ten arguments anonymously, in that order.
+fn claim_values(backend: Backend, i: usize) -> String {
+    match backend {
+        Backend::Postgres => format!(
+            "({}, 'pending', $2, $3, 1, $1, $1)",
+            placeholders(4 + 6 * i, 6)
+        ),
+        Backend::Sqlite => "(?, ?, ?, ?, ?, ?, 'pending', ?, ?, 1, ?, ?)".to_owned(),
     }
 }
 
@@ -183,16 +198,7 @@ impl Store {
             .chunks(per_statement)
             .zip(claimed.chunks_mut(per_statement))
         {
-            // $1 time, $2 owner pid and $3 owner node are shared by every
-            // row; each row then binds identity, slot and trigger.
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "({}, 'pending', $2, $3, 1, $1, $1)",
-                        placeholders(4 + 6 * i, 6)
-                    )
-                })
-                .collect();
+            let values: Vec<String> = (0..chunk.len()).map(|i| claim_values(backend, i)).collect();
             let insert = format!(
                 "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
                      owner_pid, owner_node, lease_epoch, created_at, updated_at)
@@ -204,13 +210,32 @@ impl Store {
                     Backend::Sqlite => "",
                 }
             );
-            let mut args = Args::with_capacity(3 + 6 * chunk.len())
-                .text(at.as_str())
-                .int(pid)
-                .text(node.as_deref().map(str::to_owned));
-            for (id, slot, trigger) in chunk {
-                args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
-            }
+            let args = match backend {
+                Backend::Postgres => {
+                    let mut args = Args::with_capacity(3 + 6 * chunk.len())
+                        .text(at.as_str())
+                        .int(pid)
+                        .text(node.as_deref());
+                    for (id, slot, trigger) in chunk {
+                        args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
+                    }
+                    args
+                }
+                Backend::Sqlite => {
+                    let mut args = Args::with_capacity(10 * chunk.len());
+                    for (id, slot, trigger) in chunk {
+                        args = args
+                            .identity(id)
+                            .text(ts(*slot))
+                            .text(trigger.as_str())
+                            .int(pid)
+                            .text(node.as_deref())
+                            .text(at.as_str())
+                            .text(at.as_str());
+                    }
+                    args
+                }
+            };
             let rows = match backend {
                 Backend::Postgres => tx.conn().fetch_all::<ClaimedRow>(&insert, &args).await?,
                 Backend::Sqlite => {

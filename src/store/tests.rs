@@ -104,8 +104,8 @@ use crate::domain::Run;
 async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
     for (store, _dir) in stores().await {
         let b = store.backend();
-        // More than one statement's worth of rows.
-        let ids: Vec<Identity> = (0..300)
+        // More than one statement's worth of rows on either backend.
+        let ids: Vec<Identity> = (0..600)
             .map(|i| spec("daily", &format!("vm{i:03}")).identity)
             .collect();
         let first: Vec<_> = ids
@@ -113,7 +113,7 @@ async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
             .map(|id| (id, at(5, 0), Trigger::Schedule))
             .collect();
         let claims = store.claim_runs(&first, at(5, 0)).await.expect("claims");
-        assert_eq!(claims.len(), 300, "{b:?}");
+        assert_eq!(claims.len(), 600, "{b:?}");
         for (claim, id) in claims.iter().zip(&ids) {
             let run = claimed(claim);
             assert_eq!(&run.identity, id, "{b:?}: claims answer in order");

@@ -775,6 +775,78 @@ async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones(
     );
 }
 
+/// A burst of more slots than one claim batch holds is claimed in
+/// pipelined batches: every slot is handed on once, every free one runs,
+/// and a slot already taken or busy in one of the later batches is not
+/// run again (busy ones are recorded skipped).
+#[tokio::test]
+async fn a_burst_of_several_claim_batches_runs_every_slot_once() {
+    const N: usize = 1_100;
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 59, 0);
+    let slot = utc(2026, 1, 10, 1, 0, 0);
+    let clock = Clock::tokio(start);
+    let specs: Vec<DefinitionSpec> = (0..N)
+        .map(|i| spec(&format!("b{i:04}"), "web01", "0 * * * *"))
+        .collect();
+    for def in &specs {
+        env.store
+            .insert_definition(def, Source::Cli, None, start)
+            .await
+            .expect("definition inserted");
+    }
+    // The node's lease is renewed by the loop, which does not run here,
+    // and is measured in real time: a debug build on a loaded machine
+    // takes longer than the default 30 s to run these 1,100 runs.
+    let mut lasting = settings();
+    lasting.lease_ttl = Duration::from_secs(24 * 3600);
+    let mut s = scheduler(&env, clock, lasting);
+    s.start().await.expect("start");
+    // In the second and third batches: one slot already claimed (by
+    // another process, say), one definition busy with a manual run.
+    let (taken, busy) = (&specs[700].identity, &specs[1_050].identity);
+    let manual = start + chrono::Duration::seconds(10);
+    for (id, at, trigger) in [
+        (taken, slot, Trigger::Schedule),
+        (busy, manual, Trigger::Manual),
+    ] {
+        let claim = env
+            .store
+            .claim_run(id, at, trigger, start)
+            .await
+            .expect("claim");
+        assert!(
+            matches!(claim, snapsched::domain::Claim::Claimed(_)),
+            "{claim:?}"
+        );
+    }
+    tokio::time::advance((slot - start).to_std().expect("positive")).await;
+
+    assert_eq!(s.fire_due().await.expect("fire"), N, "every slot handed on");
+    assert_eq!(s.fire_due().await.expect("fire"), 0, "a slot fires once");
+    s.drain().await;
+
+    let mut ran = 0;
+    for def in &specs {
+        let h = runs(&env.store, &def.identity.name).await;
+        let at_slot: Vec<&Run> = h.iter().filter(|r| r.slot == slot).collect();
+        assert_eq!(at_slot.len(), 1, "{}: {h:#?}", def.identity.name);
+        let r = at_slot[0];
+        if &def.identity == taken {
+            assert_eq!(r.state, RunState::Pending, "left to its owner: {r:?}");
+        } else if &def.identity == busy {
+            assert_eq!(r.state, RunState::Skipped, "{r:?}");
+            let reason = r.error.as_deref().unwrap_or_default();
+            assert!(reason.contains("still active"), "{r:?}");
+        } else {
+            assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+            assert_eq!(r.trigger, Trigger::Schedule);
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, N - 2);
+}
+
 #[tokio::test]
 async fn a_wall_clock_stepped_back_recomputes_the_queue_and_fires_each_slot_once() {
     let env = env(Duration::ZERO).await;
