@@ -48,19 +48,17 @@ pub(super) struct Due {
 /// scheduler pops the next batch: the claim waits on the store (SQLite's
 /// thread, or the server) and popping on the CPU, so the two overlap.
 /// Dropped (the scheduler stopping mid-burst), the task is aborted and its
-/// transaction rolled back, as an awaited claim would be.
-struct Claiming {
-    task: AbortOnDropHandle<(Vec<Due>, StoreResult<Vec<Claim>>)>,
-    /// When the claim was made: the instant its skipped slots record.
-    at: DateTime<Utc>,
-    generation: Option<u64>,
-}
+/// transaction rolled back, as an awaited claim would be. A failed claim
+/// answers its batch back with the error.
+type Claiming = AbortOnDropHandle<Result<Claimed, (Vec<Due>, StoreError)>>;
 
 /// A batch whose claim returned.
 struct Claimed {
     batch: Vec<Due>,
     claims: Vec<Claim>,
+    /// When the claim was made: the instant its skipped slots record.
     at: DateTime<Utc>,
+    /// The lease generation its runs act under.
     generation: Option<u64>,
 }
 
@@ -80,23 +78,19 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         // node had its grace to claim them.
         let mut due: VecDeque<Due> = std::mem::take(&mut self.cluster.unclaimed).into();
         due.extend(self.cluster.take_deferred(now));
+        let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
         let mut more = true;
         let mut handed = 0;
         let mut in_flight: Option<Claiming> = None;
         let outcome = loop {
             while more && due.len() < CLAIM_BATCH {
-                more = self.pop_due(now, &mut due).await;
+                more = self.pop_due(now, now + grace, &mut due).await;
             }
             let done = match in_flight.take() {
                 None => None,
-                Some(claiming) => match claiming.task.await {
-                    Ok((batch, Ok(claims))) => Some(Claimed {
-                        batch,
-                        claims,
-                        at: claiming.at,
-                        generation: claiming.generation,
-                    }),
-                    Ok((batch, Err(e))) => {
+                Some(task) => match task.await {
+                    Ok(Ok(done)) => Some(done),
+                    Ok(Err((batch, e))) => {
                         // Tried again next turn; those not yet popped are
                         // still due in the timer queue.
                         self.cluster.unclaimed.extend(batch.into_iter().chain(due));
@@ -109,22 +103,25 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                     },
                 },
             };
+            let mut failed = None;
             if !due.is_empty() {
                 let batch: Vec<Due> = due.drain(..due.len().min(CLAIM_BATCH)).collect();
                 handed += batch.len();
                 match self.start_claim(batch).await {
                     Ok(claiming) => in_flight = claiming,
                     Err((batch, e)) => {
-                        self.cluster.unclaimed.extend(batch.into_iter().chain(due));
-                        if let Some(done) = done {
-                            self.queue_claimed(done).await;
-                        }
-                        break Err(e);
+                        self.cluster
+                            .unclaimed
+                            .extend(batch.into_iter().chain(due.drain(..)));
+                        failed = Some(e);
                     }
                 }
             }
             if let Some(done) = done {
                 self.queue_claimed(done).await;
+            }
+            if let Some(e) = failed {
+                break Err(e);
             }
             if in_flight.is_none() && due.is_empty() && !more {
                 break Ok(handed);
@@ -140,9 +137,15 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
 
     /// Pop one due definition off the timer queue: reschedule it, remember
     /// its slot as handled, record the slots it missed, and add the slot
-    /// to run (if any) to `due`, or defer it to its preferred node. False
-    /// when nothing more is due at `now`.
-    async fn pop_due(&mut self, now: DateTime<Utc>, due: &mut VecDeque<Due>) -> bool {
+    /// to run (if any) to `due`, or defer it to its preferred node (until
+    /// `defer_until`, when it missed claiming it). False when nothing more
+    /// is due at `now`.
+    async fn pop_due(
+        &mut self,
+        now: DateTime<Utc>,
+        defer_until: DateTime<Utc>,
+        due: &mut VecDeque<Due>,
+    ) -> bool {
         let Some((id, at)) = self.timers.pop_due(now) else {
             return false;
         };
@@ -172,8 +175,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
                 slot: firing.latest,
                 trigger,
             };
-            let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
-            due.extend(self.cluster.defer(d, now + grace));
+            due.extend(self.cluster.defer(d, defer_until));
         }
         true
     }
@@ -235,39 +237,42 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         batch: Vec<Due>,
     ) -> Result<Option<Claiming>, (Vec<Due>, StoreError)> {
         let mut claim = Vec::with_capacity(batch.len());
-        let mut skipped = Ok(());
-        for d in batch {
-            if skipped.is_ok() && self.pool.is_running(&d.id) {
+        let mut batch = batch.into_iter();
+        while let Some(d) = batch.next() {
+            if self.pool.is_running(&d.id) {
                 tracing::warn!(definition = %d.id.name, provider = %d.id.provider, target = %d.id.target, disk = d.id.disk_id, slot = %d.slot.to_rfc3339(), "skipped: the previous run is still active");
                 let reason = "overlap: the previous run is still active";
-                skipped = self.record_skipped(&d, reason, self.clock.now()).await;
-                if skipped.is_ok() {
-                    continue;
+                if let Err(e) = self.record_skipped(&d, reason, self.clock.now()).await {
+                    claim.push(d);
+                    claim.extend(batch);
+                    return Err((claim, e));
                 }
+                continue;
             }
             claim.push(d);
-        }
-        if let Err(e) = skipped {
-            return Err((claim, e));
         }
         if claim.is_empty() {
             return Ok(None);
         }
         let store = self.store.clone();
         let at = self.clock.now();
+        let generation = self.lease_generation();
         let task = tokio::spawn(async move {
             let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
                 .iter()
                 .map(|d| (d.id.as_ref(), d.slot, d.trigger))
                 .collect();
-            let claims = store.claim_runs(&slots, at).await;
-            (claim, claims)
+            match store.claim_runs(&slots, at).await {
+                Ok(claims) => Ok(Claimed {
+                    batch: claim,
+                    claims,
+                    at,
+                    generation,
+                }),
+                Err(e) => Err((claim, e)),
+            }
         });
-        Ok(Some(Claiming {
-            task: AbortOnDropHandle::new(task),
-            at,
-            generation: self.lease_generation(),
-        }))
+        Ok(Some(AbortOnDropHandle::new(task)))
     }
 
     /// Queue the runs a batch claimed, and record the slots it found busy

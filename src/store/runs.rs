@@ -143,20 +143,6 @@ fn rows_per_statement(backend: Backend) -> usize {
     }
 }
 
-/// One row of a claim's `VALUES`: identity, slot and trigger, then the
-/// time, owner pid and owner node. PostgreSQL binds the shared three once
-/// (`$1`-`$3`, row `i`'s own from `$4 + 6i`); SQLite binds every row's
-/// ten arguments anonymously, in that order.
-fn claim_values(backend: Backend, i: usize) -> String {
-    match backend {
-        Backend::Postgres => format!(
-            "({}, 'pending', $2, $3, 1, $1, $1)",
-            placeholders(4 + 6 * i, 6)
-        ),
-        Backend::Sqlite => "(?, ?, ?, ?, ?, ?, 'pending', ?, ?, 1, ?, ?)".to_owned(),
-    }
-}
-
 impl Store {
     /// Claim `slot` of a definition for a new pending run owned by this
     /// process: [`Store::claim_runs`] of one slot.
@@ -198,28 +184,25 @@ impl Store {
             .chunks(per_statement)
             .zip(claimed.chunks_mut(per_statement))
         {
-            let values: Vec<String> = (0..chunk.len()).map(|i| claim_values(backend, i)).collect();
-            let insert = format!(
-                "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
-                     owner_pid, owner_node, lease_epoch, created_at, updated_at)
-                 VALUES {}
-                 ON CONFLICT DO NOTHING{}",
-                values.join(", "),
-                match backend {
-                    Backend::Postgres => " RETURNING id, provider, target, disk_id, def_name, slot",
-                    Backend::Sqlite => "",
-                }
-            );
-            let args = match backend {
+            // Each row's placeholders and arguments, in one place per
+            // backend. PostgreSQL binds the time, owner pid and owner node
+            // once ($1-$3) and each row's identity, slot and trigger from
+            // $4 + 6i; SQLite binds all ten of each row anonymously.
+            let (values, args) = match backend {
                 Backend::Postgres => {
                     let mut args = Args::with_capacity(3 + 6 * chunk.len())
                         .text(at.as_str())
                         .int(pid)
                         .text(node.as_deref());
-                    for (id, slot, trigger) in chunk {
+                    let mut values = Vec::with_capacity(chunk.len());
+                    for (i, (id, slot, trigger)) in chunk.iter().enumerate() {
+                        values.push(format!(
+                            "({}, 'pending', $2, $3, 1, $1, $1)",
+                            placeholders(4 + 6 * i, 6)
+                        ));
                         args = args.identity(id).text(ts(*slot)).text(trigger.as_str());
                     }
-                    args
+                    (values.join(", "), args)
                 }
                 Backend::Sqlite => {
                     let mut args = Args::with_capacity(10 * chunk.len());
@@ -233,9 +216,20 @@ impl Store {
                             .text(at.as_str())
                             .text(at.as_str());
                     }
-                    args
+                    let row = "(?, ?, ?, ?, ?, ?, 'pending', ?, ?, 1, ?, ?)";
+                    (vec![row; chunk.len()].join(", "), args)
                 }
             };
+            let insert = format!(
+                "INSERT INTO runs (provider, target, disk_id, def_name, slot, trigger, state,
+                     owner_pid, owner_node, lease_epoch, created_at, updated_at)
+                 VALUES {values}
+                 ON CONFLICT DO NOTHING{}",
+                match backend {
+                    Backend::Postgres => " RETURNING id, provider, target, disk_id, def_name, slot",
+                    Backend::Sqlite => "",
+                }
+            );
             let rows = match backend {
                 Backend::Postgres => tx.conn().fetch_all::<ClaimedRow>(&insert, &args).await?,
                 Backend::Sqlite => {
