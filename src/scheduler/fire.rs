@@ -2,8 +2,9 @@
 //! slot's fate ([`super::catch_up`]), record missed and overlapping slots,
 //! and claim the rest in the store in batches, handing the claimed runs to
 //! the pool, which starts them once the whole burst is claimed. Batches
-//! are pipelined: one is claimed in a task of its own while the next is
-//! popped and the runs of the one before are queued.
+//! are pipelined: each is claimed in a task of its own, up to
+//! [`CLAIMS_IN_FLIGHT`] at once, while the next is popped and the runs of
+//! the ones claimed are queued.
 //!
 //! Invariants:
 //! - A slot runs at most once across restarts and processes: a run exists
@@ -16,8 +17,8 @@
 //!   recorded `skipped`, never queued behind it.
 //! - No claim outlives the firing that started it: `fire_due` returns once
 //!   every batch it handed on has been claimed (or has failed and is kept
-//!   to retry), and dropping it aborts the claim in flight, whose
-//!   transaction is then rolled back.
+//!   to retry), also after a failure, and dropping it aborts the claims in
+//!   flight, whose transactions are then rolled back.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,6 +37,12 @@ use crate::store::{StoreError, StoreResult};
 /// that commits do not dominate, small enough that the first runs of a
 /// burst start without waiting for the whole burst to be written.
 const CLAIM_BATCH: usize = 512;
+
+/// Claims of one burst in the store at once. With two, the next claim
+/// waits for the store's writer while the one before it writes, instead of
+/// being started only once that one has returned; on SQLite the two share
+/// a commit (the writer's group commit).
+const CLAIMS_IN_FLIGHT: usize = 2;
 
 /// A slot about to be claimed.
 pub(super) struct Due {
@@ -67,8 +74,11 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// handed on to be claimed.
     ///
     /// A burst is claimed in batches of [`CLAIM_BATCH`], pipelined: while
-    /// one batch's claim is in the store, the next is popped off the timer
-    /// queue, and the batch claimed before it is queued in the pool.
+    /// [`CLAIMS_IN_FLIGHT`] batches are in the store, the next is popped
+    /// off the timer queue, and the oldest claim's runs are queued in the
+    /// pool as soon as it returns. After a failure no claim is started,
+    /// and those in flight are still awaited: the runs of each that
+    /// succeeded are queued, each that failed is kept to retry.
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
         let now = self.clock.now();
         if let Some(step) = self.wall.observe(tokio::time::Instant::now(), now) {
@@ -81,50 +91,55 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
         let mut more = true;
         let mut handed = 0;
-        let mut in_flight: Option<Claiming> = None;
-        let outcome = loop {
-            while more && due.len() < CLAIM_BATCH {
-                more = self.pop_due(now, now + grace, &mut due).await;
-            }
-            let done = match in_flight.take() {
-                None => None,
-                Some(task) => match task.await {
-                    Ok(Ok(done)) => Some(done),
-                    Ok(Err((batch, e))) => {
-                        // Tried again next turn; those not yet popped are
-                        // still due in the timer queue.
-                        self.cluster.unclaimed.extend(batch.into_iter().chain(due));
-                        break Err(e);
-                    }
-                    Err(e) => match e.try_into_panic() {
-                        Ok(panic) => std::panic::resume_unwind(panic),
-                        // Only the runtime shutting down cancels it.
-                        Err(e) => break Err(StoreError::Uncommitted(format!("claim: {e}"))),
-                    },
-                },
-            };
-            let mut failed = None;
-            if !due.is_empty() {
+        let mut in_flight: VecDeque<Claiming> = VecDeque::with_capacity(CLAIMS_IN_FLIGHT);
+        let mut failed: Option<StoreError> = None;
+        loop {
+            // Start claims until CLAIMS_IN_FLIGHT are in the store, popping
+            // a batch for each; none after a failure.
+            while failed.is_none() && in_flight.len() < CLAIMS_IN_FLIGHT {
+                while more && due.len() < CLAIM_BATCH {
+                    more = self.pop_due(now, now + grace, &mut due).await;
+                }
+                if due.is_empty() {
+                    break;
+                }
                 let batch: Vec<Due> = due.drain(..due.len().min(CLAIM_BATCH)).collect();
                 handed += batch.len();
                 match self.start_claim(batch).await {
-                    Ok(claiming) => in_flight = claiming,
+                    Ok(claiming) => in_flight.extend(claiming),
                     Err((batch, e)) => {
-                        self.cluster
-                            .unclaimed
-                            .extend(batch.into_iter().chain(due.drain(..)));
+                        self.cluster.unclaimed.extend(batch);
                         failed = Some(e);
                     }
                 }
             }
-            if let Some(done) = done {
-                self.queue_claimed(done).await;
+            // Then take the oldest claim's answer.
+            let Some(task) = in_flight.pop_front() else {
+                break;
+            };
+            match task.await {
+                Ok(Ok(done)) => self.queue_claimed(done).await,
+                // Tried again next turn.
+                Ok(Err((batch, e))) => {
+                    self.cluster.unclaimed.extend(batch);
+                    failed.get_or_insert(e);
+                }
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // Only the runtime shutting down cancels it.
+                    Err(e) => {
+                        failed.get_or_insert(StoreError::Uncommitted(format!("claim: {e}")));
+                    }
+                },
             }
-            if let Some(e) = failed {
-                break Err(e);
-            }
-            if in_flight.is_none() && due.is_empty() && !more {
-                break Ok(handed);
+        }
+        // After a failure, the slots popped but not claimed are tried again
+        // next turn; those not yet popped are still due in the timer queue.
+        let outcome = match failed {
+            None => Ok(handed),
+            Some(e) => {
+                self.cluster.unclaimed.extend(due);
+                Err(e)
             }
         };
         // The burst's runs start once all of it is claimed: their writes
@@ -255,15 +270,15 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             return Ok(None);
         }
         let store = self.store.clone();
-        let at = self.clock.now();
+        let clock = self.clock;
         let generation = self.lease_generation();
         let task = tokio::spawn(async move {
             let slots: Vec<(&Identity, DateTime<Utc>, Trigger)> = claim
                 .iter()
                 .map(|d| (d.id.as_ref(), d.slot, d.trigger))
                 .collect();
-            match store.claim_runs(&slots, at).await {
-                Ok(claims) => Ok(Claimed {
+            match store.claim_runs_now(&slots, clock).await {
+                Ok((claims, at)) => Ok(Claimed {
                     batch: claim,
                     claims,
                     at,

@@ -353,7 +353,8 @@ async fn open_sqlite(
         .create_if_missing(true)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
     enable_wal(&options)
         .await
         .map_err(|e| open_err(describe_sqlx(&e)))?;
@@ -523,6 +524,12 @@ async fn open_sqlite_read_only(
         .map_err(|e| open_err(describe_sqlx(&e)))?;
     Ok(Pool::Sqlite(pool, Default::default()))
 }
+
+/// WAL pages after which a commit checkpoints in its own connection
+/// (SQLite's default is 1,000). The writer checkpoints beside the writing
+/// connection long before (see [`writer`]); this is the backstop for a WAL
+/// those checkpoints fall behind on, about 40 MB with 4 KB pages.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// How long a SQLite statement waits for another writer's lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);

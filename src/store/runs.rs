@@ -20,6 +20,7 @@ use super::{
     active_states, parse_opt_ts, parse_ts, ts, ts_ms, IdentityRow, Store, StoreError, StoreResult,
     OF_IDENTITY,
 };
+use crate::clock::Clock;
 use crate::domain::run::DEPARTED;
 use crate::domain::{Claim, Consistency, HookState, Identity, Run, RunState, Trigger};
 
@@ -168,15 +169,36 @@ impl Store {
         slots: &[(&Identity, DateTime<Utc>, Trigger)],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Claim>> {
+        Ok(self.claim_with(slots, || now).await?.0)
+    }
+
+    /// [`Store::claim_runs`], stamped with `clock`'s time once the claim's
+    /// transaction has begun (so a claim that queued behind another write
+    /// records when it was made, not when it was asked for); returns the
+    /// instant too.
+    pub async fn claim_runs_now(
+        &self,
+        slots: &[(&Identity, DateTime<Utc>, Trigger)],
+        clock: Clock,
+    ) -> StoreResult<(Vec<Claim>, DateTime<Utc>)> {
+        self.claim_with(slots, || clock.now()).await
+    }
+
+    async fn claim_with(
+        &self,
+        slots: &[(&Identity, DateTime<Utc>, Trigger)],
+        now: impl FnOnce() -> DateTime<Utc>,
+    ) -> StoreResult<(Vec<Claim>, DateTime<Utc>)> {
+        let node = self.node_id();
+        let pid = std::process::id();
+        let backend = self.backend();
+        let mut tx = self.pool.begin_write().await?;
+        let now = now();
         let at = ts_ms(now);
         // The row as inserted, from what is bound: the insert returns only
         // the key and id (decoding every column of thousands of new rows
         // back cost more than inserting them).
         let created = parse_ts(&at)?;
-        let node = self.node_id();
-        let pid = std::process::id();
-        let backend = self.backend();
-        let mut tx = self.pool.begin_write().await?;
         // The new run's id per slot, in the order of `slots`.
         let mut claimed: Vec<Option<i64>> = vec![None; slots.len()];
         let per_statement = rows_per_statement(backend);
@@ -310,7 +332,7 @@ impl Store {
             });
         }
         tx.commit().await?;
-        Ok(out)
+        Ok((out, now))
     }
 
     /// Record a slot that did not run (`skipped` or `missed`) as a final row.

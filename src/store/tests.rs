@@ -101,6 +101,46 @@ fn claimed(c: &Claim) -> &Run {
 use crate::domain::Run;
 
 #[tokio::test]
+async fn a_claim_queued_behind_another_write_is_stamped_when_it_writes() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+    let Pool::Sqlite(_, writer) = &store.pool else {
+        unreachable!("a file is a SQLite store")
+    };
+    let (clock, stepper) = crate::clock::Clock::stepped(at(5, 0));
+    let id = spec("daily", "vm1").identity;
+    // Another write holds the writer; the claim queues behind it.
+    let other = store.pool.begin_write().await.expect("begins");
+    let claim = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            store
+                .claim_runs_now(&[(&id, at(5, 0), Trigger::Schedule)], clock)
+                .await
+        })
+    };
+    while writer.queued() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // An hour passes on the claim's clock while it waits.
+    stepper.step(chrono::Duration::hours(1));
+    other.commit().await.expect("commits");
+    let (claims, stamped) = claim.await.expect("joins").expect("claims");
+    assert!(
+        stamped >= at(6, 0),
+        "stamped {stamped} before it could write"
+    );
+    let run = claimed(&claims[0]);
+    let stored = store.get_run(run.id).await.expect("reads").expect("stored");
+    assert_eq!(stored.created_at, run.created_at);
+    assert!(
+        stored.created_at >= at(6, 0),
+        "stored {}",
+        stored.created_at
+    );
+}
+
+#[tokio::test]
 async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
     for (store, _dir) in stores().await {
         let b = store.backend();

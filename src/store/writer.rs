@@ -30,6 +30,15 @@
 //!
 //! Reads never come here: in WAL mode they do not wait on the writer, and
 //! they see a batch only once it is committed.
+//!
+//! Checkpoints (copying the WAL's pages back into the database file) run
+//! beside the writer, not in it: every [`CHECKPOINT_EVERY`] committed
+//! batches the writer starts a passive checkpoint on a pooled connection of
+//! its own (SQLite's own thread), unless the last one is still running.
+//! SQLite's automatic checkpoint would run it in the committing
+//! connection, between two batches, and a burst of claims would wait for
+//! it; the pool's connections keep it only as a backstop for a WAL that
+//! outgrows the checkpoints (see `WAL_AUTOCHECKPOINT_PAGES`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,6 +48,7 @@ use futures_util::TryFutureExt;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 use sqlx::Transaction;
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+use tokio::task::JoinHandle;
 
 use super::{StoreError, StoreResult};
 
@@ -57,6 +67,8 @@ fn closed(_: oneshot::error::RecvError) -> Outcome {
 }
 
 const SAVEPOINT: &str = "SAVEPOINT snapsched_write";
+/// Committed batches between two checkpoints started by the writer.
+pub(crate) const CHECKPOINT_EVERY: u64 = 16;
 const RELEASE: &str = "RELEASE snapsched_write";
 const ROLLBACK_TO: &str = "ROLLBACK TO snapsched_write; RELEASE snapsched_write";
 
@@ -77,10 +89,16 @@ struct State {
     last_batch: u64,
     /// Batches committed, and the writes they held.
     committed: (u64, u64),
+    /// Batches committed since the last checkpoint started.
+    since_checkpoint: u64,
+    /// The last checkpoint started, running or done.
+    checkpoint: Option<JoinHandle<()>>,
 }
 
 struct Batch {
     tx: Transaction<'static, Sqlite>,
+    /// The pool the batch's connection came from (for the checkpoint).
+    pool: SqlitePool,
     id: u64,
     /// Writers whose writes are in the batch, waiting for its commit.
     writes: u64,
@@ -137,6 +155,7 @@ impl Writer {
             guard.last_batch += 1;
             guard.batch = Some(Batch {
                 tx,
+                pool: pool.clone(),
                 id: guard.last_batch,
                 writes: 0,
                 done: Some(sender),
@@ -167,6 +186,12 @@ impl Writer {
         let mut guard = self.state.lock().await;
         settle(&mut guard).await;
         end_batch(&mut guard, Ok(())).await;
+    }
+
+    /// Writers waiting for their turn now.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Batches committed so far, and the writes they held.
@@ -223,6 +248,7 @@ async fn after_abandon(state: &mut State) {
 async fn end_batch(state: &mut State, outcome: Outcome) -> Option<sqlx::Error> {
     let Batch {
         tx,
+        pool,
         mut done,
         writes,
         ..
@@ -232,6 +258,8 @@ async fn end_batch(state: &mut State, outcome: Outcome) -> Option<sqlx::Error> {
             Ok(()) => {
                 state.committed.0 += 1;
                 state.committed.1 += writes;
+                state.since_checkpoint += 1;
+                start_checkpoint(state, pool);
                 (Ok(()), None)
             }
             Err(e) => (Err(Arc::<str>::from(e.to_string())), Some(e)),
@@ -245,6 +273,32 @@ async fn end_batch(state: &mut State, outcome: Outcome) -> Option<sqlx::Error> {
         let _ = done.send(outcome);
     }
     error
+}
+
+/// Start a passive checkpoint on a connection of its own when
+/// [`CHECKPOINT_EVERY`] batches were committed since the last one and that
+/// one is done. Passive: it copies what no reader still needs and never
+/// waits for a lock, so neither the writer nor the readers wait for it.
+fn start_checkpoint(state: &mut State, pool: SqlitePool) {
+    if state.since_checkpoint < CHECKPOINT_EVERY
+        || state.checkpoint.as_ref().is_some_and(|c| !c.is_finished())
+    {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    state.since_checkpoint = 0;
+    state.checkpoint = Some(runtime.spawn(async move {
+        let checkpoint = async {
+            let mut conn = pool.acquire().await?;
+            exec(&mut conn, "PRAGMA wal_checkpoint(PASSIVE)").await
+        };
+        // The next one, or SQLite's own, copies what this one did not.
+        if let Err(e) = checkpoint.await {
+            tracing::debug!("WAL checkpoint beside the writer failed: {e}");
+        }
+    }));
 }
 
 /// One writer's transaction: a savepoint in the batch, holding the mutex
@@ -433,6 +487,45 @@ mod tests {
             "no two writes shared a commit: {batches} batches"
         );
         assert!(lock_is_free(&options).await, "the write lock is kept");
+    }
+
+    #[tokio::test]
+    async fn every_few_batches_a_checkpoint_copies_the_wal_into_the_file_beside_the_writer() {
+        let (pool, _options, dir) = pool().await;
+        let file = dir.path().join("w.db");
+        let size = || std::fs::metadata(&file).expect("the database file").len();
+        let writer = Arc::new(Writer::default());
+        // Nothing copies the WAL into the file before: these connections
+        // checkpoint by themselves only after 1,000 pages, and the writes
+        // below are about 40.
+        let before = size();
+        let value = "x".repeat(8_000);
+        for i in 0..CHECKPOINT_EVERY {
+            let mut tx = writer.begin(&pool).await.expect("begins");
+            insert(&mut tx, &format!("{i:02}{value}"))
+                .await
+                .expect("inserts");
+            tx.commit().await.expect("commits");
+            if i + 1 < CHECKPOINT_EVERY {
+                assert!(
+                    writer.state.lock().await.checkpoint.is_none(),
+                    "a checkpoint after {} batches",
+                    i + 1
+                );
+            }
+        }
+        let checkpoint = writer.state.lock().await.checkpoint.take();
+        checkpoint
+            .expect("a checkpoint started after the batches")
+            .await
+            .expect("joins");
+        let written = CHECKPOINT_EVERY * 8_000;
+        assert!(
+            size() >= before + written,
+            "the file grew from {before} to {} bytes, not by the {written} written",
+            size()
+        );
+        assert_eq!(keys(&pool).await.len(), CHECKPOINT_EVERY as usize);
     }
 
     #[tokio::test]
