@@ -67,10 +67,11 @@ fn closed(_: oneshot::error::RecvError) -> Outcome {
 }
 
 const SAVEPOINT: &str = "SAVEPOINT snapsched_write";
-/// Committed batches between two checkpoints started by the writer.
-pub(crate) const CHECKPOINT_EVERY: u64 = 16;
 const RELEASE: &str = "RELEASE snapsched_write";
 const ROLLBACK_TO: &str = "ROLLBACK TO snapsched_write; RELEASE snapsched_write";
+
+/// Committed batches between two checkpoints started by the writer.
+const CHECKPOINT_EVERY: u64 = 16;
 
 /// The process's writer of one SQLite pool; shared by the pool's clones.
 #[derive(Debug, Default)]
