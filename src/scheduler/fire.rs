@@ -33,10 +33,11 @@ use crate::domain::{Claim, Identity, RunState, Trigger};
 use crate::provider::Provider;
 use crate::store::{StoreError, StoreResult};
 
-/// Slots claimed per transaction when many are due at once: large enough
-/// that commits do not dominate, small enough that the first runs of a
-/// burst start without waiting for the whole burst to be written.
-const CLAIM_BATCH: usize = 512;
+/// Slots claimed per transaction when many are due at once (the default
+/// of [`super::Settings::claim_batch`]): large enough that the round trips
+/// and commits around each claim do not dominate a burst. A burst's runs
+/// start only once all of it is claimed, so a larger batch delays no run.
+pub(super) const CLAIM_BATCH: usize = 2048;
 
 /// Claims of one burst in the store at once. With two, the next claim
 /// waits for the store's writer while the one before it writes, instead of
@@ -73,7 +74,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Fire every definition that is due now; returns how many slots were
     /// handed on to be claimed.
     ///
-    /// A burst is claimed in batches of [`CLAIM_BATCH`], pipelined: while
+    /// A burst is claimed in batches of [`super::Settings::claim_batch`], pipelined: while
     /// [`CLAIMS_IN_FLIGHT`] batches are in the store, the next is popped
     /// off the timer queue, and the oldest claim's runs are queued in the
     /// pool as soon as it returns. After a failure no claim is started,
@@ -89,6 +90,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         let mut due: VecDeque<Due> = std::mem::take(&mut self.cluster.unclaimed).into();
         due.extend(self.cluster.take_deferred(now));
         let grace = chrono::Duration::from_std(self.settings.claim_grace).unwrap_or_default();
+        let batch_size = self.settings.claim_batch.max(1);
         let mut more = true;
         let mut handed = 0;
         let mut in_flight: VecDeque<Claiming> = VecDeque::with_capacity(CLAIMS_IN_FLIGHT);
@@ -97,13 +99,13 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             // Start claims until CLAIMS_IN_FLIGHT are in the store, popping
             // a batch for each; none after a failure.
             while failed.is_none() && in_flight.len() < CLAIMS_IN_FLIGHT {
-                while more && due.len() < CLAIM_BATCH {
+                while more && due.len() < batch_size {
                     more = self.pop_due(now, now + grace, &mut due).await;
                 }
                 if due.is_empty() {
                     break;
                 }
-                let batch: Vec<Due> = due.drain(..due.len().min(CLAIM_BATCH)).collect();
+                let batch: Vec<Due> = due.drain(..due.len().min(batch_size)).collect();
                 handed += batch.len();
                 match self.start_claim(batch).await {
                     Ok(claiming) => in_flight.extend(claiming),

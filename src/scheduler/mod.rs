@@ -85,6 +85,8 @@ pub struct Settings {
     /// How long a node that is not a definition's preferred node waits
     /// after a slot before claiming it itself.
     pub claim_grace: Duration,
+    /// Slots claimed per transaction when many are due at once.
+    pub claim_batch: usize,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             on_time: Duration::from_secs(60),
             lease_ttl: Duration::from_secs(30),
             claim_grace: Duration::from_secs(2),
+            claim_batch: fire::CLAIM_BATCH,
         }
     }
 }

@@ -344,6 +344,52 @@ async fn the_in_flight_index_and_active_states_agree() {
     }
 }
 
+/// On SQLite the runs in flight are found by owner through the in-flight
+/// index (`runs_one_active`), which holds exactly those runs: the owner's
+/// own index is gone, and no owner query scans the whole history.
+#[tokio::test]
+async fn runs_by_owner_are_read_through_the_in_flight_index_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+    let pool = store.sqlite_pool().expect("sqlite");
+    let indexes: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")
+            .fetch_all(pool)
+            .await
+            .expect("indexes");
+    assert!(
+        !indexes.iter().any(|(n,)| n == "runs_in_flight_by_owner"),
+        "{indexes:?}"
+    );
+    let active = active_states();
+    for query in [
+        format!("SELECT id FROM runs WHERE owner_node = 'n1' AND state IN ({active})"),
+        format!(
+            "SELECT n.id, (SELECT COUNT(*) FROM runs WHERE runs.owner_node = n.id
+                              AND runs.state IN ({active})) FROM nodes n"
+        ),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {query}"))
+                .fetch_all(pool)
+                .await
+                .expect("plan");
+        let on_runs: Vec<&str> = plan
+            .iter()
+            .map(|(.., detail)| detail.as_str())
+            .filter(|d| d.contains(" runs"))
+            .collect();
+        assert!(
+            !on_runs.is_empty()
+                && on_runs
+                    .iter()
+                    .all(|d| d.contains("USING INDEX runs_one_active")),
+            "{query}: {plan:?}"
+        );
+    }
+    store.close().await;
+}
+
 #[tokio::test]
 async fn definitions_round_trip_and_sort_bytewise() {
     for (store, _dir) in stores().await {

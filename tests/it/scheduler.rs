@@ -800,6 +800,8 @@ async fn a_burst_of_several_claim_batches_runs_every_slot_once() {
     // takes longer than the default 30 s to run these 1,100 runs.
     let mut lasting = settings();
     lasting.lease_ttl = Duration::from_secs(24 * 3600);
+    // Three batches, so that two claims are in the store at once.
+    lasting.claim_batch = 512;
     let mut s = scheduler(&env, clock, lasting);
     s.start().await.expect("start");
     // In the second and third batches: one slot already claimed (by
