@@ -199,12 +199,21 @@ impl Store {
         // the key and id (decoding every column of thousands of new rows
         // back cost more than inserting them).
         let created = parse_ts(&at)?;
-        // The new run's id per slot, in the order of `slots`.
-        let mut claimed: Vec<Option<i64>> = vec![None; slots.len()];
+        // Rows go in in the order of the runs indexes (identity, then
+        // slot), whatever order the slots came in, so that the rows of one
+        // statement land on neighbouring index pages: 100,000 rows in
+        // random order insert several times slower than in index order.
+        // Stable, so of two equal slots the first asked is the one claimed.
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by(|&a, &b| (slots[a].0, slots[a].1).cmp(&(slots[b].0, slots[b].1)));
+        let sorted: Vec<(&Identity, DateTime<Utc>, Trigger)> =
+            order.iter().map(|&i| slots[i]).collect();
+        // The new run's id per slot, in the order of `sorted`.
+        let mut claimed_sorted: Vec<Option<i64>> = vec![None; slots.len()];
         let per_statement = rows_per_statement(backend);
-        for (chunk, ids) in slots
+        for (chunk, ids) in sorted
             .chunks(per_statement)
-            .zip(claimed.chunks_mut(per_statement))
+            .zip(claimed_sorted.chunks_mut(per_statement))
         {
             // Each row's placeholders and arguments, in one place per
             // backend. PostgreSQL binds the time, owner pid and owner node
@@ -295,6 +304,11 @@ impl Store {
             for ((id, slot, _), run_id) in chunk.iter().zip(ids.iter_mut()) {
                 *run_id = by_key.remove(&((*id).clone(), ts(*slot)));
             }
+        }
+        // The new run's id per slot, in the order of `slots`.
+        let mut claimed: Vec<Option<i64>> = vec![None; slots.len()];
+        for (&i, run_id) in order.iter().zip(claimed_sorted) {
+            claimed[i] = run_id;
         }
         let mut out = Vec::with_capacity(slots.len());
         for ((id, slot, trigger), run_id) in slots.iter().zip(claimed) {

@@ -232,6 +232,64 @@ async fn a_batch_claims_across_statements_and_names_taken_and_busy_slots() {
     }
 }
 
+/// Slots asked in any order are inserted in the order of the runs indexes
+/// (identity, then slot), across statements, and answered in the order
+/// asked: the new ids ascend with the identity, and every run is its row.
+#[tokio::test]
+async fn a_batch_in_any_order_is_inserted_in_index_order_and_answered_as_asked() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let ids: Vec<Identity> = (0..600)
+            .map(|i| spec("daily", &format!("vm{i:03}")).identity)
+            .collect();
+        // Taken before: every 7th slot.
+        let taken: Vec<_> = ids
+            .iter()
+            .step_by(7)
+            .map(|id| (id, at(5, 0), Trigger::Schedule))
+            .collect();
+        store.claim_runs(&taken, at(5, 0)).await.expect("claims");
+        // Asked in an order far from the index's: odd ones descending,
+        // then even ones ascending.
+        let asked: Vec<&Identity> = ids
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(i, _)| i % 2 == 1)
+            .chain(ids.iter().enumerate().filter(|(i, _)| i % 2 == 0))
+            .map(|(_, id)| id)
+            .collect();
+        let slots: Vec<_> = asked
+            .iter()
+            .map(|id| (*id, at(5, 0), Trigger::Schedule))
+            .collect();
+        let claims = store.claim_runs(&slots, at(5, 1)).await.expect("claims");
+        assert_eq!(claims.len(), slots.len(), "{b:?}");
+        let mut new: Vec<(&Identity, i64)> = Vec::new();
+        for (claim, id) in claims.iter().zip(&asked) {
+            let index = ids.iter().position(|i| &i == id).expect("known");
+            if index % 7 == 0 {
+                assert!(
+                    matches!(claim, Claim::AlreadyRan),
+                    "{b:?} {id:?}: {claim:?}"
+                );
+                continue;
+            }
+            let run = claimed(claim);
+            assert_eq!(&&run.identity, id, "{b:?}: claims answer as asked");
+            let stored = store.get_run(run.id).await.expect("reads").expect("stored");
+            assert_eq!(run, &stored, "{b:?}");
+            new.push((&ids[index], run.id));
+        }
+        new.sort();
+        assert!(
+            new.windows(2).all(|w| w[0].1 < w[1].1),
+            "{b:?}: ids ascend with the identity: {new:?}"
+        );
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_single_claim_is_a_batch_of_one() {
     for (store, _dir) in stores().await {
