@@ -354,7 +354,8 @@ async fn open_sqlite(
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
-        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES.to_string());
     enable_wal(&options)
         .await
         .map_err(|e| open_err(describe_sqlx(&e)))?;
@@ -530,6 +531,12 @@ async fn open_sqlite_read_only(
 /// connection long before (see [`writer`]); this is the backstop for a WAL
 /// those checkpoints fall behind on, about 40 MB with 4 KB pages.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// The size SQLite cuts the WAL file back to when it starts it over after
+/// a checkpoint (by default it keeps the file at its largest): a burst that
+/// grew it towards the backstop above does not leave tens of megabytes on
+/// disk for good.
+pub(crate) const JOURNAL_SIZE_LIMIT_BYTES: u64 = 8 << 20;
 
 /// How long a SQLite statement waits for another writer's lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);

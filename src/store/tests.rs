@@ -448,6 +448,64 @@ async fn runs_by_owner_are_read_through_the_in_flight_index_on_sqlite() {
     store.close().await;
 }
 
+/// A WAL that a long read kept from starting over grows past its limit;
+/// once checkpointed, the next write starts it over and cuts the file back
+/// to the limit instead of keeping it at its largest.
+#[tokio::test]
+async fn the_wal_is_cut_back_to_its_limit_when_it_starts_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let wal = dir.path().join("s.db-wal");
+    let store = Store::open(&path).await.expect("open");
+    let pool = store.sqlite_pool().expect("sqlite");
+    let wal_size = || std::fs::metadata(&wal).expect("the WAL").len();
+    sqlx::query("CREATE TABLE filler (b BLOB)")
+        .execute(pool)
+        .await
+        .expect("table");
+    // A read that began before the writes: no checkpoint may copy them,
+    // so the WAL cannot start over and grows with every write.
+    let mut reader = pool.acquire().await.expect("connection");
+    sqlx::query("BEGIN")
+        .execute(&mut *reader)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT COUNT(*) FROM filler")
+        .execute(&mut *reader)
+        .await
+        .expect("read");
+    for _ in 0..3 {
+        sqlx::query("INSERT INTO filler VALUES (zeroblob(4000000))")
+            .execute(pool)
+            .await
+            .expect("write");
+    }
+    let grown = wal_size();
+    assert!(
+        grown > JOURNAL_SIZE_LIMIT_BYTES,
+        "the WAL grew to {grown} bytes only"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut *reader)
+        .await
+        .expect("commit");
+    drop(reader);
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(pool)
+        .await
+        .expect("checkpoint");
+    sqlx::query("DELETE FROM filler")
+        .execute(pool)
+        .await
+        .expect("write");
+    let after = wal_size();
+    assert!(
+        after <= JOURNAL_SIZE_LIMIT_BYTES,
+        "the WAL stayed at {after} bytes after starting over (it had grown to {grown})"
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn definitions_round_trip_and_sort_bytewise() {
     for (store, _dir) in stores().await {
