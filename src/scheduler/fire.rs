@@ -74,10 +74,10 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     /// Fire every definition that is due now; returns how many slots were
     /// handed on to be claimed.
     ///
-    /// A burst is claimed in batches of [`super::Settings::claim_batch`], pipelined: while
-    /// [`CLAIMS_IN_FLIGHT`] batches are in the store, the next is popped
-    /// off the timer queue, and the oldest claim's runs are queued in the
-    /// pool as soon as it returns. After a failure no claim is started,
+    /// A burst is claimed in batches of [`super::Settings::claim_batch`],
+    /// pipelined: while [`CLAIMS_IN_FLIGHT`] batches are in the store, the
+    /// next is popped off the timer queue, and the oldest claim's runs are
+    /// queued in the pool as soon as it returns. After a failure no claim is started,
     /// and those in flight are still awaited: the runs of each that
     /// succeeded are queued, each that failed is kept to retry.
     pub async fn fire_due(&mut self) -> StoreResult<usize> {
