@@ -306,7 +306,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
             match outcome {
                 // The definition is read when the run starts.
                 Claim::Claimed(run) => self.pool.enqueue(RunJob {
-                    run,
+                    run: Box::new(run),
                     def: None,
                     generation,
                 }),

@@ -31,7 +31,10 @@ use crate::store::{Store, StoreError};
 /// target when already read (a resumed run), else `None`: read when it
 /// starts.
 pub(crate) struct RunJob {
-    pub run: Run,
+    /// Boxed: the pool's queue holds every slot of a burst (100,000 at
+    /// once in the benchmark), and a queue of boxes grows by copying
+    /// pointers, not whole rows.
+    pub run: Box<Run>,
     pub def: Option<(Arc<Definition>, Target)>,
     /// The lease generation the run was claimed or taken over in: the run
     /// acts only while the lease is still that membership's, however long
@@ -145,7 +148,7 @@ impl<P: Provider + Clone + 'static> Launch for RunLauncher<P> {
                 shutdown,
                 lease,
             };
-            match runner.drive_any(run, &in_flight).await {
+            match runner.drive_any(*run, &in_flight).await {
                 Ok(Ended::Final(_)) => {}
                 Ok(Ended::Suspended(r)) => {
                     tracing::info!(definition = %identity.name, provider = %identity.provider, target = %identity.target, disk = identity.disk_id, state = r.state.as_str(), "run suspended for shutdown; it resumes at next start");

@@ -36,11 +36,21 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
     pub(super) async fn take_over_orphans(&mut self) -> StoreResult<usize> {
         let mut candidates = self.store.orphaned_runs().await?;
         if let Some(me) = self.store.node_id() {
-            for run in self.store.runs_owned_by(&me).await? {
-                if !self.pool.is_running(&run.identity) {
-                    candidates.push(run);
+            // Every run of a burst in flight is this node's: read whole rows
+            // only of those no task drives.
+            let mut own = Vec::new();
+            for (id, identity) in self.store.run_keys_owned_by(&me).await? {
+                if self.pool.is_running(&identity) {
+                    continue;
+                }
+                if let Some(run) = self.store.get_run(id).await? {
+                    if !run.state.is_final() && run.owner_node.as_deref() == Some(&*me) {
+                        own.push(run);
+                    }
                 }
             }
+            own.sort_by_key(|r| (r.slot, r.id));
+            candidates.extend(own);
         }
         let mut resumed = 0;
         for run in candidates {
@@ -101,7 +111,7 @@ impl<P: Provider + Clone + 'static> Scheduler<P> {
         };
         tracing::info!(definition = %run.identity.name, provider = %run.identity.provider, target = %run.identity.target, disk = run.identity.disk_id, state = run.state.as_str(), epoch = run.lease_epoch, "resuming run");
         self.pool.submit(RunJob {
-            run,
+            run: Box::new(run),
             def: Some((def, target)),
             generation,
         });

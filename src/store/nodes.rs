@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::backend::{Args, Backend};
 use super::{active_states, parse_ts, ts_ms, Store, StoreError, StoreResult};
-use crate::domain::{Node, NodeInfo, NodeRole, NodeState, Run};
+use crate::domain::{Identity, Node, NodeInfo, NodeRole, NodeState, Run};
 
 /// The database's clock in milliseconds since the Unix epoch, as SQL.
 pub(super) fn now_ms(backend: Backend) -> &'static str {
@@ -205,8 +205,8 @@ impl Store {
         .await
     }
 
-    /// Runs in flight owned by `node`.
-    pub async fn runs_owned_by(&self, node: &str) -> StoreResult<Vec<Run>> {
-        self.runs_where_owner(node).await
+    /// Id and definition identity of each run in flight owned by `node`.
+    pub async fn run_keys_owned_by(&self, node: &str) -> StoreResult<Vec<(i64, Identity)>> {
+        self.run_keys_where_owner(node).await
     }
 }

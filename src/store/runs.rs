@@ -46,6 +46,14 @@ const COLS: &str = "id, provider, target, disk_id, def_name, slot, trigger, stat
     started_at, updated_at, finished_at, owner_node, lease_epoch, consistency, hook_state,
     hook_output";
 
+/// A run's id and definition identity.
+#[derive(sqlx::FromRow)]
+struct RunKeyRow {
+    id: i64,
+    #[sqlx(flatten)]
+    identity: IdentityRow,
+}
+
 /// A `runs` row as read through [`COLS`].
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -591,20 +599,28 @@ impl Store {
         )
     }
 
-    /// Runs in flight owned by `node`, oldest slot first.
-    pub(super) async fn runs_where_owner(&self, node: &str) -> StoreResult<Vec<Run>> {
-        into_runs(
-            self.pool
-                .fetch_all(
-                    &format!(
-                        "SELECT {COLS} FROM runs WHERE owner_node = $1 AND state IN ({})
-                         ORDER BY slot, id",
-                        active_states()
-                    ),
-                    &Args::new().text(node),
-                )
-                .await?,
-        )
+    /// Id and definition identity of every run in flight owned by `node`,
+    /// in no particular order. With a burst in flight that is every slot
+    /// the node claimed, so only what tells whether a task drives a run is
+    /// read, not whole rows.
+    pub(super) async fn run_keys_where_owner(
+        &self,
+        node: &str,
+    ) -> StoreResult<Vec<(i64, Identity)>> {
+        let rows: Vec<RunKeyRow> = self
+            .pool
+            .fetch_all(
+                &format!(
+                    "SELECT id, provider, target, disk_id, def_name FROM runs
+                     WHERE owner_node = $1 AND state IN ({})",
+                    active_states()
+                ),
+                &Args::new().text(node),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.id, r.identity.into_identity()?)))
+            .collect()
     }
 
     pub async fn get_run(&self, run_id: i64) -> StoreResult<Option<Run>> {

@@ -731,6 +731,75 @@ async fn a_run_of_a_since_deactivated_definition_is_still_finished() {
     );
 }
 
+/// A run of this node's that no task drives (a store outage ended its
+/// task, say) is resumed at the node's next lease renewal, though its owner
+/// is live; what tells it apart is that the pool holds no run of its
+/// definition.
+#[tokio::test]
+async fn a_run_of_this_node_without_a_task_is_resumed_at_the_next_renewal() {
+    let env = env(Duration::ZERO).await;
+    let start = utc(2026, 1, 10, 0, 0, 0);
+    let def = spec("orphan", "web01", "0 0 1 1 *");
+    env.store
+        .insert_definition(&def, Source::Cli, None, start)
+        .await
+        .expect("definition inserted");
+    // Renewals follow the real clock (a lease is real time), every third
+    // of the lease.
+    let mut short = settings();
+    short.lease_ttl = Duration::from_millis(1500);
+    let token = CancellationToken::new();
+    let mut s = Scheduler::new(
+        env.store.clone(),
+        env.providers.clone(),
+        Clock::tokio(start),
+        short,
+        token.clone(),
+    );
+    s.start().await.expect("start");
+    let me = env.store.node_id().expect("the scheduler joined as a node");
+    let claim = env
+        .store
+        .claim_run(&def.identity, start, Trigger::Manual, start)
+        .await
+        .expect("claim");
+    let snapsched::domain::Claim::Claimed(run) = claim else {
+        panic!("not claimed: {claim:?}");
+    };
+    assert_eq!(run.owner_node.as_deref(), Some(&*me), "{run:?}");
+    let handle = tokio::spawn(async move {
+        s.run(Duration::from_secs(30)).await.expect("loop runs");
+    });
+    // Virtual time moves on while real time brings the renewal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !all_final(&runs(&env.store, "orphan").await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not resumed within 60 s of real time: {:#?}",
+            runs(&env.store, "orphan").await
+        );
+        for _ in 0..2000 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    token.cancel();
+    handle.await.expect("loop ends");
+    let h = runs(&env.store, "orphan").await;
+    assert_eq!(h.len(), 1, "{h:#?}");
+    assert_eq!(
+        (h[0].id, h[0].state),
+        (run.id, RunState::Succeeded),
+        "{h:#?}"
+    );
+    assert_eq!(
+        env.fake
+            .names(&snapsched::domain::Target::Vm("web01".to_owned()), 1)
+            .len(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn claim_runs_in_one_batch_claims_new_slots_and_names_taken_and_busy_ones() {
     use snapsched::domain::definition::Identity;
